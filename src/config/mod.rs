@@ -1,0 +1,332 @@
+//! The typed config file (TOML + `IDSYNC__` environment overrides), secrets, and the
+//! validation pass behind `idsync check-config`.
+//!
+//! Every struct here rejects unknown keys and documents each field: these comments are the
+//! user's reference (README "Configuration reference" mirrors them).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+mod duration;
+mod load;
+mod secret;
+mod validate;
+
+pub use duration::ConfigDuration;
+pub use load::{load, load_from_str, ConfigError, LoadedConfig};
+pub use secret::{SecretError, SecretSpec};
+pub use validate::{ConfigProblem, ConfigWarning};
+
+use crate::model::{ImportMode, JobKind};
+
+/// The whole config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the store lives.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// The HTTP server (health, metrics, API).
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// The applications idsync talks to, by name (`[a-z][a-z0-9_-]*`).
+    #[serde(default)]
+    pub targets: BTreeMap<String, TargetConfig>,
+    /// Scheduled jobs, by name (`[a-z][a-z0-9_-]*`).
+    #[serde(default)]
+    pub jobs: BTreeMap<String, JobConfig>,
+}
+
+/// `[store]`: the local identity store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` (relative paths are relative to the working / state directory).
+    #[serde(default = "default_store_url")]
+    pub url: String,
+    /// How long a write waits for another writer (another idsync process) before failing.
+    #[serde(default = "default_busy_timeout")]
+    pub busy_timeout: ConfigDuration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { url: default_store_url(), busy_timeout: default_busy_timeout() }
+    }
+}
+
+fn default_store_url() -> String {
+    "sqlite://idsync.db".to_string()
+}
+
+fn default_busy_timeout() -> ConfigDuration {
+    ConfigDuration::from_secs(10)
+}
+
+/// `[server]`: health, metrics and the API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The bearer token for `/api/v1` (every scope). Unset: the API is off (404).
+    #[serde(default)]
+    pub api_token: Option<SecretSpec>,
+    /// How long shutdown waits for running jobs before abandoning them.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: ConfigDuration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { listen: default_listen(), api_token: None, shutdown_grace: default_shutdown_grace() }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
+}
+
+fn default_shutdown_grace() -> ConfigDuration {
+    ConfigDuration::from_secs(30)
+}
+
+/// `[log]`: logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A level (`info`) or a tracing filter (`idsync=debug,info`). `RUST_LOG` wins when set.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    /// `json` (one object per line) or `text`.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: default_log_level(), format: LogFormat::default() }
+    }
+}
+
+fn default_log_level() -> String {
+    "info".to_string()
+}
+
+/// The log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line.
+    #[default]
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// The kinds of target idsync has an adapter for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    /// DigiCert CertCentral Services API v2.
+    Digicert,
+}
+
+impl TargetKind {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Digicert => "digicert",
+        }
+    }
+}
+
+/// `[targets.NAME]`: one application. Keys that only some kinds use say so.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// Which adapter: `digicert`.
+    pub kind: TargetKind,
+    /// The API root, e.g. `https://www.digicert.com/services/v2`.
+    pub base_url: url::Url,
+    /// DigiCert: the API key (string, `{ env = "VAR" }` or `{ file = "PATH" }`).
+    #[serde(default)]
+    pub api_key: Option<SecretSpec>,
+    /// DigiCert: the header that carries the API key.
+    #[serde(default)]
+    pub api_key_header: Option<String>,
+    /// Whole-request timeout (connect + send + read).
+    #[serde(default = "default_timeout")]
+    pub timeout: ConfigDuration,
+    /// Connect timeout.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: ConfigDuration,
+    /// Records per page; unset: the adapter's default (DigiCert 1000).
+    #[serde(default)]
+    pub page_size: Option<u32>,
+    /// Requests in flight at once against this target.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: u32,
+    /// Client-side pacing: one window or a list of windows; `[]` turns pacing off.
+    /// Unset: the adapter's default (DigiCert: 100 per 5s and 1000 per 3m, kept at 90%).
+    #[serde(default)]
+    pub rate_limit: Option<RateLimits>,
+    /// Retries of idempotent reads.
+    #[serde(default)]
+    pub read_retry: ReadRetryConfig,
+    /// Largest response body accepted, in bytes.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: u64,
+    /// When an import would remove more than this, it is held.
+    #[serde(default)]
+    pub deletion_threshold: DeletionThreshold,
+    /// TLS settings.
+    #[serde(default)]
+    pub tls: TlsConfig,
+}
+
+fn default_timeout() -> ConfigDuration {
+    ConfigDuration::from_secs(30)
+}
+
+fn default_connect_timeout() -> ConfigDuration {
+    ConfigDuration::from_secs(10)
+}
+
+fn default_max_concurrency() -> u32 {
+    4
+}
+
+fn default_max_response_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+
+/// One pacing window: at most `requests` per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Requests allowed in the window.
+    pub requests: u32,
+    /// The window length.
+    pub per: ConfigDuration,
+}
+
+/// `rate_limit`: one window (`{ requests = 100, per = "5s" }`) or several.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum RateLimits {
+    /// A single window.
+    One(RateLimit),
+    /// Several windows, all enforced; empty = no pacing.
+    Many(Vec<RateLimit>),
+}
+
+impl RateLimits {
+    /// The windows as a list.
+    pub fn windows(&self) -> Vec<RateLimit> {
+        match self {
+            RateLimits::One(one) => vec![*one],
+            RateLimits::Many(many) => many.clone(),
+        }
+    }
+}
+
+/// `read_retry`: how idempotent reads are retried on transient errors and 429s.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadRetryConfig {
+    /// Attempts in all, including the first.
+    #[serde(default = "default_read_attempts")]
+    pub max_attempts: u32,
+    /// The first backoff (doubles each time, with jitter).
+    #[serde(default = "default_read_initial_backoff")]
+    pub initial_backoff: ConfigDuration,
+    /// The longest backoff.
+    #[serde(default = "default_read_max_backoff")]
+    pub max_backoff: ConfigDuration,
+}
+
+impl Default for ReadRetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_read_attempts(),
+            initial_backoff: default_read_initial_backoff(),
+            max_backoff: default_read_max_backoff(),
+        }
+    }
+}
+
+fn default_read_attempts() -> u32 {
+    5
+}
+
+fn default_read_initial_backoff() -> ConfigDuration {
+    ConfigDuration::from_millis(500)
+}
+
+fn default_read_max_backoff() -> ConfigDuration {
+    ConfigDuration::from_secs(30)
+}
+
+/// `deletion_threshold`: an import is held when removals of one object kind exceed `count`
+/// OR `percent` of that kind's non-suspended rows.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeletionThreshold {
+    /// Percent of existing rows (0–100).
+    #[serde(default = "default_threshold_percent")]
+    pub percent: f64,
+    /// Absolute number of rows.
+    #[serde(default = "default_threshold_count")]
+    pub count: u64,
+}
+
+impl Default for DeletionThreshold {
+    fn default() -> Self {
+        Self { percent: default_threshold_percent(), count: default_threshold_count() }
+    }
+}
+
+fn default_threshold_percent() -> f64 {
+    20.0
+}
+
+fn default_threshold_count() -> u64 {
+    1000
+}
+
+/// `tls`: TLS settings of a target.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// A PEM file of extra CA certificates to trust (added to the system roots).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// `[jobs.NAME]`: one scheduled job.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobConfig {
+    /// `account_import` | `access_import` | `provisioning`.
+    #[serde(rename = "type")]
+    pub kind: JobKind,
+    /// The target (imports: required).
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Six-field cron expression, seconds first, evaluated in UTC.
+    pub schedule: String,
+    /// Imports: `full` (default) or `incremental`.
+    #[serde(default = "default_mode")]
+    pub mode: ImportMode,
+}
+
+fn default_mode() -> ImportMode {
+    ImportMode::Full
+}

@@ -1,0 +1,1 @@
+//! DigiCert adapter. (Being written.)

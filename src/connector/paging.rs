@@ -1,0 +1,1 @@
+//! Pagination guards. (Being written.)

@@ -1,0 +1,1 @@
+//! Builds the connector of each configured target. (Being written.)

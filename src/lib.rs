@@ -1,0 +1,31 @@
+//! idsync: an identity-sync daemon.
+//!
+//! It imports accounts, entitlements and grants from the applications an organisation
+//! governs (DigiCert CertCentral today) into a local store on a cron schedule, and exposes
+//! what it knows through a CLI, an HTTP API and Prometheus metrics.
+//!
+//! Module map:
+//! * [`config`] — the typed config file, secrets and the validation pass.
+//! * [`model`] — records, statuses and run reports shared by every layer.
+//! * [`store`] — the `Store` trait and its SQLite implementation.
+//! * [`connector`] — the `Connector` trait, the shared HTTP client and the adapters.
+//! * [`sync`] — the import jobs.
+//! * [`scheduler`] — cron triggers, job locks and shutdown.
+//! * [`server`] — health, metrics and the `/api/v1` API.
+//! * [`telemetry`] — logging setup and metric names.
+//! * [`clock`] — the one place that reads the wall clock.
+//! * [`sim`] — simulators of the target APIs (feature `sim`).
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod connector;
+pub mod model;
+pub mod scheduler;
+pub mod server;
+#[cfg(feature = "sim")]
+pub mod sim;
+pub mod store;
+pub mod sync;
+pub mod telemetry;

@@ -1,0 +1,5 @@
+//! SQLite store. (Being written.)
+
+/// The SQLite implementation of [`super::Store`].
+#[derive(Debug, Clone)]
+pub struct SqliteStore;

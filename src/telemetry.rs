@@ -1,0 +1,54 @@
+//! Logging setup and the metric names of the public contract (all prefixed `idsync_`).
+//!
+//! Metric labels come from small bounded sets (target, job, kind, outcome, class): never an
+//! account name, a task id or a raw message.
+
+use crate::config::{LogConfig, LogFormat};
+
+/// `idsync_job_runs_total{job,target,kind,outcome}`.
+pub const JOB_RUNS_TOTAL: &str = "idsync_job_runs_total";
+/// `idsync_job_duration_seconds{job,target,kind}` (histogram).
+pub const JOB_DURATION_SECONDS: &str = "idsync_job_duration_seconds";
+/// `idsync_job_skipped_total{job,target}`.
+pub const JOB_SKIPPED_TOTAL: &str = "idsync_job_skipped_total";
+/// `idsync_job_last_success_timestamp_seconds{job,target}` (gauge).
+pub const JOB_LAST_SUCCESS: &str = "idsync_job_last_success_timestamp_seconds";
+/// `idsync_import_objects_total{target,object,change}`.
+pub const IMPORT_OBJECTS_TOTAL: &str = "idsync_import_objects_total";
+/// `idsync_target_requests_total{target,status_class}`; status_class
+/// `2xx|3xx|4xx|429|5xx|timeout|connect`.
+pub const TARGET_REQUESTS_TOTAL: &str = "idsync_target_requests_total";
+/// `idsync_target_request_duration_seconds{target}` (histogram).
+pub const TARGET_REQUEST_DURATION_SECONDS: &str = "idsync_target_request_duration_seconds";
+/// `idsync_target_circuit_open{target}` (gauge, 0/1).
+pub const TARGET_CIRCUIT_OPEN: &str = "idsync_target_circuit_open";
+/// `idsync_build_info{version}` (gauge, always 1).
+pub const BUILD_INFO: &str = "idsync_build_info";
+
+/// Why logging could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid log level or filter `{level}`: {message}")]
+pub struct LogInitError {
+    /// The configured level.
+    pub level: String,
+    /// The parser's message.
+    pub message: String,
+}
+
+/// Installs the global tracing subscriber. `RUST_LOG` overrides the configured level.
+/// Logs go to stderr so that stdout stays clean for command output.
+pub fn init_logging(config: &LogConfig) -> Result<(), LogInitError> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(from_env) if !from_env.is_empty() => EnvFilter::try_new(&from_env),
+        _ => EnvFilter::try_new(&config.level),
+    }
+    .map_err(|err| LogInitError { level: config.level.clone(), message: err.to_string() })?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A second init (tests, demo re-entry) keeps the first subscriber.
+    let _ = match config.format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Text => builder.with_target(false).try_init(),
+    };
+    Ok(())
+}
