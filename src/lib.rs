@@ -15,12 +15,18 @@
 //! * [`telemetry`] — logging setup and metric names.
 //! * [`clock`] — the one place that reads the wall clock.
 //! * [`sim`] — simulators of the target APIs (feature `sim`).
+//! * [`app`] — wiring a config into a running daemon.
+//! * [`cli`] — the command line.
+//! * [`demo`] — `idsync demo` and `idsync sim` (feature `sim`).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 pub mod app;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod connector;
+#[cfg(feature = "sim")]
+pub mod demo;
 pub mod model;
 pub mod scheduler;
 pub mod server;

@@ -38,7 +38,9 @@ impl std::str::FromStr for ConfigDuration {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         humantime::parse_duration(text.trim())
             .map(ConfigDuration)
-            .map_err(|err| format!("`{text}` is not a duration ({err}); write e.g. \"30s\", \"5m\", \"1h\""))
+            .map_err(|err| {
+                format!("`{text}` is not a duration ({err}); write e.g. \"30s\", \"5m\", \"1h\"")
+            })
     }
 }
 
@@ -55,9 +57,18 @@ mod tests {
 
     #[test]
     fn parses_common_spellings() {
-        assert_eq!("30s".parse::<ConfigDuration>().unwrap().get(), Duration::from_secs(30));
-        assert_eq!("5m".parse::<ConfigDuration>().unwrap().get(), Duration::from_secs(300));
-        assert_eq!("1h 30m".parse::<ConfigDuration>().unwrap().get(), Duration::from_secs(5400));
+        assert_eq!(
+            "30s".parse::<ConfigDuration>().unwrap().get(),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            "5m".parse::<ConfigDuration>().unwrap().get(),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            "1h 30m".parse::<ConfigDuration>().unwrap().get(),
+            Duration::from_secs(5400)
+        );
     }
 
     #[test]

@@ -1,8 +1,12 @@
-//! Loading the config file and environment overrides. (Being written.)
+//! Loading the config file: parse the TOML, apply `IDSYNC__*` environment overrides,
+//! deserialize entry by entry and validate, reporting every problem at once.
 
 use std::path::Path;
 
-use super::{Config, ConfigProblem, ConfigWarning};
+use chrono::{DateTime, Utc};
+
+use super::env::{self, Override};
+use super::{de, validate, Config, ConfigProblem, ConfigWarning};
 
 /// A config that loaded and validated, with the warnings found on the way.
 #[derive(Debug, Clone)]
@@ -14,29 +18,718 @@ pub struct LoadedConfig {
 }
 
 /// Why a config could not be used: every problem found, at once.
+///
+/// `Display` gives a one-line summary; print each of [`problems`](Self::problems) (they
+/// implement `Display` as `key = value: message`) to show the details.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{} problem(s) in config {source_name}", problems.len())]
 pub struct ConfigError {
     /// The file (or `<string>`).
     pub source_name: String,
-    /// Every problem.
+    /// Every problem, sorted by key.
     pub problems: Vec<ConfigProblem>,
 }
 
 /// Loads, overrides from `IDSYNC__*` environment variables, and validates the config file.
+///
+/// Secrets given as `{ env = "VAR" }` or `{ file = "PATH" }` are resolved to check that they
+/// can be, and dropped again. Warns when the file is readable by group or others and holds
+/// a literal secret.
 pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    let source_name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
-        source_name: path.display().to_string(),
-        problems: vec![ConfigProblem { key: "(file)".into(), value: None, message: err.to_string() }],
+        source_name: source_name.clone(),
+        problems: vec![ConfigProblem::new(
+            "(file)",
+            format!("cannot read {source_name}: {err}"),
+        )],
     })?;
-    load_from_str(&text, &path.display().to_string(), &[])
+    let mut problems = Vec::new();
+    let mut vars = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let name = name.to_string_lossy().into_owned();
+        if !env::has_prefix(&name) {
+            continue;
+        }
+        match value.into_string() {
+            Ok(value) => vars.push((name, value)),
+            Err(_) => problems.push(ConfigProblem::new(name, "the value is not valid UTF-8")),
+        }
+    }
+    let mode = file_mode(path);
+    load_inner(
+        &text,
+        &source_name,
+        &vars,
+        mode,
+        problems,
+        crate::clock::now(),
+    )
 }
 
-/// Loads and validates a config from text, with explicit environment overrides (tests).
-pub fn load_from_str(text: &str, source_name: &str, _env: &[(String, String)]) -> Result<LoadedConfig, ConfigError> {
-    let config: Config = toml::from_str(text).map_err(|err| ConfigError {
-        source_name: source_name.to_string(),
-        problems: vec![ConfigProblem { key: "(file)".into(), value: None, message: err.to_string() }],
-    })?;
-    Ok(LoadedConfig { config, warnings: Vec::new() })
+/// Loads and validates a config from text, with explicit environment overrides (tests): the
+/// process environment is not read for overrides (`{ env = "VAR" }` secrets still resolve from
+/// it).
+pub fn load_from_str(
+    text: &str,
+    source_name: &str,
+    env: &[(String, String)],
+) -> Result<LoadedConfig, ConfigError> {
+    load_inner(
+        text,
+        source_name,
+        env,
+        None,
+        Vec::new(),
+        crate::clock::now(),
+    )
+}
+
+/// The permission bits of the file, where the platform has them.
+#[cfg(unix)]
+fn file_mode(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .ok()
+        .map(|meta| meta.permissions().mode() & 0o777)
+}
+
+#[cfg(not(unix))]
+fn file_mode(_path: &Path) -> Option<u32> {
+    None
+}
+
+fn load_inner(
+    text: &str,
+    source_name: &str,
+    env: &[(String, String)],
+    file_mode: Option<u32>,
+    mut problems: Vec<ConfigProblem>,
+    now: DateTime<Utc>,
+) -> Result<LoadedConfig, ConfigError> {
+    let fail = |mut problems: Vec<ConfigProblem>| {
+        problems.sort_by(|a, b| a.key.cmp(&b.key));
+        ConfigError {
+            source_name: source_name.to_string(),
+            problems,
+        }
+    };
+    let mut root: toml::Table = match toml::from_str(text) {
+        Ok(root) => root,
+        Err(err) => {
+            problems.push(syntax_problem(text, &err));
+            return Err(fail(problems));
+        }
+    };
+    let overrides = env::apply(&mut root, env, &mut problems);
+    let parsed = de::deserialize(root, &overrides, &mut problems);
+    let mut found = Vec::new();
+    validate::validate_with(&parsed.config, &parsed.declared, now, &mut found);
+    // A removed key holds a default, not the user's value: its problem is already reported.
+    found.retain(|problem| {
+        !parsed
+            .removed
+            .iter()
+            .any(|key| is_at_or_under(&problem.key, key))
+    });
+    problems.append(&mut found);
+    if !problems.is_empty() {
+        for problem in &mut problems {
+            note_override(problem, &overrides);
+        }
+        return Err(fail(problems));
+    }
+    let warnings = literal_secret_warnings(&parsed.config, &overrides, source_name, file_mode);
+    Ok(LoadedConfig {
+        config: parsed.config,
+        warnings,
+    })
+}
+
+/// A TOML syntax error, located by line and column. The parser's own rendering quotes the
+/// offending line, which may hold a literal secret, so it is not used.
+fn syntax_problem(text: &str, err: &toml::de::Error) -> ConfigProblem {
+    let location = err.span().map(|span| {
+        let before = text.get(..span.start).unwrap_or(text);
+        let line = before.matches('\n').count() + 1;
+        let column = before
+            .rsplit('\n')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .count()
+            + 1;
+        format!(" at line {line}, column {column}")
+    });
+    ConfigProblem::new(
+        "(file)",
+        format!(
+            "TOML syntax error{}: {}",
+            location.unwrap_or_default(),
+            err.message().trim_end()
+        ),
+    )
+}
+
+/// Whether `key` is `base` or a key inside it (`base.x`, `base[0]`).
+fn is_at_or_under(key: &str, base: &str) -> bool {
+    key.strip_prefix(base)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+}
+
+/// Says which environment variable set (part of) the key a problem is about.
+fn note_override(problem: &mut ConfigProblem, overrides: &[Override]) {
+    let related = overrides.iter().filter(|o| {
+        let key = o.key();
+        is_at_or_under(&key, &problem.key) || is_at_or_under(&problem.key, &key)
+    });
+    let vars: Vec<&str> = related.map(|o| o.var.as_str()).collect();
+    if !vars.is_empty() {
+        problem
+            .message
+            .push_str(&format!(" (set by {})", vars.join(", ")));
+    }
+}
+
+/// Warns about each literal secret written in a file that group or others can read.
+fn literal_secret_warnings(
+    config: &Config,
+    overrides: &[Override],
+    source_name: &str,
+    file_mode: Option<u32>,
+) -> Vec<ConfigWarning> {
+    let Some(mode) = file_mode.filter(|mode| mode & 0o044 != 0) else {
+        return Vec::new();
+    };
+    config
+        .secrets()
+        .into_iter()
+        .filter(|(key, spec)| spec.is_literal() && !overrides.iter().any(|o| &o.key() == key))
+        .map(|(key, _)| ConfigWarning {
+            message: format!(
+                "holds a literal secret in {source_name}, which other users can read (mode \
+                 {mode:o}); run `chmod 600 {source_name}`, or write {key} = {{ env = \"VAR\" }} \
+                 or {{ file = \"PATH\" }}"
+            ),
+            key,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    const EXAMPLE: &str = include_str!("../../config/idsync.example.toml");
+
+    /// A usable config with a literal secret (loaded with `load_from_str`, never a file mode).
+    const VALID: &str = r#"
+[targets.digicert]
+kind = "digicert"
+base_url = "https://www.digicert.com/services/v2"
+api_key = "literal-key-for-tests"
+
+[jobs.digicert-accounts]
+type = "account_import"
+target = "digicert"
+schedule = "0 */30 * * * *"
+"#;
+
+    fn problems_of(text: &str) -> Vec<ConfigProblem> {
+        problems_with_env(text, &[])
+    }
+
+    fn problems_with_env(text: &str, env: &[(&str, &str)]) -> Vec<ConfigProblem> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        match load_from_str(text, "test.toml", &env) {
+            Ok(loaded) => panic!("expected problems, loaded {:?}", loaded.config),
+            Err(err) => {
+                assert_eq!(err.source_name, "test.toml");
+                err.problems
+            }
+        }
+    }
+
+    fn find<'a>(problems: &'a [ConfigProblem], key: &str) -> &'a ConfigProblem {
+        problems
+            .iter()
+            .find(|p| p.key == key)
+            .unwrap_or_else(|| panic!("no problem at {key} in {problems:#?}"))
+    }
+
+    #[test]
+    fn valid_config_loads() {
+        let loaded = load_from_str(VALID, "test.toml", &[]).unwrap();
+        assert!(loaded.warnings.is_empty());
+        assert!(!format!("{loaded:?}").contains("literal-key-for-tests"));
+        assert_eq!(loaded.config.targets["digicert"].page_size, None);
+        assert_eq!(
+            loaded.config.jobs["digicert-accounts"].schedule,
+            "0 */30 * * * *"
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = VALID.replace("kind = \"digicert\"", "kind = \"digicert\"\npag_size = 5");
+        let problems = problems_of(&text);
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        let problem = find(&problems, "targets.digicert.pag_size");
+        assert!(problem.message.starts_with("unknown key"), "{problem}");
+        assert!(problem.message.contains("page_size"), "{problem}");
+    }
+
+    #[test]
+    fn unknown_section_is_named() {
+        let problems = problems_of(&format!("{VALID}\n[stroe]\nurl = \"x\"\n"));
+        assert!(find(&problems, "stroe").message.contains("unknown section"));
+    }
+
+    #[test]
+    fn every_broken_entry_is_reported_at_once() {
+        let text = r#"
+[targets.one]
+kind = "digicert"
+base_url = "https://one.example.com"
+api_key = "k1"
+page_size = "many"
+
+[targets.two]
+kind = "nosuchkind"
+base_url = "https://two.example.com"
+
+[targets.three]
+kind = "digicert"
+base_url = "https://three.example.com"
+api_key = "k3"
+timeout = "30"
+max_concurrency = 0
+bogus = 1
+
+[jobs.j]
+type = "account_import"
+target = "one"
+schedule = "*/5 * * * *"
+"#;
+        let problems = problems_of(text);
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "jobs.j.schedule",
+                "targets.one.page_size",
+                "targets.three.bogus",
+                "targets.three.max_concurrency",
+                "targets.three.timeout",
+                "targets.two.kind",
+            ],
+            "{problems:#?}"
+        );
+        assert_eq!(
+            find(&problems, "targets.one.page_size").value.as_deref(),
+            Some("\"many\"")
+        );
+        assert!(find(&problems, "targets.two.kind")
+            .message
+            .contains("digicert"));
+        assert!(find(&problems, "targets.three.timeout")
+            .message
+            .contains("\"30s\""));
+        // What is left of a broken entry is still validated (max_concurrency), and a broken
+        // target still counts as configured: the job is not told it is missing.
+        assert!(!keys.contains(&"jobs.j.target"));
+    }
+
+    #[test]
+    fn problems_print_key_value_and_message() {
+        let text = VALID.replace("0 */30 * * * *", "*/30 * * * *");
+        let err = load_from_str(&text, "test.toml", &[]).unwrap_err();
+        assert_eq!(err.to_string(), "1 problem(s) in config test.toml");
+        assert_eq!(
+            err.problems[0].to_string(),
+            "jobs.digicert-accounts.schedule = \"*/30 * * * *\": has 5 field(s); write six \
+             fields, seconds first, e.g. \"0 */30 * * * *\""
+        );
+    }
+
+    #[test]
+    fn never_firing_schedule_is_refused() {
+        let problems = problems_of(&VALID.replace("0 */30 * * * *", "0 0 0 30 2 *"));
+        let problem = find(&problems, "jobs.digicert-accounts.schedule");
+        assert!(problem.message.contains("never fires"), "{problem}");
+    }
+
+    #[test]
+    fn missing_env_secret_names_the_variable() {
+        let var = "IDSYNC_TEST_LOAD_UNSET_API_KEY_7F3A";
+        let text = VALID.replace(
+            "\"literal-key-for-tests\"",
+            &format!("{{ env = \"{var}\" }}"),
+        );
+        let problems = problems_of(&text);
+        let problem = find(&problems, "targets.digicert.api_key");
+        assert!(problem.message.contains(var), "{problem}");
+        assert_eq!(problem.value, None);
+    }
+
+    #[test]
+    fn missing_secret_file_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("no-such-key");
+        let text = VALID.replace(
+            "\"literal-key-for-tests\"",
+            &format!(
+                "{{ file = {} }}",
+                toml::Value::String(path.display().to_string())
+            ),
+        );
+        let problems = problems_of(&text);
+        let problem = find(&problems, "targets.digicert.api_key");
+        assert!(
+            problem.message.contains(&path.display().to_string()),
+            "{problem}"
+        );
+    }
+
+    #[test]
+    fn secret_values_never_reach_problems() {
+        let secret = "s3cr3t-Zq81-never-print";
+        let text = format!(
+            r#"
+[server]
+api_token = {{ env = "X", extra = "{secret}" }}
+
+[targets.broken]
+kind = "digicert"
+base_url = "ftp://example.com"
+api_key = "{secret}"
+api_kye = "{secret}"
+page_size = 0
+
+[targets.shape]
+kind = "digicert"
+base_url = "https://example.com"
+api_key = {{ file = "/x", value = "{secret}" }}
+
+[jobs.j]
+type = "account_import"
+target = "missing"
+schedule = "* * * * *"
+"#
+        );
+        let env = [
+            (
+                "IDSYNC__TARGETS__BROKEN__API_KEY",
+                "{ not-toml s3cr3t-Zq81-never-print",
+            ),
+            ("IDSYNC__TARGETS__SHAPE__API_KEY__ENV", secret),
+        ];
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let err = load_from_str(&text, "test.toml", &env).unwrap_err();
+        assert!(err.problems.len() >= 8, "{:#?}", err.problems);
+        let shown: Vec<String> = err.problems.iter().map(ToString::to_string).collect();
+        let all = format!("{err} {err:?} {}", shown.join("\n"));
+        assert!(!all.contains(secret), "{all}");
+        for key in [
+            "server.api_token",
+            "targets.shape.api_key",
+            "targets.broken.api_kye",
+        ] {
+            assert_eq!(find(&err.problems, key).value, None, "{key}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_do_not_quote_the_line() {
+        let problems = problems_of("[server]\napi_token = \"s3cr3t-unterminated\n");
+        assert_eq!(problems.len(), 1);
+        let text = problems[0].to_string();
+        assert!(text.contains("line 2"), "{text}");
+        assert!(!text.contains("s3cr3t"), "{text}");
+    }
+
+    #[test]
+    fn env_overrides_nested_keys() {
+        let env: Vec<(String, String)> = [
+            ("IDSYNC__TARGETS__DIGICERT__PAGE_SIZE", "500"),
+            ("IDSYNC__TARGETS__DIGICERT__RATE_LIMIT__REQUESTS", "7"),
+            ("IDSYNC__TARGETS__DIGICERT__RATE_LIMIT__PER", "2s"),
+            (
+                "IDSYNC__TARGETS__DIGICERT__DELETION_THRESHOLD__PERCENT",
+                "12.5",
+            ),
+            ("IDSYNC__SERVER__LISTEN", "0.0.0.0:9000"),
+            ("IDSYNC__LOG__LEVEL", "debug"),
+            ("IDSYNC__SERVER__API_TOKEN", "12345"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let config = load_from_str(VALID, "test.toml", &env).unwrap().config;
+        let target = &config.targets["digicert"];
+        assert_eq!(target.page_size, Some(500));
+        assert_eq!(
+            target.rate_limit.as_ref().unwrap().windows(),
+            [crate::config::RateLimit {
+                requests: 7,
+                per: crate::config::ConfigDuration::from_secs(2)
+            }]
+        );
+        assert_eq!(target.deletion_threshold.percent, 12.5);
+        assert_eq!(config.server.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(config.log.level, "debug");
+        // A numeric-looking secret stays a string.
+        assert!(config.server.api_token.as_ref().unwrap().is_literal());
+    }
+
+    #[test]
+    fn env_override_problems_name_the_variable() {
+        let problems =
+            problems_with_env(VALID, &[("IDSYNC__TARGETS__DIGICERT__PAGE_SIZE", "5000")]);
+        let problem = find(&problems, "targets.digicert.page_size");
+        assert_eq!(problem.value.as_deref(), Some("5000"));
+        assert!(
+            problem
+                .message
+                .contains("IDSYNC__TARGETS__DIGICERT__PAGE_SIZE"),
+            "{problem}"
+        );
+        let problems =
+            problems_with_env(VALID, &[("IDSYNC__TARGETS__DIGICERT__PAGE_SIZE", "lots")]);
+        assert!(find(&problems, "targets.digicert.page_size")
+            .message
+            .contains("IDSYNC__"));
+    }
+
+    fn write_config(mode: u32) -> (tempfile::TempDir, std::path::PathBuf) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("idsync.toml");
+        let mut file = std::fs::File::create(&path).unwrap();
+        file.write_all(VALID.as_bytes()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn readable_file_with_literal_secret_warns() {
+        let (_dir, path) = write_config(0o644);
+        let loaded = load(&path).unwrap();
+        assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+        let warning = &loaded.warnings[0];
+        assert_eq!(warning.key, "targets.digicert.api_key");
+        assert!(warning.message.contains("chmod 600"), "{warning}");
+        assert!(!warning.to_string().contains("literal-key-for-tests"));
+
+        let (_dir, path) = write_config(0o600);
+        assert!(load(&path).unwrap().warnings.is_empty());
+    }
+
+    #[test]
+    fn unreadable_file_is_one_problem() {
+        let err = load(Path::new("/nonexistent/idsync/idsync.toml")).unwrap_err();
+        assert_eq!(err.problems.len(), 1);
+        assert!(err.problems[0]
+            .message
+            .contains("/nonexistent/idsync/idsync.toml"));
+    }
+
+    #[test]
+    fn job_must_name_a_configured_target() {
+        let problems = problems_of(&VALID.replace("target = \"digicert\"", "target = \"jama\""));
+        let problem = find(&problems, "jobs.digicert-accounts.target");
+        assert_eq!(problem.value.as_deref(), Some("\"jama\""));
+        assert!(
+            problem.message.contains("configured targets: digicert"),
+            "{problem}"
+        );
+
+        let problems = problems_of(&VALID.replace("target = \"digicert\"\n", ""));
+        assert!(find(&problems, "jobs.digicert-accounts.target")
+            .message
+            .contains("required"));
+    }
+
+    #[test]
+    fn provisioning_job_is_refused() {
+        let text = format!(
+            "{VALID}\n[jobs.wsretry]\ntype = \"provisioning\"\nschedule = \"0 * * * * *\"\n"
+        );
+        let problems = problems_of(&text);
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        let problem = find(&problems, "jobs.wsretry.type");
+        assert!(
+            problem.message.contains("not available in this version"),
+            "{problem}"
+        );
+    }
+
+    #[test]
+    fn incremental_mode_only_on_imports() {
+        let text = VALID.replace(
+            "target = \"digicert\"\n",
+            "target = \"digicert\"\nmode = \"incremental\"\n",
+        );
+        load_from_str(&text, "test.toml", &[]).unwrap();
+        let text = format!(
+            "{VALID}\n[jobs.p]\ntype = \"provisioning\"\nschedule = \"0 * * * * *\"\nmode = \"incremental\"\n"
+        );
+        let problems = problems_of(&text);
+        assert!(find(&problems, "jobs.p.mode")
+            .message
+            .contains("account_import"));
+    }
+
+    #[test]
+    fn target_rules_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("ca.der");
+        std::fs::write(&not_pem, b"\x30\x82binary").unwrap();
+        let text = format!(
+            r#"
+[store]
+url = "postgres://db/idsync"
+
+[log]
+level = "info,[[["
+
+[targets.Bad]
+kind = "digicert"
+base_url = "ftp://files.example.com"
+api_key = "k"
+page_size = 1001
+max_concurrency = 0
+rate_limit = [{{ requests = 1, per = "1s" }}, {{ requests = 0, per = "0s" }}]
+deletion_threshold = {{ percent = 101.0 }}
+read_retry = {{ max_attempts = 0, initial_backoff = "1m", max_backoff = "1s" }}
+timeout = "0s"
+tls = {{ ca_file = {ca} }}
+
+[targets.nokey]
+kind = "digicert"
+base_url = "https://example.com"
+"#,
+            ca = toml::Value::String(not_pem.display().to_string())
+        );
+        let problems = problems_of(&text);
+        for (key, needle) in [
+            ("store.url", "PostgreSQL is not available yet"),
+            ("log.level", "tracing filter"),
+            ("targets.Bad", "[a-z][a-z0-9_-]*"),
+            ("targets.Bad.base_url", "http or https"),
+            ("targets.Bad.page_size", "between 1 and 1000"),
+            ("targets.Bad.max_concurrency", "at least 1"),
+            ("targets.Bad.rate_limit[1].requests", "at least 1"),
+            ("targets.Bad.rate_limit[1].per", "longer than 0s"),
+            (
+                "targets.Bad.deletion_threshold.percent",
+                "between 0 and 100",
+            ),
+            ("targets.Bad.read_retry.max_attempts", "at least 1"),
+            ("targets.Bad.read_retry.initial_backoff", "max_backoff"),
+            ("targets.Bad.timeout", "longer than 0s"),
+            ("targets.Bad.tls.ca_file", "BEGIN CERTIFICATE"),
+            ("targets.nokey.api_key", "required for kind = \"digicert\""),
+        ] {
+            let problem = find(&problems, key);
+            assert!(problem.message.contains(needle), "{problem}");
+        }
+        assert_eq!(problems.len(), 14, "{problems:#?}");
+    }
+
+    #[test]
+    fn malformed_rate_limit_names_the_window() {
+        let text = VALID.replace(
+            "api_key = \"literal-key-for-tests\"",
+            "api_key = \"k\"\nrate_limit = [{ requests = 1, per = \"1s\" }, { requests = 2, pre = \"1s\" }]",
+        );
+        let problems = problems_of(&text);
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        find(&problems, "targets.digicert.rate_limit[1].pre");
+    }
+
+    #[test]
+    fn secret_keys_cover_every_secret_field() {
+        let config = load_from_str(
+            &VALID.replace(
+                "[targets.digicert]",
+                "[server]\napi_token = \"t\"\n\n[targets.digicert]",
+            ),
+            "test.toml",
+            &[],
+        )
+        .unwrap()
+        .config;
+        let secrets = config.secrets();
+        assert_eq!(secrets.len(), 2);
+        for (key, _) in secrets {
+            let field = key.rsplit('.').next().unwrap();
+            assert!(
+                de::is_secret_key(field),
+                "{key} is missing from SECRET_KEYS"
+            );
+        }
+    }
+
+    #[test]
+    fn example_file_loads() {
+        let var = "IDSYNC_TEST_EXAMPLE_DIGICERT_API_KEY";
+        assert_eq!(EXAMPLE.matches("{ env = \"DIGICERT_API_KEY\" }").count(), 1);
+        std::env::set_var(var, "example-key");
+        let text = EXAMPLE.replace("DIGICERT_API_KEY", var);
+        let loaded = load_from_str(&text, "idsync.example.toml", &[]).unwrap();
+        let jobs = &loaded.config.jobs;
+        assert_eq!(jobs["digicert-accounts"].schedule, "0 */30 * * * *");
+        assert_eq!(jobs["digicert-access"].schedule, "0 5,35 * * * *");
+        assert_eq!(
+            jobs["digicert-access"].kind,
+            crate::model::JobKind::AccessImport
+        );
+    }
+
+    /// Every optional setting the example shows (`#key = value`) exists and holds a valid value.
+    #[test]
+    fn example_file_loads_with_every_setting_uncommented() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let (digicert, token) = (
+            "IDSYNC_TEST_EXAMPLE_ALL_DIGICERT_KEY",
+            "IDSYNC_TEST_EXAMPLE_ALL_API_TOKEN",
+        );
+        std::env::set_var(digicert, "example-key");
+        std::env::set_var(token, "example-token");
+        let mut uncommented = 0;
+        let text: String = EXAMPLE
+            .lines()
+            .map(|line| match line.strip_prefix('#') {
+                Some(rest) if rest.starts_with(|c: char| c.is_ascii_lowercase()) => {
+                    uncommented += 1;
+                    format!("{rest}\n")
+                }
+                _ => format!("{line}\n"),
+            })
+            .collect();
+        assert!(uncommented >= 19, "only {uncommented} settings uncommented");
+        let text = text
+            .replace("DIGICERT_API_KEY", digicert)
+            .replace("IDSYNC_API_TOKEN", token)
+            .replace("/etc/idsync/ca.pem", &ca.display().to_string());
+        let config = load_from_str(&text, "idsync.example.toml", &[])
+            .unwrap()
+            .config;
+        assert!(config.server.api_token.is_some());
+        assert_eq!(config.targets["digicert"].page_size, Some(1000));
+    }
 }

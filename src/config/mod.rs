@@ -9,7 +9,9 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+mod de;
 mod duration;
+mod env;
 mod load;
 mod secret;
 mod validate;
@@ -17,7 +19,7 @@ mod validate;
 pub use duration::ConfigDuration;
 pub use load::{load, load_from_str, ConfigError, LoadedConfig};
 pub use secret::{SecretError, SecretSpec};
-pub use validate::{ConfigProblem, ConfigWarning};
+pub use validate::{parse_schedule, validate, ConfigProblem, ConfigWarning};
 
 use crate::model::{ImportMode, JobKind};
 
@@ -56,7 +58,29 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { url: default_store_url(), busy_timeout: default_busy_timeout() }
+        Self {
+            url: default_store_url(),
+            busy_timeout: default_busy_timeout(),
+        }
+    }
+}
+
+impl Config {
+    /// Every secret the config sets, by dotted key (e.g. `targets.digicert.api_key`): what
+    /// validation resolves and what the literal-secret warning looks at.
+    pub fn secrets(&self) -> Vec<(String, &SecretSpec)> {
+        let server = self
+            .server
+            .api_token
+            .iter()
+            .map(|spec| ("server.api_token".to_string(), spec));
+        let targets = self.targets.iter().flat_map(|(name, target)| {
+            target
+                .secrets()
+                .into_iter()
+                .map(move |(field, spec)| (format!("targets.{name}.{field}"), spec))
+        });
+        server.chain(targets).collect()
     }
 }
 
@@ -85,7 +109,11 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: default_listen(), api_token: None, shutdown_grace: default_shutdown_grace() }
+        Self {
+            listen: default_listen(),
+            api_token: None,
+            shutdown_grace: default_shutdown_grace(),
+        }
     }
 }
 
@@ -111,7 +139,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { level: default_log_level(), format: LogFormat::default() }
+        Self {
+            level: default_log_level(),
+            format: LogFormat::default(),
+        }
     }
 }
 
@@ -189,6 +220,14 @@ pub struct TargetConfig {
     /// TLS settings.
     #[serde(default)]
     pub tls: TlsConfig,
+}
+
+impl TargetConfig {
+    /// The secret fields this target sets, by key (e.g. `api_key`). Add new secret fields here
+    /// so that they are resolved at load and never shown in a config problem.
+    pub fn secrets(&self) -> Vec<(&'static str, &SecretSpec)> {
+        self.api_key.iter().map(|spec| ("api_key", spec)).collect()
+    }
 }
 
 fn default_timeout() -> ConfigDuration {
@@ -289,7 +328,10 @@ pub struct DeletionThreshold {
 
 impl Default for DeletionThreshold {
     fn default() -> Self {
-        Self { percent: default_threshold_percent(), count: default_threshold_count() }
+        Self {
+            percent: default_threshold_percent(),
+            count: default_threshold_count(),
+        }
     }
 }
 

@@ -10,8 +10,11 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 /// Where a secret comes from, as written in the config file.
+///
+/// `{ env = … }` and `{ file = … }` reject any other key, so a misspelt table is an error rather
+/// than a silently ignored setting.
 #[derive(Clone, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, deny_unknown_fields)]
 pub enum SecretSpec {
     /// `{ env = "VAR" }`: read from an environment variable.
     Env {
@@ -62,13 +65,19 @@ impl SecretSpec {
     pub fn resolve(&self) -> Result<SecretString, SecretError> {
         use secrecy::ExposeSecret;
         let (value, origin) = match self {
-            SecretSpec::Literal(value) => (value.expose_secret().to_string(), "the config file".to_string()),
+            SecretSpec::Literal(value) => (
+                value.expose_secret().to_string(),
+                "the config file".to_string(),
+            ),
             SecretSpec::Env { env } => match std::env::var(env) {
                 Ok(value) => (value, format!("environment variable {env}")),
                 Err(_) => return Err(SecretError::MissingEnv(env.clone())),
             },
             SecretSpec::File { file } => match std::fs::read_to_string(file) {
-                Ok(value) => (value.trim_end_matches(['\r', '\n']).to_string(), format!("file {}", file.display())),
+                Ok(value) => (
+                    value.trim_end_matches(['\r', '\n']).to_string(),
+                    format!("file {}", file.display()),
+                ),
                 Err(err) => {
                     return Err(SecretError::Unreadable {
                         path: file.display().to_string(),
@@ -103,7 +112,8 @@ mod tests {
     fn reads_all_three_forms() {
         let literal: Holder = toml::from_str(r#"key = "s3cr3t""#).unwrap();
         assert_eq!(literal.key.resolve().unwrap().expose_secret(), "s3cr3t");
-        let env: Holder = toml::from_str(r#"key = { env = "IDSYNC_TEST_SECRET_UNSET_XYZ" }"#).unwrap();
+        let env: Holder =
+            toml::from_str(r#"key = { env = "IDSYNC_TEST_SECRET_UNSET_XYZ" }"#).unwrap();
         assert_eq!(
             env.key.resolve().unwrap_err(),
             SecretError::MissingEnv("IDSYNC_TEST_SECRET_UNSET_XYZ".into())
@@ -123,7 +133,13 @@ mod tests {
 
     #[test]
     fn missing_file_names_the_path() {
-        let spec = SecretSpec::File { file: "/nonexistent/idsync/key".into() };
-        assert!(spec.resolve().unwrap_err().to_string().contains("/nonexistent/idsync/key"));
+        let spec = SecretSpec::File {
+            file: "/nonexistent/idsync/key".into(),
+        };
+        assert!(spec
+            .resolve()
+            .unwrap_err()
+            .to_string()
+            .contains("/nonexistent/idsync/key"));
     }
 }

@@ -1,4 +1,19 @@
-//! The validation pass. (Being written.)
+//! The validation pass behind `idsync check-config`: every rule the types cannot express,
+//! checked on a deserialized config, with every problem collected before anything starts.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::ops::RangeInclusive;
+
+use chrono::{DateTime, Months, Utc};
+use croner::parser::{CronParser, Seconds, Year};
+use croner::Cron;
+
+use super::{
+    Config, JobConfig, LogConfig, RateLimit, RateLimits, ServerConfig, StoreConfig, TargetConfig,
+    TargetKind,
+};
+use crate::model::{ImportMode, JobKind};
 
 /// One problem with the config: which key, its value (unless secret), and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -11,6 +26,32 @@ pub struct ConfigProblem {
     pub message: String,
 }
 
+impl ConfigProblem {
+    /// A problem with `key` and no value shown.
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            value: None,
+            message: message.into(),
+        }
+    }
+
+    /// The same problem showing the offending value (never use this for a secret).
+    pub fn with_value(mut self, value: impl Into<String>) -> Self {
+        self.value = Some(value.into());
+        self
+    }
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.value {
+            Some(value) => write!(f, "{} = {}: {}", self.key, value, self.message),
+            None => write!(f, "{}: {}", self.key, self.message),
+        }
+    }
+}
+
 /// Something worth telling the operator that does not stop idsync.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ConfigWarning {
@@ -18,4 +59,475 @@ pub struct ConfigWarning {
     pub key: String,
     /// What to do about it.
     pub message: String,
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// How far ahead a schedule must fire at least once.
+const SCHEDULE_HORIZON: Months = Months::new(5 * 12);
+
+const SCHEDULE_HINT: &str = "write six fields, seconds first, e.g. \"0 */30 * * * *\"";
+
+/// Parses a job's `schedule`: a six-field cron expression, seconds first, evaluated in UTC,
+/// that fires at least once in the next five years. The error says what to write instead.
+///
+/// The scheduler uses the returned [`Cron`] to compute next fire times (in UTC).
+pub fn parse_schedule(expr: &str) -> Result<Cron, String> {
+    parse_schedule_at(expr, crate::clock::now())
+}
+
+/// [`parse_schedule`] with "now" as a parameter.
+fn parse_schedule_at(expr: &str, now: DateTime<Utc>) -> Result<Cron, String> {
+    let fields = expr.split_whitespace().count();
+    if fields != 6 {
+        return Err(format!("has {fields} field(s); {SCHEDULE_HINT}"));
+    }
+    let cron = CronParser::builder()
+        .seconds(Seconds::Required)
+        .year(Year::Disallowed)
+        // The same reading as tokio-cron-scheduler's trigger: day-of-month AND day-of-week.
+        .dom_and_dow(true)
+        .build()
+        .parse(expr)
+        .map_err(|err| format!("is not a valid cron expression ({err}); {SCHEDULE_HINT}"))?;
+    let horizon = now
+        .checked_add_months(SCHEDULE_HORIZON)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    match cron.find_next_occurrence(&now, false) {
+        Ok(next) if next <= horizon => Ok(cron),
+        _ => Err(
+            "never fires: no time matches it in the next five years (is the day valid \
+                  for the month, e.g. not 30 February?)"
+                .to_string(),
+        ),
+    }
+}
+
+/// Checks a deserialized config and returns every problem found (empty: the config is
+/// usable). [`load`](super::load) runs the same pass; this is for configs built in code.
+pub fn validate(config: &Config) -> Vec<ConfigProblem> {
+    let declared = Declared {
+        targets: config.targets.keys().cloned().collect(),
+        jobs: config.jobs.keys().cloned().collect(),
+    };
+    let mut problems = Vec::new();
+    validate_with(config, &declared, crate::clock::now(), &mut problems);
+    problems
+}
+
+/// The names the file declares, including entries that failed to deserialize (so that a job
+/// naming a broken target is not also told the target does not exist).
+#[derive(Debug, Default)]
+pub(super) struct Declared {
+    /// Every `[targets.NAME]`.
+    pub targets: BTreeSet<String>,
+    /// Every `[jobs.NAME]`.
+    pub jobs: BTreeSet<String>,
+}
+
+/// The validation pass, with the declared names and "now" as parameters.
+pub(super) fn validate_with(
+    config: &Config,
+    declared: &Declared,
+    now: DateTime<Utc>,
+    problems: &mut Vec<ConfigProblem>,
+) {
+    for (section, names) in [("targets", &declared.targets), ("jobs", &declared.jobs)] {
+        for name in names.iter().filter(|name| !is_valid_name(name)) {
+            problems.push(ConfigProblem::new(
+                format!("{section}.{name}"),
+                "names must match [a-z][a-z0-9_-]* (lower-case letter first, then lower-case \
+                 letters, digits, `_` or `-`)",
+            ));
+        }
+    }
+    validate_store(&config.store, problems);
+    validate_server(&config.server, problems);
+    validate_log(&config.log, problems);
+    for (name, target) in &config.targets {
+        validate_target(name, target, problems);
+    }
+    for (name, job) in &config.jobs {
+        validate_job(name, job, &declared.targets, now, problems);
+    }
+}
+
+/// `[a-z][a-z0-9_-]*`.
+fn is_valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|first| first.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// A string value as the file would spell it (quoted).
+fn quoted(text: &str) -> String {
+    toml::Value::String(text.to_string()).to_string()
+}
+
+fn validate_store(store: &StoreConfig, problems: &mut Vec<ConfigProblem>) {
+    let url = store.url.as_str();
+    if url.starts_with("sqlite://") {
+        return;
+    }
+    let message = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        "PostgreSQL is not available yet; use sqlite://PATH"
+    } else {
+        "must start with sqlite:// (e.g. \"sqlite://idsync.db\")"
+    };
+    problems.push(ConfigProblem::new("store.url", message).with_value(quoted(url)));
+}
+
+fn validate_server(server: &ServerConfig, problems: &mut Vec<ConfigProblem>) {
+    if let Some(Err(err)) = server.api_token.as_ref().map(|spec| spec.resolve()) {
+        problems.push(ConfigProblem::new("server.api_token", err.to_string()));
+    }
+}
+
+fn validate_log(log: &LogConfig, problems: &mut Vec<ConfigProblem>) {
+    if let Err(err) = tracing_subscriber::EnvFilter::builder().parse(&log.level) {
+        problems.push(
+            ConfigProblem::new(
+                "log.level",
+                format!(
+                    "is not a level or tracing filter ({err}); write e.g. \"info\" or \
+                     \"idsync=debug,info\""
+                ),
+            )
+            .with_value(quoted(&log.level)),
+        );
+    }
+}
+
+/// The page sizes an adapter accepts.
+fn page_size_range(kind: TargetKind) -> RangeInclusive<u32> {
+    match kind {
+        TargetKind::Digicert => 1..=1000,
+    }
+}
+
+/// Collects the problems of one `[section.NAME]` entry, keyed under its prefix.
+struct EntryProblems<'a> {
+    prefix: String,
+    out: &'a mut Vec<ConfigProblem>,
+}
+
+impl EntryProblems<'_> {
+    fn add(&mut self, field: &str, value: Option<String>, message: impl Into<String>) {
+        self.out.push(ConfigProblem {
+            key: format!("{}.{field}", self.prefix),
+            value,
+            message: message.into(),
+        });
+    }
+}
+
+fn validate_target(name: &str, target: &TargetConfig, problems: &mut Vec<ConfigProblem>) {
+    let mut problems = EntryProblems {
+        prefix: format!("targets.{name}"),
+        out: problems,
+    };
+
+    let url = &target.base_url;
+    if !matches!(url.scheme(), "http" | "https") {
+        problems.add(
+            "base_url",
+            Some(quoted(url.as_str())),
+            format!("the scheme must be http or https, not {}", url.scheme()),
+        );
+    } else if url.host_str().is_none_or(str::is_empty) {
+        problems.add("base_url", Some(quoted(url.as_str())), "has no host");
+    }
+
+    match target.kind {
+        TargetKind::Digicert => {
+            if target.api_key.is_none() {
+                problems.add(
+                    "api_key",
+                    None,
+                    "is required for kind = \"digicert\"; write api_key = { env = \
+                     \"DIGICERT_API_KEY\" } (or { file = \"PATH\" })",
+                );
+            }
+        }
+    }
+    // Never the value: the error names the variable or the path.
+    for (field, spec) in target.secrets() {
+        if let Err(err) = spec.resolve() {
+            problems.add(field, None, err.to_string());
+        }
+    }
+    if let Some(header) = &target.api_key_header {
+        if reqwest::header::HeaderName::from_bytes(header.as_bytes()).is_err() {
+            problems.add(
+                "api_key_header",
+                Some(quoted(header)),
+                "is not a valid HTTP header name",
+            );
+        }
+    }
+
+    for (field, value) in [
+        ("timeout", target.timeout),
+        ("connect_timeout", target.connect_timeout),
+    ] {
+        if value.get().is_zero() {
+            problems.add(
+                field,
+                Some(quoted(&value.to_string())),
+                "must be longer than 0s",
+            );
+        }
+    }
+    if let Some(size) = target.page_size {
+        let range = page_size_range(target.kind);
+        if !range.contains(&size) {
+            problems.add(
+                "page_size",
+                Some(size.to_string()),
+                format!(
+                    "must be between {} and {} for kind = \"{}\" (or unset for the adapter's \
+                     default)",
+                    range.start(),
+                    range.end(),
+                    target.kind.as_str()
+                ),
+            );
+        }
+    }
+    if target.max_concurrency < 1 {
+        problems.add(
+            "max_concurrency",
+            Some(target.max_concurrency.to_string()),
+            "must be at least 1",
+        );
+    }
+    if target.max_response_bytes < 1 {
+        problems.add(
+            "max_response_bytes",
+            Some(target.max_response_bytes.to_string()),
+            "must be at least 1",
+        );
+    }
+    match &target.rate_limit {
+        None => {}
+        Some(RateLimits::One(window)) => validate_window("rate_limit", window, &mut problems),
+        Some(RateLimits::Many(windows)) => {
+            for (index, window) in windows.iter().enumerate() {
+                validate_window(&format!("rate_limit[{index}]"), window, &mut problems);
+            }
+        }
+    }
+
+    let percent = target.deletion_threshold.percent;
+    if !(0.0..=100.0).contains(&percent) {
+        problems.add(
+            "deletion_threshold.percent",
+            Some(percent.to_string()),
+            "must be between 0 and 100",
+        );
+    }
+
+    let retry = &target.read_retry;
+    if retry.max_attempts < 1 {
+        problems.add(
+            "read_retry.max_attempts",
+            Some(retry.max_attempts.to_string()),
+            "must be at least 1 (1 = no retry)",
+        );
+    }
+    for (field, value) in [
+        ("read_retry.initial_backoff", retry.initial_backoff),
+        ("read_retry.max_backoff", retry.max_backoff),
+    ] {
+        if value.get().is_zero() {
+            problems.add(
+                field,
+                Some(quoted(&value.to_string())),
+                "must be longer than 0s",
+            );
+        }
+    }
+    if retry.initial_backoff > retry.max_backoff {
+        problems.add(
+            "read_retry.initial_backoff",
+            Some(quoted(&retry.initial_backoff.to_string())),
+            format!(
+                "must not be longer than read_retry.max_backoff ({})",
+                retry.max_backoff
+            ),
+        );
+    }
+
+    if let Some(path) = &target.tls.ca_file {
+        let message = match std::fs::read(path) {
+            Err(err) => Some(format!("cannot read the CA file: {err}")),
+            Ok(pem) if !contains(&pem, b"-----BEGIN CERTIFICATE-----") => Some(
+                "is not a PEM file with a certificate (no -----BEGIN CERTIFICATE----- line)"
+                    .to_string(),
+            ),
+            Ok(_) => None,
+        };
+        if let Some(message) = message {
+            problems.add(
+                "tls.ca_file",
+                Some(quoted(&path.display().to_string())),
+                message,
+            );
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+fn validate_window(field: &str, window: &RateLimit, problems: &mut EntryProblems<'_>) {
+    if window.requests < 1 {
+        problems.add(
+            &format!("{field}.requests"),
+            Some(window.requests.to_string()),
+            "must be at least 1 (to turn pacing off, write rate_limit = [])",
+        );
+    }
+    if window.per.get().is_zero() {
+        problems.add(
+            &format!("{field}.per"),
+            Some(quoted(&window.per.to_string())),
+            "must be longer than 0s",
+        );
+    }
+}
+
+fn validate_job(
+    name: &str,
+    job: &JobConfig,
+    targets: &BTreeSet<String>,
+    now: DateTime<Utc>,
+    problems: &mut Vec<ConfigProblem>,
+) {
+    let mut problems = EntryProblems {
+        prefix: format!("jobs.{name}"),
+        out: problems,
+    };
+    let is_import = matches!(job.kind, JobKind::AccountImport | JobKind::AccessImport);
+    let configured = || {
+        if targets.is_empty() {
+            "no targets are configured".to_string()
+        } else {
+            let names: Vec<&str> = targets.iter().map(String::as_str).collect();
+            format!("configured targets: {}", names.join(", "))
+        }
+    };
+
+    if job.kind == JobKind::Provisioning {
+        problems.add(
+            "type",
+            Some(quoted(job.kind.as_str())),
+            "provisioning jobs are not available in this version; remove this job or make it \
+             an account_import or access_import",
+        );
+    }
+    match &job.target {
+        Some(target) if !targets.contains(target) => problems.add(
+            "target",
+            Some(quoted(target)),
+            format!("names no configured target ({})", configured()),
+        ),
+        None if is_import => problems.add(
+            "target",
+            None,
+            format!(
+                "is required for type = \"{}\" ({})",
+                job.kind.as_str(),
+                configured()
+            ),
+        ),
+        _ => {}
+    }
+    if let Err(message) = parse_schedule_at(&job.schedule, now) {
+        problems.add("schedule", Some(quoted(&job.schedule)), message);
+    }
+    if job.mode == ImportMode::Incremental && !is_import {
+        problems.add(
+            "mode",
+            Some(quoted(job.mode.as_str())),
+            "incremental applies to account_import and access_import jobs only",
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(year: i32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(year, 6, 1, 12, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn six_field_schedules_parse() {
+        let cron = parse_schedule_at("0 */30 * * * *", at(2030)).unwrap();
+        let next = cron.find_next_occurrence(&at(2030), false).unwrap();
+        assert_eq!(next, Utc.with_ymd_and_hms(2030, 6, 1, 12, 30, 0).unwrap());
+        assert!(parse_schedule("0 5,35 * * * *").is_ok());
+    }
+
+    #[test]
+    fn five_field_schedule_is_refused_with_a_hint() {
+        let err = parse_schedule("*/30 * * * *").unwrap_err();
+        assert!(
+            err.contains("six fields, seconds first, e.g. \"0 */30 * * * *\""),
+            "{err}"
+        );
+        let err = parse_schedule("0 0 0 * * * 2030").unwrap_err();
+        assert!(err.contains("six fields"), "{err}");
+        assert!(parse_schedule("@hourly")
+            .unwrap_err()
+            .contains("six fields"));
+    }
+
+    #[test]
+    fn invalid_field_is_refused() {
+        let err = parse_schedule("61 * * * * *").unwrap_err();
+        assert!(err.contains("not a valid cron expression"), "{err}");
+    }
+
+    #[test]
+    fn never_firing_schedule_is_refused() {
+        for expr in ["0 0 0 30 2 *", "0 0 0 31 4 *"] {
+            let err = parse_schedule_at(expr, at(2030)).unwrap_err();
+            assert!(err.contains("never fires"), "{expr}: {err}");
+        }
+        // Rare but real: 29 February fires within five years.
+        assert!(parse_schedule_at("0 0 0 29 2 *", at(2029)).is_ok());
+    }
+
+    #[test]
+    fn names_follow_the_pattern() {
+        for good in ["digicert", "digicert-accounts", "a", "a_1-b"] {
+            assert!(is_valid_name(good), "{good}");
+        }
+        for bad in ["", "Digicert", "1st", "-x", "a.b", "a b", "é"] {
+            assert!(!is_valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn problem_display_shows_value_when_given() {
+        let with = ConfigProblem::new("a.b", "why").with_value("\"x\"");
+        assert_eq!(with.to_string(), "a.b = \"x\": why");
+        assert_eq!(ConfigProblem::new("a.b", "why").to_string(), "a.b: why");
+        let warning = ConfigWarning {
+            key: "k".into(),
+            message: "m".into(),
+        };
+        assert_eq!(warning.to_string(), "k: m");
+    }
 }

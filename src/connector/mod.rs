@@ -153,6 +153,16 @@ impl ConnectorError {
             message: format!("malformed response: {}", message.into()),
         }
     }
+
+    /// Builds a `Permanent` error for a target whose settings cannot work (a missing API key,
+    /// an unreadable `tls.ca_file`, …), found while building its connector.
+    pub fn config(target: &str, message: impl Into<String>) -> Self {
+        ConnectorError::Permanent {
+            target: target.to_string(),
+            status: None,
+            message: format!("configuration error: {}", message.into()),
+        }
+    }
 }
 
 /// One operation an adapter supports, optionally limited to one entitlement type.

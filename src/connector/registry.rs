@@ -1,1 +1,70 @@
-//! Builds the connector of each configured target. (Being written.)
+//! Builds the connector of each configured target: a closed `match` on [`TargetKind`], so a
+//! new kind of target is a compile error here until its adapter is wired in.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::digicert::DigicertConnector;
+use super::{Connector, ConnectorError};
+use crate::config::{Config, TargetConfig, TargetKind};
+
+/// Builds the connector of target `name` (resolving its secrets and setting up its HTTP
+/// client). Fails with a `Permanent` error that names the target and what is wrong.
+pub fn build_connector(
+    name: &str,
+    target: &TargetConfig,
+) -> Result<Arc<dyn Connector>, ConnectorError> {
+    match target.kind {
+        TargetKind::Digicert => Ok(Arc::new(DigicertConnector::new(name, target)?)),
+    }
+}
+
+/// Builds the connectors of every target in `config`, by target name. Stops at the first
+/// target that cannot be built.
+pub fn build_connectors(
+    config: &Config,
+) -> Result<BTreeMap<String, Arc<dyn Connector>>, ConnectorError> {
+    config
+        .targets
+        .iter()
+        .map(|(name, target)| Ok((name.clone(), build_connector(name, target)?)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_every_configured_target_and_names_a_broken_one() {
+        let config: Config = toml::from_str(
+            r#"
+            [targets.dc-eu]
+            kind = "digicert"
+            base_url = "https://certcentral.digicert.eu/services/v2"
+            api_key = "k"
+
+            [targets.dc]
+            kind = "digicert"
+            base_url = "https://www.digicert.com/services/v2"
+            api_key = "k"
+            "#,
+        )
+        .unwrap();
+        let connectors = build_connectors(&config).unwrap();
+        assert_eq!(connectors.keys().collect::<Vec<_>>(), ["dc", "dc-eu"]);
+        assert_eq!(connectors["dc-eu"].target(), "dc-eu");
+
+        let broken: Config = toml::from_str(
+            "[targets.dc]\nkind = \"digicert\"\nbase_url = \"https://www.digicert.com/services/v2\"",
+        )
+        .unwrap();
+        let Err(err) = build_connectors(&broken) else {
+            panic!("built without an api_key")
+        };
+        assert!(
+            err.to_string().contains("target dc") && err.to_string().contains("api_key"),
+            "{err}"
+        );
+    }
+}

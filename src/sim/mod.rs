@@ -1,1 +1,25 @@
-//! Target simulators. (Being written.)
+//! Simulators of the target APIs, served over real HTTP on loopback (feature `sim`).
+//!
+//! They are product code: `idsync demo` runs the daemon against them, `idsync sim` serves
+//! them alone so a config can be tried without a tenant, and the integration tests drive
+//! them. Each simulator follows its target sheet (`targets/*.md`) — status codes, error
+//! bodies, paging, rate limits — and can be steered while it runs (revoke the key, add
+//! latency, inject failures, change data) from Rust or over HTTP under `/_sim/`.
+//!
+//! Shared building blocks: [`SimServer`] (a running server), [`RateWindow`] (rolling rate
+//! limits), [`FaultRule`] (injected failures) and [`SimStats`] (counters).
+
+pub mod digicert;
+mod faults;
+mod ratelimit;
+mod server;
+mod stats;
+
+pub use digicert::{
+    ApiError, ControlError, DigicertControl, DigicertSeed, DigicertServer, DigicertSim,
+    DigicertSimConfig, SimUser, UserSpec, UserStatus,
+};
+pub use faults::FaultRule;
+pub use ratelimit::RateWindow;
+pub use server::SimServer;
+pub use stats::SimStats;

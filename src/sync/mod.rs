@@ -1,1 +1,7 @@
-//! Import jobs. (Being written.)
+//! The jobs: import (accounts, then access) and, in a later version, provisioning.
+
+pub mod import;
+
+pub use import::{
+    ImportError, ImportParts, ImportRequest, ImportRunner, ImportSummary, RunReport,
+};

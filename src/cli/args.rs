@@ -1,0 +1,220 @@
+//! The command line (contract: DESIGN.md "Contract: command line").
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// idsync: keeps a local identity store in step with DigiCert (and, soon, Jama Connect and
+/// Duck Creek), on a schedule, with metrics and an API.
+#[derive(Debug, Parser)]
+#[command(name = "idsync", version, about, long_about = None)]
+pub struct Cli {
+    /// The config file.
+    #[arg(long, global = true, env = "IDSYNC_CONFIG", default_value = "/etc/idsync/idsync.toml")]
+    pub config: PathBuf,
+    /// Output of listing commands.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How listing commands print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns for people.
+    Table,
+    /// One JSON array (or object) for scripts.
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (scheduler + HTTP server) until SIGTERM/SIGINT.
+    Run,
+    /// Run the built-in simulators and the daemon against them, with an embedded SQLite store.
+    #[cfg(feature = "sim")]
+    Demo(DemoArgs),
+    /// Run the built-in simulators alone, to try a config without a tenant.
+    #[cfg(feature = "sim")]
+    Sim(SimArgs),
+    /// Validate the config and report every problem.
+    CheckConfig,
+    /// Authenticate against a target and make one cheap read.
+    TestConnection {
+        /// The target's config name.
+        target: String,
+    },
+    /// Run one import of a target now (default: accounts, then access).
+    Import(ImportArgs),
+    /// Accounts in the store.
+    Accounts {
+        /// What to do.
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
+    /// Entitlements in the store.
+    Entitlements {
+        /// What to do.
+        #[command(subcommand)]
+        command: EntitlementsCommand,
+    },
+    /// Who holds what (grants) in the store.
+    Access {
+        /// What to do.
+        #[command(subcommand)]
+        command: AccessCommand,
+    },
+    /// Job run history.
+    Runs {
+        /// What to do.
+        #[command(subcommand)]
+        command: RunsCommand,
+    },
+    /// Store maintenance.
+    Store {
+        /// What to do.
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+/// `idsync demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Run one full cycle (imports) and exit with a summary.
+    #[arg(long)]
+    pub once: bool,
+    /// Users in the simulated DigiCert tenant.
+    #[arg(long, default_value_t = 2500)]
+    pub users: usize,
+    /// Where the demo's HTTP server listens.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub listen: SocketAddr,
+    /// The demo's SQLite file.
+    #[arg(long, default_value = "idsync-demo.db")]
+    pub store: PathBuf,
+}
+
+/// Which simulator(s) to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SimKind {
+    /// DigiCert CertCentral.
+    Digicert,
+    /// Every simulator.
+    All,
+}
+
+/// `idsync sim`.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Which simulator.
+    #[arg(value_enum, default_value_t = SimKind::All)]
+    pub which: SimKind,
+    /// The port of the first simulator (0 = any free port).
+    #[arg(long, default_value_t = 9470)]
+    pub port: u16,
+    /// Users in the simulated DigiCert tenant.
+    #[arg(long, default_value_t = 2500)]
+    pub users: usize,
+    /// Turn the simulated rate limits off.
+    #[arg(long)]
+    pub no_rate_limit: bool,
+}
+
+/// `idsync import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The target's config name.
+    pub target: String,
+    /// Only the account import.
+    #[arg(long, conflicts_with = "access")]
+    pub accounts: bool,
+    /// Only the access import (entitlements and grants).
+    #[arg(long)]
+    pub access: bool,
+    /// Compute and print the diff; record nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Write only the delta and infer no deletions.
+    #[arg(long)]
+    pub incremental: bool,
+    /// Let this run through the deletion threshold (audited).
+    #[arg(long)]
+    pub allow_deletions: bool,
+}
+
+/// `idsync accounts …`.
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// List accounts.
+    List {
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
+        /// Only this owner.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Only this status: active, inactive, suspended.
+        #[arg(long)]
+        status: Option<String>,
+    },
+}
+
+/// `idsync entitlements …`.
+#[derive(Debug, Subcommand)]
+pub enum EntitlementsCommand {
+    /// List entitlements of a target.
+    List {
+        /// The target.
+        #[arg(long)]
+        target: String,
+        /// Only this type (e.g. role, container).
+        #[arg(long = "type")]
+        entitlement_type: Option<String>,
+    },
+}
+
+/// `idsync access …`.
+#[derive(Debug, Subcommand)]
+pub enum AccessCommand {
+    /// List grants of a target.
+    List {
+        /// The target.
+        #[arg(long)]
+        target: String,
+        /// Only this account (login name).
+        #[arg(long)]
+        account: Option<String>,
+    },
+}
+
+/// `idsync runs …`.
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List runs, newest first.
+    List {
+        /// Only this job (`manual` for CLI imports).
+        #[arg(long)]
+        job: Option<String>,
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+/// `idsync store …`.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Take a consistent online copy of the store.
+    Backup {
+        /// Where to write the copy (must not exist).
+        path: PathBuf,
+    },
+}

@@ -1,0 +1,220 @@
+//! `idsync demo` and `idsync sim`: the built-in simulators on loopback, and the daemon run
+//! against them with an embedded SQLite store, so a new user sees idsync work with no
+//! outside service.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::app::{self, App};
+use crate::cli::args::{DemoArgs, SimArgs, SimKind};
+use crate::cli::{print_summary, OutputFormat, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::config::{self, LogConfig, LogFormat};
+use crate::model::{ImportMode, Trigger};
+use crate::sim::{DigicertControl, DigicertSeed, DigicertServer, DigicertSim, DigicertSimConfig, UserSpec};
+use crate::sync::{ImportParts, ImportRequest};
+use crate::telemetry;
+
+/// The demo's target name.
+const DEMO_TARGET: &str = "digicert";
+
+/// A random hex string for throwaway demo credentials.
+fn random_hex(bytes: usize) -> String {
+    (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+}
+
+/// Starts the DigiCert simulator on `addr` with `users` users.
+async fn start_digicert(addr: SocketAddr, users: usize, rate_limited: bool) -> std::io::Result<DigicertServer> {
+    let mut config = DigicertSimConfig {
+        api_key: format!("demo-{}", random_hex(16)),
+        seed: DigicertSeed::with_users(u32::try_from(users).unwrap_or(u32::MAX)),
+        ..DigicertSimConfig::default()
+    };
+    if !rate_limited {
+        config.rate_limits = Vec::new();
+    }
+    DigicertSim::start(config, addr).await
+}
+
+/// The demo's config: the simulator as target `digicert`, imports every 30 seconds.
+fn demo_config(sim: &DigicertServer, args: &DemoArgs, api_token: &str) -> String {
+    let store = args.store.display().to_string().replace('\\', "/");
+    format!(
+        r#"[store]
+url = "sqlite://{store}"
+
+[server]
+listen = "{listen}"
+api_token = "{api_token}"
+shutdown_grace = "10s"
+
+[log]
+level = "info"
+format = "text"
+
+{fragment}
+[jobs.digicert-accounts]
+type = "account_import"
+target = "{DEMO_TARGET}"
+schedule = "0,30 * * * * *"
+
+[jobs.digicert-access]
+type = "access_import"
+target = "{DEMO_TARGET}"
+schedule = "10,40 * * * * *"
+"#,
+        listen = args.listen,
+        fragment = sim.toml_fragment(DEMO_TARGET),
+    )
+}
+
+/// `idsync demo [--once]`.
+pub async fn run(args: DemoArgs, format: OutputFormat) -> i32 {
+    let _ = telemetry::init_logging(&LogConfig { level: "info".into(), format: LogFormat::Text });
+    let sim = match start_digicert(SocketAddr::from(([127, 0, 0, 1], 0)), args.users, true).await {
+        Ok(sim) => sim,
+        Err(err) => {
+            eprintln!("error: cannot start the DigiCert simulator: {err}");
+            return EXIT_FAILED;
+        }
+    };
+    let api_token = random_hex(16);
+    let text = demo_config(&sim, &args, &api_token);
+    let loaded = match config::load_from_str(&text, "demo config", &[]) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            eprintln!("error: {err}:");
+            for problem in &err.problems {
+                eprintln!("  - {problem}");
+            }
+            return EXIT_USAGE;
+        }
+    };
+    let app = match App::build(loaded.config).await {
+        Ok(app) => app,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return EXIT_FAILED;
+        }
+    };
+    let code = if args.once { once(&app, format).await } else { daemon(app, &sim, &args, &api_token).await };
+    if let Err(err) = sim.shutdown().await {
+        warn!(error = %err, "Simulator did not stop cleanly.");
+    }
+    code
+}
+
+/// One full cycle: account import, then access import, then a summary.
+async fn once(app: &App, format: OutputFormat) -> i32 {
+    let request = ImportRequest {
+        target: DEMO_TARGET.into(),
+        job: "manual".into(),
+        parts: ImportParts::Both,
+        mode: ImportMode::Full,
+        dry_run: false,
+        allow_deletions: false,
+        trigger: Trigger::Cli,
+        actor: crate::cli::cli_actor(),
+        started: None,
+    };
+    match app.imports.run(request, &CancellationToken::new()).await {
+        Ok(summary) => {
+            print_summary(&summary, format);
+            summary.exit_code()
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            EXIT_FAILED
+        }
+    }
+}
+
+/// The daemon against the simulator, with a little churn in the simulated tenant so each
+/// import has something to report.
+async fn daemon(app: App, sim: &DigicertServer, args: &DemoArgs, api_token: &str) -> i32 {
+    let control = sim.control();
+    let churn = tokio::spawn(churn(control));
+    let store = args.store.display().to_string();
+    let sim_url = sim.base_url();
+    let token = api_token.to_string();
+    let result = app::run_daemon(app, app::shutdown_signal(), move |addr| {
+        println!(
+            "\nidsync demo is running. Press Ctrl-C to stop.\n\
+             \n  simulated DigiCert   {sim_url}\
+             \n  store (SQLite)       {store}\
+             \n  metrics              http://{addr}/metrics\
+             \n  API                  curl -H 'Authorization: Bearer {token}' http://{addr}/api/v1/targets\
+             \n  schedule             account import at :00 and :30, access import at :10 and :40 (UTC)\
+             \n\nTry: curl -s -H 'Authorization: Bearer {token}' http://{addr}/api/v1/runs\n"
+        );
+    })
+    .await;
+    churn.abort();
+    match result {
+        Ok(()) => EXIT_OK,
+        Err(err) => {
+            eprintln!("error: {err}");
+            EXIT_FAILED
+        }
+    }
+}
+
+/// Every 30 seconds: one new user, one user deactivated, one user removed.
+async fn churn(control: DigicertControl) {
+    let mut round = 0u32;
+    loop {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        round += 1;
+        let spec = UserSpec {
+            username: format!("demo.hire{round}"),
+            first_name: "Demo".into(),
+            last_name: format!("Hire {round}"),
+            email: format!("demo.hire{round}@example.com"),
+            job_title: Some("Engineer".into()),
+            telephone: None,
+            container_id: None,
+            access_roles: vec![5],
+            status: Default::default(),
+        };
+        if let Err(err) = control.add_user(spec) {
+            warn!(error = %err, "Demo churn: could not add a user.");
+        }
+        let users = control.users();
+        let step = round as usize * 7;
+        if let Some(user) = users.get(step % users.len().max(1)) {
+            let _ = control.set_user_status(user.id, "inactive");
+        }
+        if let Some(user) = users.get((step * 13 + 1) % users.len().max(1)) {
+            let _ = control.remove_user(user.id);
+        }
+        info!(round, "Demo churn: the simulated tenant hired, deactivated and removed a user.");
+    }
+}
+
+/// `idsync sim [digicert|all] [--port N]`: prints a config fragment and serves until
+/// interrupted.
+pub async fn run_sims(args: SimArgs) -> i32 {
+    let _ = telemetry::init_logging(&LogConfig { level: "info".into(), format: LogFormat::Text });
+    let servers = match args.which {
+        SimKind::Digicert | SimKind::All => {
+            match start_digicert(SocketAddr::from(([127, 0, 0, 1], args.port)), args.users, !args.no_rate_limit).await {
+                Ok(sim) => vec![sim],
+                Err(err) => {
+                    eprintln!("error: cannot start the DigiCert simulator on port {}: {err}", args.port);
+                    return EXIT_FAILED;
+                }
+            }
+        }
+    };
+    println!("# Paste into your idsync config. Simulator controls: POST <origin>/_sim/... (see README).");
+    for sim in &servers {
+        println!("{}", sim.toml_fragment(DEMO_TARGET));
+    }
+    app::shutdown_signal().await;
+    for sim in servers {
+        let _ = sim.shutdown().await;
+    }
+    EXIT_OK
+}

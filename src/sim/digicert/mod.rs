@@ -1,0 +1,498 @@
+//! A DigiCert CertCentral Services API v2 simulator, served over real HTTP on loopback.
+//!
+//! It follows `targets/digicert.md`: the API lives under `/services/v2`, every request needs
+//! `X-DC-DEVKEY`, lists page with `offset`/`limit` and a `page` object, creates answer 201,
+//! updates and deletes 204, `PUT /user/{id}` is a full replace, and requests beyond either
+//! rolling window get a bare 429. The key can be revoked mid-run, and latency and failures
+//! can be injected — from Rust through [`DigicertControl`], or over HTTP through the control
+//! routes under `/_sim/` (no key needed, not rate limited):
+//!
+//! | route | does |
+//! |---|---|
+//! | `POST /_sim/revoke` · `POST /_sim/restore` | revoke / restore the API key |
+//! | `POST /_sim/latency` `{"ms":250}` | delay every API answer |
+//! | `POST /_sim/rate_limits` `{"windows":[{"requests":10,"per_ms":1000}]}` | replace the rate windows (`[]`: off) |
+//! | `POST /_sim/fail_next` `{"count":2,"status":503}` | fail the next API requests |
+//! | `POST /_sim/faults` [`FaultRule`] · `GET` · `DELETE /_sim/faults` | add / list / clear fault rules |
+//! | `GET /_sim/stats` · `DELETE /_sim/stats` | counters ([`SimStats`]) / reset them |
+//! | `GET /_sim/users[?username=U]` · `GET /_sim/users/{id}` | users ([`SimUser`]) |
+//! | `POST /_sim/users` [`UserSpec`] → 201 `{"id":N}` | add a user |
+//! | `DELETE /_sim/users/{id}` | remove a user |
+//! | `POST /_sim/users/{id}/status` `{"status":"inactive"}` | set a user's status |
+
+mod admin;
+mod api;
+mod data;
+mod seed;
+#[cfg(test)]
+mod tests;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use serde::{Deserialize, Serialize};
+
+use super::faults::{FaultRule, FaultSet};
+use super::ratelimit::{RateWindow, RollingLimiter};
+use super::server::SimServer;
+use super::stats::SimStats;
+use data::{Directory, RoleSet, UserRecord};
+
+pub use api::ApiError;
+pub use data::UserStatus;
+pub use seed::DigicertSeed;
+
+/// The path the API is served under.
+pub const API_ROOT: &str = "/services/v2";
+
+/// The header that carries the API key.
+pub const DEVKEY_HEADER: &str = "X-DC-DEVKEY";
+
+/// The key the simulator accepts unless configured otherwise (a throwaway demo value).
+pub const DEFAULT_API_KEY: &str = "idsync-sim-digicert-0123456789abcdef";
+
+/// The page size CertCentral answers with when a list request names none, and its cap.
+pub const DEFAULT_LIMIT_CAP: u32 = 1000;
+
+/// A running DigiCert simulator.
+pub type DigicertServer = SimServer<DigicertControl>;
+
+/// How the simulator starts.
+#[derive(Debug, Clone)]
+pub struct DigicertSimConfig {
+    /// The only key accepted in `X-DC-DEVKEY`.
+    pub api_key: String,
+    /// The account data at start.
+    pub seed: DigicertSeed,
+    /// The largest `limit` a list honours (larger ones are cut to it; the `page` object shows
+    /// the effective one).
+    pub limit_cap: u32,
+    /// Rolling rate windows, all enforced; empty: no limit.
+    pub rate_limits: Vec<RateWindow>,
+    /// Delay before every API answer.
+    pub latency: Duration,
+}
+
+impl Default for DigicertSimConfig {
+    fn default() -> Self {
+        Self {
+            api_key: DEFAULT_API_KEY.to_owned(),
+            seed: DigicertSeed::default(),
+            limit_cap: DEFAULT_LIMIT_CAP,
+            rate_limits: digicert_rate_limits(),
+            latency: Duration::ZERO,
+        }
+    }
+}
+
+/// CertCentral's limits: 100 requests per 5 seconds and 1000 per 3 minutes.
+pub fn digicert_rate_limits() -> Vec<RateWindow> {
+    vec![
+        RateWindow::new(100, Duration::from_secs(5)),
+        RateWindow::new(1000, Duration::from_secs(180)),
+    ]
+}
+
+/// Everything the simulator knows and does, behind one lock (never held across an await).
+#[derive(Debug)]
+pub(crate) struct SimState {
+    pub(crate) api_key: String,
+    pub(crate) key_revoked: bool,
+    pub(crate) limit_cap: u32,
+    pub(crate) latency: Duration,
+    pub(crate) limiter: RollingLimiter,
+    pub(crate) faults: FaultSet,
+    pub(crate) stats: SimStats,
+    pub(crate) dir: Directory,
+}
+
+/// A DigiCert simulator built but not yet serving; [`DigicertSim::start`] builds and serves
+/// in one call.
+#[derive(Debug, Clone)]
+pub struct DigicertSim {
+    control: DigicertControl,
+}
+
+impl DigicertSim {
+    /// Builds the account from `config.seed` (100 000 users take a fraction of a second).
+    pub fn new(config: DigicertSimConfig) -> Self {
+        let state = SimState {
+            api_key: config.api_key,
+            key_revoked: false,
+            limit_cap: config.limit_cap.max(1),
+            latency: config.latency,
+            limiter: RollingLimiter::new(&config.rate_limits),
+            faults: FaultSet::default(),
+            stats: SimStats::default(),
+            dir: config.seed.generate(),
+        };
+        Self {
+            control: DigicertControl {
+                state: Arc::new(Mutex::new(state)),
+            },
+        }
+    }
+
+    /// Builds the account off the async threads, binds `addr` (port 0 picks a free port) and
+    /// serves until the returned server is shut down or dropped.
+    pub async fn start(config: DigicertSimConfig, addr: SocketAddr) -> io::Result<DigicertServer> {
+        let sim = tokio::task::spawn_blocking(move || Self::new(config))
+            .await
+            .map_err(io::Error::other)?;
+        sim.serve(addr).await
+    }
+
+    /// The control handle (the same one the server hands out).
+    pub fn control(&self) -> DigicertControl {
+        self.control.clone()
+    }
+
+    /// The whole HTTP surface (API and `/_sim/` control routes), to mount elsewhere.
+    pub fn router(&self) -> Router {
+        admin::routes()
+            .fallback(api::entry)
+            .with_state(self.control.clone())
+    }
+
+    /// Binds `addr` and serves until the returned server is shut down or dropped.
+    pub async fn serve(self, addr: SocketAddr) -> io::Result<DigicertServer> {
+        let router = self.router();
+        SimServer::spawn(addr, router, API_ROOT, self.control, "digicert").await
+    }
+}
+
+impl SimServer<DigicertControl> {
+    /// A `[targets.NAME]` table pointing idsync at this simulator, ready to paste into a
+    /// config (the key is the simulator's throwaway value).
+    pub fn toml_fragment(&self, target_name: &str) -> String {
+        let key = self.control().api_key();
+        format!(
+            "[targets.{}]\nkind = \"digicert\"\nbase_url = {}\napi_key = {}\n",
+            toml_key(target_name),
+            toml_string(&self.base_url()),
+            toml_string(&key),
+        )
+    }
+}
+
+fn toml_key(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare {
+        key.to_owned()
+    } else {
+        toml_string(key)
+    }
+}
+
+fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_owned()).to_string()
+}
+
+/// A user to add through [`DigicertControl::add_user`] or `POST /_sim/users`. It is checked
+/// like a `POST /user` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSpec {
+    /// Login name (`a-zA-Z0-9@-_+.`), unique without letter case.
+    pub username: String,
+    /// First name (≤128 characters).
+    pub first_name: String,
+    /// Last name (≤128 characters).
+    pub last_name: String,
+    /// Email (≤255 characters).
+    pub email: String,
+    /// Job title (≤64 characters).
+    #[serde(default)]
+    pub job_title: Option<String>,
+    /// Telephone (≤64 characters).
+    #[serde(default)]
+    pub telephone: Option<String>,
+    /// Container; unset: the top-level container (id 1).
+    #[serde(default)]
+    pub container_id: Option<u32>,
+    /// Access role ids; default `[5]` (Standard User).
+    #[serde(default = "default_roles")]
+    pub access_roles: Vec<u32>,
+    /// Status; default `active`.
+    #[serde(default)]
+    pub status: UserStatus,
+}
+
+fn default_roles() -> Vec<u32> {
+    vec![5]
+}
+
+impl UserSpec {
+    /// An active Standard User in the top-level container.
+    pub fn new(
+        username: impl Into<String>,
+        first_name: impl Into<String>,
+        last_name: impl Into<String>,
+        email: impl Into<String>,
+    ) -> Self {
+        Self {
+            username: username.into(),
+            first_name: first_name.into(),
+            last_name: last_name.into(),
+            email: email.into(),
+            job_title: None,
+            telephone: None,
+            container_id: None,
+            access_roles: default_roles(),
+            status: UserStatus::Active,
+        }
+    }
+
+    /// The same checks as a `POST /user` body.
+    fn validate(&self, dir: &Directory) -> Result<data::UserFields, Vec<ApiError>> {
+        let mut body = serde_json::json!({
+            "username": self.username,
+            "first_name": self.first_name,
+            "last_name": self.last_name,
+            "email": self.email,
+            "job_title": self.job_title,
+            "telephone": self.telephone,
+            "access_roles": self.access_roles.iter().map(|id| serde_json::json!({"id": id})).collect::<Vec<_>>(),
+        });
+        if let (Some(id), Some(map)) = (self.container_id, body.as_object_mut()) {
+            map.insert("container".to_owned(), serde_json::json!({ "id": id }));
+        }
+        match body.as_object() {
+            Some(map) => api::validate_user(map, dir, None),
+            None => Err(Vec::new()),
+        }
+    }
+}
+
+/// A user as the simulator holds it (a snapshot).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimUser {
+    /// User id.
+    pub id: u64,
+    /// Login name.
+    pub username: String,
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: String,
+    /// Email.
+    pub email: String,
+    /// Job title, if set.
+    pub job_title: Option<String>,
+    /// Telephone, if set.
+    pub telephone: Option<String>,
+    /// Status.
+    pub status: UserStatus,
+    /// Container id.
+    pub container_id: u32,
+    /// Access role ids, ascending.
+    pub access_roles: Vec<u32>,
+}
+
+impl From<&UserRecord> for SimUser {
+    fn from(user: &UserRecord) -> Self {
+        SimUser {
+            id: user.id,
+            username: user.username.to_string(),
+            first_name: user.first_name.to_string(),
+            last_name: user.last_name.to_string(),
+            email: user.email.to_string(),
+            job_title: user.job_title.as_deref().map(str::to_owned),
+            telephone: user.telephone.as_deref().map(str::to_owned),
+            status: user.status,
+            container_id: user.container_id,
+            access_roles: user.roles.iter().map(|(id, _)| id).collect(),
+        }
+    }
+}
+
+/// Why a control call was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    /// No user has this id.
+    #[error("no user with id {0}")]
+    UnknownUser(u64),
+    /// The input failed the same checks the API applies; one error per problem.
+    #[error("invalid input: {}", describe(.0))]
+    Invalid(Vec<ApiError>),
+}
+
+fn describe(errors: &[ApiError]) -> String {
+    errors
+        .iter()
+        .map(|error| format!("{}: {}", error.code, error.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn invalid(code: &str, message: impl Into<String>) -> ControlError {
+    ControlError::Invalid(vec![ApiError::new(code, message)])
+}
+
+/// Changes the running simulator: the key, latency, rate windows, faults and users. Cheap to
+/// clone; every clone drives the same simulator.
+#[derive(Debug, Clone)]
+pub struct DigicertControl {
+    state: Arc<Mutex<SimState>>,
+}
+
+impl DigicertControl {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SimState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The accepted API key.
+    pub fn api_key(&self) -> String {
+        self.lock().api_key.clone()
+    }
+
+    /// Revokes the key: every API request gets 401 until [`restore_key`](Self::restore_key).
+    pub fn revoke_key(&self) {
+        self.lock().key_revoked = true;
+    }
+
+    /// Accepts the key again.
+    pub fn restore_key(&self) {
+        self.lock().key_revoked = false;
+    }
+
+    /// True while the key is revoked.
+    pub fn key_revoked(&self) -> bool {
+        self.lock().key_revoked
+    }
+
+    /// Delays every API answer by `latency` (zero: none).
+    pub fn set_latency(&self, latency: Duration) {
+        self.lock().latency = latency;
+    }
+
+    /// The current delay.
+    pub fn latency(&self) -> Duration {
+        self.lock().latency
+    }
+
+    /// Replaces the rate windows (empty: no limit) and forgets past requests.
+    pub fn set_rate_limits(&self, windows: Vec<RateWindow>) {
+        self.lock().limiter = RollingLimiter::new(&windows);
+    }
+
+    /// The rate windows being enforced.
+    pub fn rate_limits(&self) -> Vec<RateWindow> {
+        self.lock().limiter.windows()
+    }
+
+    /// Fails the next `count` API requests (that pass the key and rate checks) with
+    /// `status` (400–599).
+    pub fn fail_next(&self, count: u32, status: u16) -> Result<(), ControlError> {
+        self.fail_when(FaultRule::new(status).with_times(count))
+    }
+
+    /// Installs a fault rule; rules are checked in the order they were added.
+    pub fn fail_when(&self, rule: FaultRule) -> Result<(), ControlError> {
+        rule.validate()
+            .map_err(|message| invalid("invalid_fault", message))?;
+        self.lock().faults.push(rule);
+        Ok(())
+    }
+
+    /// The fault rules still installed (`times` counts what is left).
+    pub fn faults(&self) -> Vec<FaultRule> {
+        self.lock().faults.rules()
+    }
+
+    /// Removes every fault rule.
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
+    /// The counters since start (or the last reset).
+    pub fn stats(&self) -> SimStats {
+        self.lock().stats.clone()
+    }
+
+    /// Zeroes the counters.
+    pub fn reset_stats(&self) {
+        self.lock().stats = SimStats::default();
+    }
+
+    /// Adds a user, checked like `POST /user`; returns its id.
+    pub fn add_user(&self, spec: UserSpec) -> Result<u64, ControlError> {
+        let mut state = self.lock();
+        let fields = spec.validate(&state.dir).map_err(ControlError::Invalid)?;
+        Ok(state.dir.insert(fields, spec.status))
+    }
+
+    /// Removes a user; false if there was none with this id.
+    pub fn remove_user(&self, id: u64) -> bool {
+        self.lock().dir.remove(id)
+    }
+
+    /// Sets a user's status (`active` or `inactive`).
+    pub fn set_user_status(&self, id: u64, status: &str) -> Result<(), ControlError> {
+        let status = UserStatus::parse(status).ok_or_else(|| {
+            invalid(
+                "invalid_field|status",
+                format!("status must be active or inactive, not {status:?}."),
+            )
+        })?;
+        let mut state = self.lock();
+        let user = state
+            .dir
+            .user_mut(id)
+            .ok_or(ControlError::UnknownUser(id))?;
+        user.status = status;
+        Ok(())
+    }
+
+    /// Replaces a user's access roles (ids 1–5).
+    pub fn set_user_roles(&self, id: u64, roles: &[u32]) -> Result<(), ControlError> {
+        let set = RoleSet::from_ids(roles.iter().map(|id| u64::from(*id)))
+            .filter(|set| !set.is_empty())
+            .ok_or_else(|| {
+                invalid(
+                    "invalid_access_role",
+                    "access_roles must name at least one known role (1-5).",
+                )
+            })?;
+        let mut state = self.lock();
+        let user = state
+            .dir
+            .user_mut(id)
+            .ok_or(ControlError::UnknownUser(id))?;
+        user.roles = set;
+        Ok(())
+    }
+
+    /// A snapshot of every user, by id.
+    pub fn users(&self) -> Vec<SimUser> {
+        self.lock().dir.users.iter().map(SimUser::from).collect()
+    }
+
+    /// The user with `id`.
+    pub fn user(&self, id: u64) -> Option<SimUser> {
+        self.lock().dir.user(id).map(SimUser::from)
+    }
+
+    /// The user with `username` (any letter case).
+    pub fn find_user(&self, username: &str) -> Option<SimUser> {
+        self.lock()
+            .dir
+            .users
+            .iter()
+            .find(|user| user.username.eq_ignore_ascii_case(username))
+            .map(SimUser::from)
+    }
+
+    /// How many users exist.
+    pub fn user_count(&self) -> usize {
+        self.lock().dir.users.len()
+    }
+}

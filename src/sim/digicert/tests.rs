@@ -1,0 +1,902 @@
+//! The simulator over real HTTP on 127.0.0.1:0, driven with reqwest.
+
+use std::time::{Duration, Instant};
+
+use reqwest::header::RETRY_AFTER;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use super::*;
+
+fn config(users: u32) -> DigicertSimConfig {
+    DigicertSimConfig {
+        seed: DigicertSeed::with_users(users),
+        rate_limits: Vec::new(),
+        ..DigicertSimConfig::default()
+    }
+}
+
+async fn start(config: DigicertSimConfig) -> DigicertServer {
+    DigicertSim::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    origin: String,
+    key: String,
+}
+
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+impl Answer {
+    fn code(&self) -> &str {
+        self.body["errors"][0]["code"].as_str().unwrap_or("")
+    }
+}
+
+impl Api {
+    fn new(server: &DigicertServer) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: server.base_url(),
+            origin: server.origin(),
+            key: server.control().api_key(),
+        }
+    }
+
+    async fn send_with(
+        &self,
+        method: Method,
+        url: String,
+        key: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Answer {
+        let mut request = self.http.request(method, url);
+        if let Some(key) = key {
+            request = request.header("X-DC-DEVKEY", key);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        let body = body.map(|b| serde_json::to_vec(&b).unwrap());
+        self.send_with(
+            method,
+            format!("{}{path}", self.base),
+            Some(&self.key),
+            body,
+        )
+        .await
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.call(Method::GET, path, None).await
+    }
+
+    async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        let body = body.map(|b| serde_json::to_vec(&b).unwrap());
+        self.send_with(method, format!("{}{path}", self.origin), None, body)
+            .await
+    }
+}
+
+fn new_user(username: &str) -> Value {
+    json!({
+        "username": username,
+        "first_name": "Jane",
+        "last_name": "Doe",
+        "email": "jane.doe@example.com",
+        "job_title": "Engineer",
+        "telephone": "555-0100",
+        "container": {"id": 2},
+        "access_roles": [{"id": 4}],
+    })
+}
+
+#[tokio::test]
+async fn paging_follows_offset_limit_and_the_cap() {
+    let server = start(config(2_500)).await;
+    let api = Api::new(&server);
+
+    let first = api.get("/user").await;
+    assert_eq!(first.status, 200);
+    assert_eq!(
+        first.body["page"],
+        json!({"total": 2500, "limit": 1000, "offset": 0})
+    );
+    let users = first.body["users"].as_array().unwrap();
+    assert_eq!(users.len(), 1000);
+    assert_eq!(users[0]["username"], "user00001");
+
+    // Over the cap: cut to 1000, and the page object says so.
+    let over = api.get("/user?offset=2000&limit=5000").await;
+    assert_eq!(
+        over.body["page"],
+        json!({"total": 2500, "limit": 1000, "offset": 2000})
+    );
+    let last = over.body["users"].as_array().unwrap();
+    assert_eq!(last.len(), 500);
+    assert_eq!(last[499]["username"], "user02500");
+
+    let small = api.get("/user?offset=10&limit=3").await;
+    let ids: Vec<u64> = small.body["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [100_011, 100_012, 100_013]);
+
+    let beyond = api.get("/user?offset=9999&limit=10").await;
+    assert_eq!(beyond.status, 200);
+    assert!(beyond.body["users"].as_array().unwrap().is_empty());
+    assert_eq!(beyond.body["page"]["total"], 2500);
+
+    let bad = api.get("/user?offset=-1").await;
+    assert_eq!((bad.status, bad.code()), (400, "bad_request_format"));
+
+    // Every user object has exactly the sheet's fields (this seed user has them all).
+    let user = users
+        .iter()
+        .find(|u| u.get("job_title").is_some() && u.get("telephone").is_some())
+        .unwrap();
+    let mut keys: Vec<&str> = user
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "access_roles",
+            "account_id",
+            "container",
+            "email",
+            "first_name",
+            "has_container_assignments",
+            "id",
+            "job_title",
+            "last_name",
+            "status",
+            "telephone",
+            "type",
+            "username"
+        ]
+    );
+    let mut container_keys: Vec<&str> = user["container"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    container_keys.sort_unstable();
+    assert_eq!(
+        container_keys,
+        [
+            "ekey",
+            "id",
+            "is_active",
+            "name",
+            "parent_id",
+            "public_id",
+            "template_id"
+        ]
+    );
+    assert_eq!(user["account_id"], 1234);
+    assert_eq!(user["type"], "standard");
+    assert!(user["access_roles"][0]["name"].is_string());
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_smaller_cap_is_applied_and_echoed() {
+    let server = start(DigicertSimConfig {
+        limit_cap: 100,
+        ..config(250)
+    })
+    .await;
+    let api = Api::new(&server);
+    let page = api.get("/user?limit=1000").await;
+    assert_eq!(page.body["page"]["limit"], 100);
+    assert_eq!(page.body["users"].as_array().unwrap().len(), 100);
+    let default = api.get("/user").await;
+    assert_eq!(default.body["page"]["limit"], 100);
+}
+
+#[tokio::test]
+async fn filters_narrow_the_list_and_its_total() {
+    let server = start(config(500)).await;
+    let api = Api::new(&server);
+    let in_division = api.get("/user?container_id=2&limit=1000").await;
+    let users = in_division.body["users"].as_array().unwrap();
+    assert!(!users.is_empty());
+    assert!(users.iter().all(|u| u["container"]["id"] == 2));
+    assert_eq!(
+        in_division.body["page"]["total"].as_u64().unwrap(),
+        users.len() as u64
+    );
+
+    let admins = api.get("/user?access_role_id=1&limit=2").await;
+    let users = admins.body["users"].as_array().unwrap();
+    assert!(users.len() <= 2);
+    assert!(users.iter().all(|u| u["access_roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["id"] == 1)));
+
+    let search = api.get("/user?filters%5Bsearch%5D=USER00042").await;
+    assert_eq!(search.body["page"]["total"], 1);
+}
+
+#[tokio::test]
+async fn the_key_is_checked_on_every_request() {
+    let server = start(config(3)).await;
+    let api = Api::new(&server);
+    let url = format!("{}/user", api.base);
+    let expected = json!({"errors":[{"code":"invalid_api_key","message":"The specified API key is invalid."}]});
+
+    let none = api.send_with(Method::GET, url.clone(), None, None).await;
+    assert_eq!((none.status, &none.body), (401, &expected));
+    let wrong = api
+        .send_with(Method::GET, url.clone(), Some("not-the-key"), None)
+        .await;
+    assert_eq!((wrong.status, &wrong.body), (401, &expected));
+    // Even for a route that does not exist.
+    let nowhere = api
+        .send_with(Method::GET, format!("{}/nowhere", api.base), None, None)
+        .await;
+    assert_eq!(nowhere.status, 401);
+
+    assert_eq!(api.get("/user").await.status, 200);
+    server.control().revoke_key();
+    let revoked = api.get("/user").await;
+    assert_eq!((revoked.status, &revoked.body), (401, &expected));
+    server.control().restore_key();
+    assert_eq!(api.get("/user").await.status, 200);
+    assert_eq!(server.control().stats().responses_401, 4);
+}
+
+#[tokio::test]
+async fn create_update_roles_and_delete_use_the_sheet_status_codes() {
+    let server = start(config(3)).await;
+    let api = Api::new(&server);
+
+    let created = api
+        .call(Method::POST, "/user", Some(new_user("jane.doe")))
+        .await;
+    assert_eq!(created.status, 201);
+    let id = created.body["id"].as_u64().unwrap();
+    assert_eq!(created.body, json!({ "id": id }));
+    assert_eq!(id, 100_004);
+
+    let read = api.get(&format!("/user/{id}")).await;
+    assert_eq!(read.status, 200);
+    assert_eq!(read.body["job_title"], "Engineer");
+    assert_eq!(read.body["telephone"], "555-0100");
+    assert_eq!(read.body["status"], "active");
+    assert_eq!(read.body["container"]["id"], 2);
+    assert_eq!(read.body["container"]["parent_id"], 1);
+    assert_eq!(
+        read.body["access_roles"],
+        json!([{"id":4,"name":"Manager"}])
+    );
+
+    // PUT is a full replace: job_title and telephone left out are erased.
+    let replaced = api
+        .call(
+            Method::PUT,
+            &format!("/user/{id}"),
+            Some(json!({
+                "username": "jane.doe",
+                "first_name": "Janet",
+                "last_name": "Doe",
+                "email": "janet.doe@example.com",
+                "access_roles": [{"id": 4}],
+            })),
+        )
+        .await;
+    assert_eq!((replaced.status, &replaced.body), (204, &Value::Null));
+    let after = api.get(&format!("/user/{id}")).await;
+    assert_eq!(after.body["first_name"], "Janet");
+    assert!(after.body.get("job_title").is_none(), "{}", after.body);
+    assert!(after.body.get("telephone").is_none());
+    assert_eq!(
+        after.body["container"]["id"], 1,
+        "container left out: top level"
+    );
+    let held = server.control().user(id).unwrap();
+    assert_eq!((held.job_title, held.telephone), (None, None));
+
+    let roles = api
+        .call(
+            Method::PUT,
+            &format!("/user/{id}/role"),
+            Some(json!({"access_roles": [{"id": 1}, {"id": 3}]})),
+        )
+        .await;
+    assert_eq!(roles.status, 204);
+    assert_eq!(server.control().user(id).unwrap().access_roles, [1, 3]);
+    let unknown_role = api
+        .call(
+            Method::PUT,
+            &format!("/user/{id}/role"),
+            Some(json!({"access_roles": [{"id": 9}]})),
+        )
+        .await;
+    assert_eq!(
+        (unknown_role.status, unknown_role.code()),
+        (400, "invalid_access_role")
+    );
+    assert_eq!(server.control().user(id).unwrap().access_roles, [1, 3]);
+
+    let deleted = api.call(Method::DELETE, &format!("/user/{id}"), None).await;
+    assert_eq!((deleted.status, &deleted.body), (204, &Value::Null));
+    assert_eq!(server.control().user_count(), 3);
+    let again = api.call(Method::DELETE, &format!("/user/{id}"), None).await;
+    assert_eq!((again.status, again.code()), (404, "not_found"));
+}
+
+#[tokio::test]
+async fn invalid_and_duplicate_users_get_400_naming_the_field() {
+    let server = start(config(3)).await;
+    let api = Api::new(&server);
+
+    let duplicate = api
+        .call(Method::POST, "/user", Some(new_user("USER00001")))
+        .await;
+    assert_eq!(
+        (duplicate.status, duplicate.code()),
+        (400, "duplicate_username")
+    );
+    assert_eq!(server.control().user_count(), 3);
+
+    let mut bad = new_user("bad name!");
+    bad["first_name"] = json!("x".repeat(129));
+    bad.as_object_mut().unwrap().remove("email");
+    bad["access_roles"] = json!([{"id": 42}]);
+    let invalid = api.call(Method::POST, "/user", Some(bad)).await;
+    assert_eq!(invalid.status, 400);
+    let codes: Vec<&str> = invalid.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "invalid_field|username",
+            "invalid_length|first_name",
+            "missing_field|email",
+            "invalid_access_role"
+        ]
+    );
+
+    // What Saviynt's package sends to disable a user is an invalid add-user call.
+    let saviynt = api
+        .call(
+            Method::POST,
+            "/user",
+            Some(json!({"id": 100001, "status": "Inactive"})),
+        )
+        .await;
+    assert_eq!(saviynt.status, 400);
+    assert_eq!(
+        server.control().user(100_001).unwrap().status,
+        UserStatus::Active
+    );
+
+    // A PUT may keep its own username but not take another's.
+    let put = api
+        .call(Method::PUT, "/user/100002", Some(new_user("user00001")))
+        .await;
+    assert_eq!((put.status, put.code()), (400, "duplicate_username"));
+    let own = api
+        .call(Method::PUT, "/user/100002", Some(new_user("user00002")))
+        .await;
+    assert_eq!(own.status, 204);
+
+    let malformed = api
+        .send_with(
+            Method::POST,
+            format!("{}/user", api.base),
+            Some(&api.key),
+            Some(b"{not json".to_vec()),
+        )
+        .await;
+    assert_eq!(
+        (malformed.status, malformed.code()),
+        (400, "bad_request_format")
+    );
+}
+
+#[tokio::test]
+async fn unknown_ids_and_routes_are_404() {
+    let server = start(config(3)).await;
+    let api = Api::new(&server);
+    for path in ["/user/999", "/container/77", "/container/77/role"] {
+        let answer = api.get(path).await;
+        assert_eq!((answer.status, answer.code()), (404, "not_found"), "{path}");
+    }
+    let put = api
+        .call(Method::PUT, "/user/999", Some(new_user("x")))
+        .await;
+    assert_eq!((put.status, put.code()), (404, "not_found"));
+    let role = api
+        .call(
+            Method::PUT,
+            "/user/999/role",
+            Some(json!({"access_roles":[{"id":1}]})),
+        )
+        .await;
+    assert_eq!((role.status, role.code()), (404, "not_found"));
+
+    for (method, path) in [
+        (Method::GET, "/nope"),
+        (Method::GET, "/user/abc"),
+        (Method::PATCH, "/user/100001"),
+        (Method::GET, "/user/1/role/x"),
+    ] {
+        let answer = api.call(method, path, None).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (404, "not_found|route"),
+            "{path}"
+        );
+    }
+    let outside = api.admin(Method::GET, "/elsewhere", None).await;
+    assert_eq!((outside.status, outside.code()), (404, "not_found|route"));
+    assert_eq!(server.control().stats().route("unmatched"), 4);
+}
+
+#[tokio::test]
+async fn containers_and_roles() {
+    let server = start(config(3)).await;
+    let api = Api::new(&server);
+    let containers = api.get("/container").await;
+    let list = containers.body["containers"].as_array().unwrap();
+    assert_eq!(list.len(), 5);
+    assert_eq!(list[0]["name"], "Company");
+    assert_eq!(list[0]["parent_id"], 0);
+    assert!(list[1..].iter().all(|c| c["parent_id"] == 1));
+    assert!(list[0]["description"].is_string());
+
+    let roles = api.get("/container/1/role").await;
+    assert_eq!(
+        roles.body,
+        json!({"access_roles": [
+            {"id":1,"name":"Administrator"},{"id":2,"name":"Limited User"},
+            {"id":3,"name":"Finance Manager"},{"id":4,"name":"Manager"},
+            {"id":5,"name":"Standard User"}]})
+    );
+}
+
+#[tokio::test]
+async fn rolling_windows_answer_bare_429s_and_recover() {
+    let server = start(DigicertSimConfig {
+        rate_limits: vec![RateWindow::new(10, Duration::from_millis(2000))],
+        ..config(3)
+    })
+    .await;
+    let api = Api::new(&server);
+    let mut statuses = Vec::new();
+    for _ in 0..15 {
+        let answer = api.get("/user/100001").await;
+        if answer.status == 429 {
+            assert!(answer.headers.get(RETRY_AFTER).is_none(), "no Retry-After");
+            assert_eq!(
+                answer.body["errors"][0]["code"], "request_limit_exceeded",
+                "{}",
+                answer.body
+            );
+        }
+        statuses.push(answer.status);
+    }
+    assert_eq!(statuses[..10], [200; 10]);
+    assert_eq!(statuses[10..], [429; 5]);
+    assert_eq!(server.control().stats().responses_429, 5);
+
+    // Still refused inside the window (the refused requests count too)...
+    assert_eq!(api.get("/user/100001").await.status, 429);
+    // ...and served again once a whole window has passed.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(api.get("/user/100001").await.status, 200);
+}
+
+#[tokio::test]
+async fn both_windows_are_enforced() {
+    // A short window that recovers quickly, and a long one that does not.
+    let server = start(DigicertSimConfig {
+        rate_limits: vec![
+            RateWindow::new(5, Duration::from_millis(1000)),
+            RateWindow::new(8, Duration::from_secs(60)),
+        ],
+        ..config(3)
+    })
+    .await;
+    let api = Api::new(&server);
+    let mut ok = 0;
+    for _ in 0..5 {
+        ok += u32::from(api.get("/container").await.status == 200);
+    }
+    assert_eq!(ok, 5);
+    assert_eq!(api.get("/container").await.status, 429, "short window");
+    tokio::time::sleep(Duration::from_millis(1050)).await;
+    // Short window clear again; the long one has 6 counted and allows 2 more.
+    assert_eq!(api.get("/container").await.status, 200);
+    assert_eq!(api.get("/container").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(1050)).await;
+    assert_eq!(api.get("/container").await.status, 429, "long window");
+
+    // Switching the limits off (as the demo may do) lets everything through.
+    server.control().set_rate_limits(Vec::new());
+    assert_eq!(api.get("/container").await.status, 200);
+}
+
+#[tokio::test]
+async fn a_fault_rule_hits_exactly_the_matching_page() {
+    let server = start(config(3_000)).await;
+    let api = Api::new(&server);
+    let control = server.control();
+    control
+        .fail_when(
+            FaultRule::new(503)
+                .with_method("GET")
+                .with_path_prefix("/user")
+                .with_query("offset=1000")
+                .with_times(1),
+        )
+        .unwrap();
+    let page0 = api.get("/user?offset=0&limit=1000").await;
+    assert_eq!(page0.status, 200);
+    let page1 = api.get("/user?offset=1000&limit=1000").await;
+    assert_eq!((page1.status, page1.code()), (503, "service_unavailable"));
+    let page1_again = api.get("/user?offset=1000&limit=1000").await;
+    assert_eq!(page1_again.status, 200);
+    assert_eq!(page1_again.body["users"][0]["username"], "user01001");
+    assert_eq!(api.get("/user?offset=2000&limit=1000").await.status, 200);
+    assert!(control.faults().is_empty());
+
+    control.fail_next(2, 500).unwrap();
+    assert_eq!(api.get("/container").await.status, 500);
+    assert_eq!(api.get("/user/100001").await.status, 500);
+    assert_eq!(api.get("/user/100001").await.status, 200);
+    assert!(control.fail_next(1, 200).is_err());
+
+    control.fail_when(FaultRule::new(502)).unwrap();
+    assert_eq!(api.get("/container").await.status, 502);
+    control.clear_faults();
+    assert_eq!(api.get("/container").await.status, 200);
+    let stats = control.stats();
+    assert_eq!(stats.responses_5xx, 4);
+    assert_eq!(stats.route("GET /user"), 4);
+}
+
+#[tokio::test]
+async fn latency_is_applied_to_api_requests() {
+    let server = start(DigicertSimConfig {
+        latency: Duration::from_millis(250),
+        ..config(3)
+    })
+    .await;
+    let api = Api::new(&server);
+    let started = Instant::now();
+    assert_eq!(api.get("/user/100001").await.status, 200);
+    assert!(started.elapsed() >= Duration::from_millis(250));
+
+    server.control().set_latency(Duration::from_millis(400));
+    let started = Instant::now();
+    assert_eq!(api.get("/container").await.status, 200);
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    server.control().set_latency(Duration::ZERO);
+    assert_eq!(server.control().latency(), Duration::ZERO);
+}
+
+#[tokio::test]
+async fn a_hundred_thousand_users_page_through() {
+    let server = start(config(100_000)).await;
+    let api = Api::new(&server);
+    assert_eq!(server.control().user_count(), 100_000);
+    let last = api.get("/user?offset=99000&limit=1000").await;
+    assert_eq!(last.body["page"]["total"], 100_000);
+    let users = last.body["users"].as_array().unwrap();
+    assert_eq!(users.len(), 1000);
+    assert_eq!(users[999]["username"], "user100000");
+    assert_eq!(users[999]["id"], 200_000);
+}
+
+#[tokio::test]
+async fn control_routes_drive_the_simulator() {
+    let server = start(config(3)).await;
+    let api = Api::new(&server);
+
+    assert_eq!(
+        api.admin(Method::POST, "/_sim/revoke", None).await.status,
+        204
+    );
+    assert_eq!(api.get("/user").await.status, 401);
+    assert_eq!(
+        api.admin(Method::POST, "/_sim/restore", None).await.status,
+        204
+    );
+    assert_eq!(api.get("/user").await.status, 200);
+
+    let fault = json!({"method":"GET","path_prefix":"/user","query_contains":"offset=2","status":503,"times":1});
+    assert_eq!(
+        api.admin(Method::POST, "/_sim/faults", Some(fault))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        api.admin(Method::GET, "/_sim/faults", None)
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(api.get("/user?offset=2").await.status, 503);
+    let bad_fault = api
+        .admin(Method::POST, "/_sim/faults", Some(json!({"status": 200})))
+        .await;
+    assert_eq!((bad_fault.status, bad_fault.code()), (400, "invalid_fault"));
+    let unknown_key = api
+        .admin(
+            Method::POST,
+            "/_sim/faults",
+            Some(json!({"status": 503, "bogus": 1})),
+        )
+        .await;
+    assert_eq!(unknown_key.status, 400);
+
+    assert_eq!(
+        api.admin(
+            Method::POST,
+            "/_sim/fail_next",
+            Some(json!({"count":1,"status":500}))
+        )
+        .await
+        .status,
+        204
+    );
+    assert_eq!(
+        api.admin(Method::DELETE, "/_sim/faults", None).await.status,
+        204
+    );
+    assert_eq!(api.get("/user").await.status, 200);
+
+    assert_eq!(
+        api.admin(Method::POST, "/_sim/latency", Some(json!({"ms": 150})))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(server.control().latency(), Duration::from_millis(150));
+    api.admin(Method::POST, "/_sim/latency", Some(json!({"ms": 0})))
+        .await;
+
+    let limits = json!({"windows":[{"requests":1,"per_ms":60000}]});
+    assert_eq!(
+        api.admin(Method::POST, "/_sim/rate_limits", Some(limits))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(api.get("/container").await.status, 200);
+    assert_eq!(api.get("/container").await.status, 429);
+    // Control routes are never limited.
+    let added = api
+        .admin(
+            Method::POST,
+            "/_sim/users",
+            Some(
+                json!({"username":"new.user","first_name":"New","last_name":"User",
+                        "email":"new.user@example.com","access_roles":[2,3]}),
+            ),
+        )
+        .await;
+    assert_eq!(added.status, 201);
+    let id = added.body["id"].as_u64().unwrap();
+    api.admin(
+        Method::POST,
+        "/_sim/rate_limits",
+        Some(json!({"windows": []})),
+    )
+    .await;
+    let read = api.get(&format!("/user/{id}")).await;
+    assert_eq!(read.body["username"], "new.user");
+    assert_eq!(read.body["access_roles"].as_array().unwrap().len(), 2);
+
+    let dup = api
+        .admin(
+            Method::POST,
+            "/_sim/users",
+            Some(json!({"username":"NEW.USER","first_name":"A","last_name":"B","email":"a@b.c"})),
+        )
+        .await;
+    assert_eq!((dup.status, dup.code()), (400, "duplicate_username"));
+
+    let found = api
+        .admin(Method::GET, "/_sim/users?username=new.user", None)
+        .await;
+    assert_eq!(found.body[0]["id"], id);
+    assert_eq!(
+        api.admin(Method::GET, "/_sim/users", None)
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+
+    let status = api
+        .admin(
+            Method::POST,
+            &format!("/_sim/users/{id}/status"),
+            Some(json!({"status":"inactive"})),
+        )
+        .await;
+    assert_eq!(status.status, 204);
+    assert_eq!(
+        api.get(&format!("/user/{id}")).await.body["status"],
+        "inactive"
+    );
+    let one = api
+        .admin(Method::GET, &format!("/_sim/users/{id}"), None)
+        .await;
+    assert_eq!(one.body["status"], "inactive");
+
+    assert_eq!(
+        api.admin(Method::DELETE, &format!("/_sim/users/{id}"), None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(api.get(&format!("/user/{id}")).await.status, 404);
+    let gone = api
+        .admin(Method::DELETE, &format!("/_sim/users/{id}"), None)
+        .await;
+    assert_eq!((gone.status, gone.code()), (404, "not_found"));
+
+    let stats = api.admin(Method::GET, "/_sim/stats", None).await;
+    assert_eq!(stats.status, 200);
+    let counted = server.control().stats();
+    assert_eq!(stats.body["requests"], counted.requests);
+    assert_eq!(counted.requests, 9, "control routes are not counted");
+    assert_eq!(stats.body["responses_429"], 1);
+    assert_eq!(stats.body["by_route"]["GET /user/{id}"], 3);
+    assert_eq!(
+        api.admin(Method::DELETE, "/_sim/stats", None).await.status,
+        204
+    );
+    assert_eq!(server.control().stats(), SimStats::default());
+}
+
+#[tokio::test]
+async fn control_user_helpers() {
+    let server = start(config(2)).await;
+    let control = server.control();
+    let id = control
+        .add_user(UserSpec {
+            job_title: Some("Engineer".into()),
+            container_id: Some(3),
+            ..UserSpec::new("a.b", "A", "B", "a.b@example.com")
+        })
+        .unwrap();
+    assert_eq!(control.user_count(), 3);
+    assert_eq!(control.find_user("A.B").unwrap().id, id);
+    assert_eq!(control.user(id).unwrap().container_id, 3);
+    assert!(matches!(
+        control.add_user(UserSpec::new("a.b", "A", "B", "x@example.com")),
+        Err(ControlError::Invalid(_))
+    ));
+    assert!(matches!(
+        control.add_user(UserSpec {
+            container_id: Some(99),
+            ..UserSpec::new("c", "C", "D", "c@example.com")
+        }),
+        Err(ControlError::Invalid(_))
+    ));
+    control.set_user_status(id, "inactive").unwrap();
+    assert_eq!(control.user(id).unwrap().status, UserStatus::Inactive);
+    assert!(control.set_user_status(id, "locked").is_err());
+    assert_eq!(
+        control.set_user_status(1, "active"),
+        Err(ControlError::UnknownUser(1))
+    );
+    control.set_user_roles(id, &[1, 2]).unwrap();
+    assert!(control.set_user_roles(id, &[]).is_err());
+    assert_eq!(control.users().last().unwrap().access_roles, [1, 2]);
+    assert!(control.remove_user(id));
+    assert!(!control.remove_user(id));
+    // Ids are never reused.
+    let next = control
+        .add_user(UserSpec::new("e", "E", "F", "e@example.com"))
+        .unwrap();
+    assert_eq!(next, id + 1);
+}
+
+#[tokio::test]
+async fn toml_fragment_is_a_valid_target_table() {
+    let server = start(config(1)).await;
+    let fragment = server.toml_fragment("digicert");
+    let table: toml::Table = toml::from_str(&fragment).unwrap();
+    let target = &table["targets"]["digicert"];
+    assert_eq!(target["kind"].as_str(), Some("digicert"));
+    assert_eq!(
+        target["base_url"].as_str(),
+        Some(server.base_url().as_str())
+    );
+    assert_eq!(target["api_key"].as_str(), Some(DEFAULT_API_KEY));
+    assert!(server.base_url().starts_with("http://127.0.0.1:"));
+    assert!(server.base_url().ends_with("/services/v2"));
+    // It is what the config loader accepts for a target.
+    let parsed: crate::config::TargetConfig = target.clone().try_into().unwrap();
+    assert_eq!(parsed.base_url.as_str(), server.base_url());
+
+    let quoted: toml::Table = toml::from_str(&server.toml_fragment("my target")).unwrap();
+    assert!(quoted["targets"].get("my target").is_some());
+}
+
+#[tokio::test]
+async fn shutdown_and_drop_stop_the_server() {
+    let server = start(config(1)).await;
+    let url = format!("{}/container", server.base_url());
+    let key = server.control().api_key();
+    let http = reqwest::Client::new();
+    assert_eq!(
+        http.get(&url)
+            .header(DEVKEY_HEADER, &key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    server.shutdown().await.unwrap();
+    assert!(reqwest::Client::new().get(&url).send().await.is_err());
+
+    let dropped = start(config(1)).await;
+    let url = format!("{}/container", dropped.base_url());
+    drop(dropped);
+    let mut stopped = false;
+    for _ in 0..50 {
+        if reqwest::Client::new().get(&url).send().await.is_err() {
+            stopped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(stopped);
+}

@@ -1,0 +1,244 @@
+//! Injected failures: rules that make chosen API requests fail with a chosen status.
+
+use serde::{Deserialize, Serialize};
+
+/// Makes matching API requests fail with `status` (the body is the target's usual error
+/// body). Every matcher that is set must match; an unset matcher matches everything.
+///
+/// JSON form (for `POST /_sim/faults`):
+/// `{"method":"GET","path_prefix":"/user","query_contains":"offset=1000","status":503,"times":1}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultRule {
+    /// HTTP method to match (any letter case); unset: every method.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Path prefix to match: relative to the API root (`/user`), or absolute when it starts
+    /// with the API root (`/services/v2/user`); unset: every path. A plain string prefix, so
+    /// `/user` also matches `/user/5/role`.
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// Query parameters that must all be present, written `k=v&k2=v2`. Each pair is compared
+    /// whole and decoded, so `offset=1000` matches `?limit=1000&offset=1000` but not
+    /// `?offset=10000`. Unset: any query.
+    #[serde(default)]
+    pub query_contains: Option<String>,
+    /// The status to answer with (400–599).
+    pub status: u16,
+    /// How many matching requests fail before the rule retires; unset: until cleared.
+    #[serde(default)]
+    pub times: Option<u32>,
+}
+
+impl FaultRule {
+    /// A rule that fails every API request with `status` until cleared; narrow it with the
+    /// `with_*` methods.
+    pub fn new(status: u16) -> Self {
+        Self {
+            method: None,
+            path_prefix: None,
+            query_contains: None,
+            status,
+            times: None,
+        }
+    }
+
+    /// Only requests with this method.
+    pub fn with_method(mut self, method: impl Into<String>) -> Self {
+        self.method = Some(method.into());
+        self
+    }
+
+    /// Only requests whose path starts with `prefix`.
+    pub fn with_path_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.path_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Only requests whose query carries every `k=v` pair of `query`.
+    pub fn with_query(mut self, query: impl Into<String>) -> Self {
+        self.query_contains = Some(query.into());
+        self
+    }
+
+    /// Retire the rule after `times` failures.
+    pub fn with_times(mut self, times: u32) -> Self {
+        self.times = Some(times);
+        self
+    }
+
+    /// Checks the rule can be installed; the message names the bad field.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(400..=599).contains(&self.status) {
+            return Err(format!(
+                "status must be between 400 and 599, not {}.",
+                self.status
+            ));
+        }
+        if self.method.as_deref().is_some_and(str::is_empty) {
+            return Err("method must not be empty.".to_owned());
+        }
+        Ok(())
+    }
+
+    fn matches(&self, request: &RequestFacts<'_>) -> bool {
+        let method_ok = self
+            .method
+            .as_deref()
+            .is_none_or(|method| method.eq_ignore_ascii_case(request.method));
+        let path_ok = self.path_prefix.as_deref().is_none_or(|prefix| {
+            if prefix.starts_with(request.api_root) && !request.api_root.is_empty() {
+                request.full_path.starts_with(prefix)
+            } else {
+                request.api_path.starts_with(prefix)
+            }
+        });
+        let query_ok = self.query_contains.as_deref().is_none_or(|wanted| {
+            let have: Vec<(String, String)> = pairs(request.query.unwrap_or(""));
+            pairs(wanted).iter().all(|pair| have.contains(pair))
+        });
+        method_ok && path_ok && query_ok
+    }
+}
+
+fn pairs(query: &str) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .map(|(key, value)| (key.into_owned(), value.into_owned()))
+        .collect()
+}
+
+/// What a fault rule looks at in a request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestFacts<'a> {
+    /// The method, e.g. `GET`.
+    pub(crate) method: &'a str,
+    /// The API root the simulator serves under, e.g. `/services/v2`.
+    pub(crate) api_root: &'a str,
+    /// The whole request path.
+    pub(crate) full_path: &'a str,
+    /// The path below the API root, starting with `/`.
+    pub(crate) api_path: &'a str,
+    /// The raw query string, if any.
+    pub(crate) query: Option<&'a str>,
+}
+
+/// The installed rules, checked in the order they were added.
+#[derive(Debug, Default)]
+pub(crate) struct FaultSet {
+    rules: Vec<FaultRule>,
+}
+
+impl FaultSet {
+    /// Installs a rule (call [`FaultRule::validate`] first). A rule with `times = 0` is a no-op.
+    pub(crate) fn push(&mut self, rule: FaultRule) {
+        if rule.times != Some(0) {
+            self.rules.push(rule);
+        }
+    }
+
+    /// Removes every rule.
+    pub(crate) fn clear(&mut self) {
+        self.rules.clear();
+    }
+
+    /// The rules still installed, with `times` counting what is left.
+    pub(crate) fn rules(&self) -> Vec<FaultRule> {
+        self.rules.clone()
+    }
+
+    /// The status of the first rule matching `request`, spending one of its `times`.
+    pub(crate) fn take_match(&mut self, request: &RequestFacts<'_>) -> Option<u16> {
+        let index = self.rules.iter().position(|rule| rule.matches(request))?;
+        let rule = self.rules.get_mut(index)?;
+        let status = rule.status;
+        if let Some(left) = rule.times.as_mut() {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                self.rules.remove(index);
+            }
+        }
+        Some(status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(api_path: &str, query: Option<&'static str>) -> RequestFacts<'static> {
+        let api_path: &'static str = Box::leak(api_path.to_owned().into_boxed_str());
+        let full: &'static str = Box::leak(format!("/services/v2{api_path}").into_boxed_str());
+        RequestFacts {
+            method: "GET",
+            api_root: "/services/v2",
+            full_path: full,
+            api_path,
+            query,
+        }
+    }
+
+    #[test]
+    fn query_pairs_match_whole() {
+        let mut set = FaultSet::default();
+        set.push(
+            FaultRule::new(503)
+                .with_method("get")
+                .with_path_prefix("/user")
+                .with_query("offset=1000")
+                .with_times(1),
+        );
+        assert_eq!(
+            set.take_match(&get("/user", Some("offset=10000&limit=1000"))),
+            None
+        );
+        assert_eq!(set.take_match(&get("/user", Some("offset=0"))), None);
+        assert_eq!(
+            set.take_match(&get("/container", Some("offset=1000"))),
+            None
+        );
+        assert_eq!(
+            set.take_match(&get("/user", Some("limit=1000&offset=1000"))),
+            Some(503)
+        );
+        // times = 1: spent.
+        assert_eq!(
+            set.take_match(&get("/user", Some("limit=1000&offset=1000"))),
+            None
+        );
+        assert!(set.rules().is_empty());
+    }
+
+    #[test]
+    fn absolute_prefix_and_method() {
+        let mut set = FaultSet::default();
+        set.push(FaultRule::new(500).with_path_prefix("/services/v2/container"));
+        set.push(FaultRule::new(502).with_method("PUT"));
+        assert_eq!(set.take_match(&get("/container/1/role", None)), Some(500));
+        assert_eq!(set.take_match(&get("/user", None)), None);
+        let mut put = get("/user/5", None);
+        put.method = "put";
+        assert_eq!(set.take_match(&put), Some(502));
+        // Unlimited rules stay.
+        assert_eq!(set.rules().len(), 2);
+        set.clear();
+        assert_eq!(set.take_match(&put), None);
+    }
+
+    #[test]
+    fn counted_rule_and_validation() {
+        let mut set = FaultSet::default();
+        set.push(FaultRule::new(503).with_times(2));
+        set.push(FaultRule::new(500).with_times(0));
+        assert_eq!(set.take_match(&get("/user", None)), Some(503));
+        assert_eq!(set.take_match(&get("/user/1", None)), Some(503));
+        assert_eq!(set.take_match(&get("/user", None)), None);
+        assert!(FaultRule::new(200).validate().is_err());
+        assert!(FaultRule::new(503).validate().is_ok());
+        let json: FaultRule =
+            serde_json::from_str(r#"{"path_prefix":"/user","status":503,"times":1}"#).unwrap();
+        assert_eq!(
+            json,
+            FaultRule::new(503).with_path_prefix("/user").with_times(1)
+        );
+    }
+}

@@ -1,0 +1,74 @@
+//! What a simulator counts about the API requests it answered.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Counters over the API requests a simulator answered (control requests under `/_sim/` are
+/// not counted).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimStats {
+    /// API requests answered.
+    pub requests: u64,
+    /// Answered 401 (bad, missing or revoked key).
+    pub responses_401: u64,
+    /// Answered 429 (over a rate window).
+    pub responses_429: u64,
+    /// Answered with any 5xx (injected faults).
+    pub responses_5xx: u64,
+    /// Answers per status code.
+    pub by_status: BTreeMap<u16, u64>,
+    /// Requests per route, e.g. `GET /user/{id}`; requests to no route count as `unmatched`.
+    pub by_route: BTreeMap<String, u64>,
+}
+
+impl SimStats {
+    /// Counts one answered request.
+    pub(crate) fn record(&mut self, route: &'static str, status: u16) {
+        self.requests += 1;
+        match status {
+            401 => self.responses_401 += 1,
+            429 => self.responses_429 += 1,
+            500..=599 => self.responses_5xx += 1,
+            _ => {}
+        }
+        *self.by_status.entry(status).or_insert(0) += 1;
+        match self.by_route.get_mut(route) {
+            Some(count) => *count += 1,
+            None => {
+                self.by_route.insert(route.to_owned(), 1);
+            }
+        }
+    }
+
+    /// Requests counted for `route` (e.g. `GET /user`).
+    pub fn route(&self, route: &str) -> u64 {
+        self.by_route.get(route).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_counts_classes_and_routes() {
+        let mut stats = SimStats::default();
+        stats.record("GET /user", 200);
+        stats.record("GET /user", 429);
+        stats.record("GET /user", 401);
+        stats.record("unmatched", 503);
+        assert_eq!(stats.requests, 4);
+        assert_eq!(
+            (
+                stats.responses_401,
+                stats.responses_429,
+                stats.responses_5xx
+            ),
+            (1, 1, 1)
+        );
+        assert_eq!(stats.route("GET /user"), 3);
+        assert_eq!(stats.route("PUT /user/{id}"), 0);
+        assert_eq!(stats.by_status.get(&200), Some(&1));
+    }
+}
