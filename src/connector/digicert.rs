@@ -984,6 +984,7 @@ mod tests {
             stream.next().await.is_none(),
             "the stream ends after an error"
         );
+        assert_eq!(server.received_requests().await.unwrap().len(), 1);
     }
 
     #[tokio::test]

@@ -155,6 +155,8 @@ pub(crate) struct Directory {
     pub(crate) containers: Vec<Container>,
     pub(crate) users: Vec<UserRecord>,
     pub(crate) next_user_id: u64,
+    /// Users the API does not return for now (see `DigicertControl::hide_user`).
+    pub(crate) hidden: Vec<UserRecord>,
 }
 
 impl Directory {
@@ -207,6 +209,30 @@ impl Directory {
             }
             None => false,
         }
+    }
+
+    /// Takes user `id` out of the API's view, keeping it to bring back; false if absent.
+    pub(crate) fn hide(&mut self, id: u64) -> bool {
+        match self.position(id) {
+            Ok(index) => {
+                let user = self.users.remove(index);
+                self.hidden.push(user);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Brings a hidden user back with its id and fields; false if it is not hidden.
+    pub(crate) fn unhide(&mut self, id: u64) -> bool {
+        let Some(at) = self.hidden.iter().position(|user| user.id == id) else {
+            return false;
+        };
+        let user = self.hidden.swap_remove(at);
+        if let Err(index) = self.position(id) {
+            self.users.insert(index, user);
+        }
+        true
     }
 
     /// Deletes user `id`; false if there is no such user.

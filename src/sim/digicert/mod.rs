@@ -435,6 +435,17 @@ impl DigicertControl {
         self.lock().dir.remove(id)
     }
 
+    /// Hides a user from the API (as if moved out of the key's reach) without deleting it;
+    /// false if there is no such user.
+    pub fn hide_user(&self, id: u64) -> bool {
+        self.lock().dir.hide(id)
+    }
+
+    /// Brings a hidden user back with the same id and fields; false if it was not hidden.
+    pub fn unhide_user(&self, id: u64) -> bool {
+        self.lock().dir.unhide(id)
+    }
+
     /// Sets a user's status (`active` or `inactive`).
     pub fn set_user_status(&self, id: u64, status: &str) -> Result<(), ControlError> {
         let status = UserStatus::parse(status).ok_or_else(|| {

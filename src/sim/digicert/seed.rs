@@ -73,6 +73,7 @@ impl DigicertSeed {
             containers,
             users,
             next_user_id: self.first_user_id + u64::from(self.users),
+            hidden: Vec::new(),
         }
     }
 

@@ -1,0 +1,191 @@
+//! Shared set-up for integration tests: a DigiCert simulator on loopback and an idsync app
+//! built from a real TOML config against it, with a SQLite file in a temp directory.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use idsync::app::App;
+use idsync::config;
+use idsync::model::{Account, Entitlement, Grant, ImportMode, Trigger};
+use idsync::sim::{DigicertSeed, DigicertServer, DigicertSim, DigicertSimConfig};
+use idsync::store::{AccountFilter, EntitlementFilter, GrantFilter, Store};
+use idsync::sync::{ImportParts, ImportRequest, ImportSummary};
+use tokio_util::sync::CancellationToken;
+
+/// The API key the test simulators accept. Distinctive, so leak checks can grep for it.
+pub const SIM_KEY: &str = "sim-key-Zq8vX1-never-print-me";
+
+/// A DigiCert simulator with `users` users and no rate limit.
+pub async fn digicert(users: u32) -> DigicertServer {
+    digicert_with(users, |_| {}).await
+}
+
+/// A DigiCert simulator with `users` users, adjusted by `tweak`.
+pub async fn digicert_with(users: u32, tweak: impl FnOnce(&mut DigicertSimConfig)) -> DigicertServer {
+    let mut config = DigicertSimConfig {
+        api_key: SIM_KEY.to_string(),
+        seed: DigicertSeed::with_users(users),
+        rate_limits: Vec::new(),
+        ..DigicertSimConfig::default()
+    };
+    tweak(&mut config);
+    DigicertSim::start(config, SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap()
+}
+
+/// A test environment: a temp dir holding the store, and the config text.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub config: String,
+}
+
+impl Env {
+    /// A config with target `digicert` pointing at `sim`; `target_extra` is appended to the
+    /// target table (e.g. `page_size = 100`), `extra` to the file.
+    pub fn new(sim: &DigicertServer, target_extra: &str, extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("idsync.db");
+        let config = format!(
+            r#"[store]
+url = "sqlite://{store}"
+
+[log]
+level = "warn"
+format = "text"
+
+[targets.digicert]
+kind = "digicert"
+base_url = "{base}"
+api_key = "{key}"
+read_retry = {{ max_attempts = 3, initial_backoff = "10ms", max_backoff = "50ms" }}
+{target_extra}
+
+{extra}
+"#,
+            store = store.display(),
+            base = sim.base_url(),
+            key = SIM_KEY,
+        );
+        Self { dir, config }
+    }
+
+    /// The SQLite file.
+    pub fn store_path(&self) -> PathBuf {
+        self.dir.path().join("idsync.db")
+    }
+
+    /// Builds the app from the config.
+    pub async fn app(&self) -> App {
+        let loaded = config::load_from_str(&self.config, "test config", &[]).unwrap_or_else(|err| {
+            panic!("config problems: {:?}", err.problems);
+        });
+        App::build(loaded.config).await.unwrap()
+    }
+}
+
+/// Options of one import.
+#[derive(Clone, Copy)]
+pub struct Opts {
+    pub parts: ImportParts,
+    pub mode: ImportMode,
+    pub dry_run: bool,
+    pub allow_deletions: bool,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Self { parts: ImportParts::Both, mode: ImportMode::Full, dry_run: false, allow_deletions: false }
+    }
+}
+
+/// Runs one import of target `digicert`.
+pub async fn import(app: &App, opts: Opts) -> ImportSummary {
+    let request = ImportRequest {
+        target: "digicert".into(),
+        job: "manual".into(),
+        parts: opts.parts,
+        mode: opts.mode,
+        dry_run: opts.dry_run,
+        allow_deletions: opts.allow_deletions,
+        trigger: Trigger::Cli,
+        actor: "cli:test".into(),
+        started: None,
+    };
+    app.imports.run(request, &CancellationToken::new()).await.unwrap()
+}
+
+/// Every account of target `digicert`.
+pub async fn accounts(app: &App) -> Vec<Account> {
+    app.store
+        .list_accounts(&AccountFilter { target: Some("digicert".into()), ..Default::default() })
+        .await
+        .unwrap()
+}
+
+/// Every entitlement of target `digicert`.
+pub async fn entitlements(app: &App) -> Vec<Entitlement> {
+    app.store
+        .list_entitlements(&EntitlementFilter { target: "digicert".into(), ..Default::default() })
+        .await
+        .unwrap()
+}
+
+/// Every grant of target `digicert`.
+pub async fn grants(app: &App) -> Vec<Grant> {
+    app.store
+        .list_grants(&GrantFilter { target: "digicert".into(), ..Default::default() })
+        .await
+        .unwrap()
+}
+
+/// Everything the store holds about target `digicert`, as JSON, for before/after checks.
+/// `last_seen` of live accounts is left out: it is derived from the last successful import,
+/// not stored per row.
+pub async fn store_snapshot(app: &App) -> Snapshot {
+    let mut accounts = serde_json::to_value(accounts(app).await).unwrap();
+    for account in accounts.as_array_mut().unwrap() {
+        if account["status"] != "suspended" {
+            account.as_object_mut().unwrap().remove("last_seen");
+        }
+    }
+    Snapshot(serde_json::json!({
+        "accounts": accounts,
+        "entitlements": entitlements(app).await,
+        "grants": grants(app).await,
+        "audit": app.store.list_audit(Some("digicert"), 100_000).await.unwrap(),
+    }))
+}
+
+/// A store snapshot whose mismatch report names the first difference instead of dumping
+/// thousands of rows.
+#[derive(PartialEq)]
+pub struct Snapshot(pub serde_json::Value);
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let counts: Vec<String> = self
+            .0
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", v.as_array().map_or(0, Vec::len)))
+            .collect();
+        write!(f, "Snapshot({})", counts.join(", "))
+    }
+}
+
+/// Asserts two snapshots are equal, naming the first differing record.
+pub fn assert_same(after: &Snapshot, before: &Snapshot, what: &str) {
+    if after == before {
+        return;
+    }
+    for key in ["accounts", "entitlements", "grants", "audit"] {
+        let (a, b) = (after.0[key].as_array().unwrap(), before.0[key].as_array().unwrap());
+        if a.len() != b.len() {
+            panic!("{what}: {key} count {} != {}", a.len(), b.len());
+        }
+        if let Some((x, y)) = a.iter().zip(b).find(|(x, y)| x != y) {
+            panic!("{what}: {key} differ:\n now    {x}\n before {y}");
+        }
+    }
+}
