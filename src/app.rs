@@ -39,7 +39,9 @@ pub enum AppError {
         source: SecretError,
     },
     /// The HTTP server could not listen.
-    #[error("cannot listen on {addr}: {message} (is another idsync running? change server.listen)")]
+    #[error(
+        "cannot listen on {addr}: {message} (is another idsync running? change server.listen)"
+    )]
     Listen {
         /// The address.
         addr: SocketAddr,
@@ -64,12 +66,18 @@ pub struct App {
 impl App {
     /// Opens the store (running migrations) and builds every target's connector.
     pub async fn build(config: Config) -> Result<Self, AppError> {
-        let store = Arc::new(SqliteStore::open(&config.store.url, config.store.busy_timeout.get()).await?);
+        let store =
+            Arc::new(SqliteStore::open(&config.store.url, config.store.busy_timeout.get()).await?);
         let connectors = Arc::new(registry::build_connectors(&config)?);
         let config = Arc::new(config);
         let dyn_store: Arc<dyn Store> = store.clone();
         let imports = ImportRunner::new(dyn_store, connectors.clone(), config.clone());
-        Ok(Self { config, store, connectors, imports })
+        Ok(Self {
+            config,
+            store,
+            connectors,
+            imports,
+        })
     }
 
     /// The store as the trait object the jobs and the API use.
@@ -87,27 +95,41 @@ pub async fn run_daemon(
     shutdown: impl Future<Output = ()> + Send,
     on_listening: impl FnOnce(SocketAddr),
 ) -> Result<(), AppError> {
+    // Install the metrics recorder before anything is counted.
+    crate::telemetry::metrics_handle();
     let store = app.store();
     let interrupted = store
-        .fail_open_runs("interrupted: idsync stopped before the run finished", clock::now())
+        .fail_open_runs(
+            "interrupted: idsync stopped before the run finished",
+            clock::now(),
+        )
         .await?;
     if interrupted > 0 {
-        warn!(runs = interrupted, "Runs left open by a previous process were marked failed.");
+        warn!(
+            runs = interrupted,
+            "Runs left open by a previous process were marked failed."
+        );
     }
     let api_token = match &app.config.server.api_token {
-        Some(spec) => Some(Arc::new(spec.resolve().map_err(|source| AppError::Secret {
-            key: "server.api_token".into(),
-            source,
+        Some(spec) => Some(Arc::new(spec.resolve().map_err(|source| {
+            AppError::Secret {
+                key: "server.api_token".into(),
+                source,
+            }
         })?)),
         None => None,
     };
     let listen = app.config.server.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|err| AppError::Listen { addr: listen, message: err.to_string() })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|err| AppError::Listen { addr: listen, message: err.to_string() })?;
+        .map_err(|err| AppError::Listen {
+            addr: listen,
+            message: err.to_string(),
+        })?;
+    let bound = listener.local_addr().map_err(|err| AppError::Listen {
+        addr: listen,
+        message: err.to_string(),
+    })?;
     let runner = JobRunner::new(&app.config, app.imports.clone());
     let state = ServerState {
         config: app.config.clone(),
@@ -117,11 +139,17 @@ pub async fn run_daemon(
     };
     let stop_server = CancellationToken::new();
     let server_stop = stop_server.clone();
-    let server = tokio::spawn(server::serve(listener, state, async move { server_stop.cancelled().await }));
+    let server = tokio::spawn(server::serve(listener, state, async move {
+        server_stop.cancelled().await
+    }));
     info!(addr = %bound, api = app.config.server.api_token.is_some(), "HTTP server listening.");
     on_listening(bound);
     let cron = Scheduler::start(&runner).await?;
-    info!(jobs = runner.jobs().len(), targets = app.config.targets.len(), "idsync is running.");
+    info!(
+        jobs = runner.jobs().len(),
+        targets = app.config.targets.len(),
+        "idsync is running."
+    );
     notify(&[sd_notify::NotifyState::Ready]);
     scheduler::catch_up(&runner, store.as_ref()).await;
 
@@ -129,7 +157,9 @@ pub async fn run_daemon(
     info!("Shutting down: no new jobs; waiting for running jobs.");
     notify(&[sd_notify::NotifyState::Stopping]);
     cron.stop().await;
-    runner.shutdown(app.config.server.shutdown_grace.get()).await;
+    runner
+        .shutdown(app.config.server.shutdown_grace.get())
+        .await;
     stop_server.cancel();
     match server.await {
         Ok(Ok(())) => {}
@@ -152,7 +182,10 @@ pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => info!(signal = "SIGTERM", "Signal received."),

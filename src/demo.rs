@@ -13,7 +13,9 @@ use crate::cli::args::{DemoArgs, SimArgs, SimKind};
 use crate::cli::{print_summary, OutputFormat, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::config::{self, LogConfig, LogFormat};
 use crate::model::{ImportMode, Trigger};
-use crate::sim::{DigicertControl, DigicertSeed, DigicertServer, DigicertSim, DigicertSimConfig, UserSpec};
+use crate::sim::{
+    DigicertControl, DigicertSeed, DigicertServer, DigicertSim, DigicertSimConfig, UserSpec,
+};
 use crate::sync::{ImportParts, ImportRequest};
 use crate::telemetry;
 
@@ -22,11 +24,17 @@ const DEMO_TARGET: &str = "digicert";
 
 /// A random hex string for throwaway demo credentials.
 fn random_hex(bytes: usize) -> String {
-    (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+    (0..bytes)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect()
 }
 
 /// Starts the DigiCert simulator on `addr` with `users` users.
-async fn start_digicert(addr: SocketAddr, users: usize, rate_limited: bool) -> std::io::Result<DigicertServer> {
+async fn start_digicert(
+    addr: SocketAddr,
+    users: usize,
+    rate_limited: bool,
+) -> std::io::Result<DigicertServer> {
     let mut config = DigicertSimConfig {
         api_key: format!("demo-{}", random_hex(16)),
         seed: DigicertSeed::with_users(u32::try_from(users).unwrap_or(u32::MAX)),
@@ -72,7 +80,10 @@ schedule = "10,40 * * * * *"
 
 /// `idsync demo [--once]`.
 pub async fn run(args: DemoArgs, format: OutputFormat) -> i32 {
-    let _ = telemetry::init_logging(&LogConfig { level: "info".into(), format: LogFormat::Text });
+    let _ = telemetry::init_logging(&LogConfig {
+        level: "info".into(),
+        format: LogFormat::Text,
+    });
     let sim = match start_digicert(SocketAddr::from(([127, 0, 0, 1], 0)), args.users, true).await {
         Ok(sim) => sim,
         Err(err) => {
@@ -99,7 +110,11 @@ pub async fn run(args: DemoArgs, format: OutputFormat) -> i32 {
             return EXIT_FAILED;
         }
     };
-    let code = if args.once { once(&app, format).await } else { daemon(app, &sim, &args, &api_token).await };
+    let code = if args.once {
+        once(&app, format).await
+    } else {
+        daemon(app, &sim, &args, &api_token).await
+    };
     if let Err(err) = sim.shutdown().await {
         warn!(error = %err, "Simulator did not stop cleanly.");
     }
@@ -189,26 +204,43 @@ async fn churn(control: DigicertControl) {
         if let Some(user) = users.get((step * 13 + 1) % users.len().max(1)) {
             let _ = control.remove_user(user.id);
         }
-        info!(round, "Demo churn: the simulated tenant hired, deactivated and removed a user.");
+        info!(
+            round,
+            "Demo churn: the simulated tenant hired, deactivated and removed a user."
+        );
     }
 }
 
 /// `idsync sim [digicert|all] [--port N]`: prints a config fragment and serves until
 /// interrupted.
 pub async fn run_sims(args: SimArgs) -> i32 {
-    let _ = telemetry::init_logging(&LogConfig { level: "info".into(), format: LogFormat::Text });
+    let _ = telemetry::init_logging(&LogConfig {
+        level: "info".into(),
+        format: LogFormat::Text,
+    });
     let servers = match args.which {
         SimKind::Digicert | SimKind::All => {
-            match start_digicert(SocketAddr::from(([127, 0, 0, 1], args.port)), args.users, !args.no_rate_limit).await {
+            match start_digicert(
+                SocketAddr::from(([127, 0, 0, 1], args.port)),
+                args.users,
+                !args.no_rate_limit,
+            )
+            .await
+            {
                 Ok(sim) => vec![sim],
                 Err(err) => {
-                    eprintln!("error: cannot start the DigiCert simulator on port {}: {err}", args.port);
+                    eprintln!(
+                        "error: cannot start the DigiCert simulator on port {}: {err}",
+                        args.port
+                    );
                     return EXIT_FAILED;
                 }
             }
         }
     };
-    println!("# Paste into your idsync config. Simulator controls: POST <origin>/_sim/... (see README).");
+    println!(
+        "# Paste into your idsync config. Simulator controls: POST <origin>/_sim/... (see README)."
+    );
     for sim in &servers {
         println!("{}", sim.toml_fragment(DEMO_TARGET));
     }

@@ -18,7 +18,15 @@
 //! * [`app`] — wiring a config into a running daemon.
 //! * [`cli`] — the command line.
 //! * [`demo`] — `idsync demo` and `idsync sim` (feature `sim`).
-#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 pub mod app;
 pub mod cli;

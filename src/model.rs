@@ -457,12 +457,20 @@ mod tests {
     #[test]
     fn unknown_value_names_the_choices() {
         let err = "paused".parse::<AccountStatus>().unwrap_err().to_string();
-        assert!(err.contains("paused") && err.contains("active, inactive, suspended"), "{err}");
+        assert!(
+            err.contains("paused") && err.contains("active, inactive, suspended"),
+            "{err}"
+        );
     }
 
     #[test]
     fn written_excludes_unchanged() {
-        let counts = ChangeCounts { created: 2, unchanged: 10, suspended: 1, ..Default::default() };
+        let counts = ChangeCounts {
+            created: 2,
+            unchanged: 10,
+            suspended: 1,
+            ..Default::default()
+        };
         assert_eq!(counts.written(), 3);
     }
 }

@@ -105,7 +105,9 @@ impl JobRunner {
     }
 
     fn running_set(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
-        self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.running
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Starts a job in the background. The returned receiver yields the id of its run
@@ -129,7 +131,10 @@ impl JobRunner {
             JobKind::AccountImport => ImportParts::Accounts,
             JobKind::AccessImport => ImportParts::Access,
             JobKind::Provisioning => {
-                return Err(TriggerError::NotRunnable { job: name.to_string(), kind: job.kind })
+                return Err(TriggerError::NotRunnable {
+                    job: name.to_string(),
+                    kind: job.kind,
+                })
             }
         };
         let target = job.target.clone().unwrap_or_default();
@@ -152,7 +157,10 @@ impl JobRunner {
                     gate.waiting.fetch_sub(1, Ordering::SeqCst);
                     self.running_set().remove(name);
                     self.count_skip(name, &target);
-                    return Err(TriggerError::TargetBusy { job: name.to_string(), target });
+                    return Err(TriggerError::TargetBusy {
+                        job: name.to_string(),
+                        target,
+                    });
                 }
             }
         }
@@ -207,10 +215,16 @@ impl JobRunner {
     /// (between pages: nothing is marked) and waits a little more for them to record it.
     pub async fn shutdown(&self, grace: Duration) {
         self.tracker.close();
-        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
             warn!(grace = ?grace, "Jobs still running at the shutdown deadline; interrupting them.");
             self.cancel.cancel();
-            if tokio::time::timeout(Duration::from_secs(10), self.tracker.wait()).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(10), self.tracker.wait())
+                .await
+                .is_err()
+            {
                 warn!("Jobs did not stop in time; their runs are marked failed at next start.");
             }
         }
@@ -233,9 +247,10 @@ pub struct SchedulerError {
 impl Scheduler {
     /// Registers every configured job and starts triggering.
     pub async fn start(runner: &JobRunner) -> Result<Self, SchedulerError> {
-        let inner = JobScheduler::new()
-            .await
-            .map_err(|err| SchedulerError { what: "start".into(), message: err.to_string() })?;
+        let inner = JobScheduler::new().await.map_err(|err| SchedulerError {
+            what: "start".into(),
+            message: err.to_string(),
+        })?;
         for (name, job) in runner.jobs().iter() {
             let tick_runner = runner.clone();
             let tick_name = name.clone();
@@ -244,21 +259,28 @@ impl Scheduler {
                 let name = tick_name.clone();
                 Box::pin(async move {
                     match runner.trigger(&name, Trigger::Schedule, "scheduler".into(), false) {
-                        Ok(_) | Err(TriggerError::AlreadyRunning(_)) | Err(TriggerError::TargetBusy { .. }) => {}
-                        Err(err) => warn!(job = %name, error = %err, "Scheduled job did not start."),
+                        Ok(_)
+                        | Err(TriggerError::AlreadyRunning(_))
+                        | Err(TriggerError::TargetBusy { .. }) => {}
+                        Err(err) => {
+                            warn!(job = %name, error = %err, "Scheduled job did not start.")
+                        }
                     }
                 })
             })
-            .map_err(|err| SchedulerError { what: format!("job {name}"), message: err.to_string() })?;
-            inner
-                .add(cron_job)
-                .await
-                .map_err(|err| SchedulerError { what: format!("job {name}"), message: err.to_string() })?;
+            .map_err(|err| SchedulerError {
+                what: format!("job {name}"),
+                message: err.to_string(),
+            })?;
+            inner.add(cron_job).await.map_err(|err| SchedulerError {
+                what: format!("job {name}"),
+                message: err.to_string(),
+            })?;
         }
-        inner
-            .start()
-            .await
-            .map_err(|err| SchedulerError { what: "start".into(), message: err.to_string() })?;
+        inner.start().await.map_err(|err| SchedulerError {
+            what: "start".into(),
+            message: err.to_string(),
+        })?;
         Ok(Self { inner })
     }
 
@@ -276,11 +298,15 @@ pub async fn catch_up(runner: &JobRunner, store: &dyn Store) {
     let now = clock::now();
     let mut due: Vec<(&String, &JobConfig)> = Vec::new();
     for (name, job) in runner.jobs().iter() {
-        let Some(target) = job.target.as_deref() else { continue };
+        let Some(target) = job.target.as_deref() else {
+            continue;
+        };
         if job.kind == JobKind::Provisioning {
             continue;
         }
-        let Some(interval) = schedule_interval(&job.schedule, now) else { continue };
+        let Some(interval) = schedule_interval(&job.schedule, now) else {
+            continue;
+        };
         let last = match store.last_success(target, job.kind).await {
             Ok(last) => last.and_then(|run| run.finished_at),
             Err(err) => {

@@ -45,7 +45,10 @@ pub fn router(state: ServerState) -> Router {
     let api = Router::new()
         .route("/targets", get(list_targets))
         .route("/targets/{target}/accounts", get(list_target_accounts))
-        .route("/targets/{target}/entitlements", get(list_target_entitlements))
+        .route(
+            "/targets/{target}/entitlements",
+            get(list_target_entitlements),
+        )
         .route("/targets/{target}/access", get(list_target_access))
         .route("/accounts", get(list_accounts))
         .route("/runs", get(list_runs))
@@ -65,7 +68,9 @@ pub async fn serve(
     state: ServerState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// A JSON error answer.
@@ -80,7 +85,10 @@ async fn require_token(
     next: Next,
 ) -> Response {
     let Some(expected) = state.api_token.as_ref() else {
-        return error(StatusCode::NOT_FOUND, "the API is off: set server.api_token to enable it");
+        return error(
+            StatusCode::NOT_FOUND,
+            "the API is off: set server.api_token to enable it",
+        );
     };
     let presented = headers
         .get(header::AUTHORIZATION)
@@ -93,9 +101,10 @@ async fn require_token(
         .into();
     if presented.is_empty() || !matches {
         let mut response = error(StatusCode::UNAUTHORIZED, "missing or invalid bearer token");
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
         return response;
     }
     next.run(request).await
@@ -104,8 +113,16 @@ async fn require_token(
 async fn readyz(State(state): State<ServerState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(5), state.store.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready\n").into_response(),
-        Ok(Err(err)) => (StatusCode::SERVICE_UNAVAILABLE, format!("store not ready: {err}\n")).into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store not ready: timed out\n").into_response(),
+        Ok(Err(err)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store not ready: {err}\n"),
+        )
+            .into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store not ready: timed out\n",
+        )
+            .into_response(),
     }
 }
 
@@ -117,17 +134,10 @@ async fn metrics() -> Response {
         .into_response()
 }
 
-/// `?limit=&after=` paging.
-#[derive(Debug, Deserialize)]
-struct Paging {
-    limit: Option<u32>,
-    after: Option<String>,
-}
-
-impl Paging {
-    fn limit(&self) -> u32 {
-        self.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
-    }
+/// The page size of a `?limit=` query (`serde(flatten)` cannot carry numbers through a
+/// query string, so each query struct has its own `limit` and `after`).
+fn page_limit(limit: Option<u32>) -> u32 {
+    limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
 }
 
 fn store_error(err: impl std::fmt::Display) -> Response {
@@ -143,7 +153,11 @@ fn unknown_target(state: &ServerState, target: &str) -> Option<Response> {
 async fn list_targets(State(state): State<ServerState>) -> Response {
     let mut out = Vec::new();
     for (name, target) in &state.config.targets {
-        let filter = RunFilter { target: Some(name.clone()), limit: 50, ..Default::default() };
+        let filter = RunFilter {
+            target: Some(name.clone()),
+            limit: 50,
+            ..Default::default()
+        };
         let runs = match state.store.list_runs(&filter).await {
             Ok(runs) => runs,
             Err(err) => return store_error(err),
@@ -155,7 +169,10 @@ async fn list_targets(State(state): State<ServerState>) -> Response {
                 Ok(run) => run,
                 Err(err) => return store_error(err),
             };
-            last_runs.insert(kind.as_str(), json!({ "last": last, "last_success": last_success }));
+            last_runs.insert(
+                kind.as_str(),
+                json!({ "last": last, "last_success": last_success }),
+            );
         }
         out.push(json!({
             "name": name,
@@ -171,8 +188,8 @@ async fn list_targets(State(state): State<ServerState>) -> Response {
 struct AccountQuery {
     status: Option<String>,
     owner: Option<String>,
-    #[serde(flatten)]
-    paging: Paging,
+    limit: Option<u32>,
+    after: Option<String>,
 }
 
 async fn list_target_accounts(
@@ -186,27 +203,38 @@ async fn list_target_accounts(
     accounts(&state, Some(target), query).await
 }
 
-async fn list_accounts(State(state): State<ServerState>, Query(query): Query<AccountQuery>) -> Response {
+async fn list_accounts(
+    State(state): State<ServerState>,
+    Query(query): Query<AccountQuery>,
+) -> Response {
     accounts(&state, None, query).await
 }
 
 async fn accounts(state: &ServerState, target: Option<String>, query: AccountQuery) -> Response {
-    let status = match query.status.as_deref().map(str::parse::<AccountStatus>).transpose() {
+    let status = match query
+        .status
+        .as_deref()
+        .map(str::parse::<AccountStatus>)
+        .transpose()
+    {
         Ok(status) => status,
         Err(err) => return error(StatusCode::BAD_REQUEST, err.to_string()),
     };
     // Cursor: `id` within one target, `target/id` across targets.
-    let after = query.paging.after.as_deref().map(|cursor| match (&target, cursor.split_once('/')) {
-        (Some(t), _) => (t.clone(), cursor.to_string()),
-        (None, Some((t, id))) => (t.to_string(), id.to_string()),
-        (None, None) => (String::new(), cursor.to_string()),
-    });
+    let after = query
+        .after
+        .as_deref()
+        .map(|cursor| match (&target, cursor.split_once('/')) {
+            (Some(t), _) => (t.clone(), cursor.to_string()),
+            (None, Some((t, id))) => (t.to_string(), id.to_string()),
+            (None, None) => (String::new(), cursor.to_string()),
+        });
     let filter = AccountFilter {
         target,
         status,
         owner: query.owner,
         after,
-        limit: query.paging.limit(),
+        limit: page_limit(query.limit),
     };
     match state.store.list_accounts(&filter).await {
         Ok(rows) => Json(rows).into_response(),
@@ -218,8 +246,8 @@ async fn accounts(state: &ServerState, target: Option<String>, query: AccountQue
 struct EntitlementQuery {
     #[serde(rename = "type")]
     entitlement_type: Option<String>,
-    #[serde(flatten)]
-    paging: Paging,
+    limit: Option<u32>,
+    after: Option<String>,
 }
 
 async fn list_target_entitlements(
@@ -232,7 +260,6 @@ async fn list_target_entitlements(
     }
     // Cursor: `type:id` of the last row.
     let after = query
-        .paging
         .after
         .as_deref()
         .and_then(|cursor| cursor.split_once(':'))
@@ -241,7 +268,7 @@ async fn list_target_entitlements(
         target,
         entitlement_type: query.entitlement_type,
         after,
-        limit: query.paging.limit(),
+        limit: page_limit(query.limit),
     };
     match state.store.list_entitlements(&filter).await {
         Ok(rows) => Json(rows).into_response(),
@@ -252,8 +279,8 @@ async fn list_target_entitlements(
 #[derive(Debug, Deserialize)]
 struct AccessQuery {
     account: Option<String>,
-    #[serde(flatten)]
-    paging: Paging,
+    limit: Option<u32>,
+    after: Option<String>,
 }
 
 async fn list_target_access(
@@ -265,11 +292,20 @@ async fn list_target_access(
         return response;
     }
     // Cursor: `account_id|type|entitlement_id` of the last row.
-    let after = query.paging.after.as_deref().and_then(|cursor| {
+    let after = query.after.as_deref().and_then(|cursor| {
         let mut parts = cursor.splitn(3, '|');
-        Some((parts.next()?.to_string(), parts.next()?.to_string(), parts.next()?.to_string()))
+        Some((
+            parts.next()?.to_string(),
+            parts.next()?.to_string(),
+            parts.next()?.to_string(),
+        ))
     });
-    let filter = GrantFilter { target, account: query.account, after, limit: query.paging.limit() };
+    let filter = GrantFilter {
+        target,
+        account: query.account,
+        after,
+        limit: page_limit(query.limit),
+    };
     match state.store.list_grants(&filter).await {
         Ok(rows) => Json(rows).into_response(),
         Err(err) => store_error(err),
@@ -280,18 +316,23 @@ async fn list_target_access(
 struct RunQuery {
     job: Option<String>,
     target: Option<String>,
-    #[serde(flatten)]
-    paging: Paging,
+    limit: Option<u32>,
+    after: Option<String>,
 }
 
 async fn list_runs(State(state): State<ServerState>, Query(query): Query<RunQuery>) -> Response {
     // Runs are newest first; `after` is the id of the last run seen, so the next page
     // holds older runs.
-    let before_id = match query.paging.after.as_deref().map(str::parse::<i64>).transpose() {
+    let before_id = match query.after.as_deref().map(str::parse::<i64>).transpose() {
         Ok(id) => id,
         Err(_) => return error(StatusCode::BAD_REQUEST, "`after` must be a run id"),
     };
-    let filter = RunFilter { job: query.job, target: query.target, before_id, limit: query.paging.limit() };
+    let filter = RunFilter {
+        job: query.job,
+        target: query.target,
+        before_id,
+        limit: page_limit(query.limit),
+    };
     match state.store.list_runs(&filter).await {
         Ok(rows) => Json(rows).into_response(),
         Err(err) => store_error(err),
@@ -305,20 +346,44 @@ struct RunJobBody {
     allow_deletions: bool,
 }
 
-async fn run_job(State(state): State<ServerState>, Path(name): Path<String>, body: Option<Json<RunJobBody>>) -> Response {
+async fn run_job(
+    State(state): State<ServerState>,
+    Path(name): Path<String>,
+    body: Option<Json<RunJobBody>>,
+) -> Response {
     let allow_deletions = body.map(|Json(body)| body.allow_deletions).unwrap_or(false);
     // One configured token with every scope; named tokens arrive with scopes.
     let actor = "token:api".to_string();
-    let receiver = match state.runner.trigger(&name, Trigger::Api, actor, allow_deletions) {
+    let receiver = match state
+        .runner
+        .trigger(&name, Trigger::Api, actor, allow_deletions)
+    {
         Ok(receiver) => receiver,
-        Err(err @ TriggerError::UnknownJob(_)) => return error(StatusCode::NOT_FOUND, err.to_string()),
-        Err(err @ TriggerError::ShuttingDown) => return error(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
-        Err(err @ TriggerError::NotRunnable { .. }) => return error(StatusCode::BAD_REQUEST, err.to_string()),
+        Err(err @ TriggerError::UnknownJob(_)) => {
+            return error(StatusCode::NOT_FOUND, err.to_string())
+        }
+        Err(err @ TriggerError::ShuttingDown) => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, err.to_string())
+        }
+        Err(err @ TriggerError::NotRunnable { .. }) => {
+            return error(StatusCode::BAD_REQUEST, err.to_string())
+        }
         Err(err) => return error(StatusCode::CONFLICT, err.to_string()),
     };
     // The run id exists as soon as the run starts; a job waiting behind another job of the
     // same target answers without one.
-    let run_id = tokio::time::timeout(Duration::from_secs(5), receiver).await.ok().and_then(Result::ok);
-    let status = if run_id.is_some() { "started" } else { "queued" };
-    (StatusCode::ACCEPTED, Json(json!({ "job": name, "run_id": run_id, "status": status }))).into_response()
+    let run_id = tokio::time::timeout(Duration::from_secs(5), receiver)
+        .await
+        .ok()
+        .and_then(Result::ok);
+    let status = if run_id.is_some() {
+        "started"
+    } else {
+        "queued"
+    };
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({ "job": name, "run_id": run_id, "status": status })),
+    )
+        .into_response()
 }

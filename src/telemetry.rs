@@ -43,11 +43,20 @@ pub fn init_logging(config: &LogConfig) -> Result<(), LogInitError> {
         Ok(from_env) if !from_env.is_empty() => EnvFilter::try_new(&from_env),
         _ => EnvFilter::try_new(&config.level),
     }
-    .map_err(|err| LogInitError { level: config.level.clone(), message: err.to_string() })?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    .map_err(|err| LogInitError {
+        level: config.level.clone(),
+        message: err.to_string(),
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     // A second init (tests, demo re-entry) keeps the first subscriber.
     let _ = match config.format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
         LogFormat::Text => builder.with_target(false).try_init(),
     };
     Ok(())
@@ -68,7 +77,9 @@ pub fn metrics_handle() -> &'static metrics_exporter_prometheus::PrometheusHandl
             .and_then(|builder| {
                 builder.set_buckets_for_metric(
                     Matcher::Full(TARGET_REQUEST_DURATION_SECONDS.to_string()),
-                    &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+                    &[
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                    ],
                 )
             });
         let recorder = match builder {

@@ -1,10 +1,18 @@
 //! Import of DigiCert accounts and access, end to end: the real adapter and HTTP client
 //! against the DigiCert simulator on loopback, into a real SQLite file.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
-use common::{accounts, assert_same, digicert, digicert_with, entitlements, grants, import, store_snapshot, Env, Opts};
+use common::{
+    accounts, assert_same, digicert, digicert_with, entitlements, grants, import, store_snapshot,
+    Env, Opts,
+};
 use idsync::model::{AccountStatus, GrantStatus, ImportMode, JobKind, RunOutcome};
 use idsync::sim::{FaultRule, RateWindow};
 use idsync::store::{RunFilter, Store};
@@ -22,23 +30,37 @@ async fn imports_2500_users_across_pages_with_exact_fields() {
     let account_run = &summary.runs[0];
     assert_eq!(account_run.counts.account.created, 2500);
     // Default page size 1000: three pages of users.
-    assert_eq!(sim.control().stats().route("GET /user"), 3 + 3, "account + access import pages");
+    assert_eq!(
+        sim.control().stats().route("GET /user"),
+        3 + 3,
+        "account + access import pages"
+    );
 
     let stored = accounts(&app).await;
     assert_eq!(stored.len(), 2500);
     let control = sim.control();
     let expected_users = control.users();
     for user in &expected_users {
-        let account = stored.iter().find(|a| a.id == user.id.to_string()).expect("every user imported");
+        let account = stored
+            .iter()
+            .find(|a| a.id == user.id.to_string())
+            .expect("every user imported");
         assert_eq!(account.name, user.username);
         assert_eq!(account.email.as_deref(), Some(user.email.as_str()));
         assert_eq!(
             account.display_name.as_deref(),
             Some(format!("{} {}", user.first_name, user.last_name).as_str())
         );
-        let status = if user.status.as_str() == "active" { AccountStatus::Active } else { AccountStatus::Inactive };
+        let status = if user.status.as_str() == "active" {
+            AccountStatus::Active
+        } else {
+            AccountStatus::Inactive
+        };
         assert_eq!(account.status, status, "user {}", user.username);
-        assert_eq!(account.attributes["container_id"], serde_json::json!(user.container_id));
+        assert_eq!(
+            account.attributes["container_id"],
+            serde_json::json!(user.container_id)
+        );
         assert_eq!(
             account.attributes.get("job_title").and_then(|v| v.as_str()),
             user.job_title.as_deref()
@@ -46,25 +68,48 @@ async fn imports_2500_users_across_pages_with_exact_fields() {
         assert_eq!(account.status_reason.as_deref(), Some("import"));
         assert!(account.last_seen.is_some());
     }
-    assert!(stored.iter().any(|a| a.status == AccountStatus::Inactive), "the seed has inactive users");
+    assert!(
+        stored.iter().any(|a| a.status == AccountStatus::Inactive),
+        "the seed has inactive users"
+    );
 
     // Entitlements: five built-in roles and the containers.
     let ents = entitlements(&app).await;
-    assert_eq!(ents.iter().filter(|e| e.entitlement_type == "role").count(), 5);
-    assert_eq!(ents.iter().filter(|e| e.entitlement_type == "container").count(), 5);
-    assert!(ents.iter().any(|e| e.entitlement_type == "role" && e.id == "1" && e.name == "Administrator"));
+    assert_eq!(
+        ents.iter().filter(|e| e.entitlement_type == "role").count(),
+        5
+    );
+    assert_eq!(
+        ents.iter()
+            .filter(|e| e.entitlement_type == "container")
+            .count(),
+        5
+    );
+    assert!(ents
+        .iter()
+        .any(|e| e.entitlement_type == "role" && e.id == "1" && e.name == "Administrator"));
 
     // Grants: one per role held plus one container per user.
-    let expected_grants: usize = expected_users.iter().map(|u| u.access_roles.len() + 1).sum();
+    let expected_grants: usize = expected_users
+        .iter()
+        .map(|u| u.access_roles.len() + 1)
+        .sum();
     let stored_grants = grants(&app).await;
     assert_eq!(stored_grants.len(), expected_grants);
     let sample = &expected_users[1234];
-    let mine: Vec<_> = stored_grants.iter().filter(|g| g.account_id == sample.id.to_string()).collect();
+    let mine: Vec<_> = stored_grants
+        .iter()
+        .filter(|g| g.account_id == sample.id.to_string())
+        .collect();
     assert_eq!(mine.len(), sample.access_roles.len() + 1);
     for role in &sample.access_roles {
-        assert!(mine.iter().any(|g| g.entitlement_type == "role" && g.entitlement_id == role.to_string()));
+        assert!(mine
+            .iter()
+            .any(|g| g.entitlement_type == "role" && g.entitlement_id == role.to_string()));
     }
-    assert!(mine.iter().all(|g| g.account.as_deref() == Some(sample.username.as_str())));
+    assert!(mine
+        .iter()
+        .all(|g| g.account.as_deref() == Some(sample.username.as_str())));
 }
 
 #[tokio::test]
@@ -78,10 +123,19 @@ async fn reimport_without_changes_writes_nothing() {
     let summary = import(&app, Opts::default()).await;
     for run in &summary.runs {
         assert_eq!(run.outcome, RunOutcome::Succeeded);
-        assert_eq!(run.counts.account.written() + run.counts.entitlement.written() + run.counts.grant.written(), 0);
+        assert_eq!(
+            run.counts.account.written()
+                + run.counts.entitlement.written()
+                + run.counts.grant.written(),
+            0
+        );
     }
     assert_eq!(summary.runs[0].counts.account.unchanged, 300);
-    assert_same(&store_snapshot(&app).await, &before, "no row and no audit event written");
+    assert_same(
+        &store_snapshot(&app).await,
+        &before,
+        "no row and no audit event written",
+    );
 }
 
 #[tokio::test]
@@ -104,24 +158,43 @@ async fn missing_users_are_suspended_and_returning_users_reactivated() {
     let suspended = stored.iter().find(|a| a.id == gone.id.to_string()).unwrap();
     assert_eq!(suspended.status, AccountStatus::Suspended);
     assert_eq!(suspended.status_reason.as_deref(), Some("import"));
-    let now_disabled = stored.iter().find(|a| a.id == disabled.id.to_string()).unwrap();
+    let now_disabled = stored
+        .iter()
+        .find(|a| a.id == disabled.id.to_string())
+        .unwrap();
     if disabled.status.as_str() == "active" {
         assert_eq!(now_disabled.status, AccountStatus::Inactive);
     }
     // A suspended account's grants are removed, and are not counted again as removals.
-    let its_grants: Vec<_> = grants(&app).await.into_iter().filter(|g| g.account_id == gone.id.to_string()).collect();
+    let its_grants: Vec<_> = grants(&app)
+        .await
+        .into_iter()
+        .filter(|g| g.account_id == gone.id.to_string())
+        .collect();
     assert!(!its_grants.is_empty());
     assert!(its_grants.iter().all(|g| g.status == GrantStatus::Removed));
-    assert_eq!(summary.runs[1].counts.grant.removed, 0, "{:?}", summary.runs[1].counts);
+    assert_eq!(
+        summary.runs[1].counts.grant.removed, 0,
+        "{:?}",
+        summary.runs[1].counts
+    );
 
     // The user comes back with the same id: reactivated, grants active again.
     assert!(control.unhide_user(gone.id));
     let summary = import(&app, Opts::default()).await;
     assert_eq!(summary.runs[0].counts.account.reactivated, 1);
     assert!(summary.runs[1].counts.grant.reactivated >= 1);
-    let back = accounts(&app).await.into_iter().find(|a| a.id == gone.id.to_string()).unwrap();
+    let back = accounts(&app)
+        .await
+        .into_iter()
+        .find(|a| a.id == gone.id.to_string())
+        .unwrap();
     assert_ne!(back.status, AccountStatus::Suspended);
-    let its_grants: Vec<_> = grants(&app).await.into_iter().filter(|g| g.account_id == gone.id.to_string()).collect();
+    let its_grants: Vec<_> = grants(&app)
+        .await
+        .into_iter()
+        .filter(|g| g.account_id == gone.id.to_string())
+        .collect();
     assert!(its_grants.iter().all(|g| g.status == GrantStatus::Active));
 }
 
@@ -136,15 +209,34 @@ async fn removed_role_grant_is_marked_removed() {
     let new_role = if user.access_roles.contains(&1) { 2 } else { 1 };
     control.set_user_roles(user.id, &[new_role]).unwrap();
 
-    let summary = import(&app, Opts { parts: ImportParts::Access, ..Opts::default() }).await;
+    let summary = import(
+        &app,
+        Opts {
+            parts: ImportParts::Access,
+            ..Opts::default()
+        },
+    )
+    .await;
     let counts = summary.runs[0].counts.grant;
     let had_new = user.access_roles.contains(&new_role);
     let expected_removed = user.access_roles.len() - usize::from(had_new);
     assert_eq!(counts.removed as usize, expected_removed, "{counts:?}");
-    assert_eq!(counts.created + counts.reactivated, u64::from(!had_new), "{counts:?}");
-    let mine: Vec<_> = grants(&app).await.into_iter().filter(|g| g.account_id == user.id.to_string() && g.entitlement_type == "role").collect();
+    assert_eq!(
+        counts.created + counts.reactivated,
+        u64::from(!had_new),
+        "{counts:?}"
+    );
+    let mine: Vec<_> = grants(&app)
+        .await
+        .into_iter()
+        .filter(|g| g.account_id == user.id.to_string() && g.entitlement_type == "role")
+        .collect();
     for grant in mine {
-        let expected = if grant.entitlement_id == new_role.to_string() { GrantStatus::Active } else { GrantStatus::Removed };
+        let expected = if grant.entitlement_id == new_role.to_string() {
+            GrantStatus::Active
+        } else {
+            GrantStatus::Removed
+        };
         assert_eq!(grant.status, expected, "{grant:?}");
     }
 }
@@ -152,7 +244,11 @@ async fn removed_role_grant_is_marked_removed() {
 #[tokio::test]
 async fn deletion_threshold_holds_the_run_until_deletions_are_allowed() {
     let sim = digicert(100).await;
-    let env = Env::new(&sim, "deletion_threshold = { percent = 20, count = 1000 }", "");
+    let env = Env::new(
+        &sim,
+        "deletion_threshold = { percent = 20, count = 1000 }",
+        "",
+    );
     let app = env.app().await;
     import(&app, Opts::default()).await;
     let before = store_snapshot(&app).await;
@@ -164,20 +260,51 @@ async fn deletion_threshold_holds_the_run_until_deletions_are_allowed() {
     let held = import(&app, Opts::default()).await;
     assert_eq!(held.exit_code(), 3, "{held:?}");
     assert_eq!(held.runs[0].outcome, RunOutcome::Held);
-    assert!(held.runs[0].error.as_deref().unwrap().contains("30 accounts would be removed out of 100"));
-    assert_eq!(held.runs.len(), 1, "the access import after a held account import is skipped");
+    assert!(held.runs[0]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("30 accounts would be removed out of 100"));
+    assert_eq!(
+        held.runs.len(),
+        1,
+        "the access import after a held account import is skipped"
+    );
     assert_eq!(held.skipped.len(), 1);
-    assert_same(&store_snapshot(&app).await, &before, "a held run changes nothing");
+    assert_same(
+        &store_snapshot(&app).await,
+        &before,
+        "a held run changes nothing",
+    );
     // The run record keeps the pending diff.
-    let run = app.store.get_run(held.runs[0].run_id.unwrap()).await.unwrap().unwrap();
+    let run = app
+        .store
+        .get_run(held.runs[0].run_id.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(run.outcome, Some(RunOutcome::Held));
     assert_eq!(run.counts["pending"].as_array().unwrap().len(), 30);
 
-    let allowed = import(&app, Opts { allow_deletions: true, ..Opts::default() }).await;
+    let allowed = import(
+        &app,
+        Opts {
+            allow_deletions: true,
+            ..Opts::default()
+        },
+    )
+    .await;
     assert_eq!(allowed.exit_code(), 0, "{allowed:?}");
     assert_eq!(allowed.runs[0].counts.account.suspended, 30);
-    let audit = app.store.list_audit(Some("digicert"), 10_000).await.unwrap();
-    let allowed_event = audit.iter().find(|e| e.action == "deletions_allowed").expect("audited");
+    let audit = app
+        .store
+        .list_audit(Some("digicert"), 10_000)
+        .await
+        .unwrap();
+    let allowed_event = audit
+        .iter()
+        .find(|e| e.action == "deletions_allowed")
+        .expect("audited");
     assert_eq!(allowed_event.actor, "cli:test");
     assert_eq!(allowed_event.run_id, allowed.runs[0].run_id);
 }
@@ -192,7 +319,14 @@ async fn count_threshold_holds_even_under_the_percent() {
     for user in control.users().iter().take(6) {
         control.remove_user(user.id);
     }
-    let held = import(&app, Opts { parts: ImportParts::Accounts, ..Opts::default() }).await;
+    let held = import(
+        &app,
+        Opts {
+            parts: ImportParts::Accounts,
+            ..Opts::default()
+        },
+    )
+    .await;
     assert_eq!(held.runs[0].outcome, RunOutcome::Held);
 }
 
@@ -203,7 +337,15 @@ async fn a_page_failing_mid_import_leaves_the_store_exactly_as_before() {
     let app = env.app().await;
     import(&app, Opts::default()).await;
     let before = store_snapshot(&app).await;
-    let runs_before = app.store.list_runs(&RunFilter { limit: 100, ..Default::default() }).await.unwrap().len();
+    let runs_before = app
+        .store
+        .list_runs(&RunFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len();
 
     // Changes that a successful import would write, then the second page fails every time.
     let control = sim.control();
@@ -213,16 +355,36 @@ async fn a_page_failing_mid_import_leaves_the_store_exactly_as_before() {
     }
     control.set_user_status(users[2000].id, "inactive").ok();
     control
-        .fail_when(FaultRule::new(500).with_method("GET").with_path_prefix("/user").with_query("offset=1000").with_times(100))
+        .fail_when(
+            FaultRule::new(500)
+                .with_method("GET")
+                .with_path_prefix("/user")
+                .with_query("offset=1000")
+                .with_times(100),
+        )
         .unwrap();
 
     let summary = import(&app, Opts::default()).await;
     assert_eq!(summary.exit_code(), 1, "{summary:?}");
     assert_eq!(summary.runs[0].outcome, RunOutcome::Failed);
     let error = summary.runs[0].error.as_deref().unwrap();
-    assert!(error.contains("digicert") && error.contains("500"), "{error}");
-    assert_same(&store_snapshot(&app).await, &before, "nothing marked, nothing written");
-    let runs = app.store.list_runs(&RunFilter { limit: 100, ..Default::default() }).await.unwrap();
+    assert!(
+        error.contains("digicert") && error.contains("500"),
+        "{error}"
+    );
+    assert_same(
+        &store_snapshot(&app).await,
+        &before,
+        "nothing marked, nothing written",
+    );
+    let runs = app
+        .store
+        .list_runs(&RunFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(runs.len(), runs_before + 1, "only the failed run record");
     assert_eq!(runs[0].outcome, Some(RunOutcome::Failed));
 
@@ -243,9 +405,21 @@ async fn a_failing_grant_page_fails_the_access_import_without_marking() {
     let user = control.users()[3].clone();
     control.set_user_roles(user.id, &[3]).unwrap();
     control
-        .fail_when(FaultRule::new(503).with_path_prefix("/user").with_query("offset=1000").with_times(100))
+        .fail_when(
+            FaultRule::new(503)
+                .with_path_prefix("/user")
+                .with_query("offset=1000")
+                .with_times(100),
+        )
         .unwrap();
-    let summary = import(&app, Opts { parts: ImportParts::Access, ..Opts::default() }).await;
+    let summary = import(
+        &app,
+        Opts {
+            parts: ImportParts::Access,
+            ..Opts::default()
+        },
+    )
+    .await;
     assert_eq!(summary.runs[0].outcome, RunOutcome::Failed);
     assert_same(&store_snapshot(&app).await, &before, "store unchanged");
 }
@@ -256,7 +430,14 @@ async fn transient_errors_are_retried_and_the_import_succeeds() {
     let env = Env::new(&sim, "page_size = 100", "");
     let app = env.app().await;
     sim.control().fail_next(2, 503).unwrap();
-    let summary = import(&app, Opts { parts: ImportParts::Accounts, ..Opts::default() }).await;
+    let summary = import(
+        &app,
+        Opts {
+            parts: ImportParts::Accounts,
+            ..Opts::default()
+        },
+    )
+    .await;
     assert_eq!(summary.exit_code(), 0, "{summary:?}");
     assert_eq!(accounts(&app).await.len(), 300);
     assert_eq!(sim.control().stats().responses_5xx, 2);
@@ -275,19 +456,34 @@ async fn a_revoked_key_gives_a_clear_auth_error_and_changes_nothing() {
     let summary = import(&app, Opts::default()).await;
     assert_eq!(summary.exit_code(), 1);
     let error = summary.runs[0].error.clone().unwrap();
-    assert!(error.contains("target digicert rejected the credentials"), "{error}");
+    assert!(
+        error.contains("target digicert rejected the credentials"),
+        "{error}"
+    );
     assert!(!error.contains(common::SIM_KEY));
-    assert_eq!(sim.control().stats().responses_401, 1, "an auth error is not retried");
+    assert_eq!(
+        sim.control().stats().responses_401,
+        1,
+        "an auth error is not retried"
+    );
     assert_same(&store_snapshot(&app).await, &before, "store unchanged");
     // test-connection says the same.
-    let err = app.connectors["digicert"].test_connection().await.unwrap_err();
+    let err = app.connectors["digicert"]
+        .test_connection()
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("rejected the credentials"));
 }
 
 #[tokio::test]
 async fn pacing_keeps_429s_near_zero_against_the_rate_limits() {
     // Small windows keep the test short; the client is told the same limits.
-    let windows = || vec![RateWindow::new(20, Duration::from_secs(1)), RateWindow::new(60, Duration::from_secs(5))];
+    let windows = || {
+        vec![
+            RateWindow::new(20, Duration::from_secs(1)),
+            RateWindow::new(60, Duration::from_secs(5)),
+        ]
+    };
     let sim = digicert_with(600, |config| config.rate_limits = windows()).await;
     let env = Env::new(
         &sim,
@@ -300,7 +496,11 @@ rate_limit = [{ requests = 20, per = "1s" }, { requests = 60, per = "5s" }]"#,
     assert_eq!(summary.exit_code(), 0, "{summary:?}");
     let stats = sim.control().stats();
     assert!(stats.requests >= 62, "{stats:?}");
-    assert!(stats.responses_429 <= 1, "paced client hit the limit {} times", stats.responses_429);
+    assert!(
+        stats.responses_429 <= 1,
+        "paced client hit the limit {} times",
+        stats.responses_429
+    );
     assert_eq!(accounts(&app).await.len(), 600);
 }
 
@@ -313,7 +513,14 @@ async fn without_pacing_the_same_import_hits_the_limits() {
     .await;
     let env = Env::new(&sim, "page_size = 20\nrate_limit = []", "");
     let app = env.app().await;
-    let _ = import(&app, Opts { parts: ImportParts::Accounts, ..Opts::default() }).await;
+    let _ = import(
+        &app,
+        Opts {
+            parts: ImportParts::Accounts,
+            ..Opts::default()
+        },
+    )
+    .await;
     assert!(sim.control().stats().responses_429 > 0);
 }
 
@@ -324,21 +531,63 @@ async fn dry_run_prints_the_diff_and_records_nothing() {
     let app = env.app().await;
     import(&app, Opts::default()).await;
     let before = store_snapshot(&app).await;
-    let runs_before = app.store.list_runs(&RunFilter { limit: 100, ..Default::default() }).await.unwrap();
+    let runs_before = app
+        .store
+        .list_runs(&RunFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let control = sim.control();
     let users = control.users();
     control.remove_user(users[0].id);
-    control.set_user_status(users[1].id, if users[1].status.as_str() == "active" { "inactive" } else { "active" }).unwrap();
+    control
+        .set_user_status(
+            users[1].id,
+            if users[1].status.as_str() == "active" {
+                "inactive"
+            } else {
+                "active"
+            },
+        )
+        .unwrap();
 
-    let summary = import(&app, Opts { dry_run: true, ..Opts::default() }).await;
+    let summary = import(
+        &app,
+        Opts {
+            dry_run: true,
+            ..Opts::default()
+        },
+    )
+    .await;
     assert!(summary.dry_run);
     assert!(summary.runs.iter().all(|run| run.run_id.is_none()));
     let diff = &summary.runs[0].diff;
-    assert!(diff.iter().any(|d| d.key == users[0].id.to_string() && d.change.as_str() == "suspended"), "{diff:?}");
-    assert!(diff.iter().any(|d| d.key == users[1].id.to_string() && d.change.as_str() == "updated"), "{diff:?}");
+    assert!(
+        diff.iter()
+            .any(|d| d.key == users[0].id.to_string() && d.change.as_str() == "suspended"),
+        "{diff:?}"
+    );
+    assert!(
+        diff.iter()
+            .any(|d| d.key == users[1].id.to_string() && d.change.as_str() == "updated"),
+        "{diff:?}"
+    );
     assert_same(&store_snapshot(&app).await, &before, "store unchanged");
-    let runs_after = app.store.list_runs(&RunFilter { limit: 100, ..Default::default() }).await.unwrap();
-    assert_eq!(runs_after.len(), runs_before.len(), "a dry run records no run");
+    let runs_after = app
+        .store
+        .list_runs(&RunFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        runs_after.len(),
+        runs_before.len(),
+        "a dry run records no run"
+    );
 }
 
 #[tokio::test]
@@ -350,10 +599,21 @@ async fn incremental_import_writes_the_delta_and_never_suspends() {
     let control = sim.control();
     let users = control.users();
     control.remove_user(users[0].id);
-    let summary = import(&app, Opts { mode: ImportMode::Incremental, ..Opts::default() }).await;
+    let summary = import(
+        &app,
+        Opts {
+            mode: ImportMode::Incremental,
+            ..Opts::default()
+        },
+    )
+    .await;
     assert_eq!(summary.exit_code(), 0);
     assert_eq!(summary.runs[0].counts.account.suspended, 0);
-    let gone = accounts(&app).await.into_iter().find(|a| a.id == users[0].id.to_string()).unwrap();
+    let gone = accounts(&app)
+        .await
+        .into_iter()
+        .find(|a| a.id == users[0].id.to_string())
+        .unwrap();
     assert_ne!(gone.status, AccountStatus::Suspended);
 }
 
@@ -362,10 +622,20 @@ async fn access_import_refuses_to_run_before_an_account_import() {
     let sim = digicert(10).await;
     let env = Env::new(&sim, "", "");
     let app = env.app().await;
-    let summary = import(&app, Opts { parts: ImportParts::Access, ..Opts::default() }).await;
+    let summary = import(
+        &app,
+        Opts {
+            parts: ImportParts::Access,
+            ..Opts::default()
+        },
+    )
+    .await;
     assert_eq!(summary.exit_code(), 1);
     let error = summary.runs[0].error.as_deref().unwrap();
-    assert!(error.contains("idsync import digicert --accounts"), "{error}");
+    assert!(
+        error.contains("idsync import digicert --accounts"),
+        "{error}"
+    );
     assert!(grants(&app).await.is_empty());
     assert_eq!(summary.runs[0].kind, JobKind::AccessImport);
 }

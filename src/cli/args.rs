@@ -11,7 +11,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "idsync", version, about, long_about = None)]
 pub struct Cli {
     /// The config file.
-    #[arg(long, global = true, env = "IDSYNC_CONFIG", default_value = "/etc/idsync/idsync.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "IDSYNC_CONFIG",
+        default_value = "/etc/idsync/idsync.toml"
+    )]
     pub config: PathBuf,
     /// Output of listing commands.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]

@@ -16,8 +16,10 @@ use crate::telemetry;
 pub mod args;
 pub mod output;
 
+use args::{
+    AccessCommand, AccountsCommand, EntitlementsCommand, ImportArgs, RunsCommand, StoreCommand,
+};
 pub use args::{Cli, Command, OutputFormat};
-use args::{AccessCommand, AccountsCommand, EntitlementsCommand, ImportArgs, RunsCommand, StoreCommand};
 use output::{cell, print_json, print_list};
 
 /// Exit code: success.
@@ -36,7 +38,9 @@ pub async fn run(cli: Cli) -> i32 {
         #[cfg(feature = "sim")]
         Command::Sim(args) => crate::demo::run_sims(args).await,
         command => {
-            let Some(loaded) = load_config(&cli.config) else { return EXIT_USAGE };
+            let Some(loaded) = load_config(&cli.config) else {
+                return EXIT_USAGE;
+            };
             if let Err(err) = telemetry::init_logging(&loaded.config.log) {
                 eprintln!("error: log.level: {err}");
                 return EXIT_USAGE;
@@ -95,7 +99,9 @@ fn check_config(path: &Path, format: OutputFormat) -> i32 {
     match config::load(path) {
         Ok(loaded) => {
             if format == OutputFormat::Json {
-                print_json(&serde_json::json!({ "ok": true, "problems": [], "warnings": loaded.warnings }));
+                print_json(
+                    &serde_json::json!({ "ok": true, "problems": [], "warnings": loaded.warnings }),
+                );
             } else {
                 println!(
                     "config {} is valid: {} target(s), {} job(s)",
@@ -125,7 +131,10 @@ fn check_config(path: &Path, format: OutputFormat) -> i32 {
 
 async fn test_connection(app: &App, target: &str) -> i32 {
     let Some(connector) = app.connectors.get(target) else {
-        eprintln!("error: unknown target `{target}` (configured: {})", target_names(app));
+        eprintln!(
+            "error: unknown target `{target}` (configured: {})",
+            target_names(app)
+        );
         return EXIT_USAGE;
     };
     let started = Instant::now();
@@ -142,7 +151,12 @@ async fn test_connection(app: &App, target: &str) -> i32 {
 }
 
 fn target_names(app: &App) -> String {
-    app.config.targets.keys().cloned().collect::<Vec<_>>().join(", ")
+    app.config
+        .targets
+        .keys()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The actor of CLI commands: `cli:<os user>`.
@@ -155,7 +169,11 @@ pub fn cli_actor() -> String {
 
 async fn import(app: &App, args: ImportArgs, format: OutputFormat) -> i32 {
     if !app.connectors.contains_key(&args.target) {
-        eprintln!("error: unknown target `{}` (configured: {})", args.target, target_names(app));
+        eprintln!(
+            "error: unknown target `{}` (configured: {})",
+            args.target,
+            target_names(app)
+        );
         return EXIT_USAGE;
     }
     let parts = match (args.accounts, args.access) {
@@ -167,7 +185,11 @@ async fn import(app: &App, args: ImportArgs, format: OutputFormat) -> i32 {
         target: args.target.clone(),
         job: "manual".to_string(),
         parts,
-        mode: if args.incremental { ImportMode::Incremental } else { ImportMode::Full },
+        mode: if args.incremental {
+            ImportMode::Incremental
+        } else {
+            ImportMode::Full
+        },
         dry_run: args.dry_run,
         allow_deletions: args.allow_deletions,
         trigger: Trigger::Cli,
@@ -201,8 +223,14 @@ pub fn print_summary(summary: &ImportSummary, format: OutputFormat) {
         return;
     }
     for run in &summary.runs {
-        let id = run.run_id.map(|id| format!("run {id}")).unwrap_or_else(|| "dry run".into());
-        println!("{} {} of {}: {} ({} read)", id, run.kind, summary.target, run.outcome, run.counts.read);
+        let id = run
+            .run_id
+            .map(|id| format!("run {id}"))
+            .unwrap_or_else(|| "dry run".into());
+        println!(
+            "{} {} of {}: {} ({} read)",
+            id, run.kind, summary.target, run.outcome, run.counts.read
+        );
         for (object, counts) in [
             ("accounts", &run.counts.account),
             ("entitlements", &run.counts.entitlement),
@@ -227,7 +255,14 @@ pub fn print_summary(summary: &ImportSummary, format: OutputFormat) {
             println!("  {error}");
         }
         if !run.diff.is_empty() {
-            println!("  {}:", if summary.dry_run { "diff" } else { "pending diff" });
+            println!(
+                "  {}:",
+                if summary.dry_run {
+                    "diff"
+                } else {
+                    "pending diff"
+                }
+            );
             for line in &run.diff {
                 println!(
                     "    {:<12} {:<12} {} {}",
@@ -245,21 +280,43 @@ pub fn print_summary(summary: &ImportSummary, format: OutputFormat) {
 }
 
 async fn accounts(app: &App, command: AccountsCommand, format: OutputFormat) -> i32 {
-    let AccountsCommand::List { target, owner, status } = command;
-    let status = match status.as_deref().map(str::parse::<AccountStatus>).transpose() {
+    let AccountsCommand::List {
+        target,
+        owner,
+        status,
+    } = command;
+    let status = match status
+        .as_deref()
+        .map(str::parse::<AccountStatus>)
+        .transpose()
+    {
         Ok(status) => status,
         Err(err) => {
             eprintln!("error: --status: {err}");
             return EXIT_USAGE;
         }
     };
-    let filter = AccountFilter { target, status, owner, after: None, limit: 0 };
+    let filter = AccountFilter {
+        target,
+        status,
+        owner,
+        after: None,
+        limit: 0,
+    };
     match app.store.list_accounts(&filter).await {
         Ok(rows) => {
             print_list(
                 format,
                 &rows,
-                &["TARGET", "ID", "NAME", "DISPLAY NAME", "EMAIL", "STATUS", "OWNER"],
+                &[
+                    "TARGET",
+                    "ID",
+                    "NAME",
+                    "DISPLAY NAME",
+                    "EMAIL",
+                    "STATUS",
+                    "OWNER",
+                ],
                 |a| {
                     vec![
                         a.target.clone(),
@@ -279,13 +336,32 @@ async fn accounts(app: &App, command: AccountsCommand, format: OutputFormat) -> 
 }
 
 async fn entitlements(app: &App, command: EntitlementsCommand, format: OutputFormat) -> i32 {
-    let EntitlementsCommand::List { target, entitlement_type } = command;
-    let filter = EntitlementFilter { target, entitlement_type, after: None, limit: 0 };
+    let EntitlementsCommand::List {
+        target,
+        entitlement_type,
+    } = command;
+    let filter = EntitlementFilter {
+        target,
+        entitlement_type,
+        after: None,
+        limit: 0,
+    };
     match app.store.list_entitlements(&filter).await {
         Ok(rows) => {
-            print_list(format, &rows, &["TARGET", "TYPE", "ID", "NAME", "STATUS"], |e| {
-                vec![e.target.clone(), e.entitlement_type.clone(), e.id.clone(), e.name.clone(), e.status.to_string()]
-            });
+            print_list(
+                format,
+                &rows,
+                &["TARGET", "TYPE", "ID", "NAME", "STATUS"],
+                |e| {
+                    vec![
+                        e.target.clone(),
+                        e.entitlement_type.clone(),
+                        e.id.clone(),
+                        e.name.clone(),
+                        e.status.to_string(),
+                    ]
+                },
+            );
             EXIT_OK
         }
         Err(err) => store_failed(err),
@@ -294,13 +370,26 @@ async fn entitlements(app: &App, command: EntitlementsCommand, format: OutputFor
 
 async fn access(app: &App, command: AccessCommand, format: OutputFormat) -> i32 {
     let AccessCommand::List { target, account } = command;
-    let filter = GrantFilter { target, account, after: None, limit: 0 };
+    let filter = GrantFilter {
+        target,
+        account,
+        after: None,
+        limit: 0,
+    };
     match app.store.list_grants(&filter).await {
         Ok(rows) => {
             print_list(
                 format,
                 &rows,
-                &["TARGET", "ACCOUNT", "ACCOUNT ID", "TYPE", "ENTITLEMENT ID", "ENTITLEMENT", "STATUS"],
+                &[
+                    "TARGET",
+                    "ACCOUNT",
+                    "ACCOUNT ID",
+                    "TYPE",
+                    "ENTITLEMENT ID",
+                    "ENTITLEMENT",
+                    "STATUS",
+                ],
                 |g| {
                     vec![
                         g.target.clone(),
@@ -321,13 +410,20 @@ async fn access(app: &App, command: AccessCommand, format: OutputFormat) -> i32 
 
 async fn runs(app: &App, command: RunsCommand, format: OutputFormat) -> i32 {
     let RunsCommand::List { job, target, limit } = command;
-    let filter = RunFilter { job, target, before_id: None, limit };
+    let filter = RunFilter {
+        job,
+        target,
+        before_id: None,
+        limit,
+    };
     match app.store.list_runs(&filter).await {
         Ok(rows) => {
             print_list(
                 format,
                 &rows,
-                &["ID", "JOB", "TARGET", "KIND", "TRIGGER", "STARTED", "OUTCOME", "ERROR"],
+                &[
+                    "ID", "JOB", "TARGET", "KIND", "TRIGGER", "STARTED", "OUTCOME", "ERROR",
+                ],
                 |r| {
                     vec![
                         r.id.to_string(),

@@ -57,7 +57,9 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 
 /// An optional value as a table cell.
 pub fn cell<T: ToString>(value: Option<T>) -> String {
-    value.map(|v| v.to_string()).unwrap_or_else(|| "-".to_string())
+    value
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| "-".to_string())
 }
 
 #[cfg(test)]
@@ -66,7 +68,13 @@ mod tests {
 
     #[test]
     fn table_aligns_columns() {
-        let text = table(&["ID", "NAME"], &[vec!["1".into(), "alice".into()], vec!["100".into(), "b".into()]]);
+        let text = table(
+            &["ID", "NAME"],
+            &[
+                vec!["1".into(), "alice".into()],
+                vec!["100".into(), "b".into()],
+            ],
+        );
         assert_eq!(text, "ID   NAME\n1    alice\n100  b\n");
     }
 }

@@ -286,7 +286,7 @@ pub struct ReadRetryConfig {
     /// The first backoff (doubles each time, with jitter).
     #[serde(default = "default_read_initial_backoff")]
     pub initial_backoff: ConfigDuration,
-    /// The longest backoff.
+    /// The longest backoff. A `Retry-After` longer than this ends the retries.
     #[serde(default = "default_read_max_backoff")]
     pub max_backoff: ConfigDuration,
 }

@@ -97,7 +97,7 @@ pub enum ConnectorError {
         message: String,
     },
     /// Validation errors, other 4xx, malformed responses: retrying will not help.
-    #[error("target {target} rejected the request{}: {message}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
+    #[error("{}", permanent_text(target, *status, message))]
     Permanent {
         /// The target's config name.
         target: String,
@@ -126,6 +126,15 @@ pub enum ConnectorError {
     },
 }
 
+/// The text of a `Permanent` error: a refusal when the target answered with a status, or
+/// plainly the problem (a malformed response, a bad setting) when it did not.
+fn permanent_text(target: &str, status: Option<u16>, message: &str) -> String {
+    match status {
+        Some(status) => format!("target {target} rejected the request (HTTP {status}): {message}"),
+        None => format!("target {target}: {message}"),
+    }
+}
+
 impl ConnectorError {
     /// The class that retry logic keys off.
     pub fn class(&self) -> ErrorClass {
@@ -142,7 +151,10 @@ impl ConnectorError {
 
     /// Whether a read that failed this way may be retried.
     pub fn is_retryable(&self) -> bool {
-        matches!(self.class(), ErrorClass::Transient | ErrorClass::RateLimited)
+        matches!(
+            self.class(),
+            ErrorClass::Transient | ErrorClass::RateLimited
+        )
     }
 
     /// Builds a `Permanent` error for a response the adapter could not make sense of.

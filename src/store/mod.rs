@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 
 use crate::model::{
     Account, AccountRecord, AccountStatus, AuditEvent, ChangeCounts, Entitlement,
-    EntitlementRecord, Grant, GrantRecord, ImportMode, JobKind, ObjectKind, RunOutcome,
-    RunRecord, Trigger,
+    EntitlementRecord, Grant, GrantRecord, ImportMode, JobKind, ObjectKind, RunOutcome, RunRecord,
+    Trigger,
 };
 
 pub mod sqlite;
@@ -240,19 +240,40 @@ pub trait Store: Send + Sync {
     /// Clears any staged rows of this snapshot (a fresh start).
     async fn begin_snapshot(&self, snapshot: &SnapshotId) -> StoreResult<()>;
     /// Stages one page of accounts (one transaction).
-    async fn stage_accounts(&self, snapshot: &SnapshotId, page: &[AccountRecord]) -> StoreResult<()>;
+    async fn stage_accounts(
+        &self,
+        snapshot: &SnapshotId,
+        page: &[AccountRecord],
+    ) -> StoreResult<()>;
     /// Stages one page of entitlements (one transaction).
-    async fn stage_entitlements(&self, snapshot: &SnapshotId, page: &[EntitlementRecord]) -> StoreResult<()>;
+    async fn stage_entitlements(
+        &self,
+        snapshot: &SnapshotId,
+        page: &[EntitlementRecord],
+    ) -> StoreResult<()>;
     /// Stages one page of grants (one transaction).
     async fn stage_grants(&self, snapshot: &SnapshotId, page: &[GrantRecord]) -> StoreResult<()>;
     /// Computes what applying the snapshot would do, without writing anything.
-    async fn diff_snapshot(&self, snapshot: &SnapshotId, mode: ImportMode) -> StoreResult<SnapshotDiff>;
+    async fn diff_snapshot(
+        &self,
+        snapshot: &SnapshotId,
+        mode: ImportMode,
+    ) -> StoreResult<SnapshotDiff>;
     /// Lists the changes applying the snapshot would make (not `unchanged`), at most `limit`.
-    async fn diff_entries(&self, snapshot: &SnapshotId, mode: ImportMode, limit: u32) -> StoreResult<Vec<DiffEntry>>;
+    async fn diff_entries(
+        &self,
+        snapshot: &SnapshotId,
+        mode: ImportMode,
+        limit: u32,
+    ) -> StoreResult<Vec<DiffEntry>>;
     /// Applies the snapshot in one transaction, with an audit event per change, and
     /// discards it. Returns what was done. For accounts in full mode this also records the
     /// target's last full import time (the source of `last_seen`).
-    async fn apply_snapshot(&self, snapshot: &SnapshotId, options: &ApplyOptions) -> StoreResult<ChangeCounts>;
+    async fn apply_snapshot(
+        &self,
+        snapshot: &SnapshotId,
+        options: &ApplyOptions,
+    ) -> StoreResult<ChangeCounts>;
     /// Drops the staged rows of a snapshot.
     async fn discard_snapshot(&self, snapshot: &SnapshotId) -> StoreResult<()>;
 

@@ -25,7 +25,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Sqlite, Transaction};
 
 use super::{
@@ -158,7 +160,9 @@ fn path_from_url(url: &str) -> StoreResult<PathBuf> {
     if path.is_empty() || path.contains('?') {
         return Err(StoreError::Open {
             url: url.to_string(),
-            message: format!("expected a URL of the form {URL_PREFIX}PATH (a file path, no query string)"),
+            message: format!(
+                "expected a URL of the form {URL_PREFIX}PATH (a file path, no query string)"
+            ),
         });
     }
     Ok(PathBuf::from(path))
@@ -215,7 +219,10 @@ async fn migrate(pool: &SqlitePool, url: &str, path: &Path) -> StoreResult<()> {
 /// schema it holds and the time.
 fn pre_migration_backup_path(path: &Path, schema: i64, at: DateTime<Utc>) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
-    name.push(format!(".schema-{schema}.{}.bak", at.format("%Y%m%dT%H%M%SZ")));
+    name.push(format!(
+        ".schema-{schema}.{}.bak",
+        at.format("%Y%m%dT%H%M%SZ")
+    ));
     PathBuf::from(name)
 }
 
@@ -269,13 +276,28 @@ async fn backup(pool: &SqlitePool, path: &Path) -> StoreResult<()> {
 /// pool (used for the pre-migration backup) is not `query_only` and is left as it is.
 async fn vacuum_into(pool: &SqlitePool, target: &str) -> Result<(), sqlx::Error> {
     let mut conn = pool.acquire().await?;
-    let query_only: i64 = sqlx::query_scalar("PRAGMA query_only").fetch_one(&mut *conn).await?;
+    let query_only: i64 = sqlx::query_scalar("PRAGMA query_only")
+        .fetch_one(&mut *conn)
+        .await?;
     if query_only == 0 {
-        return sqlx::query("VACUUM INTO ?1").bind(target).execute(&mut *conn).await.map(drop);
+        return sqlx::query("VACUUM INTO ?1")
+            .bind(target)
+            .execute(&mut *conn)
+            .await
+            .map(drop);
     }
-    sqlx::query("PRAGMA query_only = OFF").execute(&mut *conn).await?;
-    let result = sqlx::query("VACUUM INTO ?1").bind(target).execute(&mut *conn).await;
-    if sqlx::query("PRAGMA query_only = ON").execute(&mut *conn).await.is_err() {
+    sqlx::query("PRAGMA query_only = OFF")
+        .execute(&mut *conn)
+        .await?;
+    let result = sqlx::query("VACUUM INTO ?1")
+        .bind(target)
+        .execute(&mut *conn)
+        .await;
+    if sqlx::query("PRAGMA query_only = ON")
+        .execute(&mut *conn)
+        .await
+        .is_err()
+    {
         conn.close_on_drop();
     }
     result.map(drop)
@@ -343,11 +365,19 @@ impl Store for SqliteStore {
         self.begin_snapshot_impl(snapshot).await
     }
 
-    async fn stage_accounts(&self, snapshot: &SnapshotId, page: &[AccountRecord]) -> StoreResult<()> {
+    async fn stage_accounts(
+        &self,
+        snapshot: &SnapshotId,
+        page: &[AccountRecord],
+    ) -> StoreResult<()> {
         self.stage_accounts_impl(snapshot, page).await
     }
 
-    async fn stage_entitlements(&self, snapshot: &SnapshotId, page: &[EntitlementRecord]) -> StoreResult<()> {
+    async fn stage_entitlements(
+        &self,
+        snapshot: &SnapshotId,
+        page: &[EntitlementRecord],
+    ) -> StoreResult<()> {
         self.stage_entitlements_impl(snapshot, page).await
     }
 
@@ -355,15 +385,28 @@ impl Store for SqliteStore {
         self.stage_grants_impl(snapshot, page).await
     }
 
-    async fn diff_snapshot(&self, snapshot: &SnapshotId, mode: ImportMode) -> StoreResult<SnapshotDiff> {
+    async fn diff_snapshot(
+        &self,
+        snapshot: &SnapshotId,
+        mode: ImportMode,
+    ) -> StoreResult<SnapshotDiff> {
         self.diff_snapshot_impl(snapshot, mode).await
     }
 
-    async fn diff_entries(&self, snapshot: &SnapshotId, mode: ImportMode, limit: u32) -> StoreResult<Vec<DiffEntry>> {
+    async fn diff_entries(
+        &self,
+        snapshot: &SnapshotId,
+        mode: ImportMode,
+        limit: u32,
+    ) -> StoreResult<Vec<DiffEntry>> {
         self.diff_entries_impl(snapshot, mode, limit).await
     }
 
-    async fn apply_snapshot(&self, snapshot: &SnapshotId, options: &ApplyOptions) -> StoreResult<ChangeCounts> {
+    async fn apply_snapshot(
+        &self,
+        snapshot: &SnapshotId,
+        options: &ApplyOptions,
+    ) -> StoreResult<ChangeCounts> {
         self.apply_snapshot_impl(snapshot, options).await
     }
 

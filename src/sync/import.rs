@@ -118,7 +118,11 @@ impl ImportSummary {
     pub fn exit_code(&self) -> i32 {
         if self.runs.iter().any(|run| run.outcome == RunOutcome::Held) {
             3
-        } else if self.runs.iter().any(|run| run.outcome == RunOutcome::Failed) {
+        } else if self
+            .runs
+            .iter()
+            .any(|run| run.outcome == RunOutcome::Failed)
+        {
             1
         } else {
             0
@@ -174,7 +178,11 @@ impl ImportRunner {
         connectors: Arc<BTreeMap<String, Arc<dyn Connector>>>,
         config: Arc<Config>,
     ) -> Self {
-        Self { store, connectors, config }
+        Self {
+            store,
+            connectors,
+            config,
+        }
     }
 
     /// Runs the requested imports in order. An account import that is held or fails stops
@@ -214,7 +222,14 @@ impl ImportRunner {
             }
             let started = request.started.take();
             let report = self
-                .run_one(&request, kind, connector.as_ref(), threshold, started, cancel)
+                .run_one(
+                    &request,
+                    kind,
+                    connector.as_ref(),
+                    threshold,
+                    started,
+                    cancel,
+                )
                 .await?;
             summary.runs.push(report);
         }
@@ -262,7 +277,9 @@ impl ImportRunner {
             dry_run = request.dry_run,
         );
         let report = self
-            .execute(request, kind, connector, threshold, stage_id, run_id, started_at, cancel)
+            .execute(
+                request, kind, connector, threshold, stage_id, run_id, started_at, cancel,
+            )
             .instrument(span)
             .await;
         if let Some(id) = run_id {
@@ -307,12 +324,18 @@ impl ImportRunner {
         let result = async {
             self.lock(&lock_name, &holder, &request.target).await?;
             if kind == JobKind::AccessImport
-                && self.store.last_success(&request.target, JobKind::AccountImport).await?.is_none()
+                && self
+                    .store
+                    .last_success(&request.target, JobKind::AccountImport)
+                    .await?
+                    .is_none()
             {
                 return Err(RunError::NoAccountImport(request.target.clone()));
             }
             let staged = self
-                .stage(request, kind, connector, stage_id, &lock_name, &holder, cancel)
+                .stage(
+                    request, kind, connector, stage_id, &lock_name, &holder, cancel,
+                )
                 .await;
             let staged = match staged {
                 Ok(staged) => staged,
@@ -323,7 +346,15 @@ impl ImportRunner {
             };
             report.counts.read = staged.read;
             let outcome = self
-                .decide_and_apply(request, &staged, threshold, run_id, started_at, &mut report, cancel)
+                .decide_and_apply(
+                    request,
+                    &staged,
+                    threshold,
+                    run_id,
+                    started_at,
+                    &mut report,
+                    cancel,
+                )
                 .await;
             self.discard(&staged.snapshots).await;
             outcome
@@ -386,38 +417,69 @@ impl ImportRunner {
             JobKind::AccountImport => &[ObjectKind::Account],
             _ => &[ObjectKind::Entitlement, ObjectKind::Grant],
         };
-        let mut staged = Staged { snapshots: Vec::new(), diffs: Vec::new(), read: 0 };
+        let mut staged = Staged {
+            snapshots: Vec::new(),
+            diffs: Vec::new(),
+            read: 0,
+        };
         let mut renewed = Instant::now();
         for &object in objects {
-            let snapshot = SnapshotId { run_id: stage_id, target: request.target.clone(), object };
+            let snapshot = SnapshotId {
+                run_id: stage_id,
+                target: request.target.clone(),
+                object,
+            };
             staged.snapshots.push(snapshot.clone());
             let snapshot_ref = &snapshot;
-            let result = async {
-                self.store.begin_snapshot(snapshot_ref).await?;
-                let read = match object {
-                    ObjectKind::Account => {
-                        self.stage_stream(connector.accounts(), cancel, lock_name, holder, &mut renewed, |page| async move {
-                            self.store.stage_accounts(snapshot_ref, &page).await
-                        })
-                        .await?
-                    }
-                    ObjectKind::Entitlement => {
-                        self.stage_stream(connector.entitlements(), cancel, lock_name, holder, &mut renewed, |page| async move {
-                            self.store.stage_entitlements(snapshot_ref, &page).await
-                        })
-                        .await?
-                    }
-                    ObjectKind::Grant => {
-                        self.stage_stream(connector.grants(), cancel, lock_name, holder, &mut renewed, |page| async move {
-                            self.store.stage_grants(snapshot_ref, &page).await
-                        })
-                        .await?
-                    }
-                };
-                let diff = self.store.diff_snapshot(snapshot_ref, request.mode).await?;
-                Ok::<_, RunError>((read, diff))
-            }
-            .await;
+            let result =
+                async {
+                    self.store.begin_snapshot(snapshot_ref).await?;
+                    let read =
+                        match object {
+                            ObjectKind::Account => {
+                                self.stage_stream(
+                                    connector.accounts(),
+                                    cancel,
+                                    lock_name,
+                                    holder,
+                                    &mut renewed,
+                                    |page| async move {
+                                        self.store.stage_accounts(snapshot_ref, &page).await
+                                    },
+                                )
+                                .await?
+                            }
+                            ObjectKind::Entitlement => {
+                                self.stage_stream(
+                                    connector.entitlements(),
+                                    cancel,
+                                    lock_name,
+                                    holder,
+                                    &mut renewed,
+                                    |page| async move {
+                                        self.store.stage_entitlements(snapshot_ref, &page).await
+                                    },
+                                )
+                                .await?
+                            }
+                            ObjectKind::Grant => {
+                                self.stage_stream(
+                                    connector.grants(),
+                                    cancel,
+                                    lock_name,
+                                    holder,
+                                    &mut renewed,
+                                    |page| async move {
+                                        self.store.stage_grants(snapshot_ref, &page).await
+                                    },
+                                )
+                                .await?
+                            }
+                        };
+                    let diff = self.store.diff_snapshot(snapshot_ref, request.mode).await?;
+                    Ok::<_, RunError>((read, diff))
+                }
+                .await;
             match result {
                 Ok((read, diff)) => {
                     staged.read += read;
@@ -556,7 +618,13 @@ impl ImportRunner {
         }
     }
 
-    fn record_metrics(&self, request: &ImportRequest, kind: JobKind, report: &RunReport, took: Duration) {
+    fn record_metrics(
+        &self,
+        request: &ImportRequest,
+        kind: JobKind,
+        report: &RunReport,
+        took: Duration,
+    ) {
         let labels = [
             ("job", request.job.clone()),
             ("target", request.target.clone()),
@@ -643,12 +711,19 @@ mod tests {
     use crate::model::ChangeCounts;
 
     fn diff(existing: u64, removals: u64) -> SnapshotDiff {
-        SnapshotDiff { counts: ChangeCounts::default(), existing, removals }
+        SnapshotDiff {
+            counts: ChangeCounts::default(),
+            existing,
+            removals,
+        }
     }
 
     #[test]
     fn threshold_holds_on_percent_or_count() {
-        let threshold = DeletionThreshold { percent: 20.0, count: 1000 };
+        let threshold = DeletionThreshold {
+            percent: 20.0,
+            count: 1000,
+        };
         assert!(threshold_breach(ObjectKind::Account, &diff(100, 20), threshold).is_none());
         assert!(threshold_breach(ObjectKind::Account, &diff(100, 21), threshold).is_some());
         assert!(threshold_breach(ObjectKind::Account, &diff(100_000, 1001), threshold).is_some());
@@ -658,9 +733,15 @@ mod tests {
 
     #[test]
     fn breach_message_names_the_numbers() {
-        let threshold = DeletionThreshold { percent: 20.0, count: 1000 };
+        let threshold = DeletionThreshold {
+            percent: 20.0,
+            count: 1000,
+        };
         let text = threshold_breach(ObjectKind::Account, &diff(10, 5), threshold).unwrap();
-        assert!(text.contains("5 accounts would be removed out of 10"), "{text}");
+        assert!(
+            text.contains("5 accounts would be removed out of 10"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -673,7 +754,12 @@ mod tests {
             error: None,
             diff: Vec::new(),
         };
-        let summary = |runs| ImportSummary { target: "t".into(), dry_run: false, runs, skipped: vec![] };
+        let summary = |runs| ImportSummary {
+            target: "t".into(),
+            dry_run: false,
+            runs,
+            skipped: vec![],
+        };
         assert_eq!(summary(vec![run(RunOutcome::Succeeded)]).exit_code(), 0);
         assert_eq!(summary(vec![run(RunOutcome::Failed)]).exit_code(), 1);
         assert_eq!(summary(vec![run(RunOutcome::Held)]).exit_code(), 3);

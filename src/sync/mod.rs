@@ -2,6 +2,4 @@
 
 pub mod import;
 
-pub use import::{
-    ImportError, ImportParts, ImportRequest, ImportRunner, ImportSummary, RunReport,
-};
+pub use import::{ImportError, ImportParts, ImportRequest, ImportRunner, ImportSummary, RunReport};

@@ -1,6 +1,12 @@
 //! Shared set-up for integration tests: a DigiCert simulator on loopback and an idsync app
 //! built from a real TOML config against it, with a SQLite file in a temp directory.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,7 +28,10 @@ pub async fn digicert(users: u32) -> DigicertServer {
 }
 
 /// A DigiCert simulator with `users` users, adjusted by `tweak`.
-pub async fn digicert_with(users: u32, tweak: impl FnOnce(&mut DigicertSimConfig)) -> DigicertServer {
+pub async fn digicert_with(
+    users: u32,
+    tweak: impl FnOnce(&mut DigicertSimConfig),
+) -> DigicertServer {
     let mut config = DigicertSimConfig {
         api_key: SIM_KEY.to_string(),
         seed: DigicertSeed::with_users(users),
@@ -30,7 +39,9 @@ pub async fn digicert_with(users: u32, tweak: impl FnOnce(&mut DigicertSimConfig
         ..DigicertSimConfig::default()
     };
     tweak(&mut config);
-    DigicertSim::start(config, SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap()
+    DigicertSim::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap()
 }
 
 /// A test environment: a temp dir holding the store, and the config text.
@@ -76,9 +87,10 @@ read_retry = {{ max_attempts = 3, initial_backoff = "10ms", max_backoff = "50ms"
 
     /// Builds the app from the config.
     pub async fn app(&self) -> App {
-        let loaded = config::load_from_str(&self.config, "test config", &[]).unwrap_or_else(|err| {
-            panic!("config problems: {:?}", err.problems);
-        });
+        let loaded =
+            config::load_from_str(&self.config, "test config", &[]).unwrap_or_else(|err| {
+                panic!("config problems: {:?}", err.problems);
+            });
         App::build(loaded.config).await.unwrap()
     }
 }
@@ -94,7 +106,12 @@ pub struct Opts {
 
 impl Default for Opts {
     fn default() -> Self {
-        Self { parts: ImportParts::Both, mode: ImportMode::Full, dry_run: false, allow_deletions: false }
+        Self {
+            parts: ImportParts::Both,
+            mode: ImportMode::Full,
+            dry_run: false,
+            allow_deletions: false,
+        }
     }
 }
 
@@ -111,13 +128,19 @@ pub async fn import(app: &App, opts: Opts) -> ImportSummary {
         actor: "cli:test".into(),
         started: None,
     };
-    app.imports.run(request, &CancellationToken::new()).await.unwrap()
+    app.imports
+        .run(request, &CancellationToken::new())
+        .await
+        .unwrap()
 }
 
 /// Every account of target `digicert`.
 pub async fn accounts(app: &App) -> Vec<Account> {
     app.store
-        .list_accounts(&AccountFilter { target: Some("digicert".into()), ..Default::default() })
+        .list_accounts(&AccountFilter {
+            target: Some("digicert".into()),
+            ..Default::default()
+        })
         .await
         .unwrap()
 }
@@ -125,7 +148,10 @@ pub async fn accounts(app: &App) -> Vec<Account> {
 /// Every entitlement of target `digicert`.
 pub async fn entitlements(app: &App) -> Vec<Entitlement> {
     app.store
-        .list_entitlements(&EntitlementFilter { target: "digicert".into(), ..Default::default() })
+        .list_entitlements(&EntitlementFilter {
+            target: "digicert".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
 }
@@ -133,7 +159,10 @@ pub async fn entitlements(app: &App) -> Vec<Entitlement> {
 /// Every grant of target `digicert`.
 pub async fn grants(app: &App) -> Vec<Grant> {
     app.store
-        .list_grants(&GrantFilter { target: "digicert".into(), ..Default::default() })
+        .list_grants(&GrantFilter {
+            target: "digicert".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
 }
@@ -180,7 +209,10 @@ pub fn assert_same(after: &Snapshot, before: &Snapshot, what: &str) {
         return;
     }
     for key in ["accounts", "entitlements", "grants", "audit"] {
-        let (a, b) = (after.0[key].as_array().unwrap(), before.0[key].as_array().unwrap());
+        let (a, b) = (
+            after.0[key].as_array().unwrap(),
+            before.0[key].as_array().unwrap(),
+        );
         if a.len() != b.len() {
             panic!("{what}: {key} count {} != {}", a.len(), b.len());
         }

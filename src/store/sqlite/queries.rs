@@ -28,7 +28,11 @@ fn limit_or_all(limit: u32) -> i64 {
 
 /// The `LIMIT` of a listing where 0 means "the default".
 fn limit_or_default(limit: u32) -> i64 {
-    i64::from(if limit == 0 { DEFAULT_LIST_LIMIT } else { limit })
+    i64::from(if limit == 0 {
+        DEFAULT_LIST_LIMIT
+    } else {
+        limit
+    })
 }
 
 /// The holder a run's lock carries (`run 42`, as the import jobs write it), in SQL.
@@ -72,7 +76,11 @@ impl SqliteStore {
         tx.commit().await.map_err(query_err(context))
     }
 
-    pub(super) async fn fail_open_runs_impl(&self, reason: &str, at: DateTime<Utc>) -> StoreResult<u64> {
+    pub(super) async fn fail_open_runs_impl(
+        &self,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<u64> {
         let context = "failing runs left open";
         let mut tx = self.write_tx(context).await?;
         // A run whose lock is still leased is alive in another process (the daemon while a
@@ -130,7 +138,11 @@ impl SqliteStore {
         found.iter().map(rows::run).collect()
     }
 
-    pub(super) async fn last_success_impl(&self, target: &str, kind: JobKind) -> StoreResult<Option<RunRecord>> {
+    pub(super) async fn last_success_impl(
+        &self,
+        target: &str,
+        kind: JobKind,
+    ) -> StoreResult<Option<RunRecord>> {
         let sql = format!(
             "SELECT {} FROM runs WHERE target = ?1 AND kind = ?2 AND outcome = ?3 \
              ORDER BY id DESC LIMIT 1",
@@ -146,7 +158,12 @@ impl SqliteStore {
         row.as_ref().map(rows::run).transpose()
     }
 
-    pub(super) async fn try_lock_impl(&self, name: &str, holder: &str, ttl: Duration) -> StoreResult<LockOutcome> {
+    pub(super) async fn try_lock_impl(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> StoreResult<LockOutcome> {
         let context = "taking a lock";
         let now = clock::now();
         let expires = chrono::Duration::from_std(ttl)
@@ -214,7 +231,11 @@ impl SqliteStore {
         tx.commit().await.map_err(query_err(context))
     }
 
-    pub(super) async fn list_audit_impl(&self, target: Option<&str>, limit: u32) -> StoreResult<Vec<AuditEvent>> {
+    pub(super) async fn list_audit_impl(
+        &self,
+        target: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditEvent>> {
         let mut query = QueryBuilder::<Sqlite>::new(format!(
             "SELECT {} FROM audit_events",
             rows::AUDIT_COLUMNS
@@ -233,7 +254,10 @@ impl SqliteStore {
         found.iter().map(rows::audit_event).collect()
     }
 
-    pub(super) async fn list_accounts_impl(&self, filter: &AccountFilter) -> StoreResult<Vec<Account>> {
+    pub(super) async fn list_accounts_impl(
+        &self,
+        filter: &AccountFilter,
+    ) -> StoreResult<Vec<Account>> {
         let mut query = QueryBuilder::<Sqlite>::new(format!(
             "SELECT {} FROM accounts a LEFT JOIN target_state t ON t.target = a.target WHERE 1 = 1",
             rows::ACCOUNT_COLUMNS
@@ -266,7 +290,10 @@ impl SqliteStore {
         found.iter().map(rows::account).collect()
     }
 
-    pub(super) async fn list_entitlements_impl(&self, filter: &EntitlementFilter) -> StoreResult<Vec<Entitlement>> {
+    pub(super) async fn list_entitlements_impl(
+        &self,
+        filter: &EntitlementFilter,
+    ) -> StoreResult<Vec<Entitlement>> {
         let mut query = QueryBuilder::<Sqlite>::new(format!(
             "SELECT {} FROM entitlements e WHERE e.target = ",
             rows::ENTITLEMENT_COLUMNS

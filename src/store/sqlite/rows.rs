@@ -47,9 +47,7 @@ impl Serialize for Canonical<'_> {
                     .collect();
                 sorted.serialize(serializer)
             }
-            serde_json::Value::Array(items) => {
-                serializer.collect_seq(items.iter().map(Canonical))
-            }
+            serde_json::Value::Array(items) => serializer.collect_seq(items.iter().map(Canonical)),
             other => other.serialize(serializer),
         }
     }
@@ -73,7 +71,10 @@ pub(super) fn get_ts(row: &SqliteRow, column: &'static str) -> StoreResult<DateT
 }
 
 /// A stored, nullable timestamp.
-pub(super) fn get_opt_ts(row: &SqliteRow, column: &'static str) -> StoreResult<Option<DateTime<Utc>>> {
+pub(super) fn get_opt_ts(
+    row: &SqliteRow,
+    column: &'static str,
+) -> StoreResult<Option<DateTime<Utc>>> {
     let text: Option<String> = get(row, column)?;
     text.map(|text| parse_ts(column, &text)).transpose()
 }
