@@ -319,7 +319,11 @@ pub async fn catch_up(runner: &JobRunner, store: &dyn Store) {
             due.push((name, job));
         }
     }
+    // Account imports first; one job per (target, kind): running the same import twice at
+    // start is redundant, and only one job may wait for a busy target.
     due.sort_by_key(|(_, job)| job.kind != JobKind::AccountImport);
+    let mut seen = BTreeSet::new();
+    due.retain(|(_, job)| seen.insert((job.target.clone(), job.kind)));
     for (name, _) in due {
         info!(job = %name, "Catching up a run missed while idsync was down.");
         if let Err(err) = runner.trigger(name, Trigger::Startup, "scheduler".into(), false) {

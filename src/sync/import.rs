@@ -431,10 +431,9 @@ impl ImportRunner {
             };
             staged.snapshots.push(snapshot.clone());
             let snapshot_ref = &snapshot;
-            let result =
-                async {
-                    self.store.begin_snapshot(snapshot_ref).await?;
-                    let read =
+            let result = async {
+                self.store.begin_snapshot(snapshot_ref).await?;
+                let read =
                         match object {
                             ObjectKind::Account => {
                                 self.stage_stream(
@@ -476,10 +475,10 @@ impl ImportRunner {
                                 .await?
                             }
                         };
-                    let diff = self.store.diff_snapshot(snapshot_ref, request.mode).await?;
-                    Ok::<_, RunError>((read, diff))
-                }
-                .await;
+                let diff = self.store.diff_snapshot(snapshot_ref, request.mode).await?;
+                Ok::<_, RunError>((read, diff))
+            }
+            .await;
             match result {
                 Ok((read, diff)) => {
                     staged.read += read;

@@ -1,0 +1,201 @@
+//! Job coordination: no overlap of a job with itself, one import per target at a time with at
+//! most one waiting, catch-up at start, graceful shutdown that marks nothing, and the store's
+//! lease lock against a second process.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{assert_same, digicert, import, store_snapshot, Env, Opts};
+use idsync::model::{JobKind, RunOutcome, Trigger};
+use idsync::scheduler::{catch_up, JobRunner, TriggerError};
+use idsync::store::{LockOutcome, RunFilter, Store};
+
+const JOBS: &str = r#"
+[jobs.accounts]
+type = "account_import"
+target = "digicert"
+schedule = "0 0 * * * *"
+
+[jobs.access]
+type = "access_import"
+target = "digicert"
+schedule = "0 5 * * * *"
+
+[jobs.access-again]
+type = "access_import"
+target = "digicert"
+schedule = "0 10 * * * *"
+"#;
+
+async fn wait_idle(runner: &JobRunner, jobs: &[&str]) {
+    for _ in 0..600 {
+        if jobs.iter().all(|job| !runner.is_running(job)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("jobs still running after 30 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_never_overlaps_itself_and_one_target_runs_one_import_at_a_time() {
+    let sim = digicert(200).await;
+    let env = Env::new(&sim, "page_size = 20", JOBS);
+    let app = env.app().await;
+    let runner = JobRunner::new(&app.config, app.imports.clone());
+    sim.control().set_latency(Duration::from_millis(40));
+
+    let first = runner
+        .trigger("accounts", Trigger::Schedule, "scheduler".into(), false)
+        .unwrap();
+    assert_eq!(
+        runner
+            .trigger("accounts", Trigger::Schedule, "scheduler".into(), false)
+            .unwrap_err(),
+        TriggerError::AlreadyRunning("accounts".into())
+    );
+    // Another job of the same target waits for the running one…
+    let waiting = runner
+        .trigger("access", Trigger::Schedule, "scheduler".into(), false)
+        .unwrap();
+    // …and only one may wait.
+    assert!(matches!(
+        runner.trigger("access-again", Trigger::Schedule, "scheduler".into(), false),
+        Err(TriggerError::TargetBusy { .. })
+    ));
+    let account_run = first.await.unwrap();
+    let access_run = waiting.await.unwrap();
+    wait_idle(&runner, &["accounts", "access"]).await;
+
+    let account = app.store.get_run(account_run).await.unwrap().unwrap();
+    let access = app.store.get_run(access_run).await.unwrap().unwrap();
+    assert_eq!(account.outcome, Some(RunOutcome::Succeeded));
+    assert_eq!(access.outcome, Some(RunOutcome::Succeeded), "{access:?}");
+    assert!(
+        access.started_at >= account.finished_at.unwrap(),
+        "the access import waited for the account import"
+    );
+    assert!(runner
+        .trigger("nope", Trigger::Api, "t".into(), false)
+        .is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_runs_missed_imports_at_start_accounts_first() {
+    let sim = digicert(50).await;
+    let env = Env::new(
+        &sim,
+        "",
+        JOBS.replace("[jobs.access-again]", "[jobs.unused]")
+            .replace(
+                "type = \"access_import\"\ntarget = \"digicert\"\nschedule = \"0 10 * * * *\"",
+                "type = \"account_import\"\ntarget = \"digicert\"\nschedule = \"0 0 0 1 1 *\"",
+            )
+            .as_str(),
+    );
+    let app = env.app().await;
+    let runner = JobRunner::new(&app.config, app.imports.clone());
+    catch_up(&runner, app.store.as_ref()).await;
+    wait_idle(&runner, &["accounts", "access", "unused"]).await;
+    let runs = app
+        .store
+        .list_runs(&RunFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(runs.iter().all(|run| run.trigger == Trigger::Startup));
+    let access = runs
+        .iter()
+        .find(|run| run.kind == JobKind::AccessImport)
+        .expect("access import caught up");
+    assert_eq!(access.outcome, Some(RunOutcome::Succeeded), "{access:?}");
+
+    // One run per (target, kind): the second account-import job of the target is not doubled.
+    assert_eq!(runs.len(), 2, "{runs:?}");
+
+    // Right after a success nothing is missed: no new runs.
+    let before = runs.len();
+    catch_up(&runner, app.store.as_ref()).await;
+    wait_idle(&runner, &["accounts", "access", "unused"]).await;
+    let after = app
+        .store
+        .list_runs(&RunFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(after.len(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_interrupts_a_long_import_and_marks_nothing() {
+    let sim = digicert(1000).await;
+    let env = Env::new(&sim, "page_size = 50", JOBS);
+    let app = env.app().await;
+    import(&app, Opts::default()).await;
+    let before = store_snapshot(&app).await;
+    let control = sim.control();
+    for user in control.users().iter().take(3) {
+        control.remove_user(user.id);
+    }
+    // 20 pages at 300 ms each: far longer than the grace period below.
+    control.set_latency(Duration::from_millis(300));
+    let runner = JobRunner::new(&app.config, app.imports.clone());
+    let run_id = runner
+        .trigger("accounts", Trigger::Schedule, "scheduler".into(), false)
+        .unwrap()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+
+    runner.shutdown(Duration::from_millis(200)).await;
+    let run = app.store.get_run(run_id).await.unwrap().unwrap();
+    assert_eq!(run.outcome, Some(RunOutcome::Failed));
+    assert_eq!(run.error.as_deref(), Some("interrupted by shutdown"));
+    assert_same(
+        &store_snapshot(&app).await,
+        &before,
+        "an interrupted import marks nothing",
+    );
+    assert_eq!(
+        runner
+            .trigger("accounts", Trigger::Schedule, "scheduler".into(), false)
+            .unwrap_err(),
+        TriggerError::ShuttingDown
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_locked_by_another_process_fails_the_run_naming_the_holder() {
+    let sim = digicert(20).await;
+    let env = Env::new(&sim, "", "");
+    let app = env.app().await;
+    let lock = app
+        .store
+        .try_lock("import:digicert", "run 999", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(lock, LockOutcome::Acquired);
+
+    let summary = import(&app, Opts::default()).await;
+    assert_eq!(summary.exit_code(), 1);
+    let error = summary.runs[0].error.as_deref().unwrap();
+    assert!(error.contains("being imported by run 999"), "{error}");
+    assert!(common::accounts(&app).await.is_empty());
+
+    app.store
+        .unlock("import:digicert", "run 999")
+        .await
+        .unwrap();
+    assert_eq!(import(&app, Opts::default()).await.exit_code(), 0);
+}
