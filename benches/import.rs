@@ -1,0 +1,585 @@
+//! Import benchmark: a full import of N simulated DigiCert users into a fresh SQLite store.
+//!
+//! For each size N (default 10,000 and 100,000) it:
+//! 1. starts the DigiCert simulator as a **separate process** (`idsync sim digicert --port 0
+//!    --users N --no-rate-limit`), so the simulator's data is not counted in the importer's
+//!    memory, and reads the `[targets.digicert]` fragment it prints;
+//! 2. writes a config (fresh SQLite store in a temp dir, `rate_limit = []` so the client does
+//!    not pace, `log.level = "warn"`) and re-executes this bench binary as
+//!    `--child N <config>`, so that each size's peak RSS is measured in its own process;
+//! 3. the child builds the app with `config::load_from_str` + `App::build`, runs a full
+//!    import (`ImportParts::Both`), then a second full import with no changes in between, and
+//!    prints one JSON line: wall time and records/s of the account import, the access import
+//!    (entitlements + grants) and the whole, the re-import's time and rows written, and the
+//!    process's peak RSS (`VmHWM` from `/proc/self/status`).
+//!
+//! The parent prints a table and two checks, and exits non-zero if either fails:
+//! * peak RSS at the largest size / peak RSS at the smallest size ≤ 1.3 (memory does not grow
+//!   with N: the import streams pages instead of holding the tenant in memory);
+//! * the re-import wrote zero rows.
+//!
+//! Run it (release build; ~a few minutes for both sizes on 2 cores):
+//!
+//! ```text
+//! cargo bench --bench import
+//! IDSYNC_BENCH_SIZES=1000,5000 cargo bench --bench import   # a quick run
+//! cargo bench --bench import -- 1000 5000                    # the same, as arguments
+//! ```
+//!
+//! Per-part times come from the run records (millisecond timestamps); the whole is the wall
+//! time of the `ImportParts::Both` call. Linux only (reads `/proc/self/status`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use idsync::app::App;
+use idsync::config;
+use idsync::model::{ImportMode, JobKind, ObjectKind, RunOutcome, Trigger};
+use idsync::store::{RunFilter, Store};
+use idsync::sync::{ImportParts, ImportRequest, ImportSummary, RunReport};
+use tokio_util::sync::CancellationToken;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Result<T, E = BoxError> = std::result::Result<T, E>;
+
+/// The sizes run when neither `IDSYNC_BENCH_SIZES` nor arguments name any.
+const DEFAULT_SIZES: &[u64] = &[10_000, 100_000];
+/// The most the peak RSS may grow from the smallest to the largest size.
+const MAX_RSS_RATIO: f64 = 1.3;
+/// How long the simulator may take to print its config fragment.
+const SIM_START_TIMEOUT: Duration = Duration::from_secs(300);
+/// The target name in the generated config.
+const TARGET: &str = "digicert";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.iter().position(|arg| arg == "--child") {
+        Some(at) => child(args.get(at + 1..).unwrap_or_default()),
+        None => parent(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("import bench: error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Parent: simulators, child processes, the table and the checks.
+// ---------------------------------------------------------------------------------------
+
+/// One child's result line.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Measurement {
+    n: u64,
+    account_records: u64,
+    account_secs: f64,
+    account_records_per_sec: f64,
+    access_records: u64,
+    access_secs: f64,
+    access_records_per_sec: f64,
+    records: u64,
+    total_secs: f64,
+    records_per_sec: f64,
+    reimport_secs: f64,
+    reimport_rows_written: u64,
+    vm_hwm_after_build_kib: u64,
+    vm_hwm_after_import_kib: u64,
+    vm_hwm_kib: u64,
+    store_bytes: u64,
+}
+
+fn parent(args: &[String]) -> Result<ExitCode> {
+    let sizes = sizes(args)?;
+    let started = Instant::now();
+    println!("idsync import bench: sizes {sizes:?}, simulator rate limit off, client pacing off");
+    let mut rows = Vec::new();
+    for &n in &sizes {
+        let row = run_size(n)?;
+        println!(
+            "  n={n}: import {:.2}s ({:.0} rec/s), re-import {:.2}s, peak RSS {} KiB",
+            row.total_secs, row.records_per_sec, row.reimport_secs, row.vm_hwm_kib
+        );
+        rows.push(row);
+    }
+    let took = started.elapsed();
+    print_table(&rows);
+    let ok = print_checks(&rows);
+    println!("\nbench run time: {:.1}s", took.as_secs_f64());
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The sizes: `IDSYNC_BENCH_SIZES=a,b`, else numeric arguments, else the defaults. Other
+/// arguments (`--bench`, which `cargo bench` passes) are ignored.
+fn sizes(args: &[String]) -> Result<Vec<u64>> {
+    let from_env = std::env::var("IDSYNC_BENCH_SIZES").unwrap_or_default();
+    let mut sizes = Vec::new();
+    for part in from_env.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let n = parse_size(part)
+            .ok_or_else(|| format!("IDSYNC_BENCH_SIZES: `{part}` is not a positive number"))?;
+        sizes.push(n);
+    }
+    if sizes.is_empty() {
+        sizes = args.iter().filter_map(|arg| parse_size(arg)).collect();
+    }
+    if sizes.is_empty() {
+        sizes = DEFAULT_SIZES.to_vec();
+    }
+    Ok(sizes)
+}
+
+/// `10000`, `10_000` or `10k`.
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.replace('_', "");
+    let (digits, scale) = match text.strip_suffix(['k', 'K']) {
+        Some(digits) => (digits, 1000),
+        None => (text.as_str(), 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .map(|n| n * scale)
+        .filter(|&n| n > 0)
+}
+
+/// Starts a simulator with `n` users, runs one child against it, stops the simulator.
+fn run_size(n: u64) -> Result<Measurement> {
+    let dir = tempfile::tempdir()?;
+    let sim_started = Instant::now();
+    let sim = Simulator::start(n, dir.path())?;
+    eprintln!(
+        "  n={n}: simulator up in {:.1}s at {}",
+        sim_started.elapsed().as_secs_f64(),
+        sim.base_url
+    );
+    let store = dir.path().join("idsync.db");
+    let config_path = dir.path().join("idsync.toml");
+    std::fs::write(
+        &config_path,
+        config_text(&store, &sim.base_url, &sim.api_key),
+    )?;
+
+    let output = Command::new(std::env::current_exe()?)
+        .arg("--child")
+        .arg(n.to_string())
+        .arg(&config_path)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()?;
+    drop(sim);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "n={n}: the import child failed ({}):\n{stdout}",
+            output.status
+        )
+        .into());
+    }
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|line| line.starts_with('{'))
+        .ok_or_else(|| format!("n={n}: the import child printed no result:\n{stdout}"))?;
+    Ok(serde_json::from_str(line)?)
+}
+
+fn config_text(store: &Path, base_url: &str, api_key: &str) -> String {
+    let store_url = format!("sqlite://{}", store.display());
+    format!(
+        r#"[store]
+url = {store_url}
+
+[log]
+level = "warn"
+format = "text"
+
+[targets.{TARGET}]
+kind = "digicert"
+base_url = {base_url}
+api_key = {api_key}
+rate_limit = []
+"#,
+        store_url = toml_string(&store_url),
+        base_url = toml_string(base_url),
+        api_key = toml_string(api_key),
+    )
+}
+
+fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_owned()).to_string()
+}
+
+/// A simulator process, killed when dropped (also on error paths).
+struct Simulator {
+    process: Child,
+    log_path: PathBuf,
+    base_url: String,
+    api_key: String,
+}
+
+impl Simulator {
+    /// Starts `idsync sim digicert` on a free port and waits for its config fragment. Its
+    /// logs go to `sim.log` in `dir` (shown if it fails to start).
+    fn start(users: u64, dir: &Path) -> Result<Self> {
+        let log_path = dir.join("sim.log");
+        let log = std::fs::File::create(&log_path)?;
+        let mut process = Command::new(env!("CARGO_BIN_EXE_idsync"))
+            .args([
+                "sim",
+                "digicert",
+                "--port",
+                "0",
+                "--no-rate-limit",
+                "--users",
+            ])
+            .arg(users.to_string())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()?;
+        let Some(stdout) = process.stdout.take() else {
+            let _ = process.kill();
+            let _ = process.wait();
+            return Err("the simulator has no stdout".into());
+        };
+        // The simulator owns its data from here; the guard kills it on any early return.
+        let mut sim = Simulator {
+            process,
+            log_path,
+            base_url: String::new(),
+            api_key: String::new(),
+        };
+        let (tx, rx) = mpsc::channel::<String>();
+        // Reads the fragment, then drains stdout until the simulator exits (so it never
+        // writes into a closed pipe).
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + SIM_START_TIMEOUT;
+        let mut fragment = String::new();
+        let mut in_table = false;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(line) => line,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    return Err(sim.failure("did not print its config fragment in time"))
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(sim.failure("exited before printing its config fragment"))
+                }
+            };
+            let trimmed = line.trim();
+            if trimmed.starts_with("[targets.") {
+                in_table = true;
+            } else if in_table && (trimmed.is_empty() || trimmed.starts_with('[')) {
+                break;
+            }
+            if in_table {
+                fragment.push_str(&line);
+                fragment.push('\n');
+                // The fragment ends with the api_key line; don't wait for a blank line.
+                if trimmed.starts_with("api_key") {
+                    break;
+                }
+            }
+        }
+        let table: toml::Table = toml::from_str(&fragment)?;
+        let target = table
+            .get("targets")
+            .and_then(|targets| targets.get(TARGET))
+            .ok_or_else(|| format!("no [targets.{TARGET}] in the fragment:\n{fragment}"))?;
+        let field = |key: &str| -> Result<String> {
+            target
+                .get(key)
+                .and_then(toml::Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| format!("no {key} in the fragment:\n{fragment}").into())
+        };
+        sim.base_url = field("base_url")?;
+        sim.api_key = field("api_key")?;
+        Ok(sim)
+    }
+
+    /// An error naming why the simulator failed, with its log.
+    fn failure(&mut self, why: &str) -> BoxError {
+        let _ = self.process.kill();
+        let status = self
+            .process
+            .wait()
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        format!("the simulator {why} ({status}); its log:\n{log}").into()
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+fn print_table(rows: &[Measurement]) {
+    println!();
+    println!(
+        "{:>9} | {:>9} {:>10} | {:>9} {:>10} | {:>9} {:>9} {:>10} | {:>9} {:>8} | {:>9} {:>9}",
+        "users",
+        "acct s",
+        "acct r/s",
+        "access s",
+        "access r/s",
+        "records",
+        "total s",
+        "total r/s",
+        "reimp s",
+        "reimp w",
+        "RSS MiB",
+        "store MiB",
+    );
+    println!("{}", "-".repeat(139));
+    for row in rows {
+        println!(
+            "{:>9} | {:>9.2} {:>10.0} | {:>9.2} {:>10.0} | {:>9} {:>9.2} {:>10.0} | {:>9.2} {:>8} | {:>9.1} {:>9.1}",
+            row.n,
+            row.account_secs,
+            row.account_records_per_sec,
+            row.access_secs,
+            row.access_records_per_sec,
+            row.records,
+            row.total_secs,
+            row.records_per_sec,
+            row.reimport_secs,
+            row.reimport_rows_written,
+            row.vm_hwm_kib as f64 / 1024.0,
+            row.store_bytes as f64 / (1024.0 * 1024.0),
+        );
+    }
+    println!(
+        "(records = accounts + entitlements + grants read; RSS = VmHWM of the importing process)"
+    );
+    for row in rows {
+        if let Ok(json) = serde_json::to_string(row) {
+            println!("{json}");
+        }
+    }
+}
+
+/// Prints the PASS/FAIL lines; true if all pass.
+fn print_checks(rows: &[Measurement]) -> bool {
+    let mut ok = true;
+    println!();
+    let smallest = rows.iter().min_by_key(|row| row.n);
+    let largest = rows.iter().max_by_key(|row| row.n);
+    match (smallest, largest) {
+        (Some(small), Some(large)) if large.n > small.n => {
+            let ratio = large.vm_hwm_kib as f64 / small.vm_hwm_kib.max(1) as f64;
+            let pass = ratio <= MAX_RSS_RATIO;
+            ok &= pass;
+            println!(
+                "{}: peak RSS at {} / peak RSS at {} = {} KiB / {} KiB = {ratio:.3} (limit {MAX_RSS_RATIO})",
+                verdict(pass),
+                large.n,
+                small.n,
+                large.vm_hwm_kib,
+                small.vm_hwm_kib
+            );
+        }
+        _ => println!("SKIP: RSS ratio needs two different sizes"),
+    }
+    let written: u64 = rows.iter().map(|row| row.reimport_rows_written).sum();
+    let pass = written == 0;
+    ok &= pass;
+    println!(
+        "{}: re-import wrote zero rows (rows written: {})",
+        verdict(pass),
+        rows.iter()
+            .map(|row| format!("{} at n={}", row.reimport_rows_written, row.n))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    ok
+}
+
+fn verdict(pass: bool) -> &'static str {
+    if pass {
+        "PASS"
+    } else {
+        "FAIL"
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Child: one size's import, in its own process.
+// ---------------------------------------------------------------------------------------
+
+fn child(args: &[String]) -> Result<ExitCode> {
+    let (Some(n), Some(config_path)) = (args.first(), args.get(1)) else {
+        return Err("usage: --child N CONFIG".into());
+    };
+    let n: u64 = n.parse()?;
+    let config_path = PathBuf::from(config_path);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let measurement = runtime.block_on(child_import(n, &config_path))?;
+    println!("{}", serde_json::to_string(&measurement)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn child_import(n: u64, config_path: &Path) -> Result<Measurement> {
+    let text = std::fs::read_to_string(config_path)?;
+    let loaded = config::load_from_str(&text, &config_path.display().to_string(), &[])
+        .map_err(|err| format!("{err}: {:?}", err.problems))?;
+    idsync::telemetry::init_logging(&loaded.config.log)?;
+    let store_path = loaded
+        .config
+        .store
+        .url
+        .strip_prefix("sqlite://")
+        .map(PathBuf::from);
+    let app = App::build(loaded.config).await?;
+    let vm_hwm_after_build_kib = vm_hwm_kib()?;
+
+    let started = Instant::now();
+    let first = import(&app).await?;
+    let total_secs = started.elapsed().as_secs_f64();
+    let vm_hwm_after_import_kib = vm_hwm_kib()?;
+    let account = part(&first, JobKind::AccountImport)?;
+    let access = part(&first, JobKind::AccessImport)?;
+    let account_secs = run_secs(&app, account).await?;
+    let access_secs = run_secs(&app, access).await?;
+
+    let started = Instant::now();
+    let second = import(&app).await?;
+    let reimport_secs = started.elapsed().as_secs_f64();
+    let reimport_rows_written = second
+        .runs
+        .iter()
+        .flat_map(|run| {
+            ObjectKind::ALL
+                .iter()
+                .map(|object| run.counts.of(*object).written())
+        })
+        .sum();
+
+    let records = account.counts.read + access.counts.read;
+    let store_bytes = store_path
+        .and_then(|path| std::fs::metadata(path).ok())
+        .map_or(0, |meta| meta.len());
+    Ok(Measurement {
+        n,
+        account_records: account.counts.read,
+        account_secs,
+        account_records_per_sec: per_sec(account.counts.read, account_secs),
+        access_records: access.counts.read,
+        access_secs,
+        access_records_per_sec: per_sec(access.counts.read, access_secs),
+        records,
+        total_secs,
+        records_per_sec: per_sec(records, total_secs),
+        reimport_secs,
+        reimport_rows_written,
+        vm_hwm_after_build_kib,
+        vm_hwm_after_import_kib,
+        vm_hwm_kib: vm_hwm_kib()?,
+        store_bytes,
+    })
+}
+
+/// One full account + access import; an error unless both runs succeeded.
+async fn import(app: &App) -> Result<ImportSummary> {
+    let request = ImportRequest {
+        target: TARGET.into(),
+        job: "manual".into(),
+        parts: ImportParts::Both,
+        mode: ImportMode::Full,
+        dry_run: false,
+        allow_deletions: false,
+        trigger: Trigger::Cli,
+        actor: "cli:bench".into(),
+        started: None,
+    };
+    let summary = app.imports.run(request, &CancellationToken::new()).await?;
+    for run in &summary.runs {
+        if run.outcome != RunOutcome::Succeeded {
+            return Err(format!(
+                "{} {}: {}",
+                run.kind,
+                run.outcome,
+                run.error.as_deref().unwrap_or("")
+            )
+            .into());
+        }
+    }
+    if summary.runs.len() != 2 {
+        return Err(format!("expected 2 runs, got {:?}", summary.skipped).into());
+    }
+    Ok(summary)
+}
+
+/// The run of one kind in a summary.
+fn part(summary: &ImportSummary, kind: JobKind) -> Result<&RunReport> {
+    summary
+        .runs
+        .iter()
+        .find(|run| run.kind == kind)
+        .ok_or_else(|| format!("no {kind} run in the summary").into())
+}
+
+/// A run's duration from its record (started_at → finished_at, millisecond timestamps).
+async fn run_secs(app: &App, run: &RunReport) -> Result<f64> {
+    let id = run.run_id.ok_or("the run has no id")?;
+    let runs = app
+        .store
+        .list_runs(&RunFilter {
+            target: Some(TARGET.into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await?;
+    let record = runs
+        .iter()
+        .find(|record| record.id == id)
+        .ok_or_else(|| format!("run {id} not in the store"))?;
+    let finished = record
+        .finished_at
+        .ok_or_else(|| format!("run {id} has no finish time"))?;
+    Ok((finished - record.started_at)
+        .to_std()
+        .unwrap_or_default()
+        .as_secs_f64())
+}
+
+fn per_sec(records: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        records as f64 / secs
+    } else {
+        0.0
+    }
+}
+
+/// This process's peak resident set size, in KiB.
+fn vm_hwm_kib() -> Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .ok_or_else(|| "no VmHWM in /proc/self/status".into())
+}
