@@ -154,6 +154,12 @@ async fn missing_users_are_suspended_and_returning_users_reactivated() {
     let summary = import(&app, Opts::default()).await;
     assert_eq!(summary.exit_code(), 0, "{summary:?}");
     assert_eq!(summary.runs[0].counts.account.suspended, 1);
+    // The suspended account's grants are reported as grant removals of the account run.
+    assert_eq!(summary.runs[0].counts.account.removed, 0);
+    assert_eq!(
+        summary.runs[0].counts.grant.removed as usize,
+        gone.access_roles.len() + 1
+    );
     let stored = accounts(&app).await;
     let suspended = stored.iter().find(|a| a.id == gone.id.to_string()).unwrap();
     assert_eq!(suspended.status, AccountStatus::Suspended);

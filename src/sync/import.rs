@@ -22,7 +22,8 @@ use crate::clock;
 use crate::config::{Config, DeletionThreshold};
 use crate::connector::{Connector, ConnectorError, PageStream};
 use crate::model::{
-    AuditEvent, Change, ImportMode, JobKind, ObjectKind, RunCounts, RunOutcome, Trigger,
+    AuditEvent, Change, ChangeCounts, ImportMode, JobKind, ObjectKind, RunCounts, RunOutcome,
+    Trigger,
 };
 use crate::store::{
     ApplyOptions, DiffEntry, LockOutcome, NewRun, RunFinish, SnapshotDiff, SnapshotId, Store,
@@ -537,7 +538,7 @@ impl ImportRunner {
         cancel: &CancellationToken,
     ) -> Result<RunOutcome, RunError> {
         for (object, diff) in &staged.diffs {
-            *report.counts.of_mut(*object) = diff.counts;
+            set_counts(&mut report.counts, *object, diff.counts);
         }
         let over: Vec<String> = if request.mode == ImportMode::Full {
             staged
@@ -604,7 +605,7 @@ impl ImportRunner {
         };
         for snapshot in &staged.snapshots {
             let applied = self.store.apply_snapshot(snapshot, &options).await?;
-            *report.counts.of_mut(snapshot.object) = applied;
+            set_counts(&mut report.counts, snapshot.object, applied);
         }
         Ok(RunOutcome::Succeeded)
     }
@@ -663,6 +664,17 @@ impl ImportRunner {
             }
         }
     }
+}
+
+/// Records one object kind's counts in the run counts. The store reports the grants removed
+/// along with suspended accounts in the account counts; they are grants, so they are
+/// counted (and labelled in metrics) as grant removals.
+fn set_counts(counts: &mut RunCounts, object: ObjectKind, mut changes: ChangeCounts) {
+    if object == ObjectKind::Account {
+        counts.grant.removed = changes.removed;
+        changes.removed = 0;
+    }
+    *counts.of_mut(object) = changes;
 }
 
 /// Says why a diff breaches the threshold, or `None` if it does not. Removals exceeding
