@@ -399,7 +399,7 @@ impl HttpClient {
                 }
             })
             .notify(|err, delay| {
-                tracing::debug!(
+                tracing::warn!(
                     target = %self.target,
                     path = url.path(),
                     error = %err,

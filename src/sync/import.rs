@@ -165,6 +165,16 @@ pub struct ImportRunner {
     config: Arc<Config>,
 }
 
+/// The target lock an import holds while it runs.
+struct Lease<'a> {
+    /// The lock's name (`import:<target>`).
+    name: String,
+    /// Who holds it (`run <id>`).
+    holder: String,
+    /// The target, for messages.
+    target: &'a str,
+}
+
 /// The staged snapshots of one run, and their diffs.
 struct Staged {
     snapshots: Vec<SnapshotId>,
@@ -316,14 +326,17 @@ impl ImportRunner {
             error: None,
             diff: Vec::new(),
         };
-        let lock_name = format!("import:{}", request.target);
-        let holder = match run_id {
-            Some(id) => format!("run {id}"),
-            None => format!("dry run in process {}", std::process::id()),
+        let lease = Lease {
+            name: format!("import:{}", request.target),
+            holder: match run_id {
+                Some(id) => format!("run {id}"),
+                None => format!("dry run in process {}", std::process::id()),
+            },
+            target: &request.target,
         };
         info!(mode = %request.mode, "Import started.");
         let result = async {
-            self.lock(&lock_name, &holder, &request.target).await?;
+            self.lock(&lease).await?;
             if kind == JobKind::AccessImport
                 && self
                     .store
@@ -334,9 +347,7 @@ impl ImportRunner {
                 return Err(RunError::NoAccountImport(request.target.clone()));
             }
             let staged = self
-                .stage(
-                    request, kind, connector, stage_id, &lock_name, &holder, cancel,
-                )
+                .stage(request, kind, connector, stage_id, &lease, cancel)
                 .await;
             let staged = match staged {
                 Ok(staged) => staged,
@@ -361,7 +372,7 @@ impl ImportRunner {
             outcome
         }
         .await;
-        if let Err(err) = self.store.unlock(&lock_name, &holder).await {
+        if let Err(err) = self.store.unlock(&lease.name, &lease.holder).await {
             warn!(error = %err, "Could not release the import lock; it expires on its own.");
         }
         match result {
@@ -391,11 +402,16 @@ impl ImportRunner {
         report
     }
 
-    async fn lock(&self, name: &str, holder: &str, target: &str) -> Result<(), RunError> {
-        match self.store.try_lock(name, holder, LOCK_TTL).await? {
+    /// Takes or renews the target lock.
+    async fn lock(&self, lease: &Lease<'_>) -> Result<(), RunError> {
+        match self
+            .store
+            .try_lock(&lease.name, &lease.holder, LOCK_TTL)
+            .await?
+        {
             LockOutcome::Acquired => Ok(()),
             LockOutcome::HeldBy(other) => Err(RunError::LockHeld {
-                target: target.to_string(),
+                target: lease.target.to_string(),
                 holder: other,
             }),
         }
@@ -403,15 +419,13 @@ impl ImportRunner {
 
     /// Reads every page of the run's object kinds into staged snapshots. On error, returns
     /// the snapshots begun so far so the caller can drop them.
-    #[allow(clippy::too_many_arguments)]
     async fn stage(
         &self,
         request: &ImportRequest,
         kind: JobKind,
         connector: &dyn Connector,
         stage_id: i64,
-        lock_name: &str,
-        holder: &str,
+        lease: &Lease<'_>,
         cancel: &CancellationToken,
     ) -> Result<Staged, (Vec<SnapshotId>, RunError)> {
         let objects: &[ObjectKind] = match kind {
@@ -440,8 +454,7 @@ impl ImportRunner {
                                 self.stage_stream(
                                     connector.accounts(),
                                     cancel,
-                                    lock_name,
-                                    holder,
+                                    lease,
                                     &mut renewed,
                                     |page| async move {
                                         self.store.stage_accounts(snapshot_ref, &page).await
@@ -453,8 +466,7 @@ impl ImportRunner {
                                 self.stage_stream(
                                     connector.entitlements(),
                                     cancel,
-                                    lock_name,
-                                    holder,
+                                    lease,
                                     &mut renewed,
                                     |page| async move {
                                         self.store.stage_entitlements(snapshot_ref, &page).await
@@ -466,8 +478,7 @@ impl ImportRunner {
                                 self.stage_stream(
                                     connector.grants(),
                                     cancel,
-                                    lock_name,
-                                    holder,
+                                    lease,
                                     &mut renewed,
                                     |page| async move {
                                         self.store.stage_grants(snapshot_ref, &page).await
@@ -497,8 +508,7 @@ impl ImportRunner {
         &self,
         mut pages: PageStream<'s, T>,
         cancel: &CancellationToken,
-        lock_name: &str,
-        holder: &str,
+        lease: &Lease<'_>,
         renewed: &mut Instant,
         mut stage_page: F,
     ) -> Result<u64, RunError>
@@ -518,7 +528,7 @@ impl ImportRunner {
             read += page.len() as u64;
             stage_page(page).await?;
             if renewed.elapsed() >= LOCK_RENEW_EVERY {
-                self.lock(lock_name, holder, lock_name).await?;
+                self.lock(lease).await?;
                 *renewed = Instant::now();
             }
         }
