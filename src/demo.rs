@@ -14,7 +14,8 @@ use crate::cli::{print_summary, OutputFormat, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::config::{self, LogConfig, LogFormat};
 use crate::model::{ImportMode, Trigger};
 use crate::sim::{
-    DigicertControl, DigicertSeed, DigicertServer, DigicertSim, DigicertSimConfig, UserSpec,
+    DigicertControl, DigicertSeed, DigicertServer, DigicertSim, DigicertSimConfig, JamaSeed,
+    JamaServer, JamaSim, JamaSimConfig, UserSpec,
 };
 use crate::sync::{ImportParts, ImportRequest};
 use crate::telemetry;
@@ -211,41 +212,97 @@ async fn churn(control: DigicertControl) {
     }
 }
 
-/// `idsync sim [digicert|all] [--port N]`: prints a config fragment and serves until
-/// interrupted.
+/// The Jama simulator's target name in the printed fragment.
+const JAMA_TARGET: &str = "jama";
+
+/// Starts the Jama simulator on `addr` with `users` users (about 5% inactive) in `groups`
+/// groups, and throwaway client credentials.
+async fn start_jama(
+    addr: SocketAddr,
+    users: usize,
+    groups: u32,
+    rate_limited: bool,
+) -> std::io::Result<JamaServer> {
+    let mut config = JamaSimConfig {
+        client_id: format!("demo-jama-{}", random_hex(4)),
+        client_secret: random_hex(16).into(),
+        seed: JamaSeed {
+            groups,
+            ..JamaSeed::with_users(u32::try_from(users).unwrap_or(u32::MAX))
+        },
+        ..JamaSimConfig::default()
+    };
+    if !rate_limited {
+        config.rate_limits = Vec::new();
+    }
+    JamaSim::start(config, addr).await
+}
+
+/// `idsync sim [digicert|jama|all] [--port N]`: prints a config fragment per simulator and
+/// serves until interrupted. With `all`, DigiCert listens on `--port` and Jama on the next
+/// port (both on any free port when `--port 0`).
 pub async fn run_sims(args: SimArgs) -> i32 {
     let _ = telemetry::init_logging(&LogConfig {
         level: "info".into(),
         format: LogFormat::Text,
     });
-    let servers = match args.which {
-        SimKind::Digicert | SimKind::All => {
-            match start_digicert(
-                SocketAddr::from(([127, 0, 0, 1], args.port)),
-                args.users,
-                !args.no_rate_limit,
-            )
-            .await
-            {
-                Ok(sim) => vec![sim],
+    let next_port = if args.port == 0 {
+        Some(0)
+    } else {
+        args.port.checked_add(1)
+    };
+    let (digicert_port, jama_port) = match args.which {
+        SimKind::Digicert => (Some(args.port), None),
+        SimKind::Jama => (None, Some(args.port)),
+        SimKind::All => match next_port {
+            Some(next) => (Some(args.port), Some(next)),
+            None => {
+                eprintln!("error: `all` needs two ports; --port must be below 65535");
+                return EXIT_USAGE;
+            }
+        },
+    };
+    let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    let rate_limited = !args.no_rate_limit;
+    let digicert = match digicert_port {
+        Some(port) => match start_digicert(loopback(port), args.users, rate_limited).await {
+            Ok(sim) => Some(sim),
+            Err(err) => {
+                eprintln!("error: cannot start the DigiCert simulator on port {port}: {err}");
+                return EXIT_FAILED;
+            }
+        },
+        None => None,
+    };
+    let jama = match jama_port {
+        Some(port) => {
+            match start_jama(loopback(port), args.users, args.groups, rate_limited).await {
+                Ok(sim) => Some(sim),
                 Err(err) => {
-                    eprintln!(
-                        "error: cannot start the DigiCert simulator on port {}: {err}",
-                        args.port
-                    );
+                    eprintln!("error: cannot start the Jama simulator on port {port}: {err}");
+                    if let Some(sim) = digicert {
+                        let _ = sim.shutdown().await;
+                    }
                     return EXIT_FAILED;
                 }
             }
         }
+        None => None,
     };
     println!(
         "# Paste into your idsync config. Simulator controls: POST <origin>/_sim/... (see README)."
     );
-    for sim in &servers {
+    if let Some(sim) = &digicert {
         println!("{}", sim.toml_fragment(DEMO_TARGET));
     }
+    if let Some(sim) = &jama {
+        println!("{}", sim.toml_fragment(JAMA_TARGET));
+    }
     app::shutdown_signal().await;
-    for sim in servers {
+    if let Some(sim) = digicert {
+        let _ = sim.shutdown().await;
+    }
+    if let Some(sim) = jama {
         let _ = sim.shutdown().await;
     }
     EXIT_OK

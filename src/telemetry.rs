@@ -22,6 +22,9 @@ pub const TARGET_REQUESTS_TOTAL: &str = "idsync_target_requests_total";
 pub const TARGET_REQUEST_DURATION_SECONDS: &str = "idsync_target_request_duration_seconds";
 /// `idsync_target_circuit_open{target}` (gauge, 0/1).
 pub const TARGET_CIRCUIT_OPEN: &str = "idsync_target_circuit_open";
+/// `idsync_token_refreshes_total{target,outcome}`; outcome
+/// `success|auth|transient|malformed|permanent` (one per refresh, after its retries).
+pub const TOKEN_REFRESHES_TOTAL: &str = "idsync_token_refreshes_total";
 /// `idsync_build_info{version}` (gauge, always 1).
 pub const BUILD_INFO: &str = "idsync_build_info";
 

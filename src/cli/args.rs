@@ -109,7 +109,9 @@ pub struct DemoArgs {
 pub enum SimKind {
     /// DigiCert CertCentral.
     Digicert,
-    /// Every simulator.
+    /// Jama Connect.
+    Jama,
+    /// Every simulator: DigiCert on `--port`, Jama on `--port` + 1.
     All,
 }
 
@@ -119,12 +121,16 @@ pub struct SimArgs {
     /// Which simulator.
     #[arg(value_enum, default_value_t = SimKind::All)]
     pub which: SimKind,
-    /// The port of the first simulator (0 = any free port).
+    /// The port of the simulator; with `all`, DigiCert's, and Jama listens on the next one
+    /// (0 = any free port for each).
     #[arg(long, default_value_t = 9470)]
     pub port: u16,
-    /// Users in the simulated DigiCert tenant.
+    /// Users in each simulated tenant (about 5% of them inactive).
     #[arg(long, default_value_t = 2500)]
     pub users: usize,
+    /// User groups in the simulated Jama tenant.
+    #[arg(long, default_value_t = 12)]
+    pub groups: u32,
     /// Turn the simulated rate limits off.
     #[arg(long)]
     pub no_rate_limit: bool,

@@ -645,6 +645,82 @@ base_url = "https://example.com"
     }
 
     #[test]
+    fn jama_target_rules_are_checked() {
+        let text = r#"
+[targets.jama]
+kind = "jama"
+base_url = "https://example.jamacloud.com"
+client_id = "idsync"
+client_secret = "s"
+page_size = 100
+
+[targets.nocreds]
+kind = "jama"
+base_url = "https://example.jamacloud.com/rest/v1/"
+api_key = "k"
+api_key_header = "X-Key"
+token_refresh_skew = "0s"
+
+[targets.colon]
+kind = "jama"
+base_url = "https://example.jamacloud.com"
+client_id = "a:b"
+client_secret = { env = "IDSYNC_TEST_JAMA_SECRET_UNSET_7F1" }
+page_size = 1001
+
+[targets.dc]
+kind = "digicert"
+base_url = "https://www.digicert.com/services/v2"
+api_key = "k"
+client_id = "x"
+client_secret = "y"
+"#;
+        let problems = problems_of(text);
+        for (key, needle) in [
+            ("targets.nocreds.client_id", "required for kind = \"jama\""),
+            (
+                "targets.nocreds.client_secret",
+                "required for kind = \"jama\"",
+            ),
+            (
+                "targets.nocreds.api_key",
+                "does not apply to kind = \"jama\"",
+            ),
+            (
+                "targets.nocreds.api_key_header",
+                "does not apply to kind = \"jama\"",
+            ),
+            ("targets.nocreds.base_url", "appends /rest/v1"),
+            ("targets.nocreds.token_refresh_skew", "longer than 0s"),
+            ("targets.colon.client_id", "must not contain `:`"),
+            (
+                "targets.colon.client_secret",
+                "IDSYNC_TEST_JAMA_SECRET_UNSET_7F1",
+            ),
+            ("targets.colon.page_size", "between 1 and 1000"),
+            (
+                "targets.dc.client_id",
+                "does not apply to kind = \"digicert\"",
+            ),
+            (
+                "targets.dc.client_secret",
+                "does not apply to kind = \"digicert\"",
+            ),
+        ] {
+            let problem = find(&problems, key);
+            assert!(problem.message.contains(needle), "{problem}");
+        }
+        assert_eq!(problems.len(), 11, "{problems:#?}");
+        assert!(
+            !problems.iter().any(|p| p.key.starts_with("targets.jama.")),
+            "page_size 100 is fine for jama: {problems:#?}"
+        );
+        // A problem about a secret never shows its value.
+        let dc = find(&problems, "targets.dc.client_secret");
+        assert_eq!(dc.value, None);
+    }
+
+    #[test]
     fn malformed_rate_limit_names_the_window() {
         let text = VALID.replace(
             "api_key = \"literal-key-for-tests\"",
@@ -660,7 +736,9 @@ base_url = "https://example.com"
         let config = load_from_str(
             &VALID.replace(
                 "[targets.digicert]",
-                "[server]\napi_token = \"t\"\n\n[targets.digicert]",
+                "[server]\napi_token = \"t\"\n\n[targets.jama]\nkind = \"jama\"\n\
+                 base_url = \"https://example.jamacloud.com\"\nclient_id = \"c\"\n\
+                 client_secret = \"s\"\n\n[targets.digicert]",
             ),
             "test.toml",
             &[],
@@ -668,7 +746,13 @@ base_url = "https://example.com"
         .unwrap()
         .config;
         let secrets = config.secrets();
-        assert_eq!(secrets.len(), 2);
+        assert_eq!(secrets.len(), 3);
+        assert!(
+            secrets
+                .iter()
+                .any(|(key, _)| key == "targets.jama.client_secret"),
+            "{secrets:?}"
+        );
         for (key, _) in secrets {
             let field = key.rsplit('.').next().unwrap();
             assert!(
@@ -681,9 +765,17 @@ base_url = "https://example.com"
     #[test]
     fn example_file_loads() {
         let var = "IDSYNC_TEST_EXAMPLE_DIGICERT_API_KEY";
+        let jama_var = "IDSYNC_TEST_EXAMPLE_JAMA_CLIENT_SECRET";
         assert_eq!(EXAMPLE.matches("{ env = \"DIGICERT_API_KEY\" }").count(), 1);
+        assert_eq!(
+            EXAMPLE.matches("{ env = \"JAMA_CLIENT_SECRET\" }").count(),
+            1
+        );
         std::env::set_var(var, "example-key");
-        let text = EXAMPLE.replace("DIGICERT_API_KEY", var);
+        std::env::set_var(jama_var, "example-secret");
+        let text = EXAMPLE
+            .replace("DIGICERT_API_KEY", var)
+            .replace("JAMA_CLIENT_SECRET", jama_var);
         let loaded = load_from_str(&text, "idsync.example.toml", &[]).unwrap();
         let jobs = &loaded.config.jobs;
         assert_eq!(jobs["digicert-accounts"].schedule, "0 */30 * * * *");
@@ -692,6 +784,15 @@ base_url = "https://example.com"
             jobs["digicert-access"].kind,
             crate::model::JobKind::AccessImport
         );
+        assert_eq!(jobs["jama-accounts"].target.as_deref(), Some("jama"));
+        assert_eq!(
+            jobs["jama-access"].kind,
+            crate::model::JobKind::AccessImport
+        );
+        let jama = &loaded.config.targets["jama"];
+        assert_eq!(jama.kind, super::super::TargetKind::Jama);
+        assert_eq!(jama.client_id.as_deref(), Some("idsync"));
+        assert_eq!(jama.token_refresh_skew.get().as_secs(), 60);
     }
 
     /// Every optional setting the example shows (`#key = value`) exists and holds a valid value.
@@ -704,11 +805,13 @@ base_url = "https://example.com"
             "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
         )
         .unwrap();
-        let (digicert, token) = (
+        let (digicert, jama, token) = (
             "IDSYNC_TEST_EXAMPLE_ALL_DIGICERT_KEY",
+            "IDSYNC_TEST_EXAMPLE_ALL_JAMA_SECRET",
             "IDSYNC_TEST_EXAMPLE_ALL_API_TOKEN",
         );
         std::env::set_var(digicert, "example-key");
+        std::env::set_var(jama, "example-secret");
         std::env::set_var(token, "example-token");
         let mut uncommented = 0;
         let text: String = EXAMPLE
@@ -721,9 +824,10 @@ base_url = "https://example.com"
                 _ => format!("{line}\n"),
             })
             .collect();
-        assert!(uncommented >= 19, "only {uncommented} settings uncommented");
+        assert!(uncommented >= 24, "only {uncommented} settings uncommented");
         let text = text
             .replace("DIGICERT_API_KEY", digicert)
+            .replace("JAMA_CLIENT_SECRET", jama)
             .replace("IDSYNC_API_TOKEN", token)
             .replace("/etc/idsync/ca.pem", &ca.display().to_string());
         let config = load_from_str(&text, "idsync.example.toml", &[])
@@ -731,5 +835,10 @@ base_url = "https://example.com"
             .config;
         assert!(config.server.api_token.is_some());
         assert_eq!(config.targets["digicert"].page_size, Some(1000));
+        assert_eq!(config.targets["jama"].page_size, Some(50));
+        assert_eq!(
+            config.targets["jama"].token_refresh_skew.get().as_secs(),
+            60
+        );
     }
 }

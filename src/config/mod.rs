@@ -167,6 +167,8 @@ pub enum LogFormat {
 pub enum TargetKind {
     /// DigiCert CertCentral Services API v2.
     Digicert,
+    /// Jama Connect REST API v1 (OAuth client credentials).
+    Jama,
 }
 
 impl TargetKind {
@@ -174,6 +176,7 @@ impl TargetKind {
     pub fn as_str(self) -> &'static str {
         match self {
             TargetKind::Digicert => "digicert",
+            TargetKind::Jama => "jama",
         }
     }
 }
@@ -182,9 +185,11 @@ impl TargetKind {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
-    /// Which adapter: `digicert`.
+    /// Which adapter: `digicert` or `jama`.
     pub kind: TargetKind,
-    /// The API root, e.g. `https://www.digicert.com/services/v2`.
+    /// DigiCert: the API root, e.g. `https://www.digicert.com/services/v2`. Jama: the
+    /// tenant's root, e.g. `https://example.jamacloud.com` (`/rest/oauth/token` and
+    /// `/rest/v1/…` are appended).
     pub base_url: url::Url,
     /// DigiCert: the API key (string, `{ env = "VAR" }` or `{ file = "PATH" }`).
     #[serde(default)]
@@ -192,20 +197,32 @@ pub struct TargetConfig {
     /// DigiCert: the header that carries the API key.
     #[serde(default)]
     pub api_key_header: Option<String>,
+    /// Jama: the OAuth client id (sent with the secret as HTTP Basic to the token endpoint).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Jama: the OAuth client secret (string, `{ env = "VAR" }` or `{ file = "PATH" }`).
+    #[serde(default)]
+    pub client_secret: Option<SecretSpec>,
+    /// Targets with OAuth tokens (Jama): a token is refreshed this long before it expires
+    /// (a token that lives less than this is refreshed at half its lifetime).
+    #[serde(default = "default_token_refresh_skew")]
+    pub token_refresh_skew: ConfigDuration,
     /// Whole-request timeout (connect + send + read).
     #[serde(default = "default_timeout")]
     pub timeout: ConfigDuration,
     /// Connect timeout.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: ConfigDuration,
-    /// Records per page; unset: the adapter's default (DigiCert 1000).
+    /// Records per page; unset: the adapter's default (DigiCert 1000, Jama 50; Jama serves at
+    /// most 50 whatever is asked, and idsync follows what it serves).
     #[serde(default)]
     pub page_size: Option<u32>,
     /// Requests in flight at once against this target.
     #[serde(default = "default_max_concurrency")]
     pub max_concurrency: u32,
     /// Client-side pacing: one window or a list of windows; `[]` turns pacing off.
-    /// Unset: the adapter's default (DigiCert: 100 per 5s and 1000 per 3m, kept at 90%).
+    /// Unset: the adapter's default (DigiCert: 100 per 5s and 1000 per 3m, kept at 90%;
+    /// Jama: 10 per 1s, its tenant-wide limit).
     #[serde(default)]
     pub rate_limit: Option<RateLimits>,
     /// Retries of idempotent reads.
@@ -226,8 +243,17 @@ impl TargetConfig {
     /// The secret fields this target sets, by key (e.g. `api_key`). Add new secret fields here
     /// so that they are resolved at load and never shown in a config problem.
     pub fn secrets(&self) -> Vec<(&'static str, &SecretSpec)> {
-        self.api_key.iter().map(|spec| ("api_key", spec)).collect()
+        let api_key = self.api_key.iter().map(|spec| ("api_key", spec));
+        let client_secret = self
+            .client_secret
+            .iter()
+            .map(|spec| ("client_secret", spec));
+        api_key.chain(client_secret).collect()
     }
+}
+
+fn default_token_refresh_skew() -> ConfigDuration {
+    ConfigDuration::from_secs(60)
 }
 
 fn default_timeout() -> ConfigDuration {

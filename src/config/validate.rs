@@ -206,6 +206,9 @@ fn validate_log(log: &LogConfig, problems: &mut Vec<ConfigProblem>) {
 fn page_size_range(kind: TargetKind) -> RangeInclusive<u32> {
     match kind {
         TargetKind::Digicert => 1..=1000,
+        // Jama serves at most 50 per page whatever is asked; the adapter follows what it
+        // serves, so a larger request is harmless.
+        TargetKind::Jama => 1..=1000,
     }
 }
 
@@ -253,6 +256,21 @@ fn validate_target(name: &str, target: &TargetConfig, problems: &mut Vec<ConfigP
                 );
             }
         }
+        TargetKind::Jama => validate_jama(target, &mut problems),
+    }
+    for field in inapplicable_keys(target) {
+        problems.add(
+            field,
+            None,
+            format!(
+                "does not apply to kind = \"{}\" (remove it; {})",
+                target.kind.as_str(),
+                match target.kind {
+                    TargetKind::Digicert => "DigiCert authenticates with api_key",
+                    TargetKind::Jama => "Jama authenticates with client_id and client_secret",
+                }
+            ),
+        );
     }
     // Never the value: the error names the variable or the path.
     for (field, spec) in target.secrets() {
@@ -378,6 +396,70 @@ fn validate_target(name: &str, target: &TargetConfig, problems: &mut Vec<ConfigP
                 message,
             );
         }
+    }
+}
+
+/// The kind-specific keys set on a target of another kind.
+fn inapplicable_keys(target: &TargetConfig) -> Vec<&'static str> {
+    let set = [
+        ("api_key", target.api_key.is_some()),
+        ("api_key_header", target.api_key_header.is_some()),
+        ("client_id", target.client_id.is_some()),
+        ("client_secret", target.client_secret.is_some()),
+    ];
+    let applies: &[&str] = match target.kind {
+        TargetKind::Digicert => &["api_key", "api_key_header"],
+        TargetKind::Jama => &["client_id", "client_secret"],
+    };
+    set.iter()
+        .filter(|(field, is_set)| *is_set && !applies.contains(field))
+        .map(|(field, _)| *field)
+        .collect()
+}
+
+/// The rules of a `kind = "jama"` target: OAuth client credentials, and a tenant root URL.
+fn validate_jama(target: &TargetConfig, problems: &mut EntryProblems<'_>) {
+    match target.client_id.as_deref() {
+        None => problems.add(
+            "client_id",
+            None,
+            "is required for kind = \"jama\"; write the OAuth client id from Jama's API \
+             credentials page, e.g. client_id = \"idsync-client\"",
+        ),
+        Some(id) if id.trim().is_empty() => {
+            problems.add("client_id", Some(quoted(id)), "must not be empty");
+        }
+        // HTTP Basic cannot carry a user id with a colon (RFC 7617).
+        Some(id) if id.contains(':') || id.chars().any(char::is_control) => problems.add(
+            "client_id",
+            Some(quoted(id)),
+            "must not contain `:` or control characters (it is sent as HTTP Basic user id)",
+        ),
+        Some(_) => {}
+    }
+    if target.client_secret.is_none() {
+        problems.add(
+            "client_secret",
+            None,
+            "is required for kind = \"jama\"; write client_secret = { env = \
+             \"JAMA_CLIENT_SECRET\" } (or { file = \"PATH\" })",
+        );
+    }
+    let path = target.base_url.path().trim_end_matches('/');
+    if path.ends_with("/rest") || path.ends_with("/rest/v1") || path.ends_with("/rest/latest") {
+        problems.add(
+            "base_url",
+            Some(quoted(target.base_url.as_str())),
+            "must be the tenant's root URL (e.g. \"https://example.jamacloud.com\"): idsync \
+             appends /rest/v1/… and /rest/oauth/token itself",
+        );
+    }
+    if target.token_refresh_skew.get().is_zero() {
+        problems.add(
+            "token_refresh_skew",
+            Some(quoted(&target.token_refresh_skew.to_string())),
+            "must be longer than 0s (a token is refreshed this long before it expires)",
+        );
     }
 }
 

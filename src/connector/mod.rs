@@ -14,8 +14,10 @@ use crate::model::{AccountRecord, EntitlementRecord, GrantRecord, Operation};
 
 pub mod digicert;
 pub mod http;
+pub mod jama;
 pub mod paging;
 pub mod registry;
+pub mod token;
 
 /// A page of records, as one item of a connector stream.
 pub type PageResult<T> = Result<Vec<T>, ConnectorError>;
@@ -166,6 +168,61 @@ impl ConnectorError {
         }
     }
 
+    /// The same error with every occurrence of `secret` in its text replaced by `[REDACTED]`
+    /// (e.g. a generated password a target echoed back in its message). An empty `secret`
+    /// changes nothing.
+    pub fn redact(self, secret: &str) -> Self {
+        if secret.is_empty() {
+            return self;
+        }
+        let clean = |text: String| text.replace(secret, "[REDACTED]");
+        match self {
+            ConnectorError::Auth { target, message } => ConnectorError::Auth {
+                target,
+                message: clean(message),
+            },
+            ConnectorError::Forbidden { target, message } => ConnectorError::Forbidden {
+                target,
+                message: clean(message),
+            },
+            ConnectorError::RateLimited {
+                target,
+                retry_after,
+                message,
+            } => ConnectorError::RateLimited {
+                target,
+                retry_after,
+                message: clean(message),
+            },
+            ConnectorError::Transient { target, message } => ConnectorError::Transient {
+                target,
+                message: clean(message),
+            },
+            ConnectorError::Permanent {
+                target,
+                status,
+                message,
+            } => ConnectorError::Permanent {
+                target,
+                status,
+                message: clean(message),
+            },
+            ConnectorError::AlreadyDone { target, message } => ConnectorError::AlreadyDone {
+                target,
+                message: clean(message),
+            },
+            ConnectorError::Unsupported {
+                target,
+                operation,
+                reason,
+            } => ConnectorError::Unsupported {
+                target,
+                operation,
+                reason: clean(reason),
+            },
+        }
+    }
+
     /// Builds a `Permanent` error for a target whose settings cannot work (a missing API key,
     /// an unreadable `tls.ca_file`, …), found while building its connector.
     pub fn config(target: &str, message: impl Into<String>) -> Self {
@@ -218,8 +275,12 @@ pub enum ProvisionOutcome {
         /// The native id of a created account.
         account_id: Option<String>,
     },
-    /// The change was already in place.
-    AlreadyDone,
+    /// The change was already in place; for `create_account`, the native id of the existing
+    /// account that matched the task (when the target told it).
+    AlreadyDone {
+        /// The native id of the account that already existed.
+        account_id: Option<String>,
+    },
 }
 
 /// The contract every adapter implements.

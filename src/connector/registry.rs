@@ -5,17 +5,19 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::digicert::DigicertConnector;
+use super::jama::JamaConnector;
 use super::{Connector, ConnectorError};
 use crate::config::{Config, TargetConfig, TargetKind};
 
 /// Builds the connector of target `name` (resolving its secrets and setting up its HTTP
-/// client). Fails with a `Permanent` error that names the target and what is wrong.
+/// client; for Jama, also its token cache, which fetches no token until the first call). Fails with a `Permanent` error that names the target and what is wrong.
 pub fn build_connector(
     name: &str,
     target: &TargetConfig,
 ) -> Result<Arc<dyn Connector>, ConnectorError> {
     match target.kind {
         TargetKind::Digicert => Ok(Arc::new(DigicertConnector::new(name, target)?)),
+        TargetKind::Jama => Ok(Arc::new(JamaConnector::new(name, target)?)),
     }
 }
 
@@ -48,12 +50,25 @@ mod tests {
             kind = "digicert"
             base_url = "https://www.digicert.com/services/v2"
             api_key = "k"
+
+            [targets.jama]
+            kind = "jama"
+            base_url = "https://example.jamacloud.com"
+            client_id = "c"
+            client_secret = "s"
             "#,
         )
         .unwrap();
         let connectors = build_connectors(&config).unwrap();
-        assert_eq!(connectors.keys().collect::<Vec<_>>(), ["dc", "dc-eu"]);
+        assert_eq!(
+            connectors.keys().collect::<Vec<_>>(),
+            ["dc", "dc-eu", "jama"]
+        );
         assert_eq!(connectors["dc-eu"].target(), "dc-eu");
+        assert_eq!(
+            connectors["jama"].capabilities().entitlement_types,
+            ["usergroup"]
+        );
 
         let broken: Config = toml::from_str(
             "[targets.dc]\nkind = \"digicert\"\nbase_url = \"https://www.digicert.com/services/v2\"",
@@ -64,6 +79,18 @@ mod tests {
         };
         assert!(
             err.to_string().contains("target dc") && err.to_string().contains("api_key"),
+            "{err}"
+        );
+
+        let broken: Config = toml::from_str(
+            "[targets.jama]\nkind = \"jama\"\nbase_url = \"https://example.jamacloud.com\"\nclient_id = \"c\"",
+        )
+        .unwrap();
+        let Err(err) = build_connectors(&broken) else {
+            panic!("built without a client_secret")
+        };
+        assert!(
+            err.to_string().contains("target jama") && err.to_string().contains("client_secret"),
             "{err}"
         );
     }

@@ -15,7 +15,8 @@ pub struct FaultRule {
     pub method: Option<String>,
     /// Path prefix to match: relative to the API root (`/user`), or absolute when it starts
     /// with the API root (`/services/v2/user`); unset: every path. A plain string prefix, so
-    /// `/user` also matches `/user/5/role`.
+    /// `/user` also matches `/user/5/role`. An endpoint outside the API root (Jama's
+    /// `/rest/oauth/token`) is matched by its whole path, and only by rules that set a prefix.
     #[serde(default)]
     pub path_prefix: Option<String>,
     /// Query parameters that must all be present, written `k=v&k2=v2`. Each pair is compared
@@ -148,7 +149,25 @@ impl FaultSet {
 
     /// The status of the first rule matching `request`, spending one of its `times`.
     pub(crate) fn take_match(&mut self, request: &RequestFacts<'_>) -> Option<u16> {
-        let index = self.rules.iter().position(|rule| rule.matches(request))?;
+        self.take_first(request, |_| true)
+    }
+
+    /// Like [`take_match`](Self::take_match), but only rules that name a path prefix are
+    /// considered: for endpoints outside the API root (an OAuth token endpoint), which a
+    /// catch-all rule such as `fail_next` should not hit.
+    pub(crate) fn take_path_match(&mut self, request: &RequestFacts<'_>) -> Option<u16> {
+        self.take_first(request, |rule| rule.path_prefix.is_some())
+    }
+
+    fn take_first(
+        &mut self,
+        request: &RequestFacts<'_>,
+        eligible: impl Fn(&FaultRule) -> bool,
+    ) -> Option<u16> {
+        let index = self
+            .rules
+            .iter()
+            .position(|rule| eligible(rule) && rule.matches(request))?;
         let rule = self.rules.get_mut(index)?;
         let status = rule.status;
         if let Some(left) = rule.times.as_mut() {
@@ -234,6 +253,23 @@ mod tests {
         assert_eq!(set.take_match(&get("/user", None)), None);
         assert!(FaultRule::new(200).validate().is_err());
         assert!(FaultRule::new(503).validate().is_ok());
+        // Outside the API root only rules naming a path apply.
+        let token = RequestFacts {
+            method: "POST",
+            api_root: "/services/v2",
+            full_path: "/oauth/token",
+            api_path: "/oauth/token",
+            query: None,
+        };
+        set.push(FaultRule::new(500));
+        set.push(
+            FaultRule::new(502)
+                .with_path_prefix("/oauth/token")
+                .with_times(1),
+        );
+        assert_eq!(set.take_path_match(&token), Some(502));
+        assert_eq!(set.take_path_match(&token), None);
+        assert_eq!(set.take_match(&token), Some(500));
         let json: FaultRule =
             serde_json::from_str(r#"{"path_prefix":"/user","status":503,"times":1}"#).unwrap();
         assert_eq!(

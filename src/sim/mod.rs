@@ -6,12 +6,19 @@
 //! bodies, paging, rate limits — and can be steered while it runs (revoke the key, add
 //! latency, inject failures, change data) from Rust or over HTTP under `/_sim/`.
 //!
+//! Simulators: [`digicert`] (API key, offset/limit paging) and [`jama`] (OAuth client
+//! credentials, envelope with `startAt`/`maxResults` paging, user groups).
+//!
 //! Shared building blocks: [`SimServer`] (a running server), [`RateWindow`] (rolling rate
-//! limits), [`FaultRule`] (injected failures) and [`SimStats`] (counters).
+//! limits), [`FaultRule`] (injected failures), [`SimStats`] (counters), the control routes
+//! every simulator has under `/_sim/`, and the seed arithmetic.
 
+mod control;
 pub mod digicert;
 mod faults;
+pub mod jama;
 mod ratelimit;
+mod seedgen;
 mod server;
 mod stats;
 
@@ -20,6 +27,10 @@ pub use digicert::{
     DigicertSimConfig, SimUser, UserSpec, UserStatus,
 };
 pub use faults::FaultRule;
+pub use jama::{
+    jama_rate_limits, JamaControl, JamaControlError, JamaGroup, JamaSeed, JamaServer, JamaSim,
+    JamaSimConfig, JamaUser, JamaUserSpec, LicenseType,
+};
 pub use ratelimit::RateWindow;
 pub use server::SimServer;
 pub use stats::SimStats;

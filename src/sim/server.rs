@@ -118,3 +118,21 @@ impl<C> Drop for SimServer<C> {
         }
     }
 }
+
+/// `key` as a TOML table key: bare when it can be, quoted otherwise.
+pub(crate) fn toml_key(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare {
+        key.to_owned()
+    } else {
+        toml_string(key)
+    }
+}
+
+/// `text` as a quoted, escaped TOML string.
+pub(crate) fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_owned()).to_string()
+}

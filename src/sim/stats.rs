@@ -8,8 +8,11 @@ use serde::{Deserialize, Serialize};
 /// not counted).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimStats {
-    /// API requests answered.
+    /// API requests answered (token requests included).
     pub requests: u64,
+    /// Requests to an OAuth token endpoint (Jama), whatever the answer; also in `requests`.
+    #[serde(default)]
+    pub token_requests: u64,
     /// Answered 401 (bad, missing or revoked key).
     pub responses_401: u64,
     /// Answered 429 (over a rate window).
@@ -41,6 +44,12 @@ impl SimStats {
         }
     }
 
+    /// Counts one answered request to the token endpoint (`route` names it).
+    pub(crate) fn record_token(&mut self, route: &'static str, status: u16) {
+        self.token_requests += 1;
+        self.record(route, status);
+    }
+
     /// Requests counted for `route` (e.g. `GET /user`).
     pub fn route(&self, route: &str) -> u64 {
         self.by_route.get(route).copied().unwrap_or(0)
@@ -70,5 +79,8 @@ mod tests {
         assert_eq!(stats.route("GET /user"), 3);
         assert_eq!(stats.route("PUT /user/{id}"), 0);
         assert_eq!(stats.by_status.get(&200), Some(&1));
+        stats.record_token("POST /rest/oauth/token", 401);
+        assert_eq!((stats.requests, stats.token_requests), (5, 1));
+        assert_eq!(stats.responses_401, 2);
     }
 }

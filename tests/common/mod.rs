@@ -14,9 +14,13 @@ use std::path::PathBuf;
 use idsync::app::App;
 use idsync::config;
 use idsync::model::{Account, Entitlement, Grant, ImportMode, Trigger};
-use idsync::sim::{DigicertSeed, DigicertServer, DigicertSim, DigicertSimConfig};
+use idsync::sim::{
+    DigicertSeed, DigicertServer, DigicertSim, DigicertSimConfig, JamaSeed, JamaServer, JamaSim,
+    JamaSimConfig,
+};
 use idsync::store::{AccountFilter, EntitlementFilter, GrantFilter, Store};
 use idsync::sync::{ImportParts, ImportRequest, ImportSummary};
+use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 /// The API key the test simulators accept. Distinctive, so leak checks can grep for it.
@@ -42,6 +46,39 @@ pub async fn digicert_with(
     DigicertSim::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .unwrap()
+}
+
+/// The Jama client secret the test simulators accept. Distinctive, for leak checks.
+pub const JAMA_SECRET: &str = "jama-secret-Hq3w7-never-print-me";
+
+/// A Jama simulator with `seed` and no rate limit, adjusted by `tweak`.
+pub async fn jama_with(seed: JamaSeed, tweak: impl FnOnce(&mut JamaSimConfig)) -> JamaServer {
+    let mut config = JamaSimConfig {
+        client_id: "idsync-test".to_string(),
+        client_secret: SecretString::from(JAMA_SECRET),
+        seed,
+        rate_limits: Vec::new(),
+        ..JamaSimConfig::default()
+    };
+    tweak(&mut config);
+    JamaSim::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap()
+}
+
+/// The `[targets.jama]` table for `sim`, with `extra` lines appended.
+pub fn jama_target(sim: &JamaServer, extra: &str) -> String {
+    format!(
+        r#"[targets.jama]
+kind = "jama"
+base_url = "{base}"
+client_id = "idsync-test"
+client_secret = "{JAMA_SECRET}"
+read_retry = {{ max_attempts = 3, initial_backoff = "10ms", max_backoff = "50ms" }}
+{extra}
+"#,
+        base = sim.base_url(),
+    )
 }
 
 /// A test environment: a temp dir holding the store, and the config text.
@@ -76,6 +113,17 @@ read_retry = {{ max_attempts = 3, initial_backoff = "10ms", max_backoff = "50ms"
             store = store.display(),
             base = sim.base_url(),
             key = SIM_KEY,
+        );
+        Self { dir, config }
+    }
+
+    /// A config with the given target tables (and `extra`) only.
+    pub fn with_targets(targets: &str, extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("idsync.db");
+        let config = format!(
+            "[store]\nurl = \"sqlite://{store}\"\n\n[log]\nlevel = \"warn\"\nformat = \"text\"\n\n{targets}\n{extra}\n",
+            store = store.display(),
         );
         Self { dir, config }
     }
@@ -117,8 +165,13 @@ impl Default for Opts {
 
 /// Runs one import of target `digicert`.
 pub async fn import(app: &App, opts: Opts) -> ImportSummary {
+    import_target(app, "digicert", opts).await
+}
+
+/// Runs one import of `target`.
+pub async fn import_target(app: &App, target: &str, opts: Opts) -> ImportSummary {
     let request = ImportRequest {
-        target: "digicert".into(),
+        target: target.into(),
         job: "manual".into(),
         parts: opts.parts,
         mode: opts.mode,
@@ -136,42 +189,56 @@ pub async fn import(app: &App, opts: Opts) -> ImportSummary {
 
 /// Every account of target `digicert`.
 pub async fn accounts(app: &App) -> Vec<Account> {
-    app.store
-        .list_accounts(&AccountFilter {
-            target: Some("digicert".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
+    accounts_of(app, "digicert").await
+}
+
+/// Every account of `target`.
+pub async fn accounts_of(app: &App, target: &str) -> Vec<Account> {
+    let filter = AccountFilter {
+        target: Some(target.into()),
+        ..Default::default()
+    };
+    app.store.list_accounts(&filter).await.unwrap()
 }
 
 /// Every entitlement of target `digicert`.
 pub async fn entitlements(app: &App) -> Vec<Entitlement> {
-    app.store
-        .list_entitlements(&EntitlementFilter {
-            target: "digicert".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
+    entitlements_of(app, "digicert").await
+}
+
+/// Every entitlement of `target`.
+pub async fn entitlements_of(app: &App, target: &str) -> Vec<Entitlement> {
+    let filter = EntitlementFilter {
+        target: target.into(),
+        ..Default::default()
+    };
+    app.store.list_entitlements(&filter).await.unwrap()
 }
 
 /// Every grant of target `digicert`.
 pub async fn grants(app: &App) -> Vec<Grant> {
-    app.store
-        .list_grants(&GrantFilter {
-            target: "digicert".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
+    grants_of(app, "digicert").await
+}
+
+/// Every grant of `target`.
+pub async fn grants_of(app: &App, target: &str) -> Vec<Grant> {
+    let filter = GrantFilter {
+        target: target.into(),
+        ..Default::default()
+    };
+    app.store.list_grants(&filter).await.unwrap()
 }
 
 /// Everything the store holds about target `digicert`, as JSON, for before/after checks.
 /// `last_seen` of live accounts is left out: it is derived from the last successful import,
 /// not stored per row.
 pub async fn store_snapshot(app: &App) -> Snapshot {
-    let mut accounts = serde_json::to_value(accounts(app).await).unwrap();
+    store_snapshot_of(app, "digicert").await
+}
+
+/// [`store_snapshot`] of `target`.
+pub async fn store_snapshot_of(app: &App, target: &str) -> Snapshot {
+    let mut accounts = serde_json::to_value(accounts_of(app, target).await).unwrap();
     for account in accounts.as_array_mut().unwrap() {
         if account["status"] != "suspended" {
             account.as_object_mut().unwrap().remove("last_seen");
@@ -179,9 +246,9 @@ pub async fn store_snapshot(app: &App) -> Snapshot {
     }
     Snapshot(serde_json::json!({
         "accounts": accounts,
-        "entitlements": entitlements(app).await,
-        "grants": grants(app).await,
-        "audit": app.store.list_audit(Some("digicert"), 100_000).await.unwrap(),
+        "entitlements": entitlements_of(app, target).await,
+        "grants": grants_of(app, target).await,
+        "audit": app.store.list_audit(Some(target), 100_000).await.unwrap(),
     }))
 }
 

@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use super::faults::{FaultRule, FaultSet};
 use super::ratelimit::{RateWindow, RollingLimiter};
-use super::server::SimServer;
+use super::server::{toml_key, toml_string, SimServer};
 use super::stats::SimStats;
 use data::{Directory, RoleSet, UserRecord};
 
@@ -176,22 +176,6 @@ impl SimServer<DigicertControl> {
             toml_string(&key),
         )
     }
-}
-
-fn toml_key(key: &str) -> String {
-    let bare = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if bare {
-        key.to_owned()
-    } else {
-        toml_string(key)
-    }
-}
-
-fn toml_string(text: &str) -> String {
-    toml::Value::String(text.to_owned()).to_string()
 }
 
 /// A user to add through [`DigicertControl::add_user`] or `POST /_sim/users`. It is checked

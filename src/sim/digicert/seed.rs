@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 
 use super::data::{Container, Directory, RoleSet, UserRecord, UserStatus, TOP_CONTAINER_ID};
+use crate::sim::seedgen::{mix, pick, FIRST_NAMES, LAST_NAMES};
 
 /// What the simulated account holds when it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,82 +145,6 @@ impl DigicertSeed {
         }
     }
 }
-
-/// splitmix64's finalizer: a fast, well-mixed 64-bit hash.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-fn pick(table: &'static [&'static str], h: u64) -> &'static str {
-    let len = u64::try_from(table.len()).unwrap_or(1).max(1);
-    usize::try_from(h % len)
-        .ok()
-        .and_then(|index| table.get(index))
-        .copied()
-        .unwrap_or("")
-}
-
-const FIRST_NAMES: &[&str] = &[
-    "Ada", "Alan", "Amara", "Ana", "Ben", "Bianca", "Carlos", "Chen", "Chloe", "Dana", "David",
-    "Elena", "Emeka", "Erik", "Fatima", "Grace", "Hana", "Hugo", "Ines", "Ivan", "Jane", "Jonas",
-    "Kai", "Kenji", "Laura", "Leila", "Liam", "Maria", "Mateo", "Mei", "Nadia", "Noah", "Olga",
-    "Omar", "Priya", "Quinn", "Rafael", "Rosa", "Sam", "Sofia", "Tariq", "Tomas", "Uma", "Victor",
-    "Wei", "Yara", "Yusuf", "Zoe",
-];
-
-const LAST_NAMES: &[&str] = &[
-    "Abe",
-    "Adeyemi",
-    "Almeida",
-    "Andersen",
-    "Baker",
-    "Becker",
-    "Chen",
-    "Costa",
-    "Dubois",
-    "Doe",
-    "Eriksen",
-    "Fischer",
-    "Garcia",
-    "Gupta",
-    "Hansen",
-    "Haddad",
-    "Ito",
-    "Ivanova",
-    "Jensen",
-    "Kim",
-    "Kowalski",
-    "Larsen",
-    "Lopez",
-    "Martin",
-    "Meyer",
-    "Mensah",
-    "Nakamura",
-    "Novak",
-    "Okafor",
-    "Olsen",
-    "Patel",
-    "Petrov",
-    "Quispe",
-    "Rossi",
-    "Santos",
-    "Schmidt",
-    "Silva",
-    "Singh",
-    "Tanaka",
-    "Torres",
-    "Ueda",
-    "Varga",
-    "Wagner",
-    "Wang",
-    "Weber",
-    "Yilmaz",
-    "Zhang",
-    "Zimmermann",
-];
 
 const JOB_TITLES: &[&str] = &[
     "Engineer",
