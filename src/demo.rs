@@ -14,8 +14,8 @@ use crate::cli::{print_summary, OutputFormat, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::config::{self, LogConfig, LogFormat};
 use crate::model::{ImportMode, Trigger};
 use crate::sim::{
-    DigicertControl, DigicertSeed, DigicertServer, DigicertSim, DigicertSimConfig, JamaSeed,
-    JamaServer, JamaSim, JamaSimConfig, UserSpec,
+    DigicertControl, DigicertSeed, DigicertServer, DigicertSim, DigicertSimConfig, JamaControl,
+    JamaSeed, JamaServer, JamaSim, JamaSimConfig, UserSpec,
 };
 use crate::sync::{ImportParts, ImportRequest};
 use crate::telemetry;
@@ -47,8 +47,19 @@ async fn start_digicert(
     DigicertSim::start(config, addr).await
 }
 
-/// The demo's config: the simulator as target `digicert`, imports every 30 seconds.
-fn demo_config(sim: &DigicertServer, args: &DemoArgs, api_token: &str) -> String {
+/// Users in the demo's simulated Jama tenant.
+const DEMO_JAMA_USERS: usize = 500;
+/// User groups in the demo's simulated Jama tenant.
+const DEMO_JAMA_GROUPS: u32 = 12;
+
+/// The demo's config: the simulators as targets `digicert` and `jama`, each imported twice a
+/// minute (accounts, then access ten seconds later).
+fn demo_config(
+    digicert: &DigicertServer,
+    jama: &JamaServer,
+    args: &DemoArgs,
+    api_token: &str,
+) -> String {
     let store = args.store.display().to_string().replace('\\', "/");
     format!(
         r#"[store]
@@ -63,7 +74,8 @@ shutdown_grace = "10s"
 level = "info"
 format = "text"
 
-{fragment}
+{digicert_fragment}
+{jama_fragment}
 [jobs.digicert-accounts]
 type = "account_import"
 target = "{DEMO_TARGET}"
@@ -73,9 +85,20 @@ schedule = "0,30 * * * * *"
 type = "access_import"
 target = "{DEMO_TARGET}"
 schedule = "10,40 * * * * *"
+
+[jobs.jama-accounts]
+type = "account_import"
+target = "{JAMA_TARGET}"
+schedule = "5,35 * * * * *"
+
+[jobs.jama-access]
+type = "access_import"
+target = "{JAMA_TARGET}"
+schedule = "15,45 * * * * *"
 "#,
         listen = args.listen,
-        fragment = sim.toml_fragment(DEMO_TARGET),
+        digicert_fragment = digicert.toml_fragment(DEMO_TARGET),
+        jama_fragment = jama.toml_fragment(JAMA_TARGET),
     )
 }
 
@@ -85,15 +108,23 @@ pub async fn run(args: DemoArgs, format: OutputFormat) -> i32 {
         level: "info".into(),
         format: LogFormat::Text,
     });
-    let sim = match start_digicert(SocketAddr::from(([127, 0, 0, 1], 0)), args.users, true).await {
+    let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+    let digicert = match start_digicert(any_port, args.users, true).await {
         Ok(sim) => sim,
         Err(err) => {
             eprintln!("error: cannot start the DigiCert simulator: {err}");
             return EXIT_FAILED;
         }
     };
+    let jama = match start_jama(any_port, DEMO_JAMA_USERS, DEMO_JAMA_GROUPS, true).await {
+        Ok(sim) => sim,
+        Err(err) => {
+            eprintln!("error: cannot start the Jama simulator: {err}");
+            return EXIT_FAILED;
+        }
+    };
     let api_token = random_hex(16);
-    let text = demo_config(&sim, &args, &api_token);
+    let text = demo_config(&digicert, &jama, &args, &api_token);
     let loaded = match config::load_from_str(&text, "demo config", &[]) {
         Ok(loaded) => loaded,
         Err(err) => {
@@ -114,55 +145,69 @@ pub async fn run(args: DemoArgs, format: OutputFormat) -> i32 {
     let code = if args.once {
         once(&app, format).await
     } else {
-        daemon(app, &sim, &args, &api_token).await
+        daemon(app, &digicert, &jama, &args, &api_token).await
     };
-    if let Err(err) = sim.shutdown().await {
-        warn!(error = %err, "Simulator did not stop cleanly.");
+    for result in [digicert.shutdown().await, jama.shutdown().await] {
+        if let Err(err) = result {
+            warn!(error = %err, "Simulator did not stop cleanly.");
+        }
     }
     code
 }
 
-/// One full cycle: account import, then access import, then a summary.
+/// One full cycle per target: account import, then access import, then a summary. Exits
+/// with the worst of the targets' codes.
 async fn once(app: &App, format: OutputFormat) -> i32 {
-    let request = ImportRequest {
-        target: DEMO_TARGET.into(),
-        job: "manual".into(),
-        parts: ImportParts::Both,
-        mode: ImportMode::Full,
-        dry_run: false,
-        allow_deletions: false,
-        trigger: Trigger::Cli,
-        actor: crate::cli::cli_actor(),
-        started: None,
-    };
-    match app.imports.run(request, &CancellationToken::new()).await {
-        Ok(summary) => {
-            print_summary(&summary, format);
-            summary.exit_code()
-        }
-        Err(err) => {
-            eprintln!("error: {err}");
-            EXIT_FAILED
+    let mut code = EXIT_OK;
+    for target in [DEMO_TARGET, JAMA_TARGET] {
+        let request = ImportRequest {
+            target: target.into(),
+            job: "manual".into(),
+            parts: ImportParts::Both,
+            mode: ImportMode::Full,
+            dry_run: false,
+            allow_deletions: false,
+            trigger: Trigger::Cli,
+            actor: crate::cli::cli_actor(),
+            started: None,
+        };
+        match app.imports.run(request, &CancellationToken::new()).await {
+            Ok(summary) => {
+                print_summary(&summary, format);
+                code = code.max(summary.exit_code());
+            }
+            Err(err) => {
+                eprintln!("error: {err}");
+                code = code.max(EXIT_FAILED);
+            }
         }
     }
+    code
 }
 
-/// The daemon against the simulator, with a little churn in the simulated tenant so each
+/// The daemon against the simulators, with a little churn in the simulated tenants so each
 /// import has something to report.
-async fn daemon(app: App, sim: &DigicertServer, args: &DemoArgs, api_token: &str) -> i32 {
-    let control = sim.control();
-    let churn = tokio::spawn(churn(control));
+async fn daemon(
+    app: App,
+    digicert: &DigicertServer,
+    jama: &JamaServer,
+    args: &DemoArgs,
+    api_token: &str,
+) -> i32 {
+    let churn = tokio::spawn(churn(digicert.control(), jama.control()));
     let store = args.store.display().to_string();
-    let sim_url = sim.base_url();
+    let digicert_url = digicert.base_url();
+    let jama_url = jama.base_url();
     let token = api_token.to_string();
     let result = app::run_daemon(app, app::shutdown_signal(), move |addr| {
         println!(
             "\nidsync demo is running. Press Ctrl-C to stop.\n\
-             \n  simulated DigiCert   {sim_url}\
+             \n  simulated DigiCert   {digicert_url}\
+             \n  simulated Jama       {jama_url}\
              \n  store (SQLite)       {store}\
              \n  metrics              http://{addr}/metrics\
              \n  API                  curl -H 'Authorization: Bearer {token}' http://{addr}/api/v1/targets\
-             \n  schedule             account import at :00 and :30, access import at :10 and :40 (UTC)\
+             \n  schedule (UTC)       digicert: accounts :00 :30, access :10 :40; jama: accounts :05 :35, access :15 :45\
              \n\nTry: curl -s -H 'Authorization: Bearer {token}' http://{addr}/api/v1/runs\n"
         );
     })
@@ -177,8 +222,9 @@ async fn daemon(app: App, sim: &DigicertServer, args: &DemoArgs, api_token: &str
     }
 }
 
-/// Every 30 seconds: one new user, one user deactivated, one user removed.
-async fn churn(control: DigicertControl) {
+/// Every 30 seconds: DigiCert hires, deactivates and removes a user; Jama deactivates a
+/// user and takes someone out of a group.
+async fn churn(digicert: DigicertControl, jama: JamaControl) {
     let mut round = 0u32;
     loop {
         tokio::time::sleep(Duration::from_secs(30)).await;
@@ -194,20 +240,33 @@ async fn churn(control: DigicertControl) {
             access_roles: vec![5],
             status: Default::default(),
         };
-        if let Err(err) = control.add_user(spec) {
+        if let Err(err) = digicert.add_user(spec) {
             warn!(error = %err, "Demo churn: could not add a user.");
         }
-        let users = control.users();
+        let users = digicert.users();
         let step = round as usize * 7;
         if let Some(user) = users.get(step % users.len().max(1)) {
-            let _ = control.set_user_status(user.id, "inactive");
+            let _ = digicert.set_user_status(user.id, "inactive");
         }
         if let Some(user) = users.get((step * 13 + 1) % users.len().max(1)) {
-            let _ = control.remove_user(user.id);
+            let _ = digicert.remove_user(user.id);
+        }
+        let jama_users = jama.users();
+        if let Some(user) = jama_users.get((step * 3 + 2) % jama_users.len().max(1)) {
+            let _ = jama.set_active(user.id, false);
+        }
+        let groups = jama.groups();
+        if let Some(group) = groups.get(round as usize % groups.len().max(1)) {
+            if let Some(member) = jama
+                .members(group.id)
+                .and_then(|members| members.first().copied())
+            {
+                let _ = jama.remove_member(group.id, member);
+            }
         }
         info!(
             round,
-            "Demo churn: the simulated tenant hired, deactivated and removed a user."
+            "Demo churn: the simulated tenants changed a few users and memberships."
         );
     }
 }
@@ -223,11 +282,24 @@ async fn start_jama(
     groups: u32,
     rate_limited: bool,
 ) -> std::io::Result<JamaServer> {
+    let memberships = JamaSeed::default().memberships_per_user;
+    start_jama_with(addr, users, groups, memberships, rate_limited).await
+}
+
+/// [`start_jama`], each user in about `memberships_per_user` groups.
+async fn start_jama_with(
+    addr: SocketAddr,
+    users: usize,
+    groups: u32,
+    memberships_per_user: u32,
+    rate_limited: bool,
+) -> std::io::Result<JamaServer> {
     let mut config = JamaSimConfig {
         client_id: format!("demo-jama-{}", random_hex(4)),
         client_secret: random_hex(16).into(),
         seed: JamaSeed {
             groups,
+            memberships_per_user,
             ..JamaSeed::with_users(u32::try_from(users).unwrap_or(u32::MAX))
         },
         ..JamaSimConfig::default()
@@ -276,7 +348,14 @@ pub async fn run_sims(args: SimArgs) -> i32 {
     };
     let jama = match jama_port {
         Some(port) => {
-            match start_jama(loopback(port), args.users, args.groups, rate_limited).await {
+            let jama = start_jama_with(
+                loopback(port),
+                args.users,
+                args.groups,
+                args.memberships_per_user,
+                rate_limited,
+            );
+            match jama.await {
                 Ok(sim) => Some(sim),
                 Err(err) => {
                     eprintln!("error: cannot start the Jama simulator on port {port}: {err}");

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{digicert, SIM_KEY};
+use common::{digicert, jama_target, jama_with, JAMA_SECRET, SIM_KEY};
 use idsync::sim::DigicertServer;
 
 const API_TOKEN: &str = "api-token-Kp4w9-never-print-me";
@@ -468,12 +468,19 @@ schedule = "0 0 0 30 2 *"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_logs_output_or_the_store_even_at_trace_level() {
     let sim = digicert(120).await;
+    let jama_seed = idsync::sim::JamaSeed {
+        users: 60,
+        inactive_users: 3,
+        groups: 3,
+        ..Default::default()
+    };
+    let jama = jama_with(jama_seed, |_| {}).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &sim,
-        &format!("[server]\napi_token = \"{API_TOKEN}\"\n"),
+    let extra = format!(
+        "{}\n[server]\napi_token = \"{API_TOKEN}\"\n",
+        jama_target(&jama, "")
     );
+    let config = write_config(dir.path(), &sim, &extra);
     let cfg = config.to_str().unwrap().to_string();
     let trace = vec![("RUST_LOG", "trace".to_string())];
 
@@ -523,12 +530,38 @@ async fn no_secret_reaches_logs_output_or_the_store_even_at_trace_level() {
     transcript.push_str(&text(&broken));
     let checked = run_cli(
         vec!["--config".into(), cfg.clone(), "check-config".into()],
-        trace,
+        trace.clone(),
     )
     .await;
     transcript.push_str(&text(&checked));
+    // Jama: a client secret and bearer tokens, on the happy path and when the secret is
+    // rejected.
+    let import_jama = || {
+        vec![
+            "--config".to_string(),
+            cfg.clone(),
+            "import".into(),
+            "jama".into(),
+        ]
+    };
+    let jama_ok = run_cli(import_jama(), trace.clone()).await;
+    assert_eq!(jama_ok.status.code(), Some(0), "{}", text(&jama_ok));
+    transcript.push_str(&text(&jama_ok));
+    jama.control().revoke_credentials();
+    let jama_denied = run_cli(import_jama(), trace).await;
+    assert_eq!(jama_denied.status.code(), Some(1));
+    assert!(text(&jama_denied).contains("client_id or client_secret rejected by target jama"));
+    transcript.push_str(&text(&jama_denied));
 
     assert!(!transcript.contains(SIM_KEY), "API key leaked into output");
+    assert!(
+        !transcript.contains(JAMA_SECRET),
+        "Jama client secret leaked into output"
+    );
+    assert!(
+        !transcript.contains("Bearer "),
+        "a bearer token leaked into output"
+    );
     assert!(
         !transcript.contains(API_TOKEN),
         "API token leaked into output"
@@ -539,6 +572,42 @@ async fn no_secret_reaches_logs_output_or_the_store_even_at_trace_level() {
             let haystack = String::from_utf8_lossy(&bytes);
             assert!(!haystack.contains(SIM_KEY), "API key stored in {file}");
             assert!(!haystack.contains(API_TOKEN), "API token stored in {file}");
+            assert!(
+                !haystack.contains(JAMA_SECRET),
+                "Jama secret stored in {file}"
+            );
+            assert!(
+                !haystack.contains("Bearer"),
+                "a bearer token stored in {file}"
+            );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_once_imports_every_simulated_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("demo.db");
+    let args = vec![
+        "demo".to_string(),
+        "--once".to_string(),
+        "--users".to_string(),
+        "300".to_string(),
+        "--listen".to_string(),
+        format!("127.0.0.1:{}", free_port()),
+        "--store".to_string(),
+        store.display().to_string(),
+    ];
+    let output = run_cli(args, vec![]).await;
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    for line in [
+        "account_import of digicert: succeeded (300 read)",
+        "access_import of digicert: succeeded",
+        "account_import of jama: succeeded (500 read)",
+        "access_import of jama: succeeded",
+    ] {
+        assert!(out.contains(line), "missing `{line}` in:\n{out}");
+    }
+    assert!(store.exists());
 }
