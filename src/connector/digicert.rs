@@ -26,6 +26,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::http::{ClientDefaults, HttpClient, StaticHeader};
+use super::mapping::{code_and_text, display_name, first_id, non_empty, parse, put, NativeId};
 use super::paging::{OffsetPager, PageInfo};
 use super::{
     Capabilities, Connector, ConnectorError, PageStream, ProvisionOutcome, ProvisionRequest,
@@ -89,11 +90,7 @@ pub fn error_message(body: &[u8]) -> Option<String> {
     let parts: Vec<String> = parsed
         .errors
         .into_iter()
-        .filter_map(|item| match (item.code, item.message) {
-            (Some(code), Some(message)) => Some(format!("{code}: {message}")),
-            (Some(text), None) | (None, Some(text)) => Some(text),
-            (None, None) => None,
-        })
+        .filter_map(|item| code_and_text(item.code.as_deref(), item.message.as_deref()))
         .collect();
     (!parts.is_empty()).then(|| parts.join("; "))
 }
@@ -173,11 +170,7 @@ impl DigicertConnector {
                 offset: meta.offset,
                 limit: meta.limit,
                 total: meta.total,
-                first_key: page
-                    .users
-                    .first()
-                    .and_then(|user| user.get("id"))
-                    .map(Value::to_string),
+                first_key: first_id(&page.users),
             })?;
             Ok(Some((map(&self.target, &page.users)?, pager)))
         })
@@ -328,32 +321,6 @@ struct RolesBody {
     access_roles: Vec<Value>,
 }
 
-/// A native id: DigiCert sends numbers; strings are accepted too.
-#[derive(Deserialize, Clone, PartialEq, Eq)]
-#[serde(untagged)]
-enum NativeId {
-    Number(i64),
-    Text(String),
-}
-
-impl NativeId {
-    fn as_json(&self) -> Value {
-        match self {
-            NativeId::Number(n) => json!(n),
-            NativeId::Text(s) => json!(s),
-        }
-    }
-}
-
-impl fmt::Display for NativeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NativeId::Number(n) => write!(f, "{n}"),
-            NativeId::Text(s) => f.write_str(s),
-        }
-    }
-}
-
 /// The user object, as far as the adapter reads it.
 #[derive(Deserialize)]
 struct User {
@@ -412,35 +379,6 @@ struct Container {
     is_active: Option<bool>,
 }
 
-/// Reads one object of `what` (`user`, `container`, `access role`), naming it in the error.
-fn parse<'a, T: Deserialize<'a>>(
-    target: &str,
-    what: &str,
-    value: &'a Value,
-) -> Result<T, ConnectorError> {
-    T::deserialize(value).map_err(|err| {
-        let id = value
-            .get("id")
-            .map(|id| format!(" (id {id})"))
-            .unwrap_or_default();
-        ConnectorError::malformed(target, format!("cannot read a {what}{id}: {err}"))
-    })
-}
-
-/// Inserts `value` under `key` when it is present.
-fn put(attributes: &mut Attributes, key: &str, value: Option<Value>) {
-    if let Some(value) = value {
-        attributes.insert(key.to_string(), value);
-    }
-}
-
-/// A non-empty trimmed string.
-fn non_empty(text: Option<&str>) -> Option<String> {
-    text.map(str::trim)
-        .filter(|text| !text.is_empty())
-        .map(str::to_string)
-}
-
 /// A DigiCert user → an account record.
 fn map_user(target: &str, value: &Value) -> Result<AccountRecord, ConnectorError> {
     let user: User = parse(target, "user", value)?;
@@ -461,11 +399,7 @@ fn map_user(target: &str, value: &Value) -> Result<AccountRecord, ConnectorError
             ))
         }
     };
-    let display_name = non_empty(Some(&format!(
-        "{} {}",
-        user.first_name.as_deref().unwrap_or("").trim(),
-        user.last_name.as_deref().unwrap_or("").trim()
-    )));
+    let display_name = display_name(user.first_name.as_deref(), user.last_name.as_deref());
     let mut attributes = Attributes::new();
     put(
         &mut attributes,

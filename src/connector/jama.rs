@@ -35,6 +35,7 @@ use serde_json::{json, Map, Value};
 use url::Url;
 
 use super::http::{ClientDefaults, HttpClient, HttpResponse};
+use super::mapping::{code_and_text, display_name, first_id, non_empty, parse, put, NativeId};
 use super::paging::{StartIndexPage, StartIndexPager};
 use super::token::{ClientCredentials, TokenCache};
 use super::{
@@ -124,11 +125,7 @@ pub fn error_message(body: &[u8]) -> Option<String> {
     if let Some(message) = text("/meta/message") {
         return Some(message.to_string());
     }
-    match (text("/error"), text("/error_description")) {
-        (Some(code), Some(description)) => Some(format!("{code}: {description}")),
-        (Some(text), None) | (None, Some(text)) => Some(text.to_string()),
-        (None, None) => None,
-    }
+    code_and_text(text("/error"), text("/error_description"))
 }
 
 /// The Jama Connect connector of one target.
@@ -506,10 +503,7 @@ impl JamaConnector {
             start_index: info.start_index,
             result_count: info.result_count,
             total_results: info.total_results,
-            first_key: data
-                .first()
-                .and_then(|record| record.get("id"))
-                .map(Value::to_string),
+            first_key: first_id(&data),
         })?;
         Ok(Some(data))
     }
@@ -867,23 +861,6 @@ struct PageInfoBody {
     total_results: Option<u64>,
 }
 
-/// A native id: Jama sends numbers; strings are accepted too.
-#[derive(Deserialize, Clone, PartialEq, Eq)]
-#[serde(untagged)]
-enum NativeId {
-    Number(i64),
-    Text(String),
-}
-
-impl fmt::Display for NativeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NativeId::Number(n) => write!(f, "{n}"),
-            NativeId::Text(s) => f.write_str(s),
-        }
-    }
-}
-
 /// The user object, as far as the adapter reads it.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -941,33 +918,9 @@ struct GroupRef {
     name: String,
 }
 
-/// Reads one object of `what` (`user`, `user group`, …), naming it in the error.
-fn parse<'a, T: Deserialize<'a>>(
-    target: &str,
-    what: &str,
-    value: &'a Value,
-) -> Result<T, ConnectorError> {
-    T::deserialize(value).map_err(|err| {
-        let id = value
-            .get("id")
-            .map(|id| format!(" (id {id})"))
-            .unwrap_or_default();
-        ConnectorError::malformed(target, format!("cannot read a {what}{id}: {err}"))
-    })
-}
-
-/// A non-empty trimmed string.
-fn non_empty(text: Option<&str>) -> Option<String> {
-    text.map(str::trim)
-        .filter(|text| !text.is_empty())
-        .map(str::to_string)
-}
-
 /// Inserts a non-empty text under `key`.
 fn put_text(attributes: &mut Attributes, key: &str, text: Option<&str>) {
-    if let Some(text) = non_empty(text) {
-        attributes.insert(key.to_string(), Value::from(text));
-    }
+    put(attributes, key, non_empty(text).map(Value::from));
 }
 
 /// A Jama user → an account record.
@@ -986,11 +939,7 @@ fn map_user(target: &str, value: &Value) -> Result<AccountRecord, ConnectorError
             ))
         }
     };
-    let display_name = non_empty(Some(&format!(
-        "{} {}",
-        user.first_name.as_deref().unwrap_or("").trim(),
-        user.last_name.as_deref().unwrap_or("").trim()
-    )));
+    let display_name = display_name(user.first_name.as_deref(), user.last_name.as_deref());
     let mut attributes = Attributes::new();
     put_text(&mut attributes, "firstName", user.first_name.as_deref());
     put_text(&mut attributes, "lastName", user.last_name.as_deref());

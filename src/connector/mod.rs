@@ -1,5 +1,5 @@
 //! The `Connector` trait every adapter implements, its classified error, and the shared
-//! building blocks (HTTP client, pacing, paging guards).
+//! building blocks (HTTP client, pacing, paging guards, response mapping).
 //!
 //! The jobs know nothing target-specific: they consume paged streams of records and call one
 //! provisioning entry point. Retries, pacing and pagination guards live in the shared blocks.
@@ -15,6 +15,7 @@ use crate::model::{AccountRecord, EntitlementRecord, GrantRecord, Operation};
 pub mod digicert;
 pub mod http;
 pub mod jama;
+pub mod mapping;
 pub mod paging;
 pub mod registry;
 pub mod token;
