@@ -131,6 +131,9 @@ pub struct SimArgs {
     /// User groups in the simulated Jama tenant.
     #[arg(long, default_value_t = 12)]
     pub groups: u32,
+    /// The average number of groups a simulated Jama user is in.
+    #[arg(long, default_value_t = 3)]
+    pub memberships_per_user: u32,
     /// Turn the simulated rate limits off.
     #[arg(long)]
     pub no_rate_limit: bool,
