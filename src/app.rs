@@ -16,7 +16,7 @@ use crate::connector::{registry, Connector, ConnectorError};
 use crate::scheduler::{self, JobRunner, Scheduler, SchedulerError};
 use crate::server::{self, ServerState};
 use crate::store::{SqliteStore, Store, StoreError};
-use crate::sync::ImportRunner;
+use crate::sync::{ImportRunner, ProvisionRunner};
 
 /// Why idsync could not start or keep running.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +50,7 @@ pub enum AppError {
     },
 }
 
-/// Everything a command needs: the config, the store, the connectors and the import runner.
+/// Everything a command needs: the config, the store, the connectors and the job runners.
 #[derive(Clone)]
 pub struct App {
     /// The validated config.
@@ -61,6 +61,8 @@ pub struct App {
     pub connectors: Arc<BTreeMap<String, Arc<dyn Connector>>>,
     /// Runs imports.
     pub imports: ImportRunner,
+    /// Runs provisioning passes (shared circuit breakers).
+    pub provisioning: ProvisionRunner,
 }
 
 impl App {
@@ -71,12 +73,14 @@ impl App {
         let connectors = Arc::new(registry::build_connectors(&config)?);
         let config = Arc::new(config);
         let dyn_store: Arc<dyn Store> = store.clone();
-        let imports = ImportRunner::new(dyn_store, connectors.clone(), config.clone());
+        let imports = ImportRunner::new(dyn_store.clone(), connectors.clone(), config.clone());
+        let provisioning = ProvisionRunner::new(dyn_store, connectors.clone(), config.clone());
         Ok(Self {
             config,
             store,
             connectors,
             imports,
+            provisioning,
         })
     }
 
@@ -110,6 +114,16 @@ pub async fn run_daemon(
             "Runs left open by a previous process were marked failed."
         );
     }
+    match store.release_expired_leases(clock::now()).await {
+        Ok(0) => {}
+        Ok(released) => warn!(
+            tasks = released,
+            "Tasks left running by a stopped process were returned to the queue."
+        ),
+        Err(err) => {
+            warn!(error = %err, "Cannot return expired task leases; the next provisioning pass retries.")
+        }
+    }
     let api_token = match &app.config.server.api_token {
         Some(spec) => Some(Arc::new(spec.resolve().map_err(|source| {
             AppError::Secret {
@@ -130,7 +144,8 @@ pub async fn run_daemon(
         addr: listen,
         message: err.to_string(),
     })?;
-    let runner = JobRunner::new(&app.config, app.imports.clone());
+    let runner =
+        JobRunner::with_provisioning(&app.config, app.imports.clone(), app.provisioning.clone());
     let state = ServerState {
         config: app.config.clone(),
         store: store.clone(),

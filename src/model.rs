@@ -474,3 +474,110 @@ mod tests {
         assert_eq!(counts.written(), 3);
     }
 }
+
+string_enum!(
+    /// The state of a provisioning task.
+    TaskStatus {
+        /// Waiting for its next attempt (attempts > 0 means retrying).
+        Pending => "pending",
+        /// An attempt is in flight (leased by a worker).
+        Running => "running",
+        /// Done at the target, and the store updated.
+        Succeeded => "succeeded",
+        /// Given up: a permanent error, or attempts exhausted.
+        Failed => "failed",
+        /// Cancelled while pending.
+        Cancelled => "cancelled",
+    }
+);
+
+impl TaskStatus {
+    /// Whether the task will never run again (unless retried by hand).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Succeeded | TaskStatus::Failed | TaskStatus::Cancelled
+        )
+    }
+}
+
+string_enum!(
+    /// How one attempt of a task ended (the `outcome` label of
+    /// `idsync_task_attempts_total`).
+    AttemptOutcome {
+        /// The change was made.
+        Succeeded => "succeeded",
+        /// The change was already in place.
+        AlreadyDone => "already_done",
+        /// Timeout, connection error or 5xx: retried.
+        Transient => "transient",
+        /// 429: retried, honouring `Retry-After`.
+        RateLimited => "rate_limited",
+        /// 401: the target's circuit opens; the attempt does not count.
+        Auth => "auth",
+        /// Validation error, 403, or anything retrying will not fix.
+        Permanent => "permanent",
+        /// The process died during the attempt; the next attempt checks the target first.
+        Unknown => "unknown",
+    }
+);
+
+/// The entitlement a task grants or revokes, resolved at submit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskEntitlement {
+    /// The entitlement type (`role`, `container`, `usergroup`, …).
+    #[serde(rename = "type")]
+    pub entitlement_type: String,
+    /// The target's native id.
+    pub id: String,
+    /// The display name (bound as `entitlementValue.entitlement_value`).
+    pub name: String,
+}
+
+/// A provisioning task (contract JSON record `task`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// The task id.
+    pub id: i64,
+    /// The target's config name.
+    pub target: String,
+    /// The operation.
+    pub operation: Operation,
+    /// The account's login name as given at submit.
+    pub account: String,
+    /// The account's native id (null until a create succeeds).
+    pub account_id: Option<String>,
+    /// The entitlement, for access operations.
+    pub entitlement: Option<TaskEntitlement>,
+    /// Identity attributes (the `user.*` template bindings).
+    pub attributes: Attributes,
+    /// The owning identity's key upstream.
+    pub owner: Option<String>,
+    /// The state.
+    pub status: TaskStatus,
+    /// Attempts made so far (attempts refused by an open circuit do not count).
+    pub attempts: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// When the next attempt is due (pending tasks).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The last error, in the target's own words where it gave some.
+    pub last_error: Option<String>,
+    /// Who submitted it.
+    pub actor: String,
+    /// The caller's request id (defaults to the task id; bound as `requestid`).
+    pub request_id: Option<String>,
+    /// A create task this one waits for.
+    pub depends_on: Option<i64>,
+    /// Whether the outcome of the last attempt is unknown (the next attempt reads the
+    /// target first).
+    #[serde(default)]
+    pub uncertain: bool,
+    /// When the first attempt started (for `retry.give_up_after`).
+    #[serde(default)]
+    pub first_attempt_at: Option<DateTime<Utc>>,
+    /// When it was submitted.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}

@@ -24,7 +24,7 @@ use crate::clock;
 use crate::config::{Config, JobConfig};
 use crate::model::{JobKind, Trigger};
 use crate::store::Store;
-use crate::sync::{ImportParts, ImportRequest, ImportRunner};
+use crate::sync::{ImportParts, ImportRequest, ImportRunner, ProvisionRunner};
 use crate::telemetry;
 
 /// Why a job could not be started now.
@@ -70,6 +70,7 @@ struct TargetGate {
 pub struct JobRunner {
     jobs: Arc<BTreeMap<String, JobConfig>>,
     imports: ImportRunner,
+    provisioning: ProvisionRunner,
     running: Arc<Mutex<BTreeSet<String>>>,
     gates: Arc<BTreeMap<String, TargetGate>>,
     tracker: TaskTracker,
@@ -77,8 +78,21 @@ pub struct JobRunner {
 }
 
 impl JobRunner {
-    /// A runner for the config's jobs.
+    /// A runner for the config's jobs. Provisioning jobs run on a [`ProvisionRunner`] over
+    /// the import runner's store and connectors.
     pub fn new(config: &Config, imports: ImportRunner) -> Self {
+        let (store, connectors, shared_config) = imports.parts();
+        let provisioning = ProvisionRunner::new(store, connectors, shared_config);
+        Self::with_provisioning(config, imports, provisioning)
+    }
+
+    /// A runner for the config's jobs with the given provisioning engine (whose circuit
+    /// breakers it then shares).
+    pub fn with_provisioning(
+        config: &Config,
+        imports: ImportRunner,
+        provisioning: ProvisionRunner,
+    ) -> Self {
         let gates = config
             .targets
             .keys()
@@ -87,6 +101,7 @@ impl JobRunner {
         Self {
             jobs: Arc::new(config.jobs.clone()),
             imports,
+            provisioning,
             running: Arc::new(Mutex::new(BTreeSet::new())),
             gates: Arc::new(gates),
             tracker: TaskTracker::new(),
@@ -97,6 +112,38 @@ impl JobRunner {
     /// The configured jobs.
     pub fn jobs(&self) -> &BTreeMap<String, JobConfig> {
         &self.jobs
+    }
+
+    /// The provisioning engine.
+    pub fn provisioning(&self) -> &ProvisionRunner {
+        &self.provisioning
+    }
+
+    /// Runs one provisioning pass over `target` in the background, now (instant
+    /// provisioning after a submit). Passes may overlap: task leases keep each task to one
+    /// worker and the per-target concurrency limit is shared. Does nothing while shutting
+    /// down (the next tick runs the task).
+    pub fn provision_now(&self, target: &str) {
+        if self.tracker.is_closed() {
+            return;
+        }
+        let engine = self.provisioning.clone();
+        let cancel = self.cancel.clone();
+        let target = target.to_string();
+        self.tracker.spawn(async move {
+            match engine.run_pass(Some(&target), &cancel).await {
+                Ok(report) => info!(
+                    target = %target,
+                    succeeded = report.succeeded,
+                    retried = report.retried,
+                    failed = report.failed,
+                    "Instant provisioning pass finished."
+                ),
+                Err(err) => {
+                    warn!(target = %target, error = %err, "Instant provisioning pass failed.")
+                }
+            }
+        });
     }
 
     /// Whether a job is running now.
@@ -130,12 +177,7 @@ impl JobRunner {
         let parts = match job.kind {
             JobKind::AccountImport => ImportParts::Accounts,
             JobKind::AccessImport => ImportParts::Access,
-            JobKind::Provisioning => {
-                return Err(TriggerError::NotRunnable {
-                    job: name.to_string(),
-                    kind: job.kind,
-                })
-            }
+            JobKind::Provisioning => return self.trigger_provisioning(name, &job, trigger, actor),
         };
         let target = job.target.clone().unwrap_or_default();
         if !self.running_set().insert(name.to_string()) {
@@ -194,6 +236,46 @@ impl JobRunner {
             if !runner.cancel.is_cancelled() {
                 if let Err(err) = runner.imports.run(request, &runner.cancel).await {
                     warn!(job = %name, target = %target, error = %err, "Job could not run.");
+                }
+            }
+            runner.running_set().remove(&name);
+        });
+        Ok(rx)
+    }
+
+    /// Starts a provisioning job: one recorded pass over its target (or every target). It
+    /// never overlaps itself and does not wait for imports (tasks carry their own leases).
+    fn trigger_provisioning(
+        &self,
+        name: &str,
+        job: &JobConfig,
+        trigger: Trigger,
+        actor: String,
+    ) -> Result<oneshot::Receiver<i64>, TriggerError> {
+        let label = job.target.clone().unwrap_or_else(|| "all".to_string());
+        if !self.running_set().insert(name.to_string()) {
+            self.count_skip(name, &label);
+            return Err(TriggerError::AlreadyRunning(name.to_string()));
+        }
+        let (tx, rx) = oneshot::channel();
+        let runner = self.clone();
+        let name = name.to_string();
+        let target = job.target.clone();
+        self.tracker.spawn(async move {
+            if !runner.cancel.is_cancelled() {
+                if let Err(err) = runner
+                    .provisioning
+                    .run_recorded(
+                        &name,
+                        target.as_deref(),
+                        trigger,
+                        &actor,
+                        Some(tx),
+                        &runner.cancel,
+                    )
+                    .await
+                {
+                    warn!(job = %name, error = %err, "Job could not run.");
                 }
             }
             runner.running_set().remove(&name);

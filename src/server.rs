@@ -17,9 +17,13 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::config::Config;
-use crate::model::{AccountStatus, JobKind, Trigger};
+use crate::model::{AccountStatus, JobKind, TaskStatus, Trigger};
 use crate::scheduler::{JobRunner, TriggerError};
-use crate::store::{AccountFilter, EntitlementFilter, GrantFilter, RunFilter, Store};
+use crate::store::{
+    AccountFilter, EntitlementFilter, GrantFilter, RunFilter, Store, Submitted, TaskFilter,
+    TaskStateError,
+};
+use crate::sync::tasks::{self, SubmitRequest};
 use crate::telemetry;
 
 /// The page size of API lists when `limit` is not given.
@@ -52,6 +56,10 @@ pub fn router(state: ServerState) -> Router {
         .route("/targets/{target}/access", get(list_target_access))
         .route("/accounts", get(list_accounts))
         .route("/runs", get(list_runs))
+        .route("/tasks", get(list_tasks).post(submit_task))
+        .route("/tasks/{id}", get(get_task))
+        .route("/tasks/{id}/retry", post(retry_task))
+        .route("/tasks/{id}/cancel", post(cancel_task))
         .route("/jobs/{name}/run", post(run_job))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -179,6 +187,7 @@ async fn list_targets(State(state): State<ServerState>) -> Response {
             "kind": target.kind.as_str(),
             "base_url": target.base_url.as_str(),
             "runs": last_runs,
+            "circuit": state.runner.provisioning().breakers().state(name, crate::clock::now()),
         }));
     }
     Json(out).into_response()
@@ -386,4 +395,123 @@ async fn run_job(
         Json(json!({ "job": name, "run_id": run_id, "status": status })),
     )
         .into_response()
+}
+
+/// The actor of API calls (one configured token with every scope).
+const API_ACTOR: &str = "token:api";
+
+async fn submit_task(
+    State(state): State<ServerState>,
+    body: Result<Json<SubmitRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let request = match body {
+        Ok(Json(request)) => request,
+        Err(rejection) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid task: {}", rejection.body_text()),
+            )
+        }
+    };
+    let engine = state.runner.provisioning();
+    let target = request.target.clone();
+    let submitted = tasks::submit(
+        state.store.as_ref(),
+        engine.connectors(),
+        &state.config,
+        request,
+        API_ACTOR,
+    )
+    .await;
+    match submitted {
+        Ok(Submitted::Created(task)) => {
+            if tasks::is_instant(&state.config, &target) {
+                state.runner.provision_now(&target);
+            }
+            (StatusCode::CREATED, Json(task)).into_response()
+        }
+        Ok(Submitted::Existing(task)) => (StatusCode::OK, Json(task)).into_response(),
+        Err(err) if err.is_refusal() => error(StatusCode::BAD_REQUEST, err.to_string()),
+        Err(err) => store_error(err),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct TaskQuery {
+    status: Option<String>,
+    target: Option<String>,
+    limit: Option<u32>,
+    after: Option<String>,
+}
+
+async fn list_tasks(State(state): State<ServerState>, Query(query): Query<TaskQuery>) -> Response {
+    let status = match query
+        .status
+        .as_deref()
+        .map(str::parse::<TaskStatus>)
+        .transpose()
+    {
+        Ok(status) => status,
+        Err(err) => return error(StatusCode::BAD_REQUEST, err.to_string()),
+    };
+    // Tasks are oldest first; `after` is the id of the last task seen.
+    let after_id = match query.after.as_deref().map(str::parse::<i64>).transpose() {
+        Ok(id) => id,
+        Err(_) => return error(StatusCode::BAD_REQUEST, "`after` must be a task id"),
+    };
+    let filter = TaskFilter {
+        target: query.target,
+        status,
+        after_id,
+        limit: page_limit(query.limit),
+    };
+    match state.store.list_tasks(&filter).await {
+        Ok(rows) => Json(rows).into_response(),
+        Err(err) => store_error(err),
+    }
+}
+
+async fn get_task(State(state): State<ServerState>, Path(id): Path<i64>) -> Response {
+    match state.store.get_task(id).await {
+        Ok(Some(task)) => Json(task).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no task {id}")),
+        Err(err) => store_error(err),
+    }
+}
+
+async fn retry_task(State(state): State<ServerState>, Path(id): Path<i64>) -> Response {
+    match state
+        .store
+        .retry_task(id, API_ACTOR, crate::clock::now())
+        .await
+    {
+        Ok(Ok(task)) => {
+            if tasks::is_instant(&state.config, &task.target) {
+                state.runner.provision_now(&task.target);
+            }
+            Json(task).into_response()
+        }
+        Ok(Err(err)) => task_state_error(err),
+        Err(err) => store_error(err),
+    }
+}
+
+async fn cancel_task(State(state): State<ServerState>, Path(id): Path<i64>) -> Response {
+    match state
+        .store
+        .cancel_task(id, API_ACTOR, crate::clock::now())
+        .await
+    {
+        Ok(Ok(task)) => Json(task).into_response(),
+        Ok(Err(err)) => task_state_error(err),
+        Err(err) => store_error(err),
+    }
+}
+
+/// 404 for an unknown task, 409 for a task in the wrong state.
+fn task_state_error(err: TaskStateError) -> Response {
+    match err {
+        TaskStateError::NotFound(_) => error(StatusCode::NOT_FOUND, err.to_string()),
+        TaskStateError::WrongState { .. } => error(StatusCode::CONFLICT, err.to_string()),
+    }
 }

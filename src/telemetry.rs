@@ -25,6 +25,15 @@ pub const TARGET_CIRCUIT_OPEN: &str = "idsync_target_circuit_open";
 /// `idsync_token_refreshes_total{target,outcome}`; outcome
 /// `success|auth|transient|malformed|permanent` (one per refresh, after its retries).
 pub const TOKEN_REFRESHES_TOTAL: &str = "idsync_token_refreshes_total";
+/// `idsync_tasks{target,status}` (gauge): tasks per status, refreshed after each
+/// provisioning pass.
+pub const TASKS: &str = "idsync_tasks";
+/// `idsync_task_attempts_total{target,operation,outcome}`; outcome
+/// `succeeded|already_done|transient|rate_limited|auth|permanent` (attempts that called the
+/// target; attempts refused by an open circuit are not counted).
+pub const TASK_ATTEMPTS_TOTAL: &str = "idsync_task_attempts_total";
+/// `idsync_task_oldest_pending_age_seconds{target}` (gauge; 0 when nothing is pending).
+pub const TASK_OLDEST_PENDING_AGE_SECONDS: &str = "idsync_task_oldest_pending_age_seconds";
 /// `idsync_build_info{version}` (gauge, always 1).
 pub const BUILD_INFO: &str = "idsync_build_info";
 

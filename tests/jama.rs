@@ -270,6 +270,9 @@ fn request(
         account_name: account.to_string(),
         entitlement: entitlement.map(|group| ("usergroup".to_string(), group.to_string())),
         attributes,
+        entitlement_name: None,
+        task_id: None,
+        request_id: None,
     }
 }
 

@@ -55,6 +55,18 @@ pub enum Command {
     },
     /// Run one import of a target now (default: accounts, then access).
     Import(ImportArgs),
+    /// Run one provisioning pass over the due tasks now.
+    Provision {
+        /// Only this target (default: every target).
+        #[arg(long)]
+        target: Option<String>,
+    },
+    /// The provisioning task queue.
+    Task {
+        /// What to do.
+        #[command(subcommand)]
+        command: TaskCommand,
+    },
     /// Accounts in the store.
     Accounts {
         /// What to do.
@@ -159,6 +171,74 @@ pub struct ImportArgs {
     /// Let this run through the deletion threshold (audited).
     #[arg(long)]
     pub allow_deletions: bool,
+}
+
+/// `idsync task …`.
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// Queue a task; prints it.
+    Submit(SubmitArgs),
+    /// List tasks, oldest first.
+    List {
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
+        /// Only this status: pending, running, succeeded, failed, cancelled.
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+    /// Show one task.
+    Show {
+        /// The task id.
+        id: i64,
+    },
+    /// Put a failed or cancelled task back in the queue (attempts reset).
+    Retry {
+        /// The task id.
+        id: i64,
+    },
+    /// Cancel a pending task.
+    Cancel {
+        /// The task id.
+        id: i64,
+    },
+}
+
+/// `idsync task submit`.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The target's config name.
+    #[arg(long)]
+    pub target: String,
+    /// create_account, update_account, enable_account, disable_account, remove_account,
+    /// add_access or remove_access.
+    #[arg(long)]
+    pub operation: String,
+    /// The account's login name.
+    #[arg(long)]
+    pub account: String,
+    /// The entitlement, for add_access / remove_access: TYPE:ID_OR_NAME.
+    #[arg(long)]
+    pub entitlement: Option<String>,
+    /// An identity attribute, KEY=VALUE (repeatable): username, firstname, lastname, email,
+    /// phonenumber, title, …
+    #[arg(long = "attr", value_name = "KEY=VALUE")]
+    pub attrs: Vec<String>,
+    /// The owning identity's key upstream.
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// The caller's request id (defaults to the task id).
+    #[arg(long)]
+    pub request_id: Option<String>,
+    /// A key that makes a repeated submit return the existing task.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Wait until the task is final; exit 0 if it succeeded, 1 otherwise.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 /// `idsync accounts …`.

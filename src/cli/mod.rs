@@ -8,9 +8,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{self, App};
 use crate::config::{self, LoadedConfig};
-use crate::model::{AccountStatus, ImportMode, Trigger};
-use crate::store::{AccountFilter, EntitlementFilter, GrantFilter, RunFilter, Store};
-use crate::sync::{ImportParts, ImportRequest, ImportSummary};
+use crate::model::{AccountStatus, ImportMode, Operation, Task, TaskStatus, Trigger};
+use crate::store::{
+    AccountFilter, EntitlementFilter, GrantFilter, RunFilter, Store, Submitted, TaskFilter,
+    TaskStateError,
+};
+use crate::sync::tasks::{self, EntitlementRef, SubmitRequest};
+use crate::sync::{ImportParts, ImportRequest, ImportSummary, PassReport, ProvisionError};
 use crate::telemetry;
 
 pub mod args;
@@ -18,6 +22,7 @@ pub mod output;
 
 use args::{
     AccessCommand, AccountsCommand, EntitlementsCommand, ImportArgs, RunsCommand, StoreCommand,
+    SubmitArgs, TaskCommand,
 };
 pub use args::{Cli, Command, OutputFormat};
 use output::{cell, print_json, print_list};
@@ -71,6 +76,8 @@ async fn with_config(command: Command, loaded: LoadedConfig, format: OutputForma
         },
         Command::TestConnection { target } => test_connection(&app, &target).await,
         Command::Import(args) => import(&app, args, format).await,
+        Command::Provision { target } => provision(&app, target.as_deref(), format).await,
+        Command::Task { command } => task(&app, command, format).await,
         Command::Accounts { command } => accounts(&app, command, format).await,
         Command::Entitlements { command } => entitlements(&app, command, format).await,
         Command::Access { command } => access(&app, command, format).await,
@@ -461,4 +468,332 @@ async fn store(app: &App, command: StoreCommand) -> i32 {
 fn store_failed(err: impl std::fmt::Display) -> i32 {
     eprintln!("error: {err}");
     EXIT_FAILED
+}
+
+/// A cancellation token that fires on SIGTERM/SIGINT, and the task that watches for them.
+fn cancel_on_signal() -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    let signals = tokio::spawn(async move {
+        app::shutdown_signal().await;
+        on_signal.cancel();
+    });
+    (cancel, signals)
+}
+
+async fn provision(app: &App, target: Option<&str>, format: OutputFormat) -> i32 {
+    let (cancel, signals) = cancel_on_signal();
+    let result = app
+        .provisioning
+        .run_recorded("manual", target, Trigger::Cli, &cli_actor(), None, &cancel)
+        .await;
+    signals.abort();
+    match result {
+        Ok((run_id, report)) => {
+            print_pass(Some(run_id), &report, format);
+            report.exit_code()
+        }
+        Err(err @ ProvisionError::UnknownTarget(_)) => {
+            eprintln!("error: {err} (configured: {})", target_names(app));
+            EXIT_USAGE
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            EXIT_FAILED
+        }
+    }
+}
+
+/// Prints what a provisioning pass did.
+fn print_pass(run_id: Option<i64>, report: &PassReport, format: OutputFormat) {
+    if format == OutputFormat::Json {
+        print_json(&serde_json::json!({ "run_id": run_id, "report": report }));
+        return;
+    }
+    let run = run_id.map(|id| format!("run {id}: ")).unwrap_or_default();
+    println!(
+        "{run}provisioning pass: {} claimed, {} succeeded ({} already done), {} retrying, {} requeued (circuit open), {} failed",
+        report.claimed,
+        report.succeeded,
+        report.already_done,
+        report.retried,
+        report.requeued,
+        report.failed
+    );
+    if !report.failed_tasks.is_empty() {
+        let ids: Vec<String> = report.failed_tasks.iter().map(i64::to_string).collect();
+        println!("  failed tasks: {}", ids.join(", "));
+    }
+    for error in &report.errors {
+        println!("  error: {error}");
+    }
+    if report.interrupted {
+        println!("  interrupted by shutdown");
+    }
+}
+
+async fn task(app: &App, command: TaskCommand, format: OutputFormat) -> i32 {
+    match command {
+        TaskCommand::Submit(args) => submit_task(app, args, format).await,
+        TaskCommand::List {
+            target,
+            status,
+            limit,
+        } => {
+            let status = match status.as_deref().map(str::parse::<TaskStatus>).transpose() {
+                Ok(status) => status,
+                Err(err) => {
+                    eprintln!("error: --status: {err}");
+                    return EXIT_USAGE;
+                }
+            };
+            let filter = TaskFilter {
+                target,
+                status,
+                after_id: None,
+                limit,
+            };
+            match app.store.list_tasks(&filter).await {
+                Ok(rows) => {
+                    print_tasks(&rows, format);
+                    EXIT_OK
+                }
+                Err(err) => store_failed(err),
+            }
+        }
+        TaskCommand::Show { id } => match app.store.get_task(id).await {
+            Ok(Some(task)) => {
+                print_task(&task, format);
+                EXIT_OK
+            }
+            Ok(None) => {
+                eprintln!("error: no task {id}");
+                EXIT_FAILED
+            }
+            Err(err) => store_failed(err),
+        },
+        TaskCommand::Retry { id } => {
+            let result = app
+                .store
+                .retry_task(id, &cli_actor(), crate::clock::now())
+                .await;
+            let code = task_changed(result, format);
+            if code == EXIT_OK {
+                if let Ok(Some(task)) = app.store.get_task(id).await {
+                    if tasks::is_instant(&app.config, &task.target) {
+                        run_instant(app, &task.target).await;
+                    }
+                }
+            }
+            code
+        }
+        TaskCommand::Cancel { id } => {
+            let result = app
+                .store
+                .cancel_task(id, &cli_actor(), crate::clock::now())
+                .await;
+            task_changed(result, format)
+        }
+    }
+}
+
+/// Prints the task of a retry or cancel, or why it was refused (exit 2).
+fn task_changed(
+    result: Result<Result<Task, TaskStateError>, crate::store::StoreError>,
+    format: OutputFormat,
+) -> i32 {
+    match result {
+        Ok(Ok(task)) => {
+            print_task(&task, format);
+            EXIT_OK
+        }
+        Ok(Err(err)) => {
+            eprintln!("error: {err}");
+            EXIT_USAGE
+        }
+        Err(err) => store_failed(err),
+    }
+}
+
+/// Parses `KEY=VALUE` attributes.
+fn parse_attrs(attrs: &[String]) -> Result<crate::model::Attributes, String> {
+    let mut out = crate::model::Attributes::new();
+    for attr in attrs {
+        match attr.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => {
+                out.insert(
+                    key.trim().to_string(),
+                    serde_json::Value::String(value.to_string()),
+                );
+            }
+            _ => return Err(format!("--attr `{attr}`: expected KEY=VALUE")),
+        }
+    }
+    Ok(out)
+}
+
+async fn submit_task(app: &App, args: SubmitArgs, format: OutputFormat) -> i32 {
+    let operation = match args.operation.parse::<Operation>() {
+        Ok(operation) => operation,
+        Err(err) => {
+            eprintln!("error: --operation: {err}");
+            return EXIT_USAGE;
+        }
+    };
+    let attributes = match parse_attrs(&args.attrs) {
+        Ok(attributes) => attributes,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return EXIT_USAGE;
+        }
+    };
+    let request = SubmitRequest {
+        target: args.target.clone(),
+        operation,
+        account: args.account,
+        entitlement: args.entitlement.map(EntitlementRef::Text),
+        attributes,
+        owner: args.owner,
+        request_id: args.request_id,
+        idempotency_key: args.idempotency_key,
+    };
+    let submitted = tasks::submit(
+        app.store.as_ref(),
+        &app.connectors,
+        &app.config,
+        request,
+        &cli_actor(),
+    )
+    .await;
+    let task = match submitted {
+        Ok(Submitted::Created(task)) => {
+            if tasks::is_instant(&app.config, &task.target) {
+                run_instant(app, &task.target).await;
+            }
+            task
+        }
+        Ok(Submitted::Existing(task)) => {
+            eprintln!(
+                "note: idempotency key seen before: this is task {}, nothing new was queued",
+                task.id
+            );
+            task
+        }
+        Err(err) if err.is_refusal() => {
+            eprintln!("error: {err}");
+            return EXIT_USAGE;
+        }
+        Err(err) => return store_failed(err),
+    };
+    if !args.wait {
+        let task = app
+            .store
+            .get_task(task.id)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(task);
+        print_task(&task, format);
+        return EXIT_OK;
+    }
+    let task = match wait_for(app, task.id).await {
+        Ok(task) => task,
+        Err(code) => return code,
+    };
+    print_task(&task, format);
+    if task.status == TaskStatus::Succeeded {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    }
+}
+
+/// Runs one pass over `target` in this process (instant provisioning), reporting only
+/// problems: the task's own state is printed by the caller.
+async fn run_instant(app: &App, target: &str) {
+    let (cancel, signals) = cancel_on_signal();
+    if let Err(err) = app.provisioning.run_pass(Some(target), &cancel).await {
+        eprintln!("warning: instant provisioning pass failed: {err}; the task stays queued");
+    }
+    signals.abort();
+}
+
+/// Polls a task until it is final. On an instant-provisioning target, runs a pass in this
+/// process whenever the task comes due (a retry), so `--wait` needs no daemon there.
+async fn wait_for(app: &App, id: i64) -> Result<Task, i32> {
+    let (cancel, signals) = cancel_on_signal();
+    let result = loop {
+        let task = match app.store.get_task(id).await {
+            Ok(Some(task)) => task,
+            Ok(None) => {
+                eprintln!("error: task {id} vanished");
+                break Err(EXIT_FAILED);
+            }
+            Err(err) => break Err(store_failed(err)),
+        };
+        if task.status.is_final() {
+            break Ok(task);
+        }
+        let due = task.status == TaskStatus::Pending
+            && task
+                .next_attempt_at
+                .is_none_or(|at| at <= crate::clock::now());
+        if due && tasks::is_instant(&app.config, &task.target) {
+            if let Err(err) = app.provisioning.run_pass(Some(&task.target), &cancel).await {
+                eprintln!("warning: provisioning pass failed: {err}");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = cancel.cancelled() => {
+                eprintln!("interrupted; task {id} is {}", task.status);
+                break Err(EXIT_FAILED);
+            }
+        }
+    };
+    signals.abort();
+    result
+}
+
+fn print_task(task: &Task, format: OutputFormat) {
+    if format == OutputFormat::Json {
+        print_json(task);
+    } else {
+        print_tasks(std::slice::from_ref(task), format);
+    }
+}
+
+fn print_tasks(rows: &[Task], format: OutputFormat) {
+    print_list(
+        format,
+        rows,
+        &[
+            "ID",
+            "TARGET",
+            "OPERATION",
+            "ACCOUNT",
+            "ENTITLEMENT",
+            "STATUS",
+            "ATTEMPTS",
+            "NEXT ATTEMPT",
+            "LAST ERROR",
+        ],
+        |t| {
+            vec![
+                t.id.to_string(),
+                t.target.clone(),
+                t.operation.to_string(),
+                t.account.clone(),
+                cell(
+                    t.entitlement
+                        .as_ref()
+                        .map(|e| format!("{}:{} ({})", e.entitlement_type, e.id, e.name)),
+                ),
+                t.status.to_string(),
+                format!("{}/{}", t.attempts, t.max_attempts),
+                cell(t.next_attempt_at.map(crate::clock::format)),
+                cell(t.last_error.as_deref()),
+            ]
+        },
+    );
 }

@@ -558,17 +558,18 @@ schedule = "* * * * *"
     }
 
     #[test]
-    fn provisioning_job_is_refused() {
+    fn provisioning_job_is_accepted_with_or_without_target() {
         let text = format!(
             "{VALID}\n[jobs.wsretry]\ntype = \"provisioning\"\nschedule = \"0 * * * * *\"\n"
         );
-        let problems = problems_of(&text);
-        assert_eq!(problems.len(), 1, "{problems:#?}");
-        let problem = find(&problems, "jobs.wsretry.type");
-        assert!(
-            problem.message.contains("not available in this version"),
-            "{problem}"
+        load_from_str(&text, "test.toml", &[]).unwrap();
+        let text = format!(
+            "{VALID}\n[jobs.wsretry]\ntype = \"provisioning\"\ntarget = \"nope\"\nschedule = \"0 * * * * *\"\n"
         );
+        let problems = problems_of(&text);
+        assert!(find(&problems, "jobs.wsretry.target")
+            .message
+            .contains("names no configured target"));
     }
 
     #[test]

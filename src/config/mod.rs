@@ -237,6 +237,60 @@ pub struct TargetConfig {
     /// TLS settings.
     #[serde(default)]
     pub tls: TlsConfig,
+    /// How provisioning tasks of this target are retried.
+    #[serde(default)]
+    pub retry: TaskRetryConfig,
+    /// How long a claimed provisioning task stays leased to the process running it: a task
+    /// left `running` by a process that died (SIGKILL, power loss) returns to the queue this
+    /// long after its attempt started, and its next attempt reads the target first. Must be
+    /// longer than `timeout` (a lease is not renewed, so it must outlast a whole attempt).
+    /// Unset: `"5m"`.
+    #[serde(default)]
+    pub task_lease: Option<ConfigDuration>,
+    /// Run a submitted task at once (still through the queue) instead of at the next
+    /// provisioning tick.
+    #[serde(default)]
+    pub instant_provisioning: bool,
+    /// Request-body templates by operation (`[targets.NAME.templates]`), overriding the
+    /// adapter's built-in ones: `${ … }` prints a value (escaped for the body's format),
+    /// `{% if … %}` tests one; a missing variable is an error. Keys: the operations the
+    /// adapter builds a body for (DigiCert and Jama: `create_account`, `update_account`).
+    #[serde(default)]
+    pub templates: BTreeMap<String, String>,
+    /// DigiCert: the access role id given to a created user when the task names no role
+    /// entitlement. Unset: `"5"` (Standard User).
+    #[serde(default)]
+    pub default_role: Option<String>,
+    /// DigiCert: what `disable_account` does. CertCentral has no enable/disable call, so by
+    /// default (`unsupported`) it is refused at submit; `delete` deletes the user.
+    #[serde(default)]
+    pub disable_strategy: Option<DisableStrategy>,
+    /// Jama: what `remove_account` does. Jama has no user delete, so by default
+    /// (`unsupported`) it is refused at submit; `disable` deactivates the user.
+    #[serde(default)]
+    pub remove_strategy: Option<RemoveStrategy>,
+}
+
+/// `disable_strategy` (DigiCert): what `disable_account` does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DisableStrategy {
+    /// Refused at submit (CertCentral has no enable/disable call).
+    #[default]
+    Unsupported,
+    /// Delete the user (`DELETE /user/{id}`).
+    Delete,
+}
+
+/// `remove_strategy` (Jama): what `remove_account` does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RemoveStrategy {
+    /// Refused at submit (Jama has no user delete).
+    #[default]
+    Unsupported,
+    /// Deactivate the user (`PUT /users/{id}/active` with `false`).
+    Disable,
 }
 
 impl TargetConfig {
@@ -339,6 +393,53 @@ fn default_read_max_backoff() -> ConfigDuration {
     ConfigDuration::from_secs(30)
 }
 
+/// `retry`: how provisioning tasks are retried after transient errors and 429s
+/// (exponential backoff with jitter, at least the target's `Retry-After`).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskRetryConfig {
+    /// Attempts in all, including the first (attempts refused by an open circuit do not
+    /// count).
+    #[serde(default = "default_task_attempts")]
+    pub max_attempts: u32,
+    /// The backoff after the first failed attempt (doubles each time, with jitter).
+    #[serde(default = "default_task_initial_backoff")]
+    pub initial_backoff: ConfigDuration,
+    /// The longest backoff.
+    #[serde(default = "default_task_max_backoff")]
+    pub max_backoff: ConfigDuration,
+    /// A task still failing this long after its first attempt is failed.
+    #[serde(default = "default_task_give_up_after")]
+    pub give_up_after: ConfigDuration,
+}
+
+impl Default for TaskRetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_task_attempts(),
+            initial_backoff: default_task_initial_backoff(),
+            max_backoff: default_task_max_backoff(),
+            give_up_after: default_task_give_up_after(),
+        }
+    }
+}
+
+fn default_task_attempts() -> u32 {
+    8
+}
+
+fn default_task_initial_backoff() -> ConfigDuration {
+    ConfigDuration::from_secs(10)
+}
+
+fn default_task_max_backoff() -> ConfigDuration {
+    ConfigDuration::from_secs(3600)
+}
+
+fn default_task_give_up_after() -> ConfigDuration {
+    ConfigDuration::from_secs(24 * 3600)
+}
+
 /// `deletion_threshold`: an import is held when removals of one object kind exceed `count`
 /// OR `percent` of that kind's non-suspended rows.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -385,7 +486,7 @@ pub struct JobConfig {
     /// `account_import` | `access_import` | `provisioning`.
     #[serde(rename = "type")]
     pub kind: JobKind,
-    /// The target (imports: required).
+    /// The target (imports: required; provisioning: omit for every target).
     #[serde(default)]
     pub target: Option<String>,
     /// Six-field cron expression, seconds first, evaluated in UTC.

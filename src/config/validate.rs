@@ -258,6 +258,7 @@ fn validate_target(name: &str, target: &TargetConfig, problems: &mut Vec<ConfigP
         }
         TargetKind::Jama => validate_jama(target, &mut problems),
     }
+    validate_provisioning(name, target, &mut problems);
     for field in inapplicable_keys(target) {
         problems.add(
             field,
@@ -380,6 +381,50 @@ fn validate_target(name: &str, target: &TargetConfig, problems: &mut Vec<ConfigP
         );
     }
 
+    let task_retry = &target.retry;
+    if task_retry.max_attempts < 1 {
+        problems.add(
+            "retry.max_attempts",
+            Some(task_retry.max_attempts.to_string()),
+            "must be at least 1 (1 = no retry)",
+        );
+    }
+    for (field, value) in [
+        ("retry.initial_backoff", task_retry.initial_backoff),
+        ("retry.max_backoff", task_retry.max_backoff),
+        ("retry.give_up_after", task_retry.give_up_after),
+    ] {
+        if value.get().is_zero() {
+            problems.add(
+                field,
+                Some(quoted(&value.to_string())),
+                "must be longer than 0s",
+            );
+        }
+    }
+    if task_retry.initial_backoff > task_retry.max_backoff {
+        problems.add(
+            "retry.initial_backoff",
+            Some(quoted(&task_retry.initial_backoff.to_string())),
+            format!(
+                "must not be longer than retry.max_backoff ({})",
+                task_retry.max_backoff
+            ),
+        );
+    }
+    if let Some(lease) = target.task_lease {
+        if lease <= target.timeout {
+            problems.add(
+                "task_lease",
+                Some(quoted(&lease.to_string())),
+                format!(
+                    "must be longer than timeout ({}): a task whose attempt outlives its lease may run twice",
+                    target.timeout
+                ),
+            );
+        }
+    }
+
     if let Some(path) = &target.tls.ca_file {
         let message = match std::fs::read(path) {
             Err(err) => Some(format!("cannot read the CA file: {err}")),
@@ -415,6 +460,61 @@ fn inapplicable_keys(target: &TargetConfig) -> Vec<&'static str> {
         .filter(|(field, is_set)| *is_set && !applies.contains(field))
         .map(|(field, _)| *field)
         .collect()
+}
+
+/// The provisioning keys of a target: the policies of its kind only (`default_role` and
+/// `disable_strategy` for DigiCert, `remove_strategy` for Jama), and templates that exist for
+/// its kind and render to a body against the sample context.
+fn validate_provisioning(name: &str, target: &TargetConfig, problems: &mut EntryProblems<'_>) {
+    let policies = [
+        (
+            "default_role",
+            TargetKind::Digicert,
+            target.default_role.is_some(),
+        ),
+        (
+            "disable_strategy",
+            TargetKind::Digicert,
+            target.disable_strategy.is_some(),
+        ),
+        (
+            "remove_strategy",
+            TargetKind::Jama,
+            target.remove_strategy.is_some(),
+        ),
+    ];
+    for (field, kind, is_set) in policies {
+        if is_set && kind != target.kind {
+            problems.add(
+                field,
+                None,
+                format!(
+                    "does not apply to kind = \"{}\" (remove it; it is a setting of kind = \
+                     \"{}\")",
+                    target.kind.as_str(),
+                    kind.as_str()
+                ),
+            );
+        }
+    }
+    if let Some(role) = &target.default_role {
+        if role.trim().parse::<u32>().is_err() {
+            problems.add(
+                "default_role",
+                Some(quoted(role)),
+                "must be a DigiCert access role id, e.g. \"5\" (Standard User)",
+            );
+        }
+    }
+    let prefix = format!("{}.", problems.prefix);
+    for err in crate::connector::registry::check_templates(name, target) {
+        let field = err
+            .key
+            .strip_prefix(&prefix)
+            .unwrap_or(&err.key)
+            .to_string();
+        problems.add(&field, None, err.message);
+    }
 }
 
 /// The rules of a `kind = "jama"` target: OAuth client credentials, and a tenant root URL.
@@ -507,14 +607,6 @@ fn validate_job(
         }
     };
 
-    if job.kind == JobKind::Provisioning {
-        problems.add(
-            "type",
-            Some(quoted(job.kind.as_str())),
-            "provisioning jobs are not available in this version; remove this job or make it \
-             an account_import or access_import",
-        );
-    }
     match &job.target {
         Some(target) if !targets.contains(target) => problems.add(
             "target",
@@ -611,5 +703,97 @@ mod tests {
             message: "m".into(),
         };
         assert_eq!(warning.to_string(), "k: m");
+    }
+
+    /// The problems `check-config` reports for a file with `targets` (and nothing else).
+    fn target_problems(targets: &str) -> Vec<ConfigProblem> {
+        match crate::config::load_from_str(targets, "test.toml", &[]) {
+            Ok(_) => Vec::new(),
+            Err(err) => err.problems,
+        }
+    }
+
+    const DIGICERT: &str = "[targets.dc]\nkind = \"digicert\"\n\
+        base_url = \"https://dc.example/services/v2\"\napi_key = \"k\"\n";
+    const JAMA: &str = "[targets.jama]\nkind = \"jama\"\nbase_url = \"https://jama.example\"\n\
+        client_id = \"c\"\nclient_secret = \"s\"\n";
+
+    #[test]
+    fn built_in_templates_and_good_overrides_pass() {
+        assert_eq!(target_problems(&format!("{DIGICERT}{JAMA}")), []);
+        let text = format!(
+            "{DIGICERT}default_role = \"3\"\ndisable_strategy = \"delete\"\n\
+             [targets.dc.templates]\n\
+             update_account = '''{{\"job_title\": \"${{ user.title }}\"}}'''\n\
+             {JAMA}remove_strategy = \"disable\"\n"
+        );
+        assert_eq!(target_problems(&text), []);
+    }
+
+    #[test]
+    fn a_broken_template_fails_check_config_with_its_key() {
+        let text = format!(
+            "{DIGICERT}[targets.dc.templates]\n\
+             create_account = '''{{\"u\": \"${{ user.username \"}}'''\n"
+        );
+        let problems = target_problems(&text);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "targets.dc.templates.create_account");
+        assert!(problems[0].message.contains("syntax error"), "{problems:?}");
+        assert!(problems[0].message.contains(":1"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_template_using_an_unknown_variable_fails_check_config() {
+        let text = format!(
+            "{JAMA}[targets.jama.templates]\n\
+             update_account = '''\n{{\n\"title\": \"${{ user.costcenter }}\"}}'''\n"
+        );
+        let problems = target_problems(&text);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "targets.jama.templates.update_account");
+        assert!(
+            problems[0].message.contains("user.costcenter")
+                && problems[0].message.contains("undefined")
+                && problems[0].message.contains(":2"),
+            "{problems:?}"
+        );
+        let text = format!(
+            "{JAMA}[targets.jama.templates]\n\
+             update_account = '''{{\"title\": ${{ user.title }}}}'''\n"
+        );
+        let problems = target_problems(&text);
+        assert!(
+            problems[0].message.contains("not valid JSON"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn template_keys_and_policies_must_fit_the_kind() {
+        let text = format!(
+            "{DIGICERT}remove_strategy = \"disable\"\ndefault_role = \"admin\"\n\
+             [targets.dc.templates]\nenable_account = '{{}}'\n\
+             {JAMA}disable_strategy = \"delete\"\ndefault_role = \"5\"\n"
+        );
+        let keys: Vec<String> = target_problems(&text)
+            .into_iter()
+            .map(|problem| problem.key)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "targets.dc.default_role",
+                "targets.dc.remove_strategy",
+                "targets.dc.templates.enable_account",
+                "targets.jama.default_role",
+                "targets.jama.disable_strategy",
+            ]
+        );
+        let problems = target_problems(&format!("{DIGICERT}disable_strategy = \"lock\"\n"));
+        assert_eq!(
+            problems[0].key, "targets.dc.disable_strategy",
+            "{problems:?}"
+        );
     }
 }

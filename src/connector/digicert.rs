@@ -10,8 +10,20 @@
 //! * Pacing: 90 requests per 5 s and 900 per 3 min by default (90 % of the documented
 //!   per-key limits, which answer with bare 429s and no `Retry-After`).
 //!
-//! Provisioning is not available in this version: no operation is declared, and
-//! [`Connector::provision`] returns `Unsupported`.
+//! * Provisioning (declared per operation and entitlement type, see [`capabilities`]):
+//!   - `create_account`: `POST /user` with the `create_account` template (201 `{"id"}`); the
+//!     role is the task's `role` entitlement, else `default_role` (`5`). A duplicate username
+//!     is `AlreadyDone` when the existing user has the task's email, else `Permanent`.
+//!   - `update_account`: `GET /user/{id}`, the `update_account` template's changes merged
+//!     in, then a full `PUT /user/{id}` (PUT replaces: every field read is sent back).
+//!   - `remove_account`: `DELETE /user/{id}` (404: already done).
+//!   - `add_access` / `remove_access` on `role`: the whole list through
+//!     `PUT /user/{id}/role`; removing the last role is refused. `add_access` on `container`
+//!     moves the user (full PUT); a user has exactly one container, so `remove_access` on one
+//!     is not supported.
+//!   - `enable_account` / `disable_account`: CertCentral has none; with
+//!     `disable_strategy = "delete"`, `disable_account` deletes the user.
+//!   - [`Connector::lookup_account`]: `GET /user?filters[search]=NAME`, exact username.
 //!
 //! Mapping from JSON to records is done by pure functions (`map_user`, `map_user_grants`,
 //! `map_container`, `map_roles`) tested on recorded fixtures.
@@ -22,17 +34,22 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use reqwest::Method;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::http::{ClientDefaults, HttpClient, StaticHeader};
 use super::mapping::{code_and_text, display_name, first_id, non_empty, parse, put, NativeId};
 use super::paging::{OffsetPager, PageInfo};
+use super::template::{expect_object, Escape, TemplateContext, TemplateError, TemplateSet};
 use super::{
-    Capabilities, Connector, ConnectorError, PageStream, ProvisionOutcome, ProvisionRequest,
+    Capabilities, Capability, Connector, ConnectorError, PageStream, ProvisionOutcome,
+    ProvisionRequest,
 };
-use crate::config::{ConfigDuration, RateLimit, TargetConfig};
-use crate::model::{AccountRecord, AccountStatus, Attributes, EntitlementRecord, GrantRecord};
+use crate::config::{ConfigDuration, DisableStrategy, RateLimit, TargetConfig};
+use crate::model::{
+    AccountRecord, AccountStatus, Attributes, EntitlementRecord, GrantRecord, Operation,
+};
 
 /// Users per page when the target's `page_size` is unset.
 pub const DEFAULT_PAGE_SIZE: u32 = 1000;
@@ -46,8 +63,118 @@ pub const ROLE: &str = "role";
 /// Entitlement type of a container (division).
 pub const CONTAINER: &str = "container";
 
-/// Why provisioning is refused.
-const PROVISIONING_UNAVAILABLE: &str = "provisioning for DigiCert is not available in this version";
+/// The role given to a created user when the task names none and `default_role` is unset
+/// (Standard User).
+pub const DEFAULT_ROLE: &str = "5";
+
+/// Why `enable_account` / `disable_account` are refused.
+pub const NO_ENABLE_DISABLE: &str = "CertCentral has no enable/disable call";
+
+/// Why `remove_access` on a container is refused.
+pub const ONE_CONTAINER: &str = "a DigiCert user has exactly one container; move the user \
+                                 with add_access on another container instead";
+
+/// The built-in `create_account` body (`POST /user`): the task's names, email, title and
+/// phone, its `container_id` attribute when set, and the role.
+pub const CREATE_ACCOUNT_TEMPLATE: &str = r#"{
+  "username": "${ account.name }",
+  "first_name": "${ user.firstname }",
+  "last_name": "${ user.lastname }",
+  "email": "${ user.email }",
+{%- if user.title %}
+  "job_title": "${ user.title }",
+{%- endif %}
+{%- if user.phonenumber %}
+  "telephone": "${ user.phonenumber }",
+{%- endif %}
+{%- if user.container_id %}
+  "container": { "id": ${ user.container_id } },
+{%- endif %}
+  "access_roles": [{ "id": ${ entitlementValue.entitlementID } }]
+}"#;
+
+/// The built-in `update_account` changes: each of the task's `firstname`, `lastname`,
+/// `email`, `title` and `phonenumber` that is set, as the user field it changes. They are
+/// merged into the user as read, and the whole user is `PUT` back.
+pub const UPDATE_ACCOUNT_TEMPLATE: &str = r#"
+{%- set fields = {"firstname": "first_name", "lastname": "last_name", "email": "email",
+                  "title": "job_title", "phonenumber": "telephone"} -%}
+{
+{%- for key, field in fields|items if user[key] is defined %}
+  "${ field }": "${ user[key] }"{% if not loop.last %},{% endif %}
+{%- endfor %}
+}"#;
+
+/// The operations with a request-body template, and their built-in defaults.
+pub const TEMPLATES: [(&str, &str); 2] = [
+    ("create_account", CREATE_ACCOUNT_TEMPLATE),
+    ("update_account", UPDATE_ACCOUNT_TEMPLATE),
+];
+
+/// The attributes a create needs (DigiCert requires a first name, a last name and an email).
+const REQUIRED_ON_CREATE: [&str; 3] = ["firstname", "lastname", "email"];
+
+/// The user fields a full `PUT /user/{id}` carries over as read (besides `container` and
+/// `access_roles`, which are sent as `{id}` objects).
+const REPLACED_FIELDS: [&str; 8] = [
+    "username",
+    "first_name",
+    "last_name",
+    "email",
+    "job_title",
+    "telephone",
+    "is_saml_sso_only",
+    "container_id_assignments",
+];
+
+/// What a DigiCert target supports with `disable_strategy`: create, update and remove
+/// accounts, add and remove `role`s, add (move to) a `container`, and `disable_account` only
+/// with the `delete` strategy.
+pub fn capabilities(disable: DisableStrategy) -> Capabilities {
+    let account = |operation| Capability {
+        operation,
+        entitlement_type: None,
+    };
+    let access = |operation, kind: &str| Capability {
+        operation,
+        entitlement_type: Some(kind.to_string()),
+    };
+    let mut operations = BTreeSet::from([
+        account(Operation::CreateAccount),
+        account(Operation::UpdateAccount),
+        account(Operation::RemoveAccount),
+        access(Operation::AddAccess, ROLE),
+        access(Operation::RemoveAccess, ROLE),
+        access(Operation::AddAccess, CONTAINER),
+    ]);
+    if disable == DisableStrategy::Delete {
+        operations.insert(account(Operation::DisableAccount));
+    }
+    Capabilities {
+        entitlement_types: vec![ROLE.to_string(), CONTAINER.to_string()],
+        operations,
+    }
+}
+
+/// Why a DigiCert target refuses `operation` on `entitlement_type` (see [`capabilities`]).
+pub fn unsupported_reason(operation: Operation, entitlement_type: Option<&str>) -> String {
+    match (operation, entitlement_type) {
+        (Operation::DisableAccount, _) => format!(
+            "{NO_ENABLE_DISABLE} (set disable_strategy = \"delete\" to delete the user instead)"
+        ),
+        (Operation::EnableAccount, _) => NO_ENABLE_DISABLE.to_string(),
+        (Operation::RemoveAccess, Some(kind)) if kind.eq_ignore_ascii_case(CONTAINER) => {
+            ONE_CONTAINER.to_string()
+        }
+        (Operation::AddAccess | Operation::RemoveAccess, Some(kind)) => {
+            format!("DigiCert grants entitlement types {ROLE} and {CONTAINER}, not `{kind}`")
+        }
+        (Operation::AddAccess | Operation::RemoveAccess, None) => {
+            format!("{operation} needs an entitlement ({ROLE}:ID or {CONTAINER}:ID)")
+        }
+        _ => format!("DigiCert does not support {operation}"),
+    }
+}
 
 /// The pacing DigiCert needs: its documented per-key limits (100 per 5 s, 1000 per 3 min, on
 /// rolling windows), kept at 90 %.
@@ -101,6 +228,9 @@ pub struct DigicertConnector {
     http: HttpClient,
     page_size: u32,
     capabilities: Capabilities,
+    templates: TemplateSet,
+    default_role: String,
+    disable_strategy: DisableStrategy,
 }
 
 impl fmt::Debug for DigicertConnector {
@@ -109,6 +239,8 @@ impl fmt::Debug for DigicertConnector {
             .field("target", &self.target)
             .field("http", &self.http)
             .field("page_size", &self.page_size)
+            .field("default_role", &self.default_role)
+            .field("disable_strategy", &self.disable_strategy)
             .finish_non_exhaustive()
     }
 }
@@ -134,15 +266,399 @@ impl DigicertConnector {
             .unwrap_or(DEFAULT_API_KEY_HEADER);
         let credential = Arc::new(StaticHeader::new(name, header, key)?);
         let http = HttpClient::new(name, config, client_defaults(), credential)?;
+        let templates = TemplateSet::new(name, Escape::Json, &TEMPLATES, &config.templates)
+            .map_err(|errors| {
+                let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                ConnectorError::config(name, text.join("; "))
+            })?;
+        let default_role = config
+            .default_role
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ROLE.to_string());
+        let disable_strategy = config.disable_strategy.unwrap_or_default();
         Ok(Self {
             target: name.to_string(),
             http,
             page_size: config.page_size.unwrap_or(DEFAULT_PAGE_SIZE).max(1),
-            capabilities: Capabilities {
-                entitlement_types: vec![ROLE.to_string(), CONTAINER.to_string()],
-                operations: BTreeSet::new(),
-            },
+            capabilities: capabilities(disable_strategy),
+            templates,
+            default_role,
+            disable_strategy,
         })
+    }
+
+    /// Creates the user of `request` (`POST /user`, body from the `create_account`
+    /// template). Needs the attributes `firstname`, `lastname` and `email`; the role is the
+    /// request's `role` entitlement, else `default_role`; `container_id` (an attribute) places
+    /// the user in that container.
+    ///
+    /// Returns `Done` with the new id (the 201's `id`). When DigiCert answers that the
+    /// username is a duplicate, the existing user is looked up: `AlreadyDone` with its id if
+    /// its email is the task's (case-insensitive), else `Permanent` "username X taken by
+    /// account id N".
+    pub async fn create_account(
+        &self,
+        request: &ProvisionRequest,
+    ) -> Result<ProvisionOutcome, ConnectorError> {
+        if request.account_name.trim().is_empty() {
+            return Err(self.refused(None, "create_account needs a username"));
+        }
+        let missing: Vec<&str> = REQUIRED_ON_CREATE
+            .into_iter()
+            .filter(|key| match request.attributes.get(*key) {
+                None | Some(Value::Null) => true,
+                Some(Value::String(text)) => text.trim().is_empty(),
+                Some(_) => false,
+            })
+            .collect();
+        if !missing.is_empty() {
+            return Err(self.refused(
+                None,
+                format!(
+                    "create_account needs the attribute(s) {} (DigiCert requires a first \
+                     name, a last name and an email)",
+                    missing.join(", ")
+                ),
+            ));
+        }
+        if let Some(container) = request.attributes.get("container_id") {
+            if !container.is_null() && numeric(container).is_none() {
+                return Err(self.refused(
+                    None,
+                    format!("attribute container_id must be a DigiCert container id (a number), not {container}"),
+                ));
+            }
+        }
+        let (role, role_name) = match &request.entitlement {
+            Some((kind, id)) if kind.eq_ignore_ascii_case(ROLE) => {
+                (id.as_str(), request.entitlement_name.as_deref())
+            }
+            Some((kind, _)) => {
+                return Err(self.refused(
+                    None,
+                    format!(
+                        "create_account takes a {ROLE} entitlement, not `{kind}` (give the \
+                         container as the attribute container_id)"
+                    ),
+                ))
+            }
+            None => (self.default_role.as_str(), None),
+        };
+        self.role_number(role)?;
+        let context = TemplateContext::from_request(&self.target, request)
+            .with_entitlement(ROLE, role, role_name);
+        let body = self
+            .templates
+            .render("create_account", &context)
+            .map_err(|err| self.template_failed(err))?;
+        let username = body
+            .get("username")
+            .and_then(Value::as_str)
+            .unwrap_or(&request.account_name)
+            .to_string();
+        let email = body
+            .get("email")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let url = self.http.url(&["user"], &[])?;
+        match self.http.send(Method::POST, url, Some(&body)).await {
+            Ok(response) => {
+                let created: Created = self.http.parse_json("POST /user", &response.body)?;
+                Ok(ProvisionOutcome::Done {
+                    account_id: Some(created.id.to_string()),
+                })
+            }
+            Err(err) if is_duplicate(&err) => {
+                self.resolve_duplicate(&username, email.as_deref(), err)
+                    .await
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Changes user `account_id` with the `update_account` template's fields: reads the
+    /// user, merges the changes and `PUT`s the whole user back (PUT replaces: every field
+    /// read is carried over). `AlreadyDone` when every value is already in place.
+    pub async fn update_account(
+        &self,
+        account_id: &str,
+        request: &ProvisionRequest,
+    ) -> Result<ProvisionOutcome, ConnectorError> {
+        let context = TemplateContext::from_request(&self.target, request);
+        let changes = self
+            .templates
+            .render("update_account", &context)
+            .and_then(|body| expect_object(&self.target, "update_account", body))
+            .map_err(|err| self.template_failed(err))?;
+        if changes.is_empty() {
+            return Err(self.refused(
+                None,
+                "update_account changes firstname, lastname, email, title, phonenumber on \
+                 DigiCert; the task sets none of them",
+            ));
+        }
+        let current = self.user(account_id).await?;
+        let mut body = replacement(&current);
+        let mut changed = false;
+        for (field, value) in changes {
+            if body.get(&field) != Some(&value) {
+                changed = true;
+                body.insert(field, value);
+            }
+        }
+        if !changed {
+            return Ok(ProvisionOutcome::AlreadyDone {
+                account_id: Some(account_id.to_string()),
+            });
+        }
+        let url = self.http.url(&["user", account_id], &[])?;
+        self.http
+            .send(Method::PUT, url, Some(&Value::Object(body)))
+            .await?;
+        Ok(ProvisionOutcome::Done {
+            account_id: Some(account_id.to_string()),
+        })
+    }
+
+    /// Deletes user `account_id` (`DELETE /user/{id}`). A 404 (already gone) is
+    /// `AlreadyDone`.
+    pub async fn remove_account(
+        &self,
+        account_id: &str,
+    ) -> Result<ProvisionOutcome, ConnectorError> {
+        let url = self.http.url(&["user", account_id], &[])?;
+        match self.http.send(Method::DELETE, url, None).await {
+            Ok(_) => Ok(ProvisionOutcome::Done { account_id: None }),
+            Err(err) if is_not_found(&err) => {
+                Ok(ProvisionOutcome::AlreadyDone { account_id: None })
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Gives user `account_id` role `role_id`: reads the user and `PUT`s the whole role
+    /// list with it (`PUT /user/{id}/role`). A role already held is `AlreadyDone`.
+    pub async fn add_role(
+        &self,
+        account_id: &str,
+        role_id: &str,
+    ) -> Result<ProvisionOutcome, ConnectorError> {
+        let role = self.role_number(role_id)?;
+        let user = self.user(account_id).await?;
+        let mut roles = role_ids(&user);
+        if roles.iter().any(|held| held.to_string() == role_id.trim()) {
+            return Ok(ProvisionOutcome::AlreadyDone { account_id: None });
+        }
+        roles.push(NativeId::Number(role));
+        self.set_roles(account_id, &roles).await
+    }
+
+    /// Takes role `role_id` from user `account_id`: reads the user and `PUT`s the whole role
+    /// list without it. A role not held is `AlreadyDone`; the user's last role is refused
+    /// (`Permanent`: a DigiCert user needs at least one).
+    pub async fn remove_role(
+        &self,
+        account_id: &str,
+        role_id: &str,
+    ) -> Result<ProvisionOutcome, ConnectorError> {
+        let user = self.user(account_id).await?;
+        let held = role_ids(&user);
+        let wanted = role_id.trim();
+        if !held.iter().any(|role| role.to_string() == wanted) {
+            return Ok(ProvisionOutcome::AlreadyDone { account_id: None });
+        }
+        let rest: Vec<NativeId> = held
+            .into_iter()
+            .filter(|role| role.to_string() != wanted)
+            .collect();
+        if rest.is_empty() {
+            return Err(self.refused(
+                None,
+                format!(
+                    "cannot remove role {wanted} from user {account_id}: it is the user's last \
+                     role and a DigiCert user needs at least one (add another role first)"
+                ),
+            ));
+        }
+        self.set_roles(account_id, &rest).await
+    }
+
+    /// Moves user `account_id` to container `container_id`: reads the user and `PUT`s it
+    /// whole with the new container. Already there is `AlreadyDone`.
+    pub async fn move_to_container(
+        &self,
+        account_id: &str,
+        container_id: &str,
+    ) -> Result<ProvisionOutcome, ConnectorError> {
+        let container = container_id.trim().parse::<u64>().map_err(|_| {
+            self.refused(
+                None,
+                format!("container id `{container_id}` is not a DigiCert container id (a number)"),
+            )
+        })?;
+        let current = self.user(account_id).await?;
+        let mut body = replacement(&current);
+        let target = json!({ "id": container });
+        if body.get("container") == Some(&target) {
+            return Ok(ProvisionOutcome::AlreadyDone { account_id: None });
+        }
+        body.insert("container".to_string(), target);
+        let url = self.http.url(&["user", account_id], &[])?;
+        self.http
+            .send(Method::PUT, url, Some(&Value::Object(body)))
+            .await?;
+        Ok(ProvisionOutcome::Done { account_id: None })
+    }
+
+    /// `PUT /user/{id}/role` with the whole list.
+    async fn set_roles(
+        &self,
+        account_id: &str,
+        roles: &[NativeId],
+    ) -> Result<ProvisionOutcome, ConnectorError> {
+        let list: Vec<Value> = roles
+            .iter()
+            .map(|role| json!({ "id": role.as_json() }))
+            .collect();
+        let url = self.http.url(&["user", account_id, "role"], &[])?;
+        self.http
+            .send(Method::PUT, url, Some(&json!({ "access_roles": list })))
+            .await?;
+        Ok(ProvisionOutcome::Done { account_id: None })
+    }
+
+    /// `GET /user/{id}`: the user object.
+    async fn user(&self, account_id: &str) -> Result<Map<String, Value>, ConnectorError> {
+        let url = self.http.url(&["user", account_id], &[])?;
+        match self.http.get_json::<Value>(url).await? {
+            Value::Object(user) => Ok(user),
+            _ => Err(ConnectorError::malformed(
+                &self.target,
+                format!("the response to GET /user/{account_id} is not a user object"),
+            )),
+        }
+    }
+
+    /// The user named `username` (case-insensitive), through `GET
+    /// /user?filters[search]=…` (a substring search over names and emails), paging on.
+    async fn find_user(&self, username: &str) -> Result<Option<Value>, ConnectorError> {
+        let mut pager = OffsetPager::new(&self.target, "users by name", self.page_size);
+        while let Some(request) = pager.next_request() {
+            let url = self.http.url(
+                &["user"],
+                &[
+                    ("filters[search]", username.to_string()),
+                    ("offset", request.offset.to_string()),
+                    ("limit", request.limit.to_string()),
+                ],
+            )?;
+            let page: UsersPage = self.http.get_json(url).await?;
+            let meta = page.page.unwrap_or_default();
+            pager.record(PageInfo {
+                items: page.users.len(),
+                offset: meta.offset,
+                limit: meta.limit,
+                total: meta.total,
+                first_key: first_id(&page.users),
+            })?;
+            let found = page.users.into_iter().find(|user| {
+                user.get("username")
+                    .and_then(Value::as_str)
+                    .is_some_and(|name| name.eq_ignore_ascii_case(username))
+            });
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Decides a duplicate-username create: the same person (same email) is `AlreadyDone`,
+    /// anyone else is `Permanent`.
+    async fn resolve_duplicate(
+        &self,
+        username: &str,
+        email: Option<&str>,
+        original: ConnectorError,
+    ) -> Result<ProvisionOutcome, ConnectorError> {
+        let Some(existing) = self.find_user(username).await? else {
+            // DigiCert says it is taken, yet no user has this name: keep its words.
+            return Err(original);
+        };
+        let existing = map_user(&self.target, &existing)?;
+        let same_email = match (email, existing.email.as_deref()) {
+            (Some(wanted), Some(found)) => wanted.trim().eq_ignore_ascii_case(found.trim()),
+            _ => false,
+        };
+        if same_email {
+            tracing::info!(
+                target = %self.target,
+                account_id = %existing.id,
+                "The user to create already exists with the task's email; counting it as done."
+            );
+            Ok(ProvisionOutcome::AlreadyDone {
+                account_id: Some(existing.id),
+            })
+        } else {
+            Err(self.refused(
+                Some(400),
+                format!("username {username} taken by account id {}", existing.id),
+            ))
+        }
+    }
+
+    /// A role id as the number DigiCert's bodies take.
+    fn role_number(&self, role_id: &str) -> Result<i64, ConnectorError> {
+        role_id.trim().parse::<u32>().map(i64::from).map_err(|_| {
+            self.refused(
+                None,
+                format!("role id `{role_id}` is not a DigiCert access role id (a number)"),
+            )
+        })
+    }
+
+    /// A `Permanent` error about the task itself (bad input, or a decision of ours).
+    fn refused(&self, status: Option<u16>, message: impl Into<String>) -> ConnectorError {
+        ConnectorError::Permanent {
+            target: self.target.clone(),
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// A template that failed to render: `Permanent`, naming the template.
+    fn template_failed(&self, err: TemplateError) -> ConnectorError {
+        self.refused(None, err.to_string())
+    }
+
+    /// The `Unsupported` error for `request`.
+    fn unsupported(&self, request: &ProvisionRequest) -> ConnectorError {
+        ConnectorError::Unsupported {
+            target: self.target.clone(),
+            operation: request.operation.to_string(),
+            reason: unsupported_reason(
+                request.operation,
+                request.entitlement.as_ref().map(|(kind, _)| kind.as_str()),
+            ),
+        }
+    }
+
+    /// The account id a task needs, or a clear error.
+    fn account_id<'r>(&self, request: &'r ProvisionRequest) -> Result<&'r str, ConnectorError> {
+        request
+            .account_id
+            .as_deref()
+            .filter(|id| !id.trim().is_empty())
+            .ok_or_else(|| {
+                self.refused(
+                    None,
+                    format!(
+                        "{} of {} needs the account's DigiCert id, which is not known (import \
+                         the accounts, or wait for its create_account task)",
+                        request.operation, request.account_name
+                    ),
+                )
+            })
     }
 
     /// The users, page by page, each page turned into records by `map` (accounts and grants
@@ -281,12 +797,139 @@ impl Connector for DigicertConnector {
         &self,
         request: &ProvisionRequest,
     ) -> Result<ProvisionOutcome, ConnectorError> {
-        Err(ConnectorError::Unsupported {
-            target: self.target.clone(),
-            operation: request.operation.to_string(),
-            reason: PROVISIONING_UNAVAILABLE.to_string(),
-        })
+        let kind = request.entitlement.as_ref().map(|(kind, _)| kind.as_str());
+        if matches!(
+            request.operation,
+            Operation::AddAccess | Operation::RemoveAccess
+        ) && kind.is_none()
+        {
+            return Err(self.refused(
+                None,
+                format!(
+                    "{} needs an entitlement ({ROLE}:ID or {CONTAINER}:ID)",
+                    request.operation
+                ),
+            ));
+        }
+        let create = request.operation == Operation::CreateAccount;
+        // Create takes its role from the entitlement; access operations are declared per type.
+        if !create && !self.capabilities.supports(request.operation, kind) {
+            return Err(self.unsupported(request));
+        }
+        let entitlement_id = request
+            .entitlement
+            .as_ref()
+            .map(|(_, id)| id.as_str())
+            .unwrap_or_default();
+        match request.operation {
+            Operation::CreateAccount => self.create_account(request).await,
+            Operation::UpdateAccount => {
+                self.update_account(self.account_id(request)?, request)
+                    .await
+            }
+            Operation::RemoveAccount => self.remove_account(self.account_id(request)?).await,
+            Operation::DisableAccount if self.disable_strategy == DisableStrategy::Delete => {
+                self.remove_account(self.account_id(request)?).await
+            }
+            Operation::AddAccess if kind.is_some_and(|k| k.eq_ignore_ascii_case(ROLE)) => {
+                self.add_role(self.account_id(request)?, entitlement_id)
+                    .await
+            }
+            Operation::RemoveAccess if kind.is_some_and(|k| k.eq_ignore_ascii_case(ROLE)) => {
+                self.remove_role(self.account_id(request)?, entitlement_id)
+                    .await
+            }
+            Operation::AddAccess if kind.is_some_and(|k| k.eq_ignore_ascii_case(CONTAINER)) => {
+                self.move_to_container(self.account_id(request)?, entitlement_id)
+                    .await
+            }
+            _ => Err(self.unsupported(request)),
+        }
     }
+
+    fn unsupported_reason(&self, operation: Operation, entitlement_type: Option<&str>) -> String {
+        unsupported_reason(operation, entitlement_type)
+    }
+
+    async fn lookup_account(&self, name: &str) -> Result<Option<AccountRecord>, ConnectorError> {
+        match self.find_user(name).await? {
+            Some(user) => Ok(Some(map_user(&self.target, &user)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The 201 of `POST /user`: `{"id": N}`.
+#[derive(Deserialize)]
+struct Created {
+    id: NativeId,
+}
+
+/// The body of a full `PUT /user/{id}` that changes nothing: the writable fields of `user`
+/// as read (nulls left out), `container` as `{id}` and `access_roles` as `[{id}]`.
+fn replacement(user: &Map<String, Value>) -> Map<String, Value> {
+    let mut body = Map::new();
+    for field in REPLACED_FIELDS {
+        if let Some(value) = user.get(field).filter(|value| !value.is_null()) {
+            body.insert(field.to_string(), value.clone());
+        }
+    }
+    if let Some(id) = user
+        .get("container")
+        .and_then(|container| container.get("id"))
+    {
+        body.insert("container".to_string(), json!({ "id": id }));
+    }
+    if let Some(Value::Array(roles)) = user.get("access_roles") {
+        let roles: Vec<Value> = roles
+            .iter()
+            .filter_map(|role| role.get("id"))
+            .map(|id| json!({ "id": id }))
+            .collect();
+        body.insert("access_roles".to_string(), Value::Array(roles));
+    }
+    body
+}
+
+/// The ids of a user's `access_roles`.
+fn role_ids(user: &Map<String, Value>) -> Vec<NativeId> {
+    match user.get("access_roles") {
+        Some(Value::Array(roles)) => roles
+            .iter()
+            .filter_map(|role| role.get("id"))
+            .filter_map(|id| serde_json::from_value(id.clone()).ok())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A whole number, given as a number or as digits.
+fn numeric(value: &Value) -> Option<u64> {
+    match value {
+        Value::Number(n) => n.as_u64(),
+        Value::String(text) => text.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Whether DigiCert refused a create as a duplicate username: a 400 whose errors say so.
+fn is_duplicate(err: &ConnectorError) -> bool {
+    matches!(
+        err,
+        ConnectorError::Permanent { status: Some(400), message, .. }
+            if message.to_ascii_lowercase().contains("duplicate")
+    )
+}
+
+/// Whether the target answered 404.
+fn is_not_found(err: &ConnectorError) -> bool {
+    matches!(
+        err,
+        ConnectorError::Permanent {
+            status: Some(404),
+            ..
+        }
+    )
 }
 
 /// `GET /user`: `{"users":[…],"page":{"total":T,"limit":M,"offset":N}}`.
@@ -546,7 +1189,7 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use futures::TryStreamExt;
-    use wiremock::matchers::{header, method, path};
+    use wiremock::matchers::{body_json, header, method, path};
     use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
     use super::*;
@@ -1065,28 +1708,535 @@ mod tests {
         connector.test_connection().await.unwrap();
     }
 
-    #[tokio::test]
-    async fn provisioning_is_refused_and_declared_absent() {
+    fn declared(connector: &DigicertConnector) -> Vec<(String, Option<String>)> {
+        connector
+            .capabilities()
+            .operations
+            .iter()
+            .map(|c| (c.operation.to_string(), c.entitlement_type.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn capabilities_follow_the_disable_strategy() {
         let connector = DigicertConnector::new("dc", &config("https://dc.example", "")).unwrap();
-        assert!(connector.capabilities().operations.is_empty());
         assert_eq!(
             connector.capabilities().entitlement_types,
             ["role", "container"]
         );
-        let request = ProvisionRequest {
-            operation: Operation::CreateAccount,
-            account_id: None,
-            account_name: "jane".into(),
+        let role = Some("role".to_string());
+        let container = Some("container".to_string());
+        let mut want = vec![
+            ("create_account".to_string(), None),
+            ("update_account".to_string(), None),
+            ("remove_account".to_string(), None),
+            ("add_access".to_string(), container.clone()),
+            ("add_access".to_string(), role.clone()),
+            ("remove_access".to_string(), role.clone()),
+        ];
+        assert_eq!(declared(&connector), want);
+        let caps = connector.capabilities();
+        assert!(caps.supports(Operation::AddAccess, Some("Container")));
+        assert!(!caps.supports(Operation::RemoveAccess, Some("container")));
+        assert!(!caps.supports(Operation::DisableAccount, None));
+        assert!(!caps.supports(Operation::EnableAccount, None));
+        assert!(connector
+            .unsupported_reason(Operation::DisableAccount, None)
+            .contains("CertCentral has no enable/disable call"));
+        assert!(connector
+            .unsupported_reason(Operation::RemoveAccess, Some("container"))
+            .contains("exactly one container"));
+
+        let deleting = DigicertConnector::new(
+            "dc",
+            &config("https://dc.example", "disable_strategy = \"delete\""),
+        )
+        .unwrap();
+        want.insert(2, ("disable_account".to_string(), None));
+        assert_eq!(declared(&deleting), want);
+        assert!(!deleting
+            .capabilities()
+            .supports(Operation::EnableAccount, None));
+    }
+
+    fn task(operation: Operation, account_id: Option<&str>, attributes: Value) -> ProvisionRequest {
+        ProvisionRequest {
+            operation,
+            account_id: account_id.map(str::to_string),
+            account_name: "jane.doe".into(),
             entitlement: None,
-            attributes: Attributes::new(),
+            attributes: attributes.as_object().cloned().unwrap_or_default(),
+            entitlement_name: None,
+            task_id: Some(9),
+            request_id: None,
+        }
+    }
+
+    fn access(operation: Operation, account_id: &str, kind: &str, id: &str) -> ProvisionRequest {
+        ProvisionRequest {
+            entitlement: Some((kind.into(), id.into())),
+            ..task(operation, Some(account_id), json!({}))
+        }
+    }
+
+    fn jane() -> Value {
+        json!({ "firstname": "Jane", "lastname": "Doe", "email": "Jane.Doe@example.com",
+                "title": "Engineer", "phonenumber": "555-0100", "department": "R&D" })
+    }
+
+    #[tokio::test]
+    async fn create_posts_the_templated_body_and_reads_the_id() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/services/v2/user"))
+            .and(header("X-DC-DEVKEY", KEY))
+            .and(body_json(json!({
+                "username": "jane.doe", "first_name": "Jane", "last_name": "Doe",
+                "email": "Jane.Doe@example.com", "job_title": "Engineer", "telephone": "555-0100",
+                "access_roles": [{ "id": 5 }]
+            })))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "id": 1538858 })))
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/services/v2/user"))
+            .and(body_json(json!({
+                "username": "jane.doe", "first_name": "Jane", "last_name": "Doe",
+                "email": "j@example.com", "container": { "id": 7 }, "access_roles": [{ "id": 3 }]
+            })))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "id": 2 })))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let connector = DigicertConnector::new("dc", &config(&server.uri(), "")).unwrap();
+        let outcome = connector
+            .provision(&task(Operation::CreateAccount, None, jane()))
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome,
+            ProvisionOutcome::Done {
+                account_id: Some("1538858".into())
+            }
+        );
+        let with_role = ProvisionRequest {
+            entitlement: Some(("role".into(), "3".into())),
+            ..task(
+                Operation::CreateAccount,
+                None,
+                json!({ "firstname": "Jane", "lastname": "Doe", "email": "j@example.com", "container_id": 7 }),
+            )
         };
-        let err = connector.provision(&request).await.unwrap_err();
-        assert_eq!(err.class(), ErrorClass::Unsupported);
+        assert_eq!(
+            connector.provision(&with_role).await.unwrap(),
+            ProvisionOutcome::Done {
+                account_id: Some("2".into())
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn create_refuses_bad_input_before_sending() {
+        let server = MockServer::start().await;
+        let connector = DigicertConnector::new("dc", &config(&server.uri(), "")).unwrap();
+        let err = connector
+            .provision(&task(
+                Operation::CreateAccount,
+                None,
+                json!({ "firstname": "Jane" }),
+            ))
+            .await
+            .unwrap_err();
         assert!(
             err.to_string()
-                .contains("provisioning for DigiCert is not available in this version"),
+                .contains("create_account needs the attribute(s) lastname, email"),
             "{err}"
         );
+        let mut attributes = jane();
+        attributes["container_id"] = json!("top");
+        let err = connector
+            .provision(&task(Operation::CreateAccount, None, attributes))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("container_id"), "{err}");
+        assert!(server.received_requests().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_template_override_shapes_the_body() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/services/v2/user"))
+            .and(body_json(json!({
+                "username": "jane.doe", "first_name": "Jane", "last_name": "Doe",
+                "email": "Jane.Doe@example.com", "job_title": "R&D / 9",
+                "access_roles": [{ "id": 5 }]
+            })))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "id": 3 })))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let template = r#"templates.create_account = '''
+{"username": "${ account.name }", "first_name": "${ user.firstname }", "last_name": "${ user.lastname }",
+ "email": "${ user.email }", "job_title": "${ user.department } / ${ task.id }",
+ "access_roles": [{"id": ${ entitlementValue.entitlementID }}]}'''"#;
+        let connector = DigicertConnector::new("dc", &config(&server.uri(), template)).unwrap();
+        connector
+            .provision(&task(Operation::CreateAccount, None, jane()))
+            .await
+            .unwrap();
+        let broken = DigicertConnector::new(
+            "dc",
+            &config(
+                &server.uri(),
+                "templates.create_account = '{\"u\": \"${ user.x'",
+            ),
+        )
+        .unwrap_err();
+        assert!(
+            broken
+                .to_string()
+                .contains("targets.dc.templates.create_account"),
+            "{broken}"
+        );
+    }
+
+    #[tokio::test]
+    async fn remove_deletes_and_counts_404_as_done() {
+        let server = MockServer::start().await;
+        Mock::given(method("DELETE"))
+            .and(path("/services/v2/user/11"))
+            .respond_with(ResponseTemplate::new(204))
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("DELETE"))
+            .and(path("/services/v2/user/12"))
+            .respond_with(ResponseTemplate::new(404).set_body_json(
+                json!({ "errors": [{ "code": "not_found", "message": "User not found." }] }),
+            ))
+            .mount(&server)
+            .await;
+        let connector = DigicertConnector::new("dc", &config(&server.uri(), "")).unwrap();
+        assert_eq!(
+            connector
+                .provision(&task(Operation::RemoveAccount, Some("11"), json!({})))
+                .await
+                .unwrap(),
+            ProvisionOutcome::Done { account_id: None }
+        );
+        assert_eq!(
+            connector
+                .provision(&task(Operation::RemoveAccount, Some("12"), json!({})))
+                .await
+                .unwrap(),
+            ProvisionOutcome::AlreadyDone { account_id: None }
+        );
+    }
+
+    #[tokio::test]
+    async fn update_puts_the_whole_user_with_the_changes() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/services/v2/user/125038"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(sheet_user()))
+            .mount(&server)
+            .await;
+        Mock::given(method("PUT"))
+            .and(path("/services/v2/user/125038"))
+            .and(body_json(json!({
+                "username": "jane.doe", "first_name": "Jane", "last_name": "Smith",
+                "email": "jane.doe@example.com", "job_title": "Engineer", "telephone": "555-0100",
+                "container": { "id": 5 }, "access_roles": [{ "id": 1 }]
+            })))
+            .respond_with(ResponseTemplate::new(204))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let connector = DigicertConnector::new("dc", &config(&server.uri(), "")).unwrap();
+        let outcome = connector
+            .provision(&task(
+                Operation::UpdateAccount,
+                Some("125038"),
+                json!({ "lastname": "Smith", "department": "ignored" }),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome,
+            ProvisionOutcome::Done {
+                account_id: Some("125038".into())
+            }
+        );
+        let unchanged = connector
+            .provision(&task(
+                Operation::UpdateAccount,
+                Some("125038"),
+                json!({ "title": "Engineer" }),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            unchanged,
+            ProvisionOutcome::AlreadyDone {
+                account_id: Some("125038".into())
+            }
+        );
+        let err = connector
+            .provision(&task(
+                Operation::UpdateAccount,
+                Some("125038"),
+                json!({ "department": "x" }),
+            ))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("the task sets none of them"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn enable_and_disable_are_refused_unless_disable_deletes() {
+        let server = MockServer::start().await;
+        Mock::given(method("DELETE"))
+            .and(path("/services/v2/user/11"))
+            .respond_with(ResponseTemplate::new(204))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let connector = DigicertConnector::new("dc", &config(&server.uri(), "")).unwrap();
+        for operation in [Operation::EnableAccount, Operation::DisableAccount] {
+            let err = connector
+                .provision(&task(operation, Some("11"), json!({})))
+                .await
+                .unwrap_err();
+            assert_eq!(err.class(), ErrorClass::Unsupported);
+            assert!(
+                err.to_string()
+                    .contains("CertCentral has no enable/disable call"),
+                "{err}"
+            );
+        }
+        assert!(server.received_requests().await.unwrap().is_empty());
+        let deleting = DigicertConnector::new(
+            "dc",
+            &config(&server.uri(), "disable_strategy = \"delete\""),
+        )
+        .unwrap();
+        assert_eq!(
+            deleting
+                .provision(&task(Operation::DisableAccount, Some("11"), json!({})))
+                .await
+                .unwrap(),
+            ProvisionOutcome::Done { account_id: None }
+        );
+        let err = deleting
+            .provision(&task(Operation::EnableAccount, Some("11"), json!({})))
+            .await
+            .unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Unsupported);
+    }
+
+    // --- Against the DigiCert simulator. ---
+
+    async fn sim() -> (crate::sim::DigicertServer, DigicertConnector) {
+        let server = crate::sim::DigicertSim::start(
+            crate::sim::DigicertSimConfig {
+                seed: crate::sim::DigicertSeed::empty(),
+                rate_limits: Vec::new(),
+                ..Default::default()
+            },
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+        let config: TargetConfig = toml::from_str(&format!(
+            "kind = \"digicert\"\nbase_url = \"{}\"\napi_key = \"{}\"\nrate_limit = []\n\
+             read_retry = {{ max_attempts = 1 }}\ndisable_strategy = \"delete\"",
+            server.base_url(),
+            server.control().api_key()
+        ))
+        .unwrap();
+        let connector = DigicertConnector::new("dc", &config).unwrap();
+        (server, connector)
+    }
+
+    fn sim_user(server: &crate::sim::DigicertServer, id: &str) -> Option<crate::sim::SimUser> {
+        server
+            .control()
+            .users()
+            .into_iter()
+            .find(|user| user.id.to_string() == id)
+    }
+
+    fn created_id(outcome: ProvisionOutcome) -> String {
+        match outcome {
+            ProvisionOutcome::Done {
+                account_id: Some(id),
+            } => id,
+            other => panic!("not created: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn sim_create_duplicates_and_lookup() {
+        let (server, connector) = sim().await;
+        let with_role = ProvisionRequest {
+            entitlement: Some(("role".into(), "4".into())),
+            ..task(Operation::CreateAccount, None, jane())
+        };
+        let id = created_id(connector.provision(&with_role).await.unwrap());
+        let user = sim_user(&server, &id).unwrap();
+        assert_eq!(
+            (
+                user.username.as_str(),
+                user.email.as_str(),
+                user.access_roles.clone()
+            ),
+            ("jane.doe", "Jane.Doe@example.com", vec![4])
+        );
+        assert_eq!(user.job_title.as_deref(), Some("Engineer"));
+
+        // Again, same email: the same person.
+        let mut same = jane();
+        same["email"] = json!("jane.doe@EXAMPLE.com");
+        assert_eq!(
+            connector
+                .provision(&task(Operation::CreateAccount, None, same))
+                .await
+                .unwrap(),
+            ProvisionOutcome::AlreadyDone {
+                account_id: Some(id.clone())
+            }
+        );
+        // Someone else with that name.
+        let mut other = jane();
+        other["email"] = json!("other.jane@example.com");
+        let err = connector
+            .provision(&task(Operation::CreateAccount, None, other))
+            .await
+            .unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Permanent);
+        assert!(
+            err.to_string()
+                .contains(&format!("username jane.doe taken by account id {id}")),
+            "{err}"
+        );
+        // DigiCert's own words for a username it does not accept.
+        let bad = ProvisionRequest {
+            account_name: "jane doe!".into(),
+            ..task(Operation::CreateAccount, None, jane())
+        };
+        let err = connector.provision(&bad).await.unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Permanent);
+        assert!(
+            err.to_string().contains("invalid_field|username")
+                && err.to_string().contains("HTTP 400"),
+            "{err}"
+        );
+
+        let found = connector.lookup_account("JANE.DOE").await.unwrap().unwrap();
+        assert_eq!(
+            (found.id.as_str(), found.name.as_str()),
+            (id.as_str(), "jane.doe")
+        );
+        assert_eq!(connector.lookup_account("jane").await.unwrap(), None);
+        server.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn sim_update_roles_container_and_remove() {
+        let (server, connector) = sim().await;
+        let id = created_id(
+            connector
+                .provision(&task(Operation::CreateAccount, None, jane()))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(sim_user(&server, &id).unwrap().access_roles, [5]);
+
+        // Update: a full PUT that keeps the title and phone.
+        connector
+            .provision(&task(
+                Operation::UpdateAccount,
+                Some(&id),
+                json!({ "lastname": "Smith" }),
+            ))
+            .await
+            .unwrap();
+        let user = sim_user(&server, &id).unwrap();
+        assert_eq!(user.last_name, "Smith");
+        assert_eq!(user.job_title.as_deref(), Some("Engineer"));
+        assert_eq!(user.telephone.as_deref(), Some("555-0100"));
+
+        // Roles: add, add again, remove, remove again, the last one refused.
+        let add = access(Operation::AddAccess, &id, "role", "2");
+        assert_eq!(
+            connector.provision(&add).await.unwrap(),
+            ProvisionOutcome::Done { account_id: None }
+        );
+        assert_eq!(sim_user(&server, &id).unwrap().access_roles, [2, 5]);
+        assert_eq!(
+            connector.provision(&add).await.unwrap(),
+            ProvisionOutcome::AlreadyDone { account_id: None }
+        );
+        let remove = access(Operation::RemoveAccess, &id, "Role", "5");
+        assert_eq!(
+            connector.provision(&remove).await.unwrap(),
+            ProvisionOutcome::Done { account_id: None }
+        );
+        assert_eq!(
+            connector.provision(&remove).await.unwrap(),
+            ProvisionOutcome::AlreadyDone { account_id: None }
+        );
+        let err = connector
+            .provision(&access(Operation::RemoveAccess, &id, "role", "2"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Permanent);
+        assert!(err.to_string().contains("last role"), "{err}");
+        assert_eq!(sim_user(&server, &id).unwrap().access_roles, [2]);
+
+        // Container: a move keeps everything else; removal is not supported.
+        assert_eq!(sim_user(&server, &id).unwrap().container_id, 1);
+        let to_two = access(Operation::AddAccess, &id, "container", "2");
+        assert_eq!(
+            connector.provision(&to_two).await.unwrap(),
+            ProvisionOutcome::Done { account_id: None }
+        );
+        let moved = sim_user(&server, &id).unwrap();
+        assert_eq!(moved.container_id, 2);
+        assert_eq!(moved.access_roles, [2]);
+        assert_eq!(moved.job_title.as_deref(), Some("Engineer"));
+        assert_eq!(
+            connector.provision(&to_two).await.unwrap(),
+            ProvisionOutcome::AlreadyDone { account_id: None }
+        );
+        let err = connector
+            .provision(&access(Operation::RemoveAccess, &id, "container", "2"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Unsupported);
+
+        // Disable with the delete strategy, then remove: already gone.
+        assert_eq!(
+            connector
+                .provision(&task(Operation::DisableAccount, Some(&id), json!({})))
+                .await
+                .unwrap(),
+            ProvisionOutcome::Done { account_id: None }
+        );
+        assert!(sim_user(&server, &id).is_none());
+        assert_eq!(
+            connector
+                .provision(&task(Operation::RemoveAccount, Some(&id), json!({})))
+                .await
+                .unwrap(),
+            ProvisionOutcome::AlreadyDone { account_id: None }
+        );
+        server.shutdown().await.unwrap();
     }
 
     #[test]

@@ -14,9 +14,12 @@
 //! * Pacing: 10 requests per second by default (Jama's limit for the whole tenant, answered
 //!   with bare 429s and no `Retry-After`).
 //! * Provisioning: create, update, enable, disable, and add / remove `usergroup` membership;
-//!   Jama has no user delete, so `remove_account` is refused. Idempotent where Jama allows:
-//!   a duplicate username counts as done only when the existing user has the task's email,
-//!   "already exists" on add and 404 on remove count as done.
+//!   Jama has no user delete, so `remove_account` is refused unless `remove_strategy =
+//!   "disable"` (then it deactivates the user). Create and update bodies come from templates
+//!   ([`TEMPLATES`], overridable per target). Idempotent where Jama allows: a duplicate
+//!   username counts as done only when the existing user has the task's email, "already
+//!   exists" on add and 404 on remove count as done.
+//! * [`Connector::lookup_account`]: `GET /users?username=…&includeInactive=true`.
 //!
 //! The API root is `{base_url}/rest/v1`. Mapping from JSON to records is done by pure
 //! functions (`map_user`, `map_group`, `map_members`) tested on recorded fixtures.
@@ -37,12 +40,13 @@ use url::Url;
 use super::http::{ClientDefaults, HttpClient, HttpResponse};
 use super::mapping::{code_and_text, display_name, first_id, non_empty, parse, put, NativeId};
 use super::paging::{StartIndexPage, StartIndexPager};
+use super::template::{expect_object, Escape, TemplateContext, TemplateError, TemplateSet};
 use super::token::{ClientCredentials, TokenCache};
 use super::{
     Capabilities, Capability, Connector, ConnectorError, PageStream, ProvisionOutcome,
     ProvisionRequest,
 };
-use crate::config::{ConfigDuration, RateLimit, TargetConfig};
+use crate::config::{ConfigDuration, RateLimit, RemoveStrategy, TargetConfig};
 use crate::model::{
     AccountRecord, AccountStatus, Attributes, EntitlementRecord, GrantRecord, Operation,
 };
@@ -64,6 +68,87 @@ pub const DEFAULT_LICENSE_TYPE: &str = "NAMED";
 
 /// Why `remove_account` is refused.
 pub const NO_USER_DELETE: &str = "Jama has no user delete; disable the account instead";
+
+/// The built-in `create_account` body (`POST /users`): the username, the generated
+/// password, names and email, phone, title and location when set, and the license type
+/// (default [`DEFAULT_LICENSE_TYPE`]).
+pub const CREATE_ACCOUNT_TEMPLATE: &str = r#"{
+  "username": "${ account.name }",
+  "password": "${ password }",
+  "firstName": "${ user.firstname }",
+  "lastName": "${ user.lastname }",
+  "email": "${ user.email }",
+{%- for key, field in {"phonenumber": "phone", "title": "title", "location": "location"}|items
+    if user[key] %}
+  "${ field }": "${ user[key] }",
+{%- endfor %}
+  "licenseType": "{% if user.license_type %}${ user.license_type }{% else %}NAMED{% endif %}"
+}"#;
+
+/// The built-in `update_account` changes: each of the task's `firstname`, `lastname`,
+/// `email`, `phonenumber`, `title`, `location` and `license_type` that is set, as the Jama
+/// field it changes. They are merged into the user as read, and the whole user is `PUT` back.
+pub const UPDATE_ACCOUNT_TEMPLATE: &str = r#"
+{%- set fields = {"firstname": "firstName", "lastname": "lastName", "email": "email",
+                  "phonenumber": "phone", "title": "title", "location": "location",
+                  "license_type": "licenseType"} -%}
+{
+{%- for key, field in fields|items if user[key] is defined %}
+  "${ field }": "${ user[key] }"{% if not loop.last %},{% endif %}
+{%- endfor %}
+}"#;
+
+/// The operations with a request-body template, and their built-in defaults.
+pub const TEMPLATES: [(&str, &str); 2] = [
+    ("create_account", CREATE_ACCOUNT_TEMPLATE),
+    ("update_account", UPDATE_ACCOUNT_TEMPLATE),
+];
+
+/// What a Jama target supports with `remove_strategy`: create, update, enable and disable
+/// accounts, add and remove `usergroup` membership, and `remove_account` only with the
+/// `disable` strategy.
+pub fn capabilities(remove: RemoveStrategy) -> Capabilities {
+    let account = |operation| Capability {
+        operation,
+        entitlement_type: None,
+    };
+    let access = |operation| Capability {
+        operation,
+        entitlement_type: Some(USERGROUP.to_string()),
+    };
+    let mut operations = BTreeSet::from([
+        account(Operation::CreateAccount),
+        account(Operation::UpdateAccount),
+        account(Operation::EnableAccount),
+        account(Operation::DisableAccount),
+        access(Operation::AddAccess),
+        access(Operation::RemoveAccess),
+    ]);
+    if remove == RemoveStrategy::Disable {
+        operations.insert(account(Operation::RemoveAccount));
+    }
+    Capabilities {
+        entitlement_types: vec![USERGROUP.to_string()],
+        operations,
+    }
+}
+
+/// Why a Jama target refuses `operation` on `entitlement_type` (see [`capabilities`]).
+pub fn unsupported_reason(operation: Operation, entitlement_type: Option<&str>) -> String {
+    match (operation, entitlement_type) {
+        (Operation::RemoveAccount, _) => format!(
+            "{NO_USER_DELETE} (or set remove_strategy = \"disable\" to deactivate the user on \
+             remove_account)"
+        ),
+        (Operation::AddAccess | Operation::RemoveAccess, Some(kind)) => {
+            format!("Jama grants user groups only (type {USERGROUP}), not `{kind}`")
+        }
+        (Operation::AddAccess | Operation::RemoveAccess, None) => {
+            format!("{operation} needs an entitlement ({USERGROUP}:ID)")
+        }
+        _ => format!("Jama does not support {operation}"),
+    }
+}
 
 /// Length of a generated initial password.
 const PASSWORD_LENGTH: usize = 24;
@@ -134,6 +219,8 @@ pub struct JamaConnector {
     http: HttpClient,
     page_size: u32,
     capabilities: Capabilities,
+    templates: TemplateSet,
+    remove_strategy: RemoveStrategy,
 }
 
 impl fmt::Debug for JamaConnector {
@@ -157,29 +244,19 @@ impl JamaConnector {
         let mut api = config.clone();
         api.base_url = api_root(name, &config.base_url)?;
         let http = HttpClient::new(name, &api, client_defaults(), Arc::new(tokens))?;
-        let account = |operation| Capability {
-            operation,
-            entitlement_type: None,
-        };
-        let access = |operation| Capability {
-            operation,
-            entitlement_type: Some(USERGROUP.to_string()),
-        };
+        let templates = TemplateSet::new(name, Escape::Json, &TEMPLATES, &config.templates)
+            .map_err(|errors| {
+                let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                ConnectorError::config(name, text.join("; "))
+            })?;
+        let remove_strategy = config.remove_strategy.unwrap_or_default();
         Ok(Self {
             target: name.to_string(),
             http,
             page_size: config.page_size.unwrap_or(DEFAULT_PAGE_SIZE).max(1),
-            capabilities: Capabilities {
-                entitlement_types: vec![USERGROUP.to_string()],
-                operations: BTreeSet::from([
-                    account(Operation::CreateAccount),
-                    account(Operation::UpdateAccount),
-                    account(Operation::EnableAccount),
-                    account(Operation::DisableAccount),
-                    access(Operation::AddAccess),
-                    access(Operation::RemoveAccess),
-                ]),
-            },
+            capabilities: capabilities(remove_strategy),
+            templates,
+            remove_strategy,
         })
     }
 
@@ -197,19 +274,31 @@ impl JamaConnector {
         username: &str,
         attributes: &Attributes,
     ) -> Result<ProvisionOutcome, ConnectorError> {
+        self.create(&plain_request(
+            Operation::CreateAccount,
+            None,
+            username,
+            attributes,
+        ))
+        .await
+    }
+
+    /// [`create_account`](Self::create_account) of a provisioning request (its task id and
+    /// request id are bound for the template too).
+    async fn create(&self, request: &ProvisionRequest) -> Result<ProvisionOutcome, ConnectorError> {
+        let username = request.account_name.as_str();
+        let attributes = &request.attributes;
         if username.trim().is_empty() {
             return Err(self.refused(None, "create_account needs a username"));
         }
-        let mut body = Map::new();
-        body.insert("username".to_string(), Value::from(username));
+        for (key, _) in ATTRIBUTE_FIELDS {
+            self.attribute_text(attributes, key)?;
+        }
         let mut missing = Vec::new();
-        for (key, field) in ATTRIBUTE_FIELDS {
+        for key in REQUIRED_ON_CREATE {
             match self.attribute_text(attributes, key)? {
-                Some(text) if !text.trim().is_empty() => {
-                    body.insert(field.to_string(), Value::from(text));
-                }
-                _ if REQUIRED_ON_CREATE.contains(&key) => missing.push(key),
-                _ => {}
+                Some(text) if !text.trim().is_empty() => {}
+                _ => missing.push(key),
             }
         }
         if !missing.is_empty() {
@@ -222,19 +311,17 @@ impl JamaConnector {
                 ),
             ));
         }
-        body.entry("licenseType")
-            .or_insert_with(|| Value::from(DEFAULT_LICENSE_TYPE));
+        let password = generate_password();
+        let context = TemplateContext::from_request(&self.target, request).with_password(&password);
+        let body = self
+            .templates
+            .render("create_account", &context)
+            .map_err(|err| self.template_failed(err))?;
+        drop(context);
         let email = body
             .get("email")
             .and_then(Value::as_str)
             .map(str::to_string);
-
-        let password = generate_password();
-        body.insert(
-            "password".to_string(),
-            Value::from(password.expose_secret()),
-        );
-        let body = Value::Object(body);
         let url = self.http.url(&["users"], &[])?;
         let sent = self.http.send(Method::POST, url, Some(&body)).await;
         drop(body);
@@ -262,12 +349,25 @@ impl JamaConnector {
         account_id: &str,
         attributes: &Attributes,
     ) -> Result<ProvisionOutcome, ConnectorError> {
-        let mut changes = Vec::new();
-        for (key, field) in ATTRIBUTE_FIELDS {
-            if let Some(text) = self.attribute_text(attributes, key)? {
-                changes.push((field, text));
-            }
+        let request = plain_request(Operation::UpdateAccount, Some(account_id), "", attributes);
+        self.update(account_id, &request).await
+    }
+
+    /// [`update_account`](Self::update_account) of a provisioning request.
+    async fn update(
+        &self,
+        account_id: &str,
+        request: &ProvisionRequest,
+    ) -> Result<ProvisionOutcome, ConnectorError> {
+        for (key, _) in ATTRIBUTE_FIELDS {
+            self.attribute_text(&request.attributes, key)?;
         }
+        let context = TemplateContext::from_request(&self.target, request);
+        let changes = self
+            .templates
+            .render("update_account", &context)
+            .and_then(|body| expect_object(&self.target, "update_account", body))
+            .map_err(|err| self.template_failed(err))?;
         if changes.is_empty() {
             let keys: Vec<&str> = ATTRIBUTE_FIELDS.iter().map(|(key, _)| *key).collect();
             return Err(self.refused(
@@ -293,11 +393,13 @@ impl JamaConnector {
             }
         }
         let mut changed = false;
-        for (field, text) in changes {
-            let value = Value::from(text);
-            if body.get(field) != Some(&value) {
+        for (field, value) in changes {
+            if field == "password" {
+                continue;
+            }
+            if body.get(&field) != Some(&value) {
                 changed = true;
-                body.insert(field.to_string(), value);
+                body.insert(field, value);
             }
         }
         if !changed {
@@ -454,16 +556,24 @@ impl JamaConnector {
     /// The user named `username` (case-insensitive), through `GET
     /// /users?username=…&includeInactive=true`, paging on in case the filter is ignored.
     async fn find_user(&self, username: &str) -> Result<Option<UserRef>, ConnectorError> {
+        match self.find_user_value(username).await? {
+            Some(value) => Ok(Some(parse(&self.target, "user", &value)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The user object named `username` (case-insensitive), as Jama returned it.
+    async fn find_user_value(&self, username: &str) -> Result<Option<Value>, ConnectorError> {
         let filter = [
             ("username", username.to_string()),
             ("includeInactive", "true".to_string()),
         ];
         let mut pager = StartIndexPager::new(&self.target, "users by name", self.page_size);
         while let Some(users) = self.next_page(&["users"], &filter, &mut pager).await? {
-            for value in &users {
-                let user: UserRef = parse(&self.target, "user", value)?;
+            for value in users {
+                let user: UserRef = parse(&self.target, "user", &value)?;
                 if user.username.eq_ignore_ascii_case(username) {
-                    return Ok(Some(user));
+                    return Ok(Some(value));
                 }
             }
         }
@@ -572,6 +682,11 @@ impl JamaConnector {
         }
     }
 
+    /// A template that failed to render: `Permanent`, naming the template.
+    fn template_failed(&self, err: TemplateError) -> ConnectorError {
+        self.refused(None, err.to_string())
+    }
+
     /// The account id a task needs, or a clear error.
     fn account_id<'r>(&self, request: &'r ProvisionRequest) -> Result<&'r str, ConnectorError> {
         request
@@ -604,6 +719,26 @@ impl JamaConnector {
                 format!("{} needs an entitlement (usergroup:ID)", request.operation),
             )),
         }
+    }
+}
+
+/// A request for `operation` with only an account and attributes (the adapter's direct
+/// entry points).
+fn plain_request(
+    operation: Operation,
+    account_id: Option<&str>,
+    account_name: &str,
+    attributes: &Attributes,
+) -> ProvisionRequest {
+    ProvisionRequest {
+        operation,
+        account_id: account_id.map(str::to_string),
+        account_name: account_name.to_string(),
+        entitlement: None,
+        attributes: attributes.clone(),
+        entitlement_name: None,
+        task_id: None,
+        request_id: None,
     }
 }
 
@@ -793,16 +928,13 @@ impl Connector for JamaConnector {
         request: &ProvisionRequest,
     ) -> Result<ProvisionOutcome, ConnectorError> {
         match request.operation {
-            Operation::CreateAccount => {
-                self.create_account(&request.account_name, &request.attributes)
-                    .await
-            }
-            Operation::UpdateAccount => {
-                self.update_account(self.account_id(request)?, &request.attributes)
-                    .await
-            }
+            Operation::CreateAccount => self.create(request).await,
+            Operation::UpdateAccount => self.update(self.account_id(request)?, request).await,
             Operation::EnableAccount => self.enable_account(self.account_id(request)?).await,
             Operation::DisableAccount => self.disable_account(self.account_id(request)?).await,
+            Operation::RemoveAccount if self.remove_strategy == RemoveStrategy::Disable => {
+                self.disable_account(self.account_id(request)?).await
+            }
             Operation::RemoveAccount => Err(ConnectorError::Unsupported {
                 target: self.target.clone(),
                 operation: request.operation.to_string(),
@@ -816,6 +948,17 @@ impl Connector for JamaConnector {
                 let group = self.group_id(request)?;
                 self.remove_access(group, self.account_id(request)?).await
             }
+        }
+    }
+
+    fn unsupported_reason(&self, operation: Operation, entitlement_type: Option<&str>) -> String {
+        unsupported_reason(operation, entitlement_type)
+    }
+
+    async fn lookup_account(&self, name: &str) -> Result<Option<AccountRecord>, ConnectorError> {
+        match self.find_user_value(name).await? {
+            Some(user) => Ok(Some(map_user(&self.target, &user)?)),
+            None => Ok(None),
         }
     }
 }
@@ -1528,6 +1671,9 @@ mod tests {
             account_name: "jane.doe".into(),
             entitlement: None,
             attributes: attributes.as_object().cloned().unwrap_or_default(),
+            entitlement_name: None,
+            task_id: None,
+            request_id: None,
         }
     }
 
@@ -1966,6 +2112,72 @@ mod tests {
             "{err}"
         );
         assert!(server.received_requests().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn remove_with_the_disable_strategy_deactivates_the_user() {
+        let server = jama().await;
+        Mock::given(method("PUT"))
+            .and(path("/rest/v1/users/123/active"))
+            .and(body_json(json!({ "active": false })))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({ "meta": { "status": "OK" } })),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        let connector = connector(&server, "remove_strategy = \"disable\"");
+        assert!(connector
+            .capabilities()
+            .supports(Operation::RemoveAccount, None));
+        let outcome = connector
+            .provision(&request(Operation::RemoveAccount, Some("123"), json!({})))
+            .await
+            .unwrap();
+        assert_eq!(outcome, ProvisionOutcome::Done { account_id: None });
+        let default = connector_default_reason(&server);
+        assert!(default.contains("remove_strategy"), "{default}");
+    }
+
+    fn connector_default_reason(server: &MockServer) -> String {
+        connector(server, "").unsupported_reason(Operation::RemoveAccount, None)
+    }
+
+    #[tokio::test]
+    async fn lookup_finds_the_user_by_name_including_inactive_ones() {
+        let server = jama().await;
+        let mut existing = user(55);
+        existing["username"] = json!("Jane.Doe");
+        existing["active"] = json!(false);
+        users_named(&server, vec![user(54), existing]).await;
+        let connector = connector(&server, "");
+        let found = connector.lookup_account("jane.doe").await.unwrap().unwrap();
+        assert_eq!(found.id, "55");
+        assert_eq!(found.status, AccountStatus::Inactive);
+    }
+
+    #[tokio::test]
+    async fn a_template_override_shapes_the_create_body_and_the_password_stays_secret() {
+        let server = jama().await;
+        let bodies = users_post(&server, 201, created(9)).await;
+        let template = "templates.create_account = '''{\"username\": \"${ account.name }\", \
+            \"password\": \"${ password }\", \"firstName\": \"${ user.firstname }\", \
+            \"lastName\": \"${ user.lastname }\", \"email\": \"${ user.email }\", \
+            \"licenseType\": \"STAKEHOLDER\", \"location\": \"${ user.department }\"}'''";
+        let connector = connector(&server, template);
+        connector
+            .provision(&request(Operation::CreateAccount, None, jane()))
+            .await
+            .unwrap();
+        let mut body = bodies.lock().unwrap()[0].clone();
+        assert_eq!(body["password"].as_str().unwrap().len(), PASSWORD_LENGTH);
+        body.as_object_mut().unwrap().remove("password");
+        assert_eq!(
+            body,
+            json!({ "username": "jane.doe", "firstName": "Jane", "lastName": "Doe",
+                    "email": "Jane.Doe@example.com", "licenseType": "STAKEHOLDER",
+                    "location": "R&D" })
+        );
     }
 
     #[tokio::test]

@@ -18,6 +18,7 @@ pub mod jama;
 pub mod mapping;
 pub mod paging;
 pub mod registry;
+pub mod template;
 pub mod token;
 
 /// A page of records, as one item of a connector stream.
@@ -253,6 +254,21 @@ pub struct Capabilities {
     pub operations: BTreeSet<Capability>,
 }
 
+impl Capabilities {
+    /// Whether `operation` is declared, for entitlement type `entitlement_type` (access
+    /// operations; compared without letter case) or for the account (`None`).
+    pub fn supports(&self, operation: Operation, entitlement_type: Option<&str>) -> bool {
+        self.operations.iter().any(|capability| {
+            capability.operation == operation
+                && match (&capability.entitlement_type, entitlement_type) {
+                    (None, None) => true,
+                    (Some(declared), Some(wanted)) => declared.eq_ignore_ascii_case(wanted),
+                    _ => false,
+                }
+        })
+    }
+}
+
 /// A provisioning request handed to a connector (filled by the provisioning issue).
 #[derive(Debug, Clone)]
 pub struct ProvisionRequest {
@@ -266,6 +282,12 @@ pub struct ProvisionRequest {
     pub entitlement: Option<(String, String)>,
     /// The identity attributes given with the task.
     pub attributes: crate::model::Attributes,
+    /// The entitlement's display name (bound as `entitlementValue.entitlement_value`).
+    pub entitlement_name: Option<String>,
+    /// The task this request carries out (bound as `task.id`), when it comes from the queue.
+    pub task_id: Option<i64>,
+    /// The caller's request id (bound as `requestid`).
+    pub request_id: Option<String>,
 }
 
 /// What a successful provisioning call did.
@@ -310,4 +332,29 @@ pub trait Connector: Send + Sync {
         &self,
         request: &ProvisionRequest,
     ) -> Result<ProvisionOutcome, ConnectorError>;
+
+    /// Why this target refuses `operation` (on entitlement type `entitlement_type`, for
+    /// access operations) when [`capabilities`](Self::capabilities) does not declare it: the
+    /// message shown when such a task is refused at submit. Adapters say why and what to do
+    /// instead.
+    fn unsupported_reason(&self, operation: Operation, entitlement_type: Option<&str>) -> String {
+        match entitlement_type {
+            Some(kind) => format!(
+                "target {} does not support {operation} on entitlement type {kind}",
+                self.target()
+            ),
+            None => format!("target {} does not support {operation}", self.target()),
+        }
+    }
+
+    /// Reads one account by login name, to check the target before repeating an attempt
+    /// whose outcome is unknown (did the create go through?). Adapters without a lookup
+    /// say so; the engine then relies on the target's duplicate handling.
+    async fn lookup_account(&self, name: &str) -> Result<Option<AccountRecord>, ConnectorError> {
+        Err(ConnectorError::Unsupported {
+            target: self.target().to_string(),
+            operation: "lookup_account".to_string(),
+            reason: format!("cannot look up account {name} by login name"),
+        })
+    }
 }

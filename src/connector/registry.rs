@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::digicert::DigicertConnector;
 use super::jama::JamaConnector;
+use super::template::{self, Escape, TemplateError};
 use super::{Connector, ConnectorError};
 use crate::config::{Config, TargetConfig, TargetKind};
 
@@ -19,6 +20,23 @@ pub fn build_connector(
         TargetKind::Digicert => Ok(Arc::new(DigicertConnector::new(name, target)?)),
         TargetKind::Jama => Ok(Arc::new(JamaConnector::new(name, target)?)),
     }
+}
+
+/// The request-body templates an adapter of `kind` has (operation → built-in default), and
+/// how their values are escaped.
+pub fn default_templates(kind: TargetKind) -> (&'static [(&'static str, &'static str)], Escape) {
+    match kind {
+        TargetKind::Digicert => (&super::digicert::TEMPLATES, Escape::Json),
+        TargetKind::Jama => (&super::jama::TEMPLATES, Escape::Json),
+    }
+}
+
+/// Compiles the templates of target `name` (its `templates` over the adapter's defaults) and
+/// renders each against the sample context: every problem, keyed
+/// `targets.NAME.templates.OPERATION` (the `check-config` pass).
+pub fn check_templates(name: &str, target: &TargetConfig) -> Vec<TemplateError> {
+    let (defaults, escape) = default_templates(target.kind);
+    template::check_templates(name, escape, defaults, &target.templates)
 }
 
 /// Builds the connectors of every target in `config`, by target name. Stops at the first

@@ -12,9 +12,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::model::{
-    Account, AccountRecord, AccountStatus, AuditEvent, ChangeCounts, Entitlement,
-    EntitlementRecord, Grant, GrantRecord, ImportMode, JobKind, ObjectKind, RunOutcome, RunRecord,
-    Trigger,
+    Account, AccountRecord, AccountStatus, AttemptOutcome, AuditEvent, ChangeCounts, Entitlement,
+    EntitlementRecord, Grant, GrantRecord, ImportMode, JobKind, ObjectKind, Operation, RunOutcome,
+    RunRecord, Task, TaskEntitlement, TaskStatus, Trigger,
 };
 
 pub mod sqlite;
@@ -207,6 +207,178 @@ pub struct ApplyOptions {
     pub actor: String,
 }
 
+/// A task to queue, validated by the caller.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// The target.
+    pub target: String,
+    /// The operation.
+    pub operation: Operation,
+    /// The account's login name.
+    pub account: String,
+    /// The account's native id, when the account exists locally.
+    pub account_id: Option<String>,
+    /// The resolved entitlement, for access operations.
+    pub entitlement: Option<TaskEntitlement>,
+    /// Identity attributes.
+    pub attributes: crate::model::Attributes,
+    /// The owning identity's key upstream.
+    pub owner: Option<String>,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// Who submitted it.
+    pub actor: String,
+    /// The caller's request id (the store defaults it to the task id).
+    pub request_id: Option<String>,
+    /// A key that makes a repeated submit return the existing task.
+    pub idempotency_key: Option<String>,
+    /// The unfinished create task this one waits for.
+    pub depends_on: Option<i64>,
+    /// When it was submitted.
+    pub created_at: DateTime<Utc>,
+}
+
+/// What a submit did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Submitted {
+    /// A new task was queued.
+    Created(Task),
+    /// The idempotency key was seen before: this is the existing task, nothing queued.
+    Existing(Task),
+}
+
+/// Filters for listing tasks.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    /// Only this target.
+    pub target: Option<String>,
+    /// Only this status.
+    pub status: Option<TaskStatus>,
+    /// Only tasks with an id above this (paging, oldest first).
+    pub after_id: Option<i64>,
+    /// At most this many (0 = 100).
+    pub limit: u32,
+}
+
+/// A request to lease due tasks to a worker.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// Only this target (all when unset).
+    pub target: Option<String>,
+    /// Now: tasks with `next_attempt_at` at or before it are due.
+    pub now: DateTime<Utc>,
+    /// How long the lease lasts; a task still `running` after it goes back to `pending`.
+    pub lease: Duration,
+    /// At most this many tasks.
+    pub limit: u32,
+}
+
+/// What the store must change when a task succeeds, in the same transaction as the task.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreEffect {
+    /// Nothing to record beyond the task.
+    None,
+    /// A created account: it exists locally as `active` (owner from the task).
+    AccountCreated {
+        /// The new native id.
+        account_id: String,
+        /// The login name.
+        name: String,
+        /// Display name from the task's attributes.
+        display_name: Option<String>,
+        /// E-mail from the task's attributes.
+        email: Option<String>,
+    },
+    /// The account's status changed (`inactive` after disable, `active` after enable,
+    /// `suspended` after remove).
+    AccountStatus(AccountStatus),
+    /// The account's attributes changed (update): the merged display name and e-mail.
+    AccountUpdated {
+        /// New display name, when it changed.
+        display_name: Option<String>,
+        /// New e-mail, when it changed.
+        email: Option<String>,
+    },
+    /// The grant is active.
+    GrantActive,
+    /// The grant is removed.
+    GrantRemoved,
+    /// The account moved: the grant of this type now points at the task's entitlement and
+    /// every other grant of the type is removed (DigiCert containers).
+    GrantMoved,
+}
+
+/// What happens to a task after an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskNext {
+    /// Done: the task succeeds and `effect` is applied to the store (with status_reason
+    /// `task:<id>`, `task_changed_at`, and audit events).
+    Succeeded {
+        /// The account's native id (set on create).
+        account_id: Option<String>,
+        /// The store change.
+        effect: StoreEffect,
+    },
+    /// Retry later: back to `pending` with this due time.
+    Retry {
+        /// When the next attempt is due.
+        at: DateTime<Utc>,
+    },
+    /// Back to `pending` without counting the attempt (e.g. the target's circuit was open).
+    Requeue {
+        /// When the next attempt is due.
+        at: DateTime<Utc>,
+    },
+    /// Given up.
+    Failed,
+}
+
+/// The end of one attempt.
+#[derive(Debug, Clone)]
+pub struct AttemptResult {
+    /// The task.
+    pub task_id: i64,
+    /// The attempt number (the task's `attempts` when it was claimed).
+    pub attempt: u32,
+    /// How the attempt ended.
+    pub outcome: AttemptOutcome,
+    /// The error, in the target's words (never a secret).
+    pub error: Option<String>,
+    /// When the attempt ended.
+    pub finished_at: DateTime<Utc>,
+    /// What happens next.
+    pub next: TaskNext,
+}
+
+/// Why a task could not be cancelled or retried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TaskStateError {
+    /// No such task.
+    #[error("no task {0}")]
+    NotFound(i64),
+    /// Cancel of a task that is not pending, or retry of one that is not failed/cancelled.
+    #[error("task {id} is {status}; {what}")]
+    WrongState {
+        /// The task.
+        id: i64,
+        /// Its status.
+        status: TaskStatus,
+        /// What is allowed.
+        what: &'static str,
+    },
+}
+
+/// Counts of tasks for the `idsync_tasks` gauges.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskGauge {
+    /// The target.
+    pub target: String,
+    /// The status.
+    pub status: TaskStatus,
+    /// How many tasks.
+    pub count: u64,
+}
+
 /// The store contract used by jobs, the CLI and the API.
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -292,4 +464,72 @@ pub trait Store: Send + Sync {
     async fn list_entitlements(&self, filter: &EntitlementFilter) -> StoreResult<Vec<Entitlement>>;
     /// Grants matching the filter, ordered by account id, type, entitlement id.
     async fn list_grants(&self, filter: &GrantFilter) -> StoreResult<Vec<Grant>>;
+
+    // ---- lookups for task submission ----
+
+    /// Non-suspended accounts of `target` with login `name` (more than one = ambiguous).
+    async fn find_accounts_by_name(&self, target: &str, name: &str) -> StoreResult<Vec<Account>>;
+    /// One account by native id.
+    async fn get_account(&self, target: &str, id: &str) -> StoreResult<Option<Account>>;
+    /// Active entitlements of `target` and type (case-insensitive) whose id equals
+    /// `id_or_name`, or, when none does, whose name equals it (case-insensitive).
+    async fn find_entitlements(
+        &self,
+        target: &str,
+        entitlement_type: &str,
+        id_or_name: &str,
+    ) -> StoreResult<Vec<Entitlement>>;
+    /// The newest unfinished (`pending`/`running`) `create_account` task of `target` for
+    /// login `name`.
+    async fn unfinished_create(&self, target: &str, name: &str) -> StoreResult<Option<Task>>;
+
+    // ---- tasks ----
+
+    /// Queues a task, or returns the existing one for a repeated idempotency key (one
+    /// transaction: two concurrent submits with one key queue one task). Records an audit
+    /// event `task_submitted`.
+    async fn insert_task(&self, task: &NewTask) -> StoreResult<Submitted>;
+    /// One task.
+    async fn get_task(&self, id: i64) -> StoreResult<Option<Task>>;
+    /// Tasks matching the filter, oldest first.
+    async fn list_tasks(&self, filter: &TaskFilter) -> StoreResult<Vec<Task>>;
+    /// Leases due tasks: `pending`, due, whose dependency (if any) has succeeded (its
+    /// `account_id` is copied to the dependent task), and that are the **oldest unfinished
+    /// task of their (target, account)** — tasks of one account run one at a time in
+    /// submission order (the account is keyed by `account_id` when known, else by name).
+    /// Each claimed task becomes `running` with `lease_until = now + lease`, `attempts + 1`,
+    /// `first_attempt_at` set if unset, and an attempt row. Oldest first, at most `limit`.
+    async fn claim_tasks(&self, claim: &Claim) -> StoreResult<Vec<Task>>;
+    /// Returns `running` tasks whose lease ran out to `pending` (due now), marking them
+    /// `uncertain` and their open attempt `unknown`. Returns how many.
+    async fn release_expired_leases(&self, now: DateTime<Utc>) -> StoreResult<u64>;
+    /// Fails `pending` tasks whose dependency failed or was cancelled, with
+    /// `depends on task N`. Returns how many.
+    async fn fail_orphaned_dependents(&self, now: DateTime<Utc>) -> StoreResult<u64>;
+    /// Records the end of an attempt and moves the task on, applying the store effect of a
+    /// success in the same transaction (audit events for the attempt and each change).
+    /// Success clears `uncertain`; an attempt with outcome `unknown` sets it; otherwise it
+    /// is kept (an attempt that never reached the target resolves nothing). `attempt` must
+    /// be the task's `attempts` as claimed and the task still `running`: a late finish from
+    /// a worker whose lease ran out changes nothing (audited `task_attempt_stale`) and
+    /// returns the task as it is. Returns the updated task.
+    async fn finish_attempt(&self, result: &AttemptResult) -> StoreResult<Task>;
+    /// Cancels a `pending` task.
+    async fn cancel_task(
+        &self,
+        id: i64,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Result<Task, TaskStateError>>;
+    /// Puts a `failed` or `cancelled` task back to `pending`, due now, with `attempts = 0`.
+    async fn retry_task(
+        &self,
+        id: i64,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Result<Task, TaskStateError>>;
+    /// Task counts per target and status.
+    async fn task_gauges(&self) -> StoreResult<Vec<TaskGauge>>;
+    /// The oldest pending task's `created_at` per target.
+    async fn oldest_pending(&self) -> StoreResult<Vec<(String, DateTime<Utc>)>>;
 }

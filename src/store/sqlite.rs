@@ -15,6 +15,9 @@ mod queries;
 mod rows;
 mod snapshot;
 #[cfg(test)]
+mod task_tests;
+mod tasks;
+#[cfg(test)]
 mod tests;
 
 use std::fs::OpenOptions;
@@ -319,6 +322,10 @@ fn query_err(context: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
     }
 }
 
+// Types of the task-store methods below.
+use super::{AttemptResult, Claim, NewTask, Submitted, TaskFilter, TaskGauge, TaskStateError};
+use crate::model::Task;
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
@@ -432,5 +439,81 @@ impl Store for SqliteStore {
 
     async fn list_grants(&self, filter: &GrantFilter) -> StoreResult<Vec<Grant>> {
         self.list_grants_impl(filter).await
+    }
+
+    async fn find_accounts_by_name(&self, target: &str, name: &str) -> StoreResult<Vec<Account>> {
+        self.find_accounts_by_name_impl(target, name).await
+    }
+
+    async fn get_account(&self, target: &str, id: &str) -> StoreResult<Option<Account>> {
+        self.get_account_impl(target, id).await
+    }
+
+    async fn find_entitlements(
+        &self,
+        target: &str,
+        entitlement_type: &str,
+        id_or_name: &str,
+    ) -> StoreResult<Vec<Entitlement>> {
+        self.find_entitlements_impl(target, entitlement_type, id_or_name)
+            .await
+    }
+
+    async fn unfinished_create(&self, target: &str, name: &str) -> StoreResult<Option<Task>> {
+        self.unfinished_create_impl(target, name).await
+    }
+
+    async fn insert_task(&self, task: &NewTask) -> StoreResult<Submitted> {
+        self.insert_task_impl(task).await
+    }
+
+    async fn get_task(&self, id: i64) -> StoreResult<Option<Task>> {
+        self.get_task_impl(id).await
+    }
+
+    async fn list_tasks(&self, filter: &TaskFilter) -> StoreResult<Vec<Task>> {
+        self.list_tasks_impl(filter).await
+    }
+
+    async fn claim_tasks(&self, claim: &Claim) -> StoreResult<Vec<Task>> {
+        self.claim_tasks_impl(claim).await
+    }
+
+    async fn release_expired_leases(&self, now: DateTime<Utc>) -> StoreResult<u64> {
+        self.release_expired_leases_impl(now).await
+    }
+
+    async fn fail_orphaned_dependents(&self, now: DateTime<Utc>) -> StoreResult<u64> {
+        self.fail_orphaned_dependents_impl(now).await
+    }
+
+    async fn finish_attempt(&self, result: &AttemptResult) -> StoreResult<Task> {
+        self.finish_attempt_impl(result).await
+    }
+
+    async fn cancel_task(
+        &self,
+        id: i64,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Result<Task, TaskStateError>> {
+        self.cancel_task_impl(id, actor, at).await
+    }
+
+    async fn retry_task(
+        &self,
+        id: i64,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Result<Task, TaskStateError>> {
+        self.retry_task_impl(id, actor, at).await
+    }
+
+    async fn task_gauges(&self) -> StoreResult<Vec<TaskGauge>> {
+        self.task_gauges_impl().await
+    }
+
+    async fn oldest_pending(&self) -> StoreResult<Vec<(String, DateTime<Utc>)>> {
+        self.oldest_pending_impl().await
     }
 }

@@ -196,6 +196,16 @@ impl ImportRunner {
         }
     }
 
+    /// The store, connectors and config this runner uses (to build the other jobs' runners
+    /// over the same parts).
+    pub fn parts(&self) -> (Arc<dyn Store>, super::Connectors, Arc<Config>) {
+        (
+            self.store.clone(),
+            self.connectors.clone(),
+            self.config.clone(),
+        )
+    }
+
     /// Runs the requested imports in order. An account import that is held or fails stops
     /// the access import after it. `cancel` interrupts a run between pages: nothing is
     /// marked and the run is recorded as failed with `interrupted by shutdown`.

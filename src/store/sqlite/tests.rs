@@ -208,7 +208,7 @@ async fn a_schema_newer_than_the_binary_is_refused() {
     match err {
         StoreError::SchemaTooNew { found, known, .. } => {
             assert_eq!(found, 99990101000000);
-            assert_eq!(known, 1);
+            assert_eq!(known, 2);
         }
         other => panic!("expected SchemaTooNew, got {other}"),
     }

@@ -1,0 +1,661 @@
+//! Request-body templates: minijinja with Saviynt-style `${ … }` variable delimiters,
+//! `{% … %}` blocks for conditionals and loops, strict undefined and an escaping formatter.
+//!
+//! * **Delimiters**: `${ user.firstname }` prints a value; `{% if user.title %}…{% endif %}`
+//!   tests one (a missing value is false there).
+//! * **Strict undefined**: printing a missing variable (or a missing attribute of one) is an
+//!   error naming the template and the line, never an empty string.
+//! * **Escaping** ([`Escape::Json`]): a printed string is written as JSON string *content*
+//!   (quotes, backslashes and control characters escaped), so a template writes
+//!   `{"username": "${ user.username }"}`. Numbers and booleans are printed as they are, none
+//!   as `null`, lists and maps as their JSON text (escaped like a string). A value marked safe
+//!   (`${ user.groups | tojson }`) is written raw.
+//! * **Output**: a rendered body must parse as JSON, else the error names the template.
+//!   Rendered bodies are never logged, and a password bound to a context is redacted from
+//!   every error.
+//!
+//! Bindings (Saviynt names), built by [`TemplateContext`]:
+//!
+//! | binding | value |
+//! |---|---|
+//! | `user.*` | the task's attributes, keys lower-cased, nulls left out (`username` defaults to the account name) |
+//! | `account.name`, `account.accountID`, `account.*` | the account's login name, its native id when known, and what the adapter adds |
+//! | `entitlementValue.entitlementID`, `entitlementValue.entitlement_value`, `entitlementValue.entitlement_type` | the task's entitlement: id, display name (else the id), type |
+//! | `password` | a generated initial password (create on targets that need one) |
+//! | `requestid` | the caller's request id, else the task id |
+//! | `task.id`, `task.operation`, `task.target` | the task |
+//!
+//! `check-config` renders every template against [`TemplateContext::sample`], where every
+//! binding above is set (`user.*` with [`SAMPLE_USER`]): a template that prints anything else
+//! unconditionally fails at load, not at 2 a.m.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+
+use minijinja::syntax::SyntaxConfig;
+use minijinja::value::{Serde, ValueKind};
+use minijinja::{Environment, Output, State, UndefinedBehavior, Value};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Map;
+
+use super::ProvisionRequest;
+use crate::model::Attributes;
+
+/// How printed values are escaped: the format of the body being built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escape {
+    /// JSON string content: `"`, `\` and control characters escaped.
+    Json,
+}
+
+/// A template that failed to compile or render: its config key and what went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("template {key}: {message}")]
+pub struct TemplateError {
+    /// The dotted config key, e.g. `targets.digicert.templates.create_account`.
+    pub key: String,
+    /// minijinja's message (with the line), or why the output is not a body.
+    pub message: String,
+}
+
+/// The sample `user.*` attributes `check-config` renders templates with.
+pub const SAMPLE_USER: [(&str, &str); 13] = [
+    ("username", "jane.doe"),
+    ("firstname", "Jane"),
+    ("lastname", "O'Doe \"Sample\""),
+    ("displayname", "Jane Doe"),
+    ("email", "jane.doe@example.com"),
+    ("phonenumber", "555-0100"),
+    ("title", "Engineer"),
+    ("department", "R&D"),
+    ("location", "Berlin"),
+    ("employeeid", "E1234"),
+    ("manager", "john.roe"),
+    ("license_type", "NAMED"),
+    ("container_id", "1"),
+];
+
+/// The dotted config key of template `operation` of target `target`.
+pub fn template_key(target: &str, operation: &str) -> String {
+    format!("targets.{target}.templates.{operation}")
+}
+
+/// The values a template sees. Built from a [`ProvisionRequest`]; the adapter adds what only
+/// it knows (a generated password, a default entitlement, `account.*` extras).
+#[derive(Clone)]
+pub struct TemplateContext {
+    user: Attributes,
+    account: Attributes,
+    entitlement: Option<Attributes>,
+    password: Option<SecretString>,
+    request_id: Option<String>,
+    task: Attributes,
+}
+
+impl fmt::Debug for TemplateContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TemplateContext")
+            .field("account", &self.account)
+            .field("task", &self.task)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TemplateContext {
+    /// The bindings of `request` on target `target`: `user.*` from its attributes (keys
+    /// lower-cased, nulls left out, `username` defaulting to the account name), `account.name`
+    /// and `account.accountID`, `entitlementValue.*` when it names an entitlement,
+    /// `requestid` (the request id, else the task id) and `task.*`.
+    pub fn from_request(target: &str, request: &ProvisionRequest) -> Self {
+        let mut user = Attributes::new();
+        for (key, value) in &request.attributes {
+            if !value.is_null() {
+                user.insert(key.to_lowercase(), value.clone());
+            }
+        }
+        user.entry("username")
+            .or_insert_with(|| request.account_name.clone().into());
+        let mut account = Attributes::new();
+        account.insert("name".into(), request.account_name.clone().into());
+        if let Some(id) = &request.account_id {
+            account.insert("accountID".into(), id.clone().into());
+            account.insert("id".into(), id.clone().into());
+        }
+        let entitlement = request
+            .entitlement
+            .as_ref()
+            .map(|(kind, id)| entitlement_binding(kind, id, request.entitlement_name.as_deref()));
+        let mut task = Attributes::new();
+        if let Some(id) = request.task_id {
+            task.insert("id".into(), id.into());
+        }
+        task.insert("operation".into(), request.operation.to_string().into());
+        task.insert("target".into(), target.into());
+        Self {
+            user,
+            account,
+            entitlement,
+            password: None,
+            request_id: request
+                .request_id
+                .clone()
+                .or_else(|| request.task_id.map(|id| id.to_string())),
+            task,
+        }
+    }
+
+    /// A context where every binding is set, to render templates at load (`check-config`):
+    /// `user.*` from [`SAMPLE_USER`], an account with an id, role `5` "Standard User", a
+    /// password, a request id and task 1 of `operation`.
+    pub fn sample(target: &str, operation: &str) -> Self {
+        let user = SAMPLE_USER
+            .iter()
+            .map(|(key, value)| ((*key).to_string(), (*value).into()))
+            .collect();
+        let mut account = Attributes::new();
+        account.insert("name".into(), "jane.doe".into());
+        account.insert("accountID".into(), "1001".into());
+        account.insert("id".into(), "1001".into());
+        let mut task = Attributes::new();
+        task.insert("id".into(), 1.into());
+        task.insert("operation".into(), operation.into());
+        task.insert("target".into(), target.into());
+        Self {
+            user,
+            account,
+            entitlement: Some(entitlement_binding("role", "5", Some("Standard User"))),
+            password: Some(SecretString::from("Sample-Passw0rd!")),
+            request_id: Some("sample-request".into()),
+            task,
+        }
+    }
+
+    /// Binds `password` (a generated initial password). It is redacted from render errors.
+    pub fn with_password(mut self, password: &SecretString) -> Self {
+        self.password = Some(password.clone());
+        self
+    }
+
+    /// Binds `entitlementValue.*` to entitlement `id` of `kind` (e.g. a default role the task
+    /// did not name), replacing the request's.
+    pub fn with_entitlement(mut self, kind: &str, id: &str, name: Option<&str>) -> Self {
+        self.entitlement = Some(entitlement_binding(kind, id, name));
+        self
+    }
+
+    /// Sets `account.KEY`.
+    pub fn with_account_value(mut self, key: &str, value: serde_json::Value) -> Self {
+        self.account.insert(key.to_string(), value);
+        self
+    }
+
+    /// The minijinja root value.
+    fn root(&self) -> Value {
+        let mut root = BTreeMap::new();
+        root.insert("user", Value::from(Serde(&self.user)));
+        root.insert("account", Value::from(Serde(&self.account)));
+        if let Some(entitlement) = &self.entitlement {
+            root.insert("entitlementValue", Value::from(Serde(entitlement)));
+        }
+        if let Some(password) = &self.password {
+            root.insert("password", Value::from(password.expose_secret()));
+        }
+        if let Some(id) = &self.request_id {
+            root.insert("requestid", Value::from(id.as_str()));
+        }
+        root.insert("task", Value::from(Serde(&self.task)));
+        Value::from(root)
+    }
+
+    /// `text` with the bound password (if any) replaced by `[REDACTED]`.
+    fn redact(&self, text: String) -> String {
+        match &self.password {
+            Some(password) if !password.expose_secret().is_empty() => {
+                text.replace(password.expose_secret(), "[REDACTED]")
+            }
+            _ => text,
+        }
+    }
+}
+
+/// `entitlementValue`: `entitlementID`, `entitlement_value` (the name, else the id) and
+/// `entitlement_type`.
+fn entitlement_binding(kind: &str, id: &str, name: Option<&str>) -> Attributes {
+    let mut binding = Attributes::new();
+    binding.insert("entitlementID".into(), id.into());
+    binding.insert("entitlement_value".into(), name.unwrap_or(id).into());
+    binding.insert("entitlement_type".into(), kind.into());
+    binding
+}
+
+/// The compiled request-body templates of one target: the adapter's built-in defaults with
+/// the target's `templates` overrides applied.
+pub struct TemplateSet {
+    target: String,
+    env: Environment<'static>,
+    /// The operations with a template, and whether the template is built in.
+    operations: BTreeMap<String, bool>,
+}
+
+impl fmt::Debug for TemplateSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TemplateSet")
+            .field("target", &self.target)
+            .field("operations", &self.operations)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TemplateSet {
+    /// Compiles the templates of target `target`: each of `defaults` (operation → source),
+    /// replaced by `overrides` where the target sets one. An override for an operation without
+    /// a default, or a template that does not compile, is an error; every error is returned.
+    pub fn new(
+        target: &str,
+        escape: Escape,
+        defaults: &[(&'static str, &'static str)],
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<Self, Vec<TemplateError>> {
+        let mut env = Environment::new();
+        // Debug mode makes an undefined-variable error name the expression (`user.title` is
+        // undefined). It also attaches a dump of the context's values (a password included),
+        // shown only by `{:#}` and `{:?}` of the error: `describe` uses plain `Display`, and
+        // the error is dropped there.
+        env.set_debug(true);
+        env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+        match escape {
+            Escape::Json => env.set_formatter(json_formatter),
+        }
+        let mut errors = Vec::new();
+        match SyntaxConfig::builder()
+            .variable_delimiters("${", "}")
+            .block_delimiters("{%", "%}")
+            .comment_delimiters("{#", "#}")
+            .build()
+        {
+            Ok(syntax) => env.set_syntax(syntax),
+            Err(err) => errors.push(TemplateError {
+                key: format!("targets.{target}.templates"),
+                message: format!("cannot configure the template syntax: {err}"),
+            }),
+        }
+        let known: Vec<&str> = defaults.iter().map(|(operation, _)| *operation).collect();
+        for operation in overrides.keys() {
+            if !known.contains(&operation.as_str()) {
+                errors.push(TemplateError {
+                    key: template_key(target, operation),
+                    message: format!(
+                        "is not a template this kind of target has; the templates are {}",
+                        known.join(", ")
+                    ),
+                });
+            }
+        }
+        let mut operations = BTreeMap::new();
+        for (operation, default) in defaults {
+            let key = template_key(target, operation);
+            let (source, built_in) = match overrides.get(*operation) {
+                Some(source) => (source.clone(), false),
+                None => ((*default).to_string(), true),
+            };
+            match env.add_template_owned(key.clone(), source) {
+                Ok(()) => {
+                    operations.insert((*operation).to_string(), built_in);
+                }
+                Err(err) => errors.push(TemplateError {
+                    key,
+                    message: describe(&err),
+                }),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Self {
+                target: target.to_string(),
+                env,
+                operations,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Whether `operation` has a template.
+    pub fn has(&self, operation: &str) -> bool {
+        self.operations.contains_key(operation)
+    }
+
+    /// Renders template `operation` with `context` and parses the result as JSON. Errors name
+    /// the template's key and never carry the rendered body or the bound password.
+    pub fn render(
+        &self,
+        operation: &str,
+        context: &TemplateContext,
+    ) -> Result<serde_json::Value, TemplateError> {
+        let key = template_key(&self.target, operation);
+        let fail = |message: String| TemplateError {
+            key: key.clone(),
+            message: context.redact(message),
+        };
+        let template = self.env.get_template(&key).map_err(|_| {
+            fail(format!(
+                "there is no template for {operation} (the templates are {})",
+                self.operations
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        let text = template
+            .render(context.root())
+            .map_err(|err| fail(describe(&err)))?;
+        serde_json::from_str(&text).map_err(|err| {
+            fail(format!(
+                "the rendered body is not valid JSON ({err}); check the quotes and commas \
+                 around each ${{ … }} and {{% … %}}"
+            ))
+        })
+    }
+
+    /// Renders every template against [`TemplateContext::sample`]: the errors of the ones
+    /// that fail (empty: all render to JSON).
+    pub fn check(&self) -> Vec<TemplateError> {
+        self.operations
+            .keys()
+            .filter_map(|operation| {
+                self.render(operation, &TemplateContext::sample(&self.target, operation))
+                    .err()
+            })
+            .collect()
+    }
+}
+
+/// Compiles the templates of `target` and renders each against the sample context: every
+/// problem found (unknown keys, syntax errors, missing variables, output that is not JSON).
+pub fn check_templates(
+    target: &str,
+    escape: Escape,
+    defaults: &[(&'static str, &'static str)],
+    overrides: &BTreeMap<String, String>,
+) -> Vec<TemplateError> {
+    match TemplateSet::new(target, escape, defaults, overrides) {
+        Ok(set) => set.check(),
+        Err(errors) => errors,
+    }
+}
+
+/// minijinja's message, with the template line it names.
+fn describe(err: &minijinja::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        let _ = write!(text, ": {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+/// The [`Escape::Json`] formatter: strings as JSON string content, numbers and booleans as
+/// they are, none as `null`, lists and maps as escaped JSON text, safe values raw.
+fn json_formatter(
+    out: &mut Output,
+    _state: &mut State,
+    value: &Value,
+) -> Result<(), minijinja::Error> {
+    let io = |_: fmt::Error| {
+        minijinja::Error::new(
+            minijinja::ErrorKind::WriteFailure,
+            "cannot write the output",
+        )
+    };
+    if value.is_safe() {
+        return out
+            .write_str(value.as_str().unwrap_or_default())
+            .map_err(io);
+    }
+    match value.kind() {
+        ValueKind::Undefined => Ok(()),
+        ValueKind::None => out.write_str("null").map_err(io),
+        ValueKind::Bool => out
+            .write_str(if value.is_true() { "true" } else { "false" })
+            .map_err(io),
+        ValueKind::Number => write!(out, "{value}").map_err(io),
+        ValueKind::String => {
+            write_json_content(out, value.as_str().unwrap_or_default()).map_err(io)
+        }
+        _ => {
+            let text = serde_json::to_string(value).map_err(|err| {
+                minijinja::Error::new(
+                    minijinja::ErrorKind::BadSerialization,
+                    format!("cannot print a {} value as JSON: {err}", value.kind()),
+                )
+            })?;
+            write_json_content(out, &text).map_err(io)
+        }
+    }
+}
+
+/// Writes `text` escaped as the content of a JSON string (without the quotes).
+pub fn write_json_content(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
+    for c in text.chars() {
+        match c {
+            '"' => out.write_str("\\\"")?,
+            '\\' => out.write_str("\\\\")?,
+            '\n' => out.write_str("\\n")?,
+            '\r' => out.write_str("\\r")?,
+            '\t' => out.write_str("\\t")?,
+            '\u{08}' => out.write_str("\\b")?,
+            '\u{0c}' => out.write_str("\\f")?,
+            c if u32::from(c) < 0x20 => write!(out, "\\u{:04x}", u32::from(c))?,
+            c => out.write_char(c)?,
+        }
+    }
+    Ok(())
+}
+
+/// The text of a JSON object body, for adapters that merge rendered changes: the object, or
+/// an error naming the template when the body is not an object.
+pub fn expect_object(
+    target: &str,
+    operation: &str,
+    body: serde_json::Value,
+) -> Result<Map<String, serde_json::Value>, TemplateError> {
+    match body {
+        serde_json::Value::Object(map) => Ok(map),
+        other => Err(TemplateError {
+            key: template_key(target, operation),
+            message: format!(
+                "must render to a JSON object, not {}",
+                match other {
+                    serde_json::Value::Null => "null",
+                    serde_json::Value::Bool(_) => "a boolean",
+                    serde_json::Value::Number(_) => "a number",
+                    serde_json::Value::String(_) => "a string",
+                    serde_json::Value::Array(_) => "a list",
+                    serde_json::Value::Object(_) => "an object",
+                }
+            ),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::model::Operation;
+
+    fn request(attributes: serde_json::Value) -> ProvisionRequest {
+        ProvisionRequest {
+            operation: Operation::CreateAccount,
+            account_id: Some("42".into()),
+            account_name: "jane.doe".into(),
+            entitlement: Some(("role".into(), "3".into())),
+            attributes: attributes.as_object().cloned().unwrap_or_default(),
+            entitlement_name: Some("Finance Manager".into()),
+            task_id: Some(7),
+            request_id: None,
+        }
+    }
+
+    fn set(source: &str) -> TemplateSet {
+        let overrides = BTreeMap::from([("create_account".to_string(), source.to_string())]);
+        TemplateSet::new("dc", Escape::Json, &[("create_account", "{}")], &overrides).unwrap()
+    }
+
+    fn render(
+        source: &str,
+        attributes: serde_json::Value,
+    ) -> Result<serde_json::Value, TemplateError> {
+        let context = TemplateContext::from_request("dc", &request(attributes));
+        set(source).render("create_account", &context)
+    }
+
+    #[test]
+    fn prints_bindings_with_dollar_delimiters() {
+        let body = render(
+            r#"{"first": "${ user.firstname }", "name": "${ account.name }", "id": "${ account.accountID }",
+                "role": ${ entitlementValue.entitlementID }, "role_name": "${ entitlementValue.entitlement_value }",
+                "req": "${ requestid }", "task": ${ task.id }, "op": "${ task.operation }", "target": "${ task.target }",
+                "n": ${ user.count }, "flag": ${ user.flag }, "curly": "{{ not a variable }}"}"#,
+            json!({ "FirstName": "Jane", "count": 3, "flag": true, "gone": null }),
+        )
+        .unwrap();
+        assert_eq!(
+            body,
+            json!({ "first": "Jane", "name": "jane.doe", "id": "42", "role": 3,
+                    "role_name": "Finance Manager", "req": "7", "task": 7, "op": "create_account",
+                    "target": "dc", "n": 3, "flag": true, "curly": "{{ not a variable }}" })
+        );
+    }
+
+    #[test]
+    fn conditionals_test_missing_values_as_false() {
+        let source = r#"{"a": 1{% if user.title %}, "title": "${ user.title }"{% endif %}}"#;
+        assert_eq!(
+            render(source, json!({ "title": "Lead" })).unwrap(),
+            json!({ "a": 1, "title": "Lead" })
+        );
+        assert_eq!(render(source, json!({})).unwrap(), json!({ "a": 1 }));
+        assert_eq!(
+            render(source, json!({ "title": null })).unwrap(),
+            json!({ "a": 1 })
+        );
+    }
+
+    #[test]
+    fn a_missing_variable_is_an_error_naming_it_and_the_template() {
+        let err = render(r#"{"t": "${ user.title }"}"#, json!({})).unwrap_err();
+        assert_eq!(err.key, "targets.dc.templates.create_account");
+        let text = err.to_string();
+        assert!(
+            text.contains("targets.dc.templates.create_account")
+                && text.contains("undefined")
+                && text.contains("user.title")
+                && text.contains(":1"),
+            "{text}"
+        );
+        let err = render("{\n\"t\": \"${ usr.name }\"}", json!({})).unwrap_err();
+        assert!(err.to_string().contains("usr"), "{err}");
+        assert!(err.to_string().contains(":2"), "{err}");
+    }
+
+    #[test]
+    fn escapes_values_as_json_string_content() {
+        let nasty = "say \"hi\"\\ \n\ttab \u{1} end";
+        let body = render(r#"{"v": "${ user.v }"}"#, json!({ "v": nasty })).unwrap();
+        assert_eq!(body["v"], nasty);
+        let body = render(
+            r#"{"list": "${ user.l }", "raw": ${ user.l | tojson }}"#,
+            json!({ "l": ["a\"b", 1] }),
+        )
+        .unwrap();
+        assert_eq!(
+            body,
+            json!({ "list": "[\"a\\\"b\",1]", "raw": ["a\"b", 1] })
+        );
+    }
+
+    #[test]
+    fn output_that_is_not_json_is_an_error_without_the_body() {
+        let err = render(
+            r#"{"v": ${ user.secret }}"#,
+            json!({ "secret": "hunter2 x" }),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("not valid JSON") && text.contains("create_account"),
+            "{text}"
+        );
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn the_password_is_bound_and_redacted_from_errors() {
+        let context = TemplateContext::from_request("dc", &request(json!({})))
+            .with_password(&SecretString::from("S3cret-pw"));
+        let body = set(r#"{"p": "${ password }"}"#)
+            .render("create_account", &context)
+            .unwrap();
+        assert_eq!(body["p"], "S3cret-pw");
+        let err = set(r#"{"p": "${ password }" "#)
+            .render("create_account", &context)
+            .unwrap_err();
+        assert!(!err.to_string().contains("S3cret-pw"), "{err}");
+        assert!(!format!("{context:?}").contains("S3cret-pw"));
+    }
+
+    #[test]
+    fn check_finds_syntax_errors_unknown_keys_and_missing_variables() {
+        let defaults = [
+            ("create_account", r#"{"u": "${ user.username }"}"#),
+            ("update_account", "{}"),
+        ];
+        assert!(check_templates("dc", Escape::Json, &defaults, &BTreeMap::new()).is_empty());
+        let overrides = BTreeMap::from([
+            (
+                "create_account".to_string(),
+                r#"{"u": "${ user.username "#.to_string(),
+            ),
+            (
+                "update_account".to_string(),
+                r#"{"c": "${ user.costcenter }"}"#.to_string(),
+            ),
+            ("delete_everything".to_string(), "{}".to_string()),
+        ]);
+        let errors = check_templates("dc", Escape::Json, &defaults, &overrides);
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "targets.dc.templates.delete_everything",
+                "targets.dc.templates.create_account"
+            ],
+            "{errors:?}"
+        );
+        assert!(
+            errors[0].message.contains("create_account, update_account"),
+            "{errors:?}"
+        );
+        assert!(errors[1].message.contains("syntax error"), "{errors:?}");
+        let overrides = BTreeMap::from([(
+            "update_account".to_string(),
+            r#"{"c": "${ user.costcenter }"}"#.to_string(),
+        )]);
+        let errors = check_templates("dc", Escape::Json, &defaults, &overrides);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].key, "targets.dc.templates.update_account");
+        assert!(errors[0].message.contains("user.costcenter"), "{errors:?}");
+    }
+
+    proptest! {
+        #[test]
+        fn any_attribute_text_round_trips(value in any::<String>()) {
+            let body = render(r#"{"v": "${ user.v }"}"#, json!({ "v": value.clone() })).unwrap();
+            prop_assert_eq!(body["v"].as_str(), Some(value.as_str()));
+        }
+    }
+}

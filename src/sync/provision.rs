@@ -1,0 +1,1280 @@
+//! The provisioning engine (the "WSRETRY" job), following DESIGN.md "Provisioning
+//! semantics".
+//!
+//! A *pass* returns expired leases to the queue, fails tasks whose dependency failed, then
+//! claims due tasks and runs them until none is due, one worker group per target so that one
+//! target's slowness never delays another's. Within a target at most `max_concurrency`
+//! attempts are in flight (shared by concurrent passes); the store hands out the tasks of
+//! one account one at a time, in submission order.
+//!
+//! Each attempt: the target's circuit breaker is asked first (an open circuit puts the task
+//! back without counting the attempt); a `create_account` whose last attempt had an unknown
+//! outcome looks the account up first; then the connector is called and its answer
+//! classified — done / already done succeed (and update the store in the same transaction),
+//! transient errors and 429s retry with exponential backoff and jitter (at least the
+//! target's `Retry-After`) until `max_attempts` or `retry.give_up_after`, refusals fail at
+//! once with the target's message, and a 401 opens the target's circuit and requeues.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::future::join_all;
+use tokio::sync::{oneshot, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn, Instrument};
+
+use crate::clock;
+use crate::config::{Config, TargetKind, TaskRetryConfig};
+use crate::connector::{Connector, ConnectorError, ErrorClass, ProvisionOutcome, ProvisionRequest};
+use crate::model::{
+    AccountStatus, AttemptOutcome, JobKind, Operation, RunOutcome, Task, TaskStatus, Trigger,
+};
+use crate::store::{
+    AttemptResult, Claim, NewRun, RunFinish, Store, StoreEffect, StoreError, TaskNext,
+};
+use crate::sync::breaker::{BreakerSettings, Breakers, Gate, OpenReason};
+use crate::telemetry;
+
+/// How long a claimed task stays leased to this process; a task still `running` after it
+/// (a dead process) goes back to the queue as `uncertain`.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(300);
+
+/// Why a pass could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    /// The target is not configured.
+    #[error("unknown target `{0}` (see [targets] in the config)")]
+    UnknownTarget(String),
+    /// The store failed before any task ran.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct PassReport {
+    /// Tasks claimed (attempts started, including those refused by an open circuit).
+    pub claimed: u64,
+    /// Tasks that succeeded.
+    pub succeeded: u64,
+    /// Of those, tasks whose change was already in place.
+    pub already_done: u64,
+    /// Tasks that will be retried after a transient error or a 429.
+    pub retried: u64,
+    /// Tasks put back without counting the attempt (open circuit, 401).
+    pub requeued: u64,
+    /// Tasks that failed in this pass (including dependents of a failed create).
+    pub failed: u64,
+    /// The ids of the tasks that failed in this pass after an attempt.
+    pub failed_tasks: Vec<i64>,
+    /// Running tasks of a dead process returned to the queue at the start of the pass.
+    pub released_leases: u64,
+    /// Store errors that stopped a worker (the leases of its tasks protect them).
+    pub errors: Vec<String>,
+    /// Whether shutdown stopped the pass before the queue was drained.
+    pub interrupted: bool,
+}
+
+impl PassReport {
+    fn merge(&mut self, other: PassReport) {
+        self.claimed += other.claimed;
+        self.succeeded += other.succeeded;
+        self.already_done += other.already_done;
+        self.retried += other.retried;
+        self.requeued += other.requeued;
+        self.failed += other.failed;
+        self.failed_tasks.extend(other.failed_tasks);
+        self.released_leases += other.released_leases;
+        self.errors.extend(other.errors);
+        self.interrupted |= other.interrupted;
+    }
+
+    fn count(&mut self, step: &Step, task_id: i64) {
+        self.claimed += 1;
+        match step {
+            Step::Succeeded { already_done } => {
+                self.succeeded += 1;
+                if *already_done {
+                    self.already_done += 1;
+                }
+            }
+            Step::Retried => self.retried += 1,
+            Step::Requeued => self.requeued += 1,
+            Step::Failed => {
+                self.failed += 1;
+                self.failed_tasks.push(task_id);
+            }
+        }
+    }
+
+    /// The contract exit code of `idsync provision`: 1 when a task of this pass ended
+    /// `failed` or the pass hit a store error, else 0.
+    pub fn exit_code(&self) -> i32 {
+        if self.failed > 0 || !self.errors.is_empty() {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// How one attempt left its task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Succeeded { already_done: bool },
+    Retried,
+    Requeued,
+    Failed,
+}
+
+/// What a connector call (and the look-up before it) came to.
+enum Called {
+    /// The change is in place; for creates, the account's id when known.
+    Done {
+        account_id: Option<String>,
+        already_done: bool,
+    },
+    /// The login exists at the target but belongs to someone else.
+    Taken(String),
+}
+
+/// Runs provisioning passes against the configured targets. Cheap to clone; clones share
+/// the circuit breakers and the per-target concurrency limits.
+#[derive(Clone)]
+pub struct ProvisionRunner {
+    store: Arc<dyn Store>,
+    connectors: Arc<BTreeMap<String, Arc<dyn Connector>>>,
+    config: Arc<Config>,
+    breakers: Arc<Breakers>,
+    permits: Arc<BTreeMap<String, Arc<Semaphore>>>,
+    lease: Duration,
+}
+
+impl ProvisionRunner {
+    /// A runner over the given store and connectors, with the default lease and breaker.
+    pub fn new(
+        store: Arc<dyn Store>,
+        connectors: Arc<BTreeMap<String, Arc<dyn Connector>>>,
+        config: Arc<Config>,
+    ) -> Self {
+        let permits = config
+            .targets
+            .iter()
+            .map(|(name, target)| {
+                let permits = usize::try_from(target.max_concurrency.max(1)).unwrap_or(1);
+                (name.clone(), Arc::new(Semaphore::new(permits)))
+            })
+            .collect();
+        Self {
+            store,
+            connectors,
+            config,
+            breakers: Arc::new(Breakers::new(BreakerSettings::default())),
+            permits: Arc::new(permits),
+            lease: DEFAULT_LEASE,
+        }
+    }
+
+    /// The same runner with another lease length for targets that set no `task_lease` (tests
+    /// of crash recovery).
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// The same runner with other breaker settings (fresh circuits).
+    pub fn with_breaker_settings(mut self, settings: BreakerSettings) -> Self {
+        self.breakers = Arc::new(Breakers::new(settings));
+        self
+    }
+
+    /// The circuit breakers (for the API's target states).
+    pub fn breakers(&self) -> &Arc<Breakers> {
+        &self.breakers
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The connectors.
+    pub fn connectors(&self) -> &Arc<BTreeMap<String, Arc<dyn Connector>>> {
+        &self.connectors
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// One pass over the due tasks of `target` (every target when `None`): returns expired
+    /// leases, fails orphaned dependents, then claims and runs due tasks until none is due.
+    /// `cancel` stops the pass between attempts (an attempt in flight finishes).
+    pub async fn run_pass(
+        &self,
+        target: Option<&str>,
+        cancel: &CancellationToken,
+    ) -> Result<PassReport, ProvisionError> {
+        let targets: Vec<(String, Arc<dyn Connector>)> = match target {
+            Some(name) => {
+                let connector = self
+                    .connectors
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| ProvisionError::UnknownTarget(name.to_string()))?;
+                vec![(name.to_string(), connector)]
+            }
+            None => self
+                .connectors
+                .iter()
+                .map(|(name, connector)| (name.clone(), connector.clone()))
+                .collect(),
+        };
+        let now = clock::now();
+        let mut report = PassReport {
+            released_leases: self.store.release_expired_leases(now).await?,
+            ..PassReport::default()
+        };
+        if report.released_leases > 0 {
+            warn!(
+                tasks = report.released_leases,
+                "Tasks left running by a stopped process were returned to the queue; their next attempt checks the target first."
+            );
+        }
+        let orphans = self.store.fail_orphaned_dependents(now).await?;
+        report.failed += orphans;
+        if orphans > 0 {
+            warn!(
+                tasks = orphans,
+                "Tasks waiting for a failed or cancelled create were failed."
+            );
+        }
+        let groups = targets.iter().map(|(name, connector)| {
+            let span = tracing::info_span!("provision_target", target = %name);
+            self.run_target(name, connector.clone(), cancel)
+                .instrument(span)
+        });
+        for group in join_all(groups).await {
+            report.merge(group);
+        }
+        self.refresh_gauges().await;
+        Ok(report)
+    }
+
+    /// Records a provisioning run around one pass (the run record's `counts` is the
+    /// [`PassReport`]). A pass whose tasks failed is still a succeeded run; a store error or
+    /// shutdown makes it a failed one.
+    pub async fn run_recorded(
+        &self,
+        job: &str,
+        target: Option<&str>,
+        trigger: Trigger,
+        actor: &str,
+        started: Option<oneshot::Sender<i64>>,
+        cancel: &CancellationToken,
+    ) -> Result<(i64, PassReport), ProvisionError> {
+        if let Some(name) = target {
+            if !self.connectors.contains_key(name) {
+                return Err(ProvisionError::UnknownTarget(name.to_string()));
+            }
+        }
+        let clock_start = Instant::now();
+        let run_id = self
+            .store
+            .start_run(&NewRun {
+                job: job.to_string(),
+                target: target.map(str::to_string),
+                kind: JobKind::Provisioning,
+                trigger,
+                actor: actor.to_string(),
+                started_at: clock::now(),
+            })
+            .await?;
+        if let Some(tx) = started {
+            let _ = tx.send(run_id);
+        }
+        let span = tracing::info_span!(
+            "job_run",
+            run_id,
+            job = %job,
+            target = target.unwrap_or("all"),
+            kind = %JobKind::Provisioning,
+        );
+        let result = self.run_pass(target, cancel).instrument(span).await;
+        let (outcome, error, report) = match result {
+            Ok(report) if report.interrupted => (
+                RunOutcome::Failed,
+                Some("interrupted by shutdown".to_string()),
+                report,
+            ),
+            Ok(report) if !report.errors.is_empty() => {
+                (RunOutcome::Failed, Some(report.errors.join("; ")), report)
+            }
+            Ok(report) => (RunOutcome::Succeeded, None, report),
+            Err(err) => (
+                RunOutcome::Failed,
+                Some(err.to_string()),
+                PassReport::default(),
+            ),
+        };
+        let finish = RunFinish {
+            outcome,
+            finished_at: clock::now(),
+            counts: serde_json::to_value(&report).unwrap_or_default(),
+            error,
+        };
+        self.store.finish_run(run_id, &finish).await?;
+        record_run_metrics(job, target, outcome, clock_start.elapsed());
+        info!(
+            run_id,
+            job = %job,
+            outcome = %outcome,
+            succeeded = report.succeeded,
+            retried = report.retried,
+            requeued = report.requeued,
+            failed = report.failed,
+            "Provisioning pass finished."
+        );
+        Ok((run_id, report))
+    }
+
+    /// Runs the due tasks of one target with `max_concurrency` workers.
+    async fn run_target(
+        &self,
+        target: &str,
+        connector: Arc<dyn Connector>,
+        cancel: &CancellationToken,
+    ) -> PassReport {
+        let permits = match self.permits.get(target) {
+            Some(permits) => permits.clone(),
+            None => Arc::new(Semaphore::new(1)),
+        };
+        let workers = self
+            .config
+            .targets
+            .get(target)
+            .map(|t| t.max_concurrency.max(1))
+            .unwrap_or(1);
+        let runs = (0..workers).map(|_| self.worker(target, connector.as_ref(), &permits, cancel));
+        let mut report = PassReport::default();
+        for one in join_all(runs).await {
+            report.merge(one);
+        }
+        report
+    }
+
+    /// Claims and runs one task at a time until none is due.
+    async fn worker(
+        &self,
+        target: &str,
+        connector: &dyn Connector,
+        permits: &Semaphore,
+        cancel: &CancellationToken,
+    ) -> PassReport {
+        let mut report = PassReport::default();
+        loop {
+            if cancel.is_cancelled() {
+                report.interrupted = true;
+                break;
+            }
+            let permit = tokio::select! {
+                permit = permits.acquire() => permit,
+                _ = cancel.cancelled() => {
+                    report.interrupted = true;
+                    break;
+                }
+            };
+            let Ok(_permit) = permit else { break };
+            let claim = Claim {
+                target: Some(target.to_string()),
+                now: clock::now(),
+                lease: self
+                    .config
+                    .targets
+                    .get(target)
+                    .and_then(|config| config.task_lease)
+                    .map_or(self.lease, |lease| lease.get()),
+                limit: 1,
+            };
+            let tasks = match self.store.claim_tasks(&claim).await {
+                Ok(tasks) => tasks,
+                Err(err) => {
+                    warn!(target = %target, error = %err, "Cannot claim tasks; stopping this worker.");
+                    report.errors.push(err.to_string());
+                    break;
+                }
+            };
+            if tasks.is_empty() {
+                break;
+            }
+            for task in tasks {
+                let id = task.id;
+                match self.attempt(connector, task).await {
+                    Ok(step) => report.count(&step, id),
+                    Err(err) => {
+                        warn!(task_id = id, target = %target, error = %err, "Cannot record the attempt; the task's lease returns it to the queue.");
+                        report.errors.push(err.to_string());
+                    }
+                }
+            }
+        }
+        report
+    }
+
+    /// One attempt of one claimed task, recorded in the store.
+    async fn attempt(&self, connector: &dyn Connector, task: Task) -> Result<Step, StoreError> {
+        let target = task.target.clone();
+        let now = clock::now();
+        let mut trial = false;
+        match self.breakers.check(&target, now) {
+            Gate::Closed => {}
+            Gate::Open { reason, until } => return self.refused(&task, reason, until).await,
+            Gate::HalfOpen {
+                reason: OpenReason::Transient,
+            } => trial = true,
+            Gate::HalfOpen {
+                reason: OpenReason::AuthFailed,
+            } => match connector.test_connection().await {
+                Ok(()) => {
+                    self.breakers.probe_result(&target, true, clock::now());
+                    info!(target = %target, "Probe succeeded; the target's circuit is closed.");
+                }
+                Err(err) => {
+                    let at = clock::now();
+                    let until = self
+                        .breakers
+                        .probe_result(&target, false, at)
+                        .unwrap_or(at + chrono::Duration::seconds(30));
+                    warn!(target = %target, error = %err, until = %clock::format(until), "Probe failed; the target's circuit stays open.");
+                    return self.refused(&task, OpenReason::AuthFailed, until).await;
+                }
+            },
+        }
+
+        let called = self.call(connector, &task).await;
+        let finished_at = clock::now();
+        let retry = self.retry_config(&target);
+        let (outcome, error, next) = match called {
+            Ok(Called::Done {
+                account_id,
+                already_done,
+            }) => {
+                self.breakers.record_success(&target);
+                let (account_id, effect) = self.effect(&task, account_id);
+                let outcome = if already_done {
+                    AttemptOutcome::AlreadyDone
+                } else {
+                    AttemptOutcome::Succeeded
+                };
+                (outcome, None, TaskNext::Succeeded { account_id, effect })
+            }
+            Ok(Called::Taken(id)) => {
+                self.breakers.record_success(&target);
+                (
+                    AttemptOutcome::Permanent,
+                    Some(format!("username taken by account id {id}")),
+                    TaskNext::Failed,
+                )
+            }
+            Err(err) => {
+                let message = err.to_string();
+                match err.class() {
+                    ErrorClass::Transient | ErrorClass::RateLimited => {
+                        let retry_after = match &err {
+                            ConnectorError::RateLimited { retry_after, .. } => *retry_after,
+                            _ => None,
+                        };
+                        let outcome = if err.class() == ErrorClass::RateLimited {
+                            AttemptOutcome::RateLimited
+                        } else {
+                            if self.breakers.record_transient(&target, finished_at) {
+                                warn!(target = %target, "Too many consecutive transient failures; the target's circuit is open.");
+                            }
+                            AttemptOutcome::Transient
+                        };
+                        if outcome == AttemptOutcome::RateLimited && trial {
+                            self.breakers.release_trial(&target);
+                        }
+                        let next = match retry_at(
+                            &retry,
+                            task.attempts,
+                            task.max_attempts,
+                            task.first_attempt_at,
+                            finished_at,
+                            retry_after,
+                            rand::random::<f64>(),
+                        ) {
+                            Some(at) => TaskNext::Retry { at },
+                            None => TaskNext::Failed,
+                        };
+                        (outcome, Some(message), next)
+                    }
+                    ErrorClass::Auth => {
+                        let until = self.breakers.record_auth_failure(&target, finished_at);
+                        warn!(target = %target, error = %message, until = %clock::format(until), "The target rejected the credentials; its circuit is open until a probe succeeds.");
+                        (
+                            AttemptOutcome::Auth,
+                            Some(message),
+                            TaskNext::Requeue { at: until },
+                        )
+                    }
+                    ErrorClass::AlreadyDone => {
+                        // Handled in `call`; kept for completeness.
+                        self.breakers.record_success(&target);
+                        let (account_id, effect) = self.effect(&task, None);
+                        (
+                            AttemptOutcome::AlreadyDone,
+                            None,
+                            TaskNext::Succeeded { account_id, effect },
+                        )
+                    }
+                    ErrorClass::Unsupported => {
+                        if trial {
+                            self.breakers.release_trial(&target);
+                        }
+                        (AttemptOutcome::Permanent, Some(message), TaskNext::Failed)
+                    }
+                    ErrorClass::Permanent | ErrorClass::Forbidden => {
+                        self.breakers.record_success(&target);
+                        (AttemptOutcome::Permanent, Some(message), TaskNext::Failed)
+                    }
+                }
+            }
+        };
+        metrics::counter!(
+            telemetry::TASK_ATTEMPTS_TOTAL,
+            "target" => target.clone(),
+            "operation" => task.operation.to_string(),
+            "outcome" => outcome.to_string()
+        )
+        .increment(1);
+        let step = match &next {
+            TaskNext::Succeeded { .. } => Step::Succeeded {
+                already_done: outcome == AttemptOutcome::AlreadyDone,
+            },
+            TaskNext::Retry { .. } => Step::Retried,
+            TaskNext::Requeue { .. } => Step::Requeued,
+            TaskNext::Failed => Step::Failed,
+        };
+        log_attempt(&task, outcome, &next, error.as_deref());
+        self.store
+            .finish_attempt(&AttemptResult {
+                task_id: task.id,
+                attempt: task.attempts,
+                outcome,
+                error,
+                finished_at,
+                next,
+            })
+            .await?;
+        Ok(step)
+    }
+
+    /// Puts a task back without calling the target (its circuit is open).
+    async fn refused(
+        &self,
+        task: &Task,
+        reason: OpenReason,
+        until: DateTime<Utc>,
+    ) -> Result<Step, StoreError> {
+        let outcome = match reason {
+            OpenReason::AuthFailed => AttemptOutcome::Auth,
+            OpenReason::Transient => AttemptOutcome::Transient,
+        };
+        let error = format!(
+            "not attempted: the circuit of target {} is open ({}) until {}",
+            task.target,
+            reason.as_str(),
+            clock::format(until)
+        );
+        let next = TaskNext::Requeue { at: until };
+        log_attempt(task, outcome, &next, Some(&error));
+        self.store
+            .finish_attempt(&AttemptResult {
+                task_id: task.id,
+                attempt: task.attempts,
+                outcome,
+                error: Some(error),
+                finished_at: clock::now(),
+                next,
+            })
+            .await?;
+        Ok(Step::Requeued)
+    }
+
+    /// Calls the target: for a create whose last outcome is unknown, reads the target first.
+    async fn call(&self, connector: &dyn Connector, task: &Task) -> Result<Called, ConnectorError> {
+        if task.uncertain && task.operation == Operation::CreateAccount {
+            match connector.lookup_account(&task.account).await {
+                Ok(Some(found)) => {
+                    return Ok(if same_email(task, found.email.as_deref()) {
+                        info!(task_id = task.id, target = %task.target, "The account of an uncertain create exists and matches; counting it as done.");
+                        Called::Done {
+                            account_id: Some(found.id),
+                            already_done: true,
+                        }
+                    } else {
+                        Called::Taken(found.id)
+                    });
+                }
+                Ok(None) => {}
+                Err(err) if err.class() == ErrorClass::Unsupported => {}
+                Err(err) => return Err(err),
+            }
+        }
+        let request = self.request(task).await;
+        let (account_id, already_done) = match connector.provision(&request).await {
+            Ok(ProvisionOutcome::Done { account_id }) => (account_id, false),
+            Ok(ProvisionOutcome::AlreadyDone { account_id }) => (account_id, true),
+            Err(err) if err.class() == ErrorClass::AlreadyDone => (None, true),
+            Err(err) => return Err(err),
+        };
+        // A create must leave the new account's id; ask the target when it did not say.
+        let account_id = match (task.operation, account_id) {
+            (Operation::CreateAccount, None) => connector
+                .lookup_account(&task.account)
+                .await
+                .ok()
+                .flatten()
+                .map(|found| found.id),
+            (_, id) => id,
+        };
+        Ok(Called::Done {
+            account_id,
+            already_done,
+        })
+    }
+
+    /// The connector request of a task. Templates see the account's login as the store
+    /// knows it now (a rename since submit is followed by id).
+    async fn request(&self, task: &Task) -> ProvisionRequest {
+        let mut account_name = task.account.clone();
+        if let Some(id) = &task.account_id {
+            match self.store.get_account(&task.target, id).await {
+                Ok(Some(account)) => account_name = account.name,
+                Ok(None) => {}
+                Err(err) => {
+                    warn!(task_id = task.id, error = %err, "Cannot read the account's current name; using the name given at submit.")
+                }
+            }
+        }
+        ProvisionRequest {
+            operation: task.operation,
+            account_id: task.account_id.clone(),
+            account_name,
+            entitlement: task
+                .entitlement
+                .as_ref()
+                .map(|e| (e.entitlement_type.clone(), e.id.clone())),
+            attributes: task.attributes.clone(),
+            entitlement_name: task.entitlement.as_ref().map(|e| e.name.clone()),
+            task_id: Some(task.id),
+            request_id: Some(
+                task.request_id
+                    .clone()
+                    .unwrap_or_else(|| task.id.to_string()),
+            ),
+        }
+    }
+
+    /// The store change of a succeeded task.
+    fn effect(&self, task: &Task, created_id: Option<String>) -> (Option<String>, StoreEffect) {
+        let kind = self.config.targets.get(&task.target).map(|t| t.kind);
+        let effect = match task.operation {
+            Operation::CreateAccount => match &created_id {
+                Some(id) => StoreEffect::AccountCreated {
+                    account_id: id.clone(),
+                    name: task.account.clone(),
+                    display_name: display_name(&task.attributes),
+                    email: attribute(&task.attributes, "email"),
+                },
+                None => StoreEffect::None,
+            },
+            Operation::UpdateAccount => StoreEffect::AccountUpdated {
+                display_name: display_name(&task.attributes),
+                email: attribute(&task.attributes, "email"),
+            },
+            Operation::EnableAccount => StoreEffect::AccountStatus(AccountStatus::Active),
+            Operation::DisableAccount => StoreEffect::AccountStatus(AccountStatus::Inactive),
+            Operation::RemoveAccount => StoreEffect::AccountStatus(AccountStatus::Suspended),
+            Operation::AddAccess => {
+                let is_container = task
+                    .entitlement
+                    .as_ref()
+                    .is_some_and(|e| e.entitlement_type.eq_ignore_ascii_case("container"));
+                if kind == Some(TargetKind::Digicert) && is_container {
+                    StoreEffect::GrantMoved
+                } else {
+                    StoreEffect::GrantActive
+                }
+            }
+            Operation::RemoveAccess => StoreEffect::GrantRemoved,
+        };
+        let account_id = created_id.or_else(|| task.account_id.clone());
+        (account_id, effect)
+    }
+
+    fn retry_config(&self, target: &str) -> TaskRetryConfig {
+        self.config
+            .targets
+            .get(target)
+            .map(|t| t.retry)
+            .unwrap_or_default()
+    }
+
+    /// Sets `idsync_tasks`, `idsync_task_oldest_pending_age_seconds` and
+    /// `idsync_target_circuit_open` from the store and the breakers.
+    pub async fn refresh_gauges(&self) {
+        let gauges = match self.store.task_gauges().await {
+            Ok(gauges) => gauges,
+            Err(err) => {
+                warn!(error = %err, "Cannot read task counts for the metrics.");
+                return;
+            }
+        };
+        for target in self.config.targets.keys() {
+            for status in TaskStatus::ALL {
+                let count = gauges
+                    .iter()
+                    .find(|g| &g.target == target && g.status == *status)
+                    .map_or(0, |g| g.count);
+                metrics::gauge!(
+                    telemetry::TASKS,
+                    "target" => target.clone(),
+                    "status" => status.to_string()
+                )
+                .set(count as f64);
+            }
+            self.breakers.publish(target);
+        }
+        let oldest = match self.store.oldest_pending().await {
+            Ok(oldest) => oldest,
+            Err(err) => {
+                warn!(error = %err, "Cannot read the oldest pending task for the metrics.");
+                return;
+            }
+        };
+        let now = clock::now();
+        for target in self.config.targets.keys() {
+            let age = oldest
+                .iter()
+                .find(|(name, _)| name == target)
+                .map_or(0.0, |(_, at)| {
+                    now.signed_duration_since(*at).num_milliseconds().max(0) as f64 / 1000.0
+                });
+            metrics::gauge!(telemetry::TASK_OLDEST_PENDING_AGE_SECONDS, "target" => target.clone())
+                .set(age);
+        }
+    }
+}
+
+/// The backoff after `attempts` failed attempts: `initial_backoff` doubled per attempt, at
+/// most `max_backoff`, less up to 20 % of jitter (`jitter` in `[0, 1)`), so retries of many
+/// tasks that failed together spread out.
+pub fn backoff(retry: &TaskRetryConfig, attempts: u32, jitter: f64) -> Duration {
+    let exponent = attempts.saturating_sub(1).min(32);
+    let base = retry
+        .initial_backoff
+        .get()
+        .saturating_mul(2u32.saturating_pow(exponent))
+        .min(retry.max_backoff.get());
+    let jitter = jitter.clamp(0.0, 1.0);
+    base.mul_f64(1.0 - 0.2 * jitter)
+}
+
+/// When to retry a task after a transient failure, or `None` to give up: gives up when the
+/// attempts are used up or `give_up_after` has passed since the first attempt; waits at least
+/// `retry_after` (giving up when that lands past the deadline); otherwise the backoff,
+/// clamped to the deadline so that a last attempt happens right at it.
+pub fn retry_at(
+    retry: &TaskRetryConfig,
+    attempts: u32,
+    max_attempts: u32,
+    first_attempt_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    retry_after: Option<Duration>,
+    jitter: f64,
+) -> Option<DateTime<Utc>> {
+    if attempts >= max_attempts {
+        return None;
+    }
+    let first = first_attempt_at.unwrap_or(now);
+    let deadline = first + to_chrono(retry.give_up_after.get());
+    if now >= deadline {
+        return None;
+    }
+    let wait = backoff(retry, attempts, jitter).max(retry_after.unwrap_or_default());
+    let at = now + to_chrono(wait);
+    if at <= deadline {
+        return Some(at);
+    }
+    match retry_after {
+        Some(after) if now + to_chrono(after) > deadline => None,
+        _ => Some(deadline),
+    }
+}
+
+fn to_chrono(duration: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
+}
+
+fn attribute(attributes: &crate::model::Attributes, key: &str) -> Option<String> {
+    match attributes.get(key)? {
+        serde_json::Value::String(text) if !text.is_empty() => Some(text.clone()),
+        serde_json::Value::Null => None,
+        serde_json::Value::String(_) => None,
+        other => Some(other.to_string()),
+    }
+}
+
+/// `firstname lastname` from the task's attributes, when either is given.
+fn display_name(attributes: &crate::model::Attributes) -> Option<String> {
+    let parts: Vec<String> = ["firstname", "lastname"]
+        .iter()
+        .filter_map(|key| attribute(attributes, key))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" "))
+}
+
+/// Whether the task's e-mail equals `found` (case-insensitively).
+fn same_email(task: &Task, found: Option<&str>) -> bool {
+    match (attribute(&task.attributes, "email"), found) {
+        (Some(ours), Some(theirs)) => ours.trim().eq_ignore_ascii_case(theirs.trim()),
+        _ => false,
+    }
+}
+
+/// Logs one attempt: task id, target, operation, outcome — never attributes or bodies.
+fn log_attempt(task: &Task, outcome: AttemptOutcome, next: &TaskNext, error: Option<&str>) {
+    let next_text = match next {
+        TaskNext::Succeeded { .. } => "succeeded".to_string(),
+        TaskNext::Retry { at } => format!("retry at {}", clock::format(*at)),
+        TaskNext::Requeue { at } => format!("requeued until {}", clock::format(*at)),
+        TaskNext::Failed => "failed".to_string(),
+    };
+    match next {
+        TaskNext::Succeeded { .. } => info!(
+            task_id = task.id,
+            target = %task.target,
+            operation = %task.operation,
+            attempt = task.attempts,
+            outcome = %outcome,
+            "Task attempt succeeded."
+        ),
+        _ => warn!(
+            task_id = task.id,
+            target = %task.target,
+            operation = %task.operation,
+            attempt = task.attempts,
+            outcome = %outcome,
+            next = %next_text,
+            error = error.unwrap_or_default(),
+            "Task attempt did not succeed."
+        ),
+    }
+}
+
+fn record_run_metrics(job: &str, target: Option<&str>, outcome: RunOutcome, took: Duration) {
+    let target = target.unwrap_or("all").to_string();
+    let kind = JobKind::Provisioning.to_string();
+    metrics::counter!(
+        telemetry::JOB_RUNS_TOTAL,
+        "job" => job.to_string(),
+        "target" => target.clone(),
+        "kind" => kind.clone(),
+        "outcome" => outcome.to_string()
+    )
+    .increment(1);
+    metrics::histogram!(
+        telemetry::JOB_DURATION_SECONDS,
+        "job" => job.to_string(),
+        "target" => target.clone(),
+        "kind" => kind
+    )
+    .record(took.as_secs_f64());
+    if outcome == RunOutcome::Succeeded {
+        metrics::gauge!(
+            telemetry::JOB_LAST_SUCCESS,
+            "job" => job.to_string(),
+            "target" => target
+        )
+        .set(clock::now().timestamp() as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigDuration;
+
+    fn retry() -> TaskRetryConfig {
+        TaskRetryConfig {
+            max_attempts: 8,
+            initial_backoff: ConfigDuration::from_secs(10),
+            max_backoff: ConfigDuration::from_secs(3600),
+            give_up_after: ConfigDuration::from_secs(24 * 3600),
+        }
+    }
+
+    fn t0() -> DateTime<Utc> {
+        clock::parse("2026-11-25T10:00:00Z").unwrap()
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_bounded_jitter() {
+        let retry = retry();
+        let secs: Vec<u64> = (1..=11)
+            .map(|n| backoff(&retry, n, 0.0).as_secs())
+            .collect();
+        assert_eq!(
+            secs,
+            [10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600, 3600]
+        );
+        assert_eq!(backoff(&retry, 1, 0.5), Duration::from_secs(9));
+        assert_eq!(backoff(&retry, 1, 1.0), Duration::from_secs(8));
+        assert_eq!(backoff(&retry, 200, 0.0), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn retry_gives_up_at_max_attempts() {
+        let retry = retry();
+        assert_eq!(
+            retry_at(&retry, 1, 8, Some(t0()), t0(), None, 0.0),
+            Some(t0() + chrono::Duration::seconds(10))
+        );
+        assert_eq!(retry_at(&retry, 8, 8, Some(t0()), t0(), None, 0.0), None);
+        assert_eq!(retry_at(&retry, 1, 1, Some(t0()), t0(), None, 0.0), None);
+    }
+
+    #[test]
+    fn retry_honours_retry_after() {
+        let retry = retry();
+        let at = retry_at(
+            &retry,
+            1,
+            8,
+            Some(t0()),
+            t0(),
+            Some(Duration::from_secs(120)),
+            0.0,
+        );
+        assert_eq!(at, Some(t0() + chrono::Duration::seconds(120)));
+        // A shorter Retry-After does not shorten the backoff.
+        let at = retry_at(
+            &retry,
+            3,
+            8,
+            Some(t0()),
+            t0(),
+            Some(Duration::from_secs(1)),
+            0.0,
+        );
+        assert_eq!(at, Some(t0() + chrono::Duration::seconds(40)));
+    }
+
+    #[test]
+    fn retry_gives_up_after_the_deadline_and_clamps_to_it() {
+        let retry = retry();
+        let day = chrono::Duration::hours(24);
+        assert_eq!(
+            retry_at(&retry, 2, 8, Some(t0()), t0() + day, None, 0.0),
+            None
+        );
+        // The backoff would pass the deadline: one last attempt right at it.
+        let now = t0() + day - chrono::Duration::seconds(5);
+        assert_eq!(
+            retry_at(&retry, 2, 8, Some(t0()), now, None, 0.0),
+            Some(t0() + day)
+        );
+        // A Retry-After past the deadline gives up.
+        assert_eq!(
+            retry_at(
+                &retry,
+                2,
+                8,
+                Some(t0()),
+                now,
+                Some(Duration::from_secs(60)),
+                0.0
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn display_name_joins_first_and_last() {
+        let attrs: crate::model::Attributes =
+            serde_json::from_str(r#"{"firstname":"Jane","lastname":"Doe","email":""}"#).unwrap();
+        assert_eq!(display_name(&attrs).as_deref(), Some("Jane Doe"));
+        assert_eq!(attribute(&attrs, "email"), None);
+        assert_eq!(display_name(&Default::default()), None);
+    }
+
+    #[test]
+    fn exit_code_reflects_failed_tasks() {
+        let mut report = PassReport::default();
+        assert_eq!(report.exit_code(), 0);
+        report.count(&Step::Failed, 7);
+        assert_eq!(report.failed_tasks, [7]);
+        assert_eq!(report.exit_code(), 1);
+    }
+}
+
+#[cfg(test)]
+mod engine_tests {
+    use super::*;
+    use crate::model::Attributes;
+    use crate::store::{Submitted, TaskFilter};
+    use crate::sync::tasks::{submit, EntitlementRef, SubmitRequest};
+    use crate::sync::testing::{config, connectors, seed, store, FakeConnector};
+    use serde_json::json;
+
+    fn request(target: &str, operation: Operation, account: &str) -> SubmitRequest {
+        SubmitRequest {
+            target: target.into(),
+            operation,
+            account: account.into(),
+            entitlement: None,
+            attributes:
+                json!({"email": "jane@example.com", "firstname": "Jane", "lastname": "Doe"})
+                    .as_object()
+                    .cloned()
+                    .filter(|_| operation == Operation::CreateAccount)
+                    .unwrap_or_else(Attributes::new),
+            owner: None,
+            request_id: None,
+            idempotency_key: None,
+        }
+    }
+
+    struct Rig {
+        _dir: tempfile::TempDir,
+        store: Arc<crate::store::SqliteStore>,
+        a: Arc<FakeConnector>,
+        b: Arc<FakeConnector>,
+        runner: ProvisionRunner,
+    }
+
+    async fn rig(max_attempts: u32) -> Rig {
+        let (dir, store) = store().await;
+        let a = Arc::new(FakeConnector::new("a"));
+        let b = Arc::new(FakeConnector::new("b"));
+        let runner = ProvisionRunner::new(
+            store.clone(),
+            connectors(&[a.clone(), b.clone()]),
+            config(max_attempts),
+        );
+        Rig {
+            _dir: dir,
+            store,
+            a,
+            b,
+            runner,
+        }
+    }
+
+    async fn queue(rig: &Rig, request: SubmitRequest) -> Task {
+        match submit(
+            rig.store.as_ref(),
+            rig.runner.connectors(),
+            rig.runner.config(),
+            request,
+            "test",
+        )
+        .await
+        .unwrap()
+        {
+            Submitted::Created(task) | Submitted::Existing(task) => task,
+        }
+    }
+
+    async fn task(rig: &Rig, id: i64) -> Task {
+        rig.store.get_task(id).await.unwrap().unwrap()
+    }
+
+    #[tokio::test]
+    async fn create_then_access_succeed_and_update_the_store() {
+        let rig = rig(3).await;
+        seed(rig.store.as_ref(), "a", &[], &[("7", "Reviewers")]).await;
+        let create = queue(&rig, request("a", Operation::CreateAccount, "jane")).await;
+        let mut add = request("a", Operation::AddAccess, "jane");
+        add.entitlement = Some(EntitlementRef::Text("usergroup:7".into()));
+        let add = queue(&rig, add).await;
+        assert_eq!(add.depends_on, Some(create.id));
+
+        let report = rig
+            .runner
+            .run_pass(None, &CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(report.succeeded, 2, "{report:?}");
+        assert_eq!(report.exit_code(), 0);
+        let created = task(&rig, create.id).await;
+        assert_eq!(created.status, TaskStatus::Succeeded);
+        assert_eq!(created.account_id.as_deref(), Some("new-jane"));
+        let account = rig
+            .store
+            .get_account("a", "new-jane")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(account.display_name.as_deref(), Some("Jane Doe"));
+        assert_eq!(task(&rig, add.id).await.status, TaskStatus::Succeeded);
+        let sent = rig.a.requests.lock().unwrap().clone();
+        assert_eq!(sent[1].account_id.as_deref(), Some("new-jane"));
+        assert_eq!(sent[1].entitlement, Some(("usergroup".into(), "7".into())));
+        assert_eq!(sent[1].request_id, Some(add.id.to_string()));
+    }
+
+    #[tokio::test]
+    async fn transient_retries_then_fails_and_permanent_fails_at_once() {
+        let rig = rig(1).await;
+        seed(
+            rig.store.as_ref(),
+            "a",
+            &[("11", "jane"), ("12", "bob")],
+            &[],
+        )
+        .await;
+        rig.a.then(Err(rig.a.transient()));
+        let t1 = queue(&rig, request("a", Operation::DisableAccount, "jane")).await;
+        let report = rig
+            .runner
+            .run_pass(Some("a"), &CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(report.failed_tasks, [t1.id]);
+        assert_eq!(report.exit_code(), 1);
+        let t1 = task(&rig, t1.id).await;
+        assert_eq!(t1.status, TaskStatus::Failed);
+        assert!(t1.last_error.unwrap().contains("HTTP 503"));
+
+        rig.a.then(Err(ConnectorError::Permanent {
+            target: "a".into(),
+            status: Some(400),
+            message: "email invalid".into(),
+        }));
+        let t2 = queue(&rig, request("a", Operation::DisableAccount, "bob")).await;
+        rig.runner
+            .run_pass(Some("a"), &CancellationToken::new())
+            .await
+            .unwrap();
+        let t2 = task(&rig, t2.id).await;
+        assert_eq!(t2.status, TaskStatus::Failed);
+        assert!(t2.last_error.unwrap().contains("email invalid"));
+    }
+
+    #[tokio::test]
+    async fn retry_is_scheduled_with_backoff() {
+        let rig = rig(3).await;
+        seed(rig.store.as_ref(), "a", &[("11", "jane")], &[]).await;
+        rig.a.then(Err(ConnectorError::RateLimited {
+            target: "a".into(),
+            retry_after: Some(Duration::from_secs(600)),
+            message: "slow down".into(),
+        }));
+        let t = queue(&rig, request("a", Operation::EnableAccount, "jane")).await;
+        let before = clock::now();
+        let report = rig
+            .runner
+            .run_pass(None, &CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(report.retried, 1, "{report:?}");
+        let t = task(&rig, t.id).await;
+        assert_eq!((t.status, t.attempts), (TaskStatus::Pending, 1));
+        assert!(t.next_attempt_at.unwrap() >= before + chrono::Duration::seconds(600));
+        assert_eq!(rig.a.calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn auth_opens_the_circuit_of_that_target_only() {
+        let rig = rig(3).await;
+        seed(
+            rig.store.as_ref(),
+            "a",
+            &[("11", "jane"), ("12", "bob")],
+            &[],
+        )
+        .await;
+        seed(rig.store.as_ref(), "b", &[("21", "carl")], &[]).await;
+        rig.a.then(Err(ConnectorError::Auth {
+            target: "a".into(),
+            message: "bad key".into(),
+        }));
+        let t1 = queue(&rig, request("a", Operation::EnableAccount, "jane")).await;
+        let report = rig
+            .runner
+            .run_pass(Some("a"), &CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(report.requeued, 1, "{report:?}");
+        assert_eq!(rig.runner.breakers().state("a", clock::now()).state, "open");
+        let t1 = task(&rig, t1.id).await;
+        assert_eq!(t1.status, TaskStatus::Pending);
+        assert_eq!(t1.attempts, 0, "an auth failure does not count");
+
+        let t3 = queue(&rig, request("b", Operation::EnableAccount, "carl")).await;
+        let report = rig
+            .runner
+            .run_pass(None, &CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(report.succeeded, 1, "{report:?}");
+        assert_eq!(task(&rig, t3.id).await.status, TaskStatus::Succeeded);
+        assert_eq!(rig.a.calls(), 1);
+        assert_eq!(rig.b.calls(), 1);
+        let listed = rig
+            .store
+            .list_tasks(&TaskFilter {
+                status: Some(TaskStatus::Pending),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn uncertain_create_reads_the_target_first() {
+        let rig = rig(3).await;
+        let runner = rig.runner.clone().with_lease(Duration::from_millis(1));
+        let t = queue(&rig, request("a", Operation::CreateAccount, "jane")).await;
+        // A worker claims the task and dies.
+        let claimed = rig
+            .store
+            .claim_tasks(&Claim {
+                target: Some("a".into()),
+                now: clock::now(),
+                lease: Duration::from_millis(1),
+                limit: 1,
+            })
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        *rig.a.lookup.lock().unwrap() = Some(crate::model::AccountRecord {
+            id: "99".into(),
+            name: "jane".into(),
+            display_name: None,
+            email: Some("JANE@example.com".into()),
+            status: AccountStatus::Active,
+            attributes: Attributes::new(),
+        });
+        let report = runner
+            .run_pass(None, &CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(report.released_leases, 1);
+        assert_eq!(
+            (report.succeeded, report.already_done),
+            (1, 1),
+            "{report:?}"
+        );
+        assert_eq!(rig.a.calls(), 0, "no second create");
+        assert_eq!(task(&rig, t.id).await.account_id.as_deref(), Some("99"));
+    }
+}

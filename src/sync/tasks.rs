@@ -1,0 +1,647 @@
+//! Task submission, shared by the CLI (`idsync task submit`) and the API
+//! (`POST /api/v1/tasks`): everything is validated before anything is queued, following
+//! DESIGN.md "Provisioning semantics".
+//!
+//! * the target exists and supports the operation for the entitlement type (else the
+//!   refusal names the operation, the target and why);
+//! * a `password` attribute is refused (idsync generates initial passwords itself);
+//! * `create_account` needs `email`, `firstname` and `lastname`; `username` defaults to the
+//!   account;
+//! * other operations need the account in the store (one non-suspended account of that
+//!   login), or an unfinished `create_account` task for it, which the new task then waits for;
+//! * `add_access` / `remove_access` need `entitlement` (`TYPE:ID_OR_NAME`), resolved to one
+//!   active entitlement of the store.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::clock;
+use crate::config::{Config, TargetKind};
+use crate::connector::{Capabilities, Capability, Connector};
+use crate::model::{Attributes, Operation, TaskEntitlement};
+use crate::store::{NewTask, Store, StoreError, Submitted};
+
+/// Attributes `create_account` requires.
+pub const CREATE_REQUIRED: &[&str] = &["email", "firstname", "lastname"];
+
+/// The entitlement of a submit: `"TYPE:ID_OR_NAME"`, or `{ "type": …, "id": … }` /
+/// `{ "type": …, "name": … }` in the API.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum EntitlementRef {
+    /// `TYPE:ID_OR_NAME`.
+    Text(String),
+    /// An object with the type and the id or the name.
+    Object {
+        /// The entitlement type.
+        #[serde(rename = "type")]
+        entitlement_type: String,
+        /// The native id.
+        #[serde(default)]
+        id: Option<String>,
+        /// The name (used when `id` is unset).
+        #[serde(default)]
+        name: Option<String>,
+    },
+}
+
+impl EntitlementRef {
+    /// The type and the id-or-name, or why the reference is malformed.
+    pub fn parts(&self) -> Result<(String, String), SubmitError> {
+        let (kind, value) = match self {
+            EntitlementRef::Text(text) => match text.split_once(':') {
+                Some((kind, value)) => (kind.trim().to_string(), value.trim().to_string()),
+                None => (String::new(), String::new()),
+            },
+            EntitlementRef::Object {
+                entitlement_type,
+                id,
+                name,
+            } => (
+                entitlement_type.trim().to_string(),
+                id.clone().or_else(|| name.clone()).unwrap_or_default(),
+            ),
+        };
+        if kind.is_empty() || value.is_empty() {
+            return Err(SubmitError::Invalid(format!(
+                "entitlement {}: expected TYPE:ID_OR_NAME (e.g. role:101 or usergroup:Reviewers)",
+                self.display()
+            )));
+        }
+        Ok((kind, value))
+    }
+
+    fn display(&self) -> String {
+        match self {
+            EntitlementRef::Text(text) => format!("`{text}`"),
+            EntitlementRef::Object {
+                entitlement_type,
+                id,
+                name,
+            } => format!(
+                "`{entitlement_type}:{}`",
+                id.as_deref().or(name.as_deref()).unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// A task to submit, as the CLI or the API received it (the API body, field for field).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    /// The target's config name.
+    pub target: String,
+    /// The operation.
+    pub operation: Operation,
+    /// The account's login name.
+    pub account: String,
+    /// The entitlement, for `add_access` / `remove_access`.
+    #[serde(default)]
+    pub entitlement: Option<EntitlementRef>,
+    /// Identity attributes (`user.*` in templates).
+    #[serde(default)]
+    pub attributes: Attributes,
+    /// The owning identity's key upstream.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// The caller's request id.
+    #[serde(default)]
+    pub request_id: Option<String>,
+    /// Makes a repeated submit return the existing task.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+/// Why a submit was refused (exit 2 / HTTP 400), or could not be recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// No such target.
+    #[error("unknown target `{target}` (configured: {configured})")]
+    UnknownTarget {
+        /// The target asked for.
+        target: String,
+        /// The configured targets.
+        configured: String,
+    },
+    /// The target cannot do this operation.
+    #[error("operation {operation} is not supported by target {target}: {reason}")]
+    Unsupported {
+        /// The operation.
+        operation: Operation,
+        /// The target.
+        target: String,
+        /// Why, and what to do instead.
+        reason: String,
+    },
+    /// Anything else wrong with the request (missing attribute, unknown account…).
+    #[error("{0}")]
+    Invalid(String),
+    /// The store failed: nothing was queued.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl SubmitError {
+    /// Whether the request itself was refused (exit 2 / HTTP 400) rather than the store
+    /// failing (exit 1 / HTTP 500).
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, SubmitError::Store(_))
+    }
+}
+
+/// Validates `request` and queues it (or returns the task an earlier submit with the same
+/// idempotency key queued). Nothing is queued when any check fails.
+pub async fn submit(
+    store: &dyn Store,
+    connectors: &BTreeMap<String, Arc<dyn Connector>>,
+    config: &Config,
+    request: SubmitRequest,
+    actor: &str,
+) -> Result<Submitted, SubmitError> {
+    let target = request.target.as_str();
+    let (Some(target_config), Some(connector)) =
+        (config.targets.get(target), connectors.get(target))
+    else {
+        return Err(SubmitError::UnknownTarget {
+            target: target.to_string(),
+            configured: config
+                .targets
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    };
+    let operation = request.operation;
+    let account = request.account.trim().to_string();
+    if account.is_empty() {
+        return Err(SubmitError::Invalid("account: must not be empty".into()));
+    }
+    let mut attributes = request.attributes;
+    if attributes
+        .keys()
+        .any(|key| key.eq_ignore_ascii_case("password"))
+    {
+        return Err(SubmitError::Invalid(
+            "attribute `password` is refused: idsync generates a strong initial password for \
+             each create and never stores one; users set theirs through the target's own \
+             reset flow"
+                .into(),
+        ));
+    }
+    for (key, value) in &attributes {
+        if value.is_object() || value.is_array() {
+            return Err(SubmitError::Invalid(format!(
+                "attribute `{key}`: must be a string, number or boolean"
+            )));
+        }
+    }
+
+    // The entitlement: required for access operations, meaningless for the others.
+    let is_access = matches!(operation, Operation::AddAccess | Operation::RemoveAccess);
+    let entitlement_ref = match (&request.entitlement, is_access) {
+        (Some(reference), true) => Some(reference.parts()?),
+        (None, true) => {
+            return Err(SubmitError::Invalid(format!(
+                "{operation} needs an entitlement (TYPE:ID_OR_NAME; types of target {target}: {})",
+                connector.capabilities().entitlement_types.join(", ")
+            )))
+        }
+        (Some(_), false) => {
+            return Err(SubmitError::Invalid(format!(
+                "entitlement applies to add_access and remove_access only, not {operation}"
+            )))
+        }
+        (None, false) => None,
+    };
+    check_capability(
+        connector.capabilities(),
+        target_config.kind,
+        target,
+        operation,
+        entitlement_ref.as_ref().map(|(kind, _)| kind.as_str()),
+    )?;
+
+    if operation == Operation::CreateAccount {
+        let missing: Vec<&str> = CREATE_REQUIRED
+            .iter()
+            .copied()
+            .filter(|key| {
+                attributes
+                    .get(*key)
+                    .is_none_or(|value| value.is_null() || value.as_str() == Some(""))
+            })
+            .collect();
+        if !missing.is_empty() {
+            return Err(SubmitError::Invalid(format!(
+                "create_account needs the attributes {} (missing: {})",
+                CREATE_REQUIRED.join(", "),
+                missing.join(", ")
+            )));
+        }
+    }
+    attributes
+        .entry("username")
+        .or_insert_with(|| serde_json::Value::String(account.clone()));
+
+    // The account: resolved to its id now, so the task follows the id.
+    let (account_id, depends_on) = if operation == Operation::CreateAccount {
+        (None, None)
+    } else {
+        let found = store.find_accounts_by_name(target, &account).await?;
+        match found.as_slice() {
+            [one] => (Some(one.id.clone()), None),
+            [] => match store.unfinished_create(target, &account).await? {
+                Some(create) => (None, Some(create.id)),
+                None => {
+                    return Err(SubmitError::Invalid(format!(
+                        "account {account} not found in target {target}; run an import or \
+                         create it first"
+                    )))
+                }
+            },
+            many => {
+                let ids: Vec<&str> = many.iter().map(|a| a.id.as_str()).collect();
+                return Err(SubmitError::Invalid(format!(
+                    "account {account} is ambiguous in target {target}: accounts {} have that \
+                     login",
+                    ids.join(", ")
+                )));
+            }
+        }
+    };
+
+    let entitlement = match entitlement_ref {
+        None => None,
+        Some((kind, value)) => {
+            let found = store.find_entitlements(target, &kind, &value).await?;
+            match found.as_slice() {
+                [one] => Some(TaskEntitlement {
+                    entitlement_type: one.entitlement_type.clone(),
+                    id: one.id.clone(),
+                    name: one.name.clone(),
+                }),
+                [] => {
+                    return Err(SubmitError::Invalid(format!(
+                        "entitlement {kind}:{value} not found in target {target} (no active \
+                         {kind} with that id or name; run an access import first)"
+                    )))
+                }
+                many => {
+                    let ids: Vec<&str> = many.iter().map(|e| e.id.as_str()).collect();
+                    return Err(SubmitError::Invalid(format!(
+                        "entitlement {kind}:{value} is ambiguous in target {target}: ids {} \
+                         have that name; give the id instead",
+                        ids.join(", ")
+                    )));
+                }
+            }
+        }
+    };
+
+    let new_task = NewTask {
+        target: target.to_string(),
+        operation,
+        account,
+        account_id,
+        entitlement,
+        attributes,
+        owner: request.owner.filter(|owner| !owner.is_empty()),
+        max_attempts: target_config.retry.max_attempts.max(1),
+        actor: actor.to_string(),
+        request_id: request.request_id.filter(|id| !id.is_empty()),
+        idempotency_key: request.idempotency_key.filter(|key| !key.is_empty()),
+        depends_on,
+        created_at: clock::now(),
+    };
+    Ok(store.insert_task(&new_task).await?)
+}
+
+/// Whether submitted tasks of `target` run at once (`instant_provisioning = true`).
+pub fn is_instant(config: &Config, target: &str) -> bool {
+    config
+        .targets
+        .get(target)
+        .is_some_and(|target| target.instant_provisioning)
+}
+
+/// Refuses an operation the target does not declare, with the reason.
+pub fn check_capability(
+    capabilities: &Capabilities,
+    kind: TargetKind,
+    target: &str,
+    operation: Operation,
+    entitlement_type: Option<&str>,
+) -> Result<(), SubmitError> {
+    let supported = capabilities.operations.iter().any(|cap: &Capability| {
+        cap.operation == operation
+            && match (&cap.entitlement_type, entitlement_type) {
+                (None, _) => true,
+                (Some(declared), Some(given)) => declared.eq_ignore_ascii_case(given),
+                (Some(_), None) => false,
+            }
+    });
+    if supported {
+        return Ok(());
+    }
+    Err(SubmitError::Unsupported {
+        operation,
+        target: target.to_string(),
+        reason: unsupported_reason(capabilities, kind, operation, entitlement_type),
+    })
+}
+
+/// Why an operation is not supported, in the adapter's terms where known.
+fn unsupported_reason(
+    capabilities: &Capabilities,
+    kind: TargetKind,
+    operation: Operation,
+    entitlement_type: Option<&str>,
+) -> String {
+    let is_type = |name: &str| entitlement_type.is_some_and(|t| t.eq_ignore_ascii_case(name));
+    match (kind, operation) {
+        (TargetKind::Digicert, Operation::DisableAccount | Operation::EnableAccount) => {
+            return "DigiCert has no enable/disable of users (set disable_strategy = \"delete\" \
+                    on the target to delete the user on disable_account)"
+                .to_string()
+        }
+        (TargetKind::Digicert, Operation::RemoveAccess) if is_type("container") => {
+            return "a DigiCert user has exactly one container; add_access on another \
+                    container moves the user"
+                .to_string()
+        }
+        (TargetKind::Jama, Operation::RemoveAccount) => {
+            return "Jama has no user delete (set remove_strategy = \"disable\" on the target \
+                    to disable the user on remove_account)"
+                .to_string()
+        }
+        _ => {}
+    }
+    let types_for_op: Vec<&str> = capabilities
+        .operations
+        .iter()
+        .filter(|cap| cap.operation == operation)
+        .filter_map(|cap| cap.entitlement_type.as_deref())
+        .collect();
+    match entitlement_type {
+        Some(given) if !types_for_op.is_empty() => format!(
+            "entitlement type `{given}` cannot be used with {operation} (types it applies to: {})",
+            types_for_op.join(", ")
+        ),
+        Some(given)
+            if !capabilities
+                .entitlement_types
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(given)) =>
+        {
+            format!(
+                "unknown entitlement type `{given}` (types of this target: {})",
+                capabilities.entitlement_types.join(", ")
+            )
+        }
+        _ => format!("the {} adapter does not offer {operation}", kind.as_str()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn caps() -> Capabilities {
+        Capabilities {
+            entitlement_types: vec!["usergroup".into()],
+            operations: BTreeSet::from([
+                Capability {
+                    operation: Operation::CreateAccount,
+                    entitlement_type: None,
+                },
+                Capability {
+                    operation: Operation::AddAccess,
+                    entitlement_type: Some("usergroup".into()),
+                },
+            ]),
+        }
+    }
+
+    #[test]
+    fn capability_check_matches_types_case_insensitively() {
+        let caps = caps();
+        let check = |op, kind| check_capability(&caps, TargetKind::Jama, "jama", op, kind);
+        assert!(check(Operation::CreateAccount, None).is_ok());
+        assert!(check(Operation::AddAccess, Some("UserGroup")).is_ok());
+        let err = check(Operation::AddAccess, Some("role")).unwrap_err();
+        assert!(
+            err.to_string().contains("types it applies to: usergroup"),
+            "{err}"
+        );
+        let err = check(Operation::RemoveAccount, None).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "operation remove_account is not supported by target jama: Jama has no user delete"
+            ),
+            "{err}"
+        );
+        assert!(err.is_refusal());
+        let err = check(Operation::RemoveAccess, Some("usergroup")).unwrap_err();
+        assert!(
+            err.to_string().contains("does not offer remove_access"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn entitlement_references_parse() {
+        let text = EntitlementRef::Text("role: 101 ".into());
+        assert_eq!(text.parts().unwrap(), ("role".into(), "101".into()));
+        let text = EntitlementRef::Text("usergroup:QA:Leads".into());
+        assert_eq!(text.parts().unwrap().1, "QA:Leads");
+        assert!(EntitlementRef::Text("role".into()).parts().is_err());
+        let object: EntitlementRef =
+            serde_json::from_str(r#"{"type":"usergroup","name":"Reviewers"}"#).unwrap();
+        assert_eq!(
+            object.parts().unwrap(),
+            ("usergroup".into(), "Reviewers".into())
+        );
+    }
+
+    #[test]
+    fn api_body_rejects_unknown_fields() {
+        let body = r#"{"target":"jama","operation":"create_account","account":"a","colour":1}"#;
+        assert!(serde_json::from_str::<SubmitRequest>(body).is_err());
+        let body = r#"{"target":"jama","operation":"add_access","account":"a","entitlement":"usergroup:7"}"#;
+        let request: SubmitRequest = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            request.entitlement,
+            Some(EntitlementRef::Text("usergroup:7".into()))
+        );
+    }
+}
+
+#[cfg(test)]
+mod store_tests {
+    use super::*;
+    use crate::sync::testing::{config, connectors, seed, store, FakeConnector};
+    use serde_json::json;
+
+    fn request(operation: Operation, account: &str) -> SubmitRequest {
+        SubmitRequest {
+            target: "a".into(),
+            operation,
+            account: account.into(),
+            entitlement: None,
+            attributes: Attributes::new(),
+            owner: None,
+            request_id: None,
+            idempotency_key: None,
+        }
+    }
+
+    fn person() -> Attributes {
+        json!({"email": "jane@example.com", "firstname": "Jane", "lastname": "Doe"})
+            .as_object()
+            .unwrap()
+            .clone()
+    }
+
+    #[tokio::test]
+    async fn create_needs_identity_attributes_and_no_password() {
+        let (_dir, store) = store().await;
+        let fakes = connectors(&[Arc::new(FakeConnector::new("a"))]);
+        let config = config(3);
+        let err = submit(
+            store.as_ref(),
+            &fakes,
+            &config,
+            request(Operation::CreateAccount, "jane"),
+            "cli:t",
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("missing: email, firstname, lastname"),
+            "{err}"
+        );
+        let mut with_password = request(Operation::CreateAccount, "jane");
+        with_password.attributes = person();
+        with_password
+            .attributes
+            .insert("Password".into(), json!("x"));
+        let err = submit(store.as_ref(), &fakes, &config, with_password, "cli:t")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("`password` is refused"), "{err}");
+
+        let mut ok = request(Operation::CreateAccount, "jane");
+        ok.attributes = person();
+        ok.idempotency_key = Some("k1".into());
+        let Submitted::Created(task) = submit(store.as_ref(), &fakes, &config, ok.clone(), "cli:t")
+            .await
+            .unwrap()
+        else {
+            panic!("not created")
+        };
+        assert_eq!(task.attributes["username"], json!("jane"));
+        assert_eq!(task.max_attempts, 3);
+        assert_eq!(task.account_id, None);
+        let again = submit(store.as_ref(), &fakes, &config, ok, "cli:t")
+            .await
+            .unwrap();
+        assert_eq!(again, Submitted::Existing(task.clone()));
+
+        // A disable of the account being created waits for the create.
+        let Submitted::Created(disable) = submit(
+            store.as_ref(),
+            &fakes,
+            &config,
+            request(Operation::DisableAccount, "jane"),
+            "cli:t",
+        )
+        .await
+        .unwrap() else {
+            panic!("not created")
+        };
+        assert_eq!(disable.depends_on, Some(task.id));
+    }
+
+    #[tokio::test]
+    async fn accounts_and_entitlements_are_resolved_at_submit() {
+        let (_dir, store) = store().await;
+        seed(
+            store.as_ref(),
+            "a",
+            &[("11", "jane")],
+            &[("7", "Reviewers"), ("8", "QA"), ("9", "QA")],
+        )
+        .await;
+        let fakes = connectors(&[Arc::new(FakeConnector::new("a"))]);
+        let config = config(3);
+        let err = submit(
+            store.as_ref(),
+            &fakes,
+            &config,
+            request(Operation::DisableAccount, "bob"),
+            "t",
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "account bob not found in target a; run an import or create it first"
+        );
+        assert!(err.is_refusal());
+
+        let mut add = request(Operation::AddAccess, "jane");
+        let err = submit(store.as_ref(), &fakes, &config, add.clone(), "t")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("needs an entitlement"), "{err}");
+        add.entitlement = Some(EntitlementRef::Text("usergroup:QA".into()));
+        let err = submit(store.as_ref(), &fakes, &config, add.clone(), "t")
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("ambiguous") && err.to_string().contains("8, 9"),
+            "{err}"
+        );
+        add.entitlement = Some(EntitlementRef::Text("usergroup:Nope".into()));
+        let err = submit(store.as_ref(), &fakes, &config, add.clone(), "t")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("not found"), "{err}");
+        add.entitlement = Some(EntitlementRef::Text("UserGroup:reviewers".into()));
+        let Submitted::Created(task) = submit(store.as_ref(), &fakes, &config, add, "t")
+            .await
+            .unwrap()
+        else {
+            panic!("not created")
+        };
+        assert_eq!(task.account_id.as_deref(), Some("11"));
+        let entitlement = task.entitlement.unwrap();
+        assert_eq!(
+            (entitlement.id.as_str(), entitlement.name.as_str()),
+            ("7", "Reviewers")
+        );
+
+        let err = submit(
+            store.as_ref(),
+            &fakes,
+            &config,
+            request(Operation::RemoveAccount, "jane"),
+            "t",
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, SubmitError::Unsupported { .. }), "{err}");
+        let mut unknown = request(Operation::EnableAccount, "jane");
+        unknown.target = "zzz".into();
+        let err = submit(store.as_ref(), &fakes, &config, unknown, "t")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("unknown target `zzz`"), "{err}");
+    }
+}

@@ -1,0 +1,550 @@
+//! The provisioning queue end to end, in process: submission, the engine, the real adapters
+//! and HTTP client against the simulators on loopback, into a real SQLite file.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{accounts_of, grants_of, import_target, jama_target, jama_with, Env, Opts};
+use idsync::app::App;
+use idsync::model::{AccountStatus, Attributes, GrantStatus, Operation, Task, TaskStatus};
+use idsync::sim::{FaultRule, JamaSeed, JamaServer};
+use idsync::store::{Store, Submitted, TaskFilter};
+use idsync::sync::provision::ProvisionRunner;
+use idsync::sync::tasks::{self, EntitlementRef, SubmitRequest};
+use tokio_util::sync::CancellationToken;
+
+const FAST_RETRY: &str = r#"retry = { max_attempts = 4, initial_backoff = "20ms", max_backoff = "50ms", give_up_after = "1m" }"#;
+
+fn seed(users: u32, groups: u32) -> JamaSeed {
+    JamaSeed {
+        users,
+        inactive_users: 0,
+        groups,
+        ..JamaSeed::default()
+    }
+}
+
+fn attrs(pairs: &[(&str, &str)]) -> Attributes {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+        .collect()
+}
+
+fn create(target: &str, name: &str) -> SubmitRequest {
+    SubmitRequest {
+        target: target.into(),
+        operation: Operation::CreateAccount,
+        account: name.into(),
+        entitlement: None,
+        attributes: attrs(&[
+            ("firstname", "Grace"),
+            ("lastname", "Hopper"),
+            ("email", &format!("{name}@example.com")),
+        ]),
+        owner: Some("hr:1234".into()),
+        request_id: None,
+        idempotency_key: None,
+    }
+}
+
+fn op(target: &str, operation: Operation, name: &str, entitlement: Option<&str>) -> SubmitRequest {
+    SubmitRequest {
+        target: target.into(),
+        operation,
+        account: name.into(),
+        entitlement: entitlement.map(|e| EntitlementRef::Text(e.to_string())),
+        attributes: Attributes::new(),
+        owner: None,
+        request_id: None,
+        idempotency_key: None,
+    }
+}
+
+async fn submit(app: &App, request: SubmitRequest) -> Result<Submitted, tasks::SubmitError> {
+    tasks::submit(
+        app.store.as_ref(),
+        &app.connectors,
+        &app.config,
+        request,
+        "cli:test",
+    )
+    .await
+}
+
+async fn submitted(app: &App, request: SubmitRequest) -> Task {
+    match submit(app, request).await.unwrap() {
+        Submitted::Created(task) | Submitted::Existing(task) => task,
+    }
+}
+
+/// Runs passes until every task is final (bounded).
+async fn drain(app: &App) {
+    let runner = ProvisionRunner::new(app.store(), app.connectors.clone(), app.config.clone());
+    for _ in 0..200 {
+        runner
+            .run_pass(None, &CancellationToken::new())
+            .await
+            .unwrap();
+        let open = app
+            .store
+            .list_tasks(&TaskFilter {
+                limit: 10_000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .any(|task| !task.status.is_final());
+        if !open {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("tasks still open after 200 passes");
+}
+
+async fn task(app: &App, id: i64) -> Task {
+    app.store.get_task(id).await.unwrap().unwrap()
+}
+
+async fn jama_app(sim: &JamaServer, extra: &str) -> (Env, App) {
+    let env = Env::with_targets(
+        &jama_target(sim, &format!("{FAST_RETRY}\nrate_limit = []\n{extra}")),
+        "",
+    );
+    let app = env.app().await;
+    (env, app)
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_and_the_user_is_created_exactly_once() {
+    let sim = jama_with(seed(5, 2), |_| {}).await;
+    let (_env, app) = jama_app(&sim, "").await;
+    sim.control()
+        .fail_when(
+            FaultRule::new(503)
+                .with_method("POST")
+                .with_path_prefix("/rest/v1/users")
+                .with_times(2),
+        )
+        .unwrap();
+    let queued = submitted(&app, create("jama", "grace.h")).await;
+    drain(&app).await;
+
+    let done = task(&app, queued.id).await;
+    assert_eq!(done.status, TaskStatus::Succeeded, "{done:?}");
+    assert_eq!(done.attempts, 3);
+    let created: Vec<_> = sim
+        .control()
+        .users()
+        .into_iter()
+        .filter(|u| u.username == "grace.h")
+        .collect();
+    assert_eq!(created.len(), 1, "exactly one user created");
+    assert_eq!(done.account_id, Some(created[0].id.to_string()));
+
+    // The store follows success: the account exists, active, owned, reason task:<id>.
+    let account = accounts_of(&app, "jama")
+        .await
+        .into_iter()
+        .find(|a| a.name == "grace.h")
+        .unwrap();
+    assert_eq!(account.status, AccountStatus::Active);
+    assert_eq!(account.status_reason, Some(format!("task:{}", done.id)));
+    assert_eq!(account.owner.as_deref(), Some("hr:1234"));
+}
+
+#[tokio::test]
+async fn a_permanent_error_fails_at_once_with_the_targets_message() {
+    let sim = jama_with(seed(5, 2), |_| {}).await;
+    let (_env, app) = jama_app(&sim, "").await;
+    let mut bad = create("jama", "bad.license");
+    bad.attributes
+        .insert("license_type".into(), serde_json::json!("NOT_A_LICENSE"));
+    let queued = submitted(&app, bad).await;
+    drain(&app).await;
+    let failed = task(&app, queued.id).await;
+    assert_eq!(failed.status, TaskStatus::Failed);
+    assert_eq!(failed.attempts, 1, "permanent errors are not retried");
+    let error = failed.last_error.unwrap();
+    assert!(
+        error.contains("licenseType") || error.contains("NOT_A_LICENSE"),
+        "the target's own message: {error}"
+    );
+    assert!(sim.control().find_user("bad.license").is_none());
+}
+
+#[tokio::test]
+async fn exhausted_attempts_fail_and_never_succeed() {
+    let sim = jama_with(seed(5, 2), |_| {}).await;
+    let (_env, app) = jama_app(&sim, "").await;
+    sim.control()
+        .fail_when(
+            FaultRule::new(500)
+                .with_method("POST")
+                .with_path_prefix("/rest/v1/users")
+                .with_times(100),
+        )
+        .unwrap();
+    let queued = submitted(&app, create("jama", "never.made")).await;
+    drain(&app).await;
+    let failed = task(&app, queued.id).await;
+    assert_eq!(failed.status, TaskStatus::Failed);
+    assert_eq!(failed.attempts, 4);
+    assert!(accounts_of(&app, "jama")
+        .await
+        .iter()
+        .all(|a| a.name != "never.made"));
+}
+
+#[tokio::test]
+async fn unsupported_and_invalid_submissions_queue_nothing() {
+    let sim = jama_with(seed(5, 2), |_| {}).await;
+    let (_env, app) = jama_app(&sim, "").await;
+    import_target(&app, "jama", Opts::default()).await;
+    let user = sim.control().users()[1].username.clone();
+
+    let refused = submit(&app, op("jama", Operation::RemoveAccount, &user, None))
+        .await
+        .unwrap_err();
+    let text = refused.to_string();
+    assert!(refused.is_refusal());
+    assert!(
+        text.contains("remove_account") && text.contains("jama"),
+        "{text}"
+    );
+    let missing = submit(
+        &app,
+        op("jama", Operation::DisableAccount, "nobody.here", None),
+    )
+    .await
+    .unwrap_err();
+    assert!(missing.to_string().contains("nobody.here"), "{missing}");
+    let bad_group = submit(
+        &app,
+        op(
+            "jama",
+            Operation::AddAccess,
+            &user,
+            Some("usergroup:No Such Group"),
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert!(bad_group.is_refusal(), "{bad_group}");
+    let mut with_password = create("jama", "pw.user");
+    with_password
+        .attributes
+        .insert("password".into(), serde_json::json!("hunter2"));
+    let pw = submit(&app, with_password).await.unwrap_err();
+    assert!(
+        pw.to_string().contains("password") && !pw.to_string().contains("hunter2"),
+        "{pw}"
+    );
+
+    let queued = app
+        .store
+        .list_tasks(&TaskFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(queued.is_empty(), "nothing queued: {queued:?}");
+}
+
+#[tokio::test]
+async fn a_repeated_idempotency_key_returns_the_same_task() {
+    let sim = jama_with(seed(5, 2), |_| {}).await;
+    let (_env, app) = jama_app(&sim, "").await;
+    let mut first = create("jama", "idem.user");
+    first.idempotency_key = Some("hr-req-77".into());
+    let Submitted::Created(one) = submit(&app, first.clone()).await.unwrap() else {
+        panic!("first submit")
+    };
+    let Submitted::Existing(two) = submit(&app, first).await.unwrap() else {
+        panic!("second submit")
+    };
+    assert_eq!(one.id, two.id);
+    assert_eq!(
+        app.store
+            .list_tasks(&TaskFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn cancel_and_retry() {
+    let sim = jama_with(seed(5, 2), |_| {}).await;
+    let (_env, app) = jama_app(&sim, "").await;
+    let queued = submitted(&app, create("jama", "cancel.me")).await;
+    let cancelled = app
+        .store
+        .cancel_task(queued.id, "cli:test", idsync::clock::now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cancelled.status, TaskStatus::Cancelled);
+    drain(&app).await;
+    assert!(
+        sim.control().find_user("cancel.me").is_none(),
+        "a cancelled task never runs"
+    );
+    assert!(app
+        .store
+        .cancel_task(queued.id, "cli:test", idsync::clock::now())
+        .await
+        .unwrap()
+        .is_err());
+
+    let retried = app
+        .store
+        .retry_task(queued.id, "cli:test", idsync::clock::now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(retried.status, TaskStatus::Pending);
+    assert_eq!(retried.attempts, 0);
+    drain(&app).await;
+    assert_eq!(task(&app, queued.id).await.status, TaskStatus::Succeeded);
+    assert!(sim.control().find_user("cancel.me").is_some());
+}
+
+#[tokio::test]
+async fn tasks_of_one_account_run_in_order_and_the_store_follows() {
+    let sim = jama_with(seed(5, 2), |_| {}).await;
+    let (_env, app) = jama_app(&sim, "").await;
+    import_target(&app, "jama", Opts::default()).await;
+    let group = sim.control().groups()[0].clone();
+
+    // A create, then access and a disable for the not-yet-created account: they wait for it.
+    let create_task = submitted(&app, create("jama", "order.user")).await;
+    let add = submitted(
+        &app,
+        op(
+            "jama",
+            Operation::AddAccess,
+            "order.user",
+            Some(&format!("usergroup:{}", group.name)),
+        ),
+    )
+    .await;
+    assert_eq!(add.depends_on, Some(create_task.id));
+    let disable = submitted(
+        &app,
+        op("jama", Operation::DisableAccount, "order.user", None),
+    )
+    .await;
+    drain(&app).await;
+
+    for id in [create_task.id, add.id, disable.id] {
+        assert_eq!(
+            task(&app, id).await.status,
+            TaskStatus::Succeeded,
+            "task {id}"
+        );
+    }
+    let user = sim.control().find_user("order.user").unwrap();
+    assert!(!user.active);
+    assert!(sim.control().members(group.id).unwrap().contains(&user.id));
+    // The store agrees, and so does the next import.
+    let account = accounts_of(&app, "jama")
+        .await
+        .into_iter()
+        .find(|a| a.name == "order.user")
+        .unwrap();
+    assert_eq!(account.status, AccountStatus::Inactive);
+    let grant = grants_of(&app, "jama")
+        .await
+        .into_iter()
+        .find(|g| g.account_id == user.id.to_string())
+        .unwrap();
+    assert_eq!(grant.status, GrantStatus::Active);
+    let summary = import_target(&app, "jama", Opts::default()).await;
+    assert_eq!(summary.exit_code(), 0);
+    let account = accounts_of(&app, "jama")
+        .await
+        .into_iter()
+        .find(|a| a.name == "order.user")
+        .unwrap();
+    assert_eq!(account.status, AccountStatus::Inactive);
+    assert_eq!(summary.runs[1].counts.grant.removed, 0);
+}
+
+#[tokio::test]
+async fn a_slow_target_does_not_delay_another() {
+    let healthy = jama_with(seed(3, 1), |_| {}).await;
+    let slow = jama_with(seed(3, 1), |config| config.latency = Duration::from_secs(3)).await;
+    let targets = format!(
+        "{}\n{}",
+        jama_target(&healthy, &format!("{FAST_RETRY}\nrate_limit = []")),
+        jama_target(&slow, &format!("{FAST_RETRY}\nrate_limit = []"))
+            .replace("[targets.jama]", "[targets.slowjama]"),
+    );
+    let env = Env::with_targets(&targets, "");
+    let app = env.app().await;
+    let slow_task = submitted(&app, create("slowjama", "slow.user")).await;
+    let fast_task = submitted(&app, create("jama", "fast.user")).await;
+
+    let runner = ProvisionRunner::new(app.store(), app.connectors.clone(), app.config.clone());
+    let started = std::time::Instant::now();
+    let pass = tokio::spawn(async move { runner.run_pass(None, &CancellationToken::new()).await });
+    let mut fast_done = None;
+    for _ in 0..100 {
+        if task(&app, fast_task.id).await.status == TaskStatus::Succeeded {
+            fast_done = Some(started.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let fast_done = fast_done.expect("the healthy target's task finished");
+    assert!(
+        fast_done < Duration::from_secs(2),
+        "took {fast_done:?} behind a slow target"
+    );
+    assert_ne!(
+        task(&app, slow_task.id).await.status,
+        TaskStatus::Succeeded,
+        "the slow one is still going"
+    );
+    pass.await.unwrap().unwrap();
+}
+
+async fn digicert_app(sim: &idsync::sim::DigicertServer) -> (Env, App) {
+    let env = Env::new(sim, &format!("{FAST_RETRY}\nrate_limit = []"), "");
+    let app = env.app().await;
+    (env, app)
+}
+
+#[tokio::test]
+async fn digicert_503_twice_then_success_creates_exactly_one_user() {
+    let sim = common::digicert(5).await;
+    let (_env, app) = digicert_app(&sim).await;
+    sim.control()
+        .fail_when(
+            FaultRule::new(503)
+                .with_method("POST")
+                .with_path_prefix("/user")
+                .with_times(2),
+        )
+        .unwrap();
+    let queued = submitted(&app, create("digicert", "grace.h")).await;
+    drain(&app).await;
+    let done = task(&app, queued.id).await;
+    assert_eq!(done.status, TaskStatus::Succeeded, "{done:?}");
+    assert_eq!(done.attempts, 3);
+    let users: Vec<_> = sim
+        .control()
+        .users()
+        .into_iter()
+        .filter(|u| u.username == "grace.h")
+        .collect();
+    assert_eq!(users.len(), 1, "exactly one user created");
+    assert_eq!(users[0].access_roles, vec![5], "the default role");
+}
+
+#[tokio::test]
+async fn digicert_invalid_username_fails_after_one_attempt_with_digicerts_message() {
+    let sim = common::digicert(5).await;
+    let (_env, app) = digicert_app(&sim).await;
+    let queued = submitted(&app, create("digicert", "bad name!")).await;
+    drain(&app).await;
+    let failed = task(&app, queued.id).await;
+    assert_eq!(failed.status, TaskStatus::Failed);
+    assert_eq!(failed.attempts, 1);
+    let error = failed.last_error.unwrap();
+    assert!(
+        error.contains("username"),
+        "DigiCert's own message: {error}"
+    );
+}
+
+#[tokio::test]
+async fn digicert_refuses_disable_at_submit_by_default() {
+    let sim = common::digicert(5).await;
+    let (_env, app) = digicert_app(&sim).await;
+    import_target(&app, "digicert", Opts::default()).await;
+    let user = sim.control().users()[0].username.clone();
+    let err = submit(&app, op("digicert", Operation::DisableAccount, &user, None))
+        .await
+        .unwrap_err();
+    assert!(err.is_refusal());
+    assert!(err.to_string().contains("disable_strategy"), "{err}");
+    assert!(app
+        .store
+        .list_tasks(&TaskFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/services/v2/user"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "3")
+                .set_body_json(serde_json::json!({"errors":[{"code":"request_limit_exceeded","message":"slow down"}]})),
+        )
+        .mount(&server)
+        .await;
+    let target = format!(
+        "[targets.digicert]\nkind = \"digicert\"\nbase_url = \"{}/services/v2\"\napi_key = \"k-123\"\nrate_limit = []\n{FAST_RETRY}\n",
+        server.uri()
+    );
+    let env = Env::with_targets(&target, "");
+    let app = env.app().await;
+    let queued = submitted(&app, create("digicert", "paced.user")).await;
+    let before = idsync::clock::now();
+    let runner = ProvisionRunner::new(app.store(), app.connectors.clone(), app.config.clone());
+    runner
+        .run_pass(None, &CancellationToken::new())
+        .await
+        .unwrap();
+    let waiting = task(&app, queued.id).await;
+    assert_eq!(waiting.status, TaskStatus::Pending, "{waiting:?}");
+    assert_eq!(waiting.attempts, 1);
+    let due = waiting.next_attempt_at.unwrap();
+    assert!(
+        due >= before + chrono::Duration::milliseconds(2900),
+        "next attempt at {due}, sooner than Retry-After: 3 s after {before}"
+    );
+}
+
+#[tokio::test]
+async fn a_template_with_a_missing_variable_fails_check_config() {
+    let sim = jama_with(seed(1, 1), |_| {}).await;
+    let target = jama_target(&sim, "[targets.jama.templates]\ncreate_account = '''{\"username\": \"${ user.no_such_field }\"}'''\n");
+    let err = idsync::config::load_from_str(&target, "test", &[]).unwrap_err();
+    let text = err
+        .problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        text.contains("templates.create_account") && text.contains("no_such_field"),
+        "{text}"
+    );
+}
