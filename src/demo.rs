@@ -74,8 +74,8 @@ shutdown_grace = "10s"
 level = "info"
 format = "text"
 
-{digicert_fragment}
-{jama_fragment}
+{digicert_fragment}{DEMO_RETRY}
+{jama_fragment}{DEMO_RETRY}
 [jobs.digicert-accounts]
 type = "account_import"
 target = "{DEMO_TARGET}"
@@ -95,11 +95,158 @@ schedule = "5,35 * * * * *"
 type = "access_import"
 target = "{JAMA_TARGET}"
 schedule = "15,45 * * * * *"
+
+[jobs.provisioning]
+type = "provisioning"
+schedule = "*/5 * * * * *"
 "#,
         listen = args.listen,
         digicert_fragment = digicert.toml_fragment(DEMO_TARGET),
         jama_fragment = jama.toml_fragment(JAMA_TARGET),
     )
+}
+
+/// The demo's retry policy: short backoffs, so a retried task is seen completing.
+const DEMO_RETRY: &str =
+    "retry = { max_attempts = 5, initial_backoff = \"2s\", max_backoff = \"30s\", give_up_after = \"10m\" }\n";
+
+/// Queues a handful of tasks across both targets: a DigiCert hire whose first attempt meets
+/// an injected 503 (so it is retried), a role grant, a Jama hire with a group membership that
+/// waits for the hire, and a Jama disable. Returns the task ids.
+async fn submit_demo_tasks(app: &App, digicert: &DigicertControl, jama: &JamaControl) -> Vec<i64> {
+    use crate::model::{Attributes, Operation};
+    use crate::store::Submitted;
+    use crate::sync::tasks::{self, EntitlementRef, SubmitRequest};
+    let person = |first: &str, last: &str, email: &str| -> Attributes {
+        [("firstname", first), ("lastname", last), ("email", email)]
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+            .collect()
+    };
+    let request =
+        |target: &str, operation, account: &str, entitlement: Option<String>, attributes| {
+            SubmitRequest {
+                target: target.into(),
+                operation,
+                account: account.into(),
+                entitlement: entitlement.map(EntitlementRef::Text),
+                attributes,
+                owner: Some(format!("hr:{account}")),
+                request_id: None,
+                idempotency_key: Some(format!("demo:{target}:{operation}:{account}")),
+            }
+        };
+    // The hire's first attempt gets a 503 from the simulated DigiCert.
+    let fault = crate::sim::FaultRule::new(503)
+        .with_method("POST")
+        .with_path_prefix("/user")
+        .with_times(1);
+    if let Err(err) = digicert.fail_when(fault) {
+        warn!(error = %err, "Demo: could not inject the transient fault.");
+    }
+    let mut requests = vec![
+        request(
+            DEMO_TARGET,
+            Operation::CreateAccount,
+            "demo.hire",
+            None,
+            person("Dana", "Hire", "dana.hire@example.com"),
+        ),
+        request(
+            JAMA_TARGET,
+            Operation::CreateAccount,
+            "demo.jama.hire",
+            None,
+            person("Jo", "Hire", "jo.hire@example.com"),
+        ),
+    ];
+    if let Some(user) = digicert.users().first() {
+        requests.push(request(
+            DEMO_TARGET,
+            Operation::AddAccess,
+            &user.username,
+            Some("role:Administrator".into()),
+            Attributes::new(),
+        ));
+    }
+    if let Some(group) = jama.groups().first() {
+        requests.push(request(
+            JAMA_TARGET,
+            Operation::AddAccess,
+            "demo.jama.hire",
+            Some(format!("usergroup:{}", group.name)),
+            Attributes::new(),
+        ));
+    }
+    if let Some(user) = jama.users().get(3) {
+        requests.push(request(
+            JAMA_TARGET,
+            Operation::DisableAccount,
+            &user.username,
+            None,
+            Attributes::new(),
+        ));
+    }
+    let mut ids = Vec::new();
+    for request in requests {
+        let what = format!(
+            "{} {} on {}",
+            request.operation, request.account, request.target
+        );
+        match tasks::submit(
+            app.store.as_ref(),
+            &app.connectors,
+            &app.config,
+            request,
+            "demo",
+        )
+        .await
+        {
+            Ok(Submitted::Created(task) | Submitted::Existing(task)) => {
+                info!(task = task.id, "Demo: queued {what}.");
+                ids.push(task.id);
+            }
+            Err(err) => warn!(error = %err, "Demo: could not queue {what}."),
+        }
+    }
+    ids
+}
+
+/// Runs provisioning passes until the demo's tasks are final (at most two minutes), then
+/// prints them. Returns 1 if any failed.
+async fn provision_demo_tasks(app: &App, ids: &[i64], format: OutputFormat) -> i32 {
+    use crate::model::TaskStatus;
+    use crate::store::Store;
+    let runner =
+        crate::sync::ProvisionRunner::new(app.store(), app.connectors.clone(), app.config.clone());
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut tasks = Vec::new();
+    while std::time::Instant::now() < deadline {
+        if let Err(err) = runner.run_pass(None, &CancellationToken::new()).await {
+            eprintln!("error: {err}");
+            return EXIT_FAILED;
+        }
+        tasks.clear();
+        for id in ids {
+            if let Ok(Some(task)) = app.store.get_task(*id).await {
+                tasks.push(task);
+            }
+        }
+        if tasks.iter().all(|task| task.status.is_final()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    crate::cli::print_tasks(&tasks, format);
+    if tasks
+        .iter()
+        .all(|task| task.status == TaskStatus::Succeeded)
+        && tasks.len() == ids.len()
+    {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    }
 }
 
 /// `idsync demo [--once]`.
@@ -143,8 +290,11 @@ pub async fn run(args: DemoArgs, format: OutputFormat) -> i32 {
         }
     };
     let code = if args.once {
-        once(&app, format).await
+        let imported = once(&app, format).await;
+        let ids = submit_demo_tasks(&app, &digicert.control(), &jama.control()).await;
+        imported.max(provision_demo_tasks(&app, &ids, format).await)
     } else {
+        submit_demo_tasks(&app, &digicert.control(), &jama.control()).await;
         daemon(app, &digicert, &jama, &args, &api_token).await
     };
     for result in [digicert.shutdown().await, jama.shutdown().await] {

@@ -609,5 +609,18 @@ async fn demo_once_imports_every_simulated_target() {
     ] {
         assert!(out.contains(line), "missing `{line}` in:\n{out}");
     }
+    // The demo's tasks: all succeeded, the DigiCert hire after a retried 503.
+    let hire = out
+        .lines()
+        .find(|line| line.contains("demo.hire") && line.contains("create_account"))
+        .unwrap_or_default();
+    assert!(hire.contains("succeeded") && hire.contains("2/5"), "{out}");
+    for account in ["demo.jama.hire", "user00001"] {
+        assert!(
+            out.lines()
+                .any(|line| line.contains(account) && line.contains("succeeded")),
+            "{out}"
+        );
+    }
     assert!(store.exists());
 }

@@ -763,7 +763,8 @@ fn print_task(task: &Task, format: OutputFormat) {
     }
 }
 
-fn print_tasks(rows: &[Task], format: OutputFormat) {
+/// Prints tasks as a table or a JSON array.
+pub fn print_tasks(rows: &[Task], format: OutputFormat) {
     print_list(
         format,
         rows,
