@@ -731,6 +731,19 @@ mod tests {
     }
 
     #[test]
+    fn a_task_lease_must_outlast_a_request() {
+        let problems = target_problems(&format!("{JAMA}task_lease = \"10s\"\n"));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "targets.jama.task_lease");
+        assert!(
+            problems[0].message.contains("timeout (30s)"),
+            "{problems:?}"
+        );
+        let text = format!("{JAMA}timeout = \"5s\"\ntask_lease = \"10s\"\n");
+        assert_eq!(target_problems(&text), []);
+    }
+
+    #[test]
     fn a_broken_template_fails_check_config_with_its_key() {
         let text = format!(
             "{DIGICERT}[targets.dc.templates]\n\
