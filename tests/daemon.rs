@@ -624,3 +624,104 @@ async fn demo_once_imports_every_simulated_target() {
     }
     assert!(store.exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_tasks_with_instant_provisioning_run_at_once_and_are_counted() {
+    let sim = digicert(5).await;
+    let jama_seed = idsync::sim::JamaSeed {
+        users: 5,
+        inactive_users: 0,
+        groups: 2,
+        ..Default::default()
+    };
+    let jama = jama_with(jama_seed, |_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    // No provisioning job: only instant provisioning can run the task.
+    let extra = format!(
+        "{}\n[server]\napi_token = {{ env = \"IDSYNC_TEST_API_TOKEN\" }}\n",
+        jama_target(&jama, "instant_provisioning = true\nrate_limit = []")
+    );
+    let config = write_config(dir.path(), &sim, &extra);
+    let daemon = Daemon::start(&config, dir.path(), free_port());
+    daemon.wait_ready().await;
+    let client = reqwest::Client::new();
+    let body = serde_json::json!({
+        "target": "jama", "operation": "create_account", "account": "api.hire",
+        "attributes": {"firstname": "Api", "lastname": "Hire", "email": "api.hire@example.com"},
+        "idempotency_key": "hr-1"
+    });
+    let created = client
+        .post(format!("{}/api/v1/tasks", daemon.base))
+        .bearer_auth(API_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+    let task: serde_json::Value = created.json().await.unwrap();
+    let again = client
+        .post(format!("{}/api/v1/tasks", daemon.base))
+        .bearer_auth(API_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        again.status().as_u16(),
+        200,
+        "a repeated idempotency key returns the task"
+    );
+    assert_eq!(
+        again.json::<serde_json::Value>().await.unwrap()["id"],
+        task["id"]
+    );
+    let refused = client
+        .post(format!("{}/api/v1/tasks", daemon.base))
+        .bearer_auth(API_TOKEN)
+        .json(&serde_json::json!({"target": "jama", "operation": "remove_account", "account": "api.hire"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 400);
+    assert!(refused.text().await.unwrap().contains("remove_account"));
+    assert_eq!(
+        client
+            .post(format!("{}/api/v1/tasks", daemon.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
+
+    let url = format!("{}/api/v1/tasks/{}", daemon.base, task["id"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = get(&url, Some(API_TOKEN)).await;
+        let now: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if now["status"] == "succeeded" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "instant task not done: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(jama.control().find_user("api.hire").is_some());
+    let (_, metrics) = get(&format!("{}/metrics", daemon.base), None).await;
+    assert!(
+        metric_value(
+            &metrics,
+            "idsync_task_attempts_total",
+            &[
+                r#"target="jama""#,
+                r#"operation="create_account""#,
+                r#"outcome="succeeded""#
+            ]
+        ) >= 1.0,
+        "{metrics}"
+    );
+    assert!(metrics.contains("idsync_tasks{"), "{metrics}");
+    let (status, _) = daemon.terminate().await;
+    assert!(status.success());
+}
