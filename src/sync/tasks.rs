@@ -18,8 +18,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::clock;
-use crate::config::{Config, TargetKind};
-use crate::connector::{Capabilities, Capability, Connector};
+use crate::config::Config;
+use crate::connector::Connector;
 use crate::model::{Attributes, Operation, TaskEntitlement};
 use crate::store::{NewTask, Store, StoreError, Submitted};
 
@@ -218,9 +218,7 @@ pub async fn submit(
         (None, false) => None,
     };
     check_capability(
-        connector.capabilities(),
-        target_config.kind,
-        target,
+        connector.as_ref(),
         operation,
         entitlement_ref.as_ref().map(|(kind, _)| kind.as_str()),
     )?;
@@ -328,129 +326,51 @@ pub fn is_instant(config: &Config, target: &str) -> bool {
         .is_some_and(|target| target.instant_provisioning)
 }
 
-/// Refuses an operation the target does not declare, with the reason.
+/// Refuses an operation the target does not declare, with the adapter's reason (which
+/// names the policy that could map it, where there is one).
 pub fn check_capability(
-    capabilities: &Capabilities,
-    kind: TargetKind,
-    target: &str,
+    connector: &dyn Connector,
     operation: Operation,
     entitlement_type: Option<&str>,
 ) -> Result<(), SubmitError> {
-    let supported = capabilities.operations.iter().any(|cap: &Capability| {
-        cap.operation == operation
-            && match (&cap.entitlement_type, entitlement_type) {
-                (None, _) => true,
-                (Some(declared), Some(given)) => declared.eq_ignore_ascii_case(given),
-                (Some(_), None) => false,
-            }
-    });
-    if supported {
+    if connector
+        .capabilities()
+        .supports(operation, entitlement_type)
+    {
         return Ok(());
     }
     Err(SubmitError::Unsupported {
         operation,
-        target: target.to_string(),
-        reason: unsupported_reason(capabilities, kind, operation, entitlement_type),
+        target: connector.target().to_string(),
+        reason: connector.unsupported_reason(operation, entitlement_type),
     })
-}
-
-/// Why an operation is not supported, in the adapter's terms where known.
-fn unsupported_reason(
-    capabilities: &Capabilities,
-    kind: TargetKind,
-    operation: Operation,
-    entitlement_type: Option<&str>,
-) -> String {
-    let is_type = |name: &str| entitlement_type.is_some_and(|t| t.eq_ignore_ascii_case(name));
-    match (kind, operation) {
-        (TargetKind::Digicert, Operation::DisableAccount | Operation::EnableAccount) => {
-            return "DigiCert has no enable/disable of users (set disable_strategy = \"delete\" \
-                    on the target to delete the user on disable_account)"
-                .to_string()
-        }
-        (TargetKind::Digicert, Operation::RemoveAccess) if is_type("container") => {
-            return "a DigiCert user has exactly one container; add_access on another \
-                    container moves the user"
-                .to_string()
-        }
-        (TargetKind::Jama, Operation::RemoveAccount) => {
-            return "Jama has no user delete (set remove_strategy = \"disable\" on the target \
-                    to disable the user on remove_account)"
-                .to_string()
-        }
-        _ => {}
-    }
-    let types_for_op: Vec<&str> = capabilities
-        .operations
-        .iter()
-        .filter(|cap| cap.operation == operation)
-        .filter_map(|cap| cap.entitlement_type.as_deref())
-        .collect();
-    match entitlement_type {
-        Some(given) if !types_for_op.is_empty() => format!(
-            "entitlement type `{given}` cannot be used with {operation} (types it applies to: {})",
-            types_for_op.join(", ")
-        ),
-        Some(given)
-            if !capabilities
-                .entitlement_types
-                .iter()
-                .any(|t| t.eq_ignore_ascii_case(given)) =>
-        {
-            format!(
-                "unknown entitlement type `{given}` (types of this target: {})",
-                capabilities.entitlement_types.join(", ")
-            )
-        }
-        _ => format!("the {} adapter does not offer {operation}", kind.as_str()),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeSet;
-
-    fn caps() -> Capabilities {
-        Capabilities {
-            entitlement_types: vec!["usergroup".into()],
-            operations: BTreeSet::from([
-                Capability {
-                    operation: Operation::CreateAccount,
-                    entitlement_type: None,
-                },
-                Capability {
-                    operation: Operation::AddAccess,
-                    entitlement_type: Some("usergroup".into()),
-                },
-            ]),
-        }
-    }
 
     #[test]
-    fn capability_check_matches_types_case_insensitively() {
-        let caps = caps();
-        let check = |op, kind| check_capability(&caps, TargetKind::Jama, "jama", op, kind);
+    fn capability_check_uses_the_adapters_capabilities_and_reasons() {
+        let text = "[targets.jama]\nkind = \"jama\"\nbase_url = \"http://127.0.0.1:9\"\n\
+                    client_id = \"c\"\nclient_secret = \"s\"\n";
+        let config = crate::config::load_from_str(text, "test", &[])
+            .unwrap()
+            .config;
+        let jama =
+            crate::connector::registry::build_connector("jama", &config.targets["jama"]).unwrap();
+        let check = |op, kind| check_capability(jama.as_ref(), op, kind);
         assert!(check(Operation::CreateAccount, None).is_ok());
         assert!(check(Operation::AddAccess, Some("UserGroup")).is_ok());
-        let err = check(Operation::AddAccess, Some("role")).unwrap_err();
-        assert!(
-            err.to_string().contains("types it applies to: usergroup"),
-            "{err}"
-        );
+        assert!(check(Operation::AddAccess, Some("role")).is_err());
         let err = check(Operation::RemoveAccount, None).unwrap_err();
+        let text = err.to_string();
         assert!(
-            err.to_string().starts_with(
-                "operation remove_account is not supported by target jama: Jama has no user delete"
-            ),
-            "{err}"
+            text.starts_with("operation remove_account is not supported by target jama:")
+                && text.contains("remove_strategy"),
+            "{text}"
         );
         assert!(err.is_refusal());
-        let err = check(Operation::RemoveAccess, Some("usergroup")).unwrap_err();
-        assert!(
-            err.to_string().contains("does not offer remove_access"),
-            "{err}"
-        );
     }
 
     #[test]
