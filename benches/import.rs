@@ -29,29 +29,29 @@
 //! Per-part times come from the run records (millisecond timestamps); the whole is the wall
 //! time of the `ImportParts::Both` call. Linux only (reads `/proc/self/status`).
 
-use std::io::{BufRead, BufReader};
+mod common;
+use common::{per_sec, toml_string, verdict, vm_hwm_kib, Result, Simulator};
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use idsync::app::App;
 use idsync::config;
+use idsync::config::TargetKind;
 use idsync::model::{ImportMode, JobKind, ObjectKind, RunOutcome, Trigger};
 use idsync::store::{RunFilter, Store};
 use idsync::sync::{ImportParts, ImportRequest, ImportSummary, RunReport};
 use tokio_util::sync::CancellationToken;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type Result<T, E = BoxError> = std::result::Result<T, E>;
-
 /// The sizes run when neither `IDSYNC_BENCH_SIZES` nor arguments name any.
 const DEFAULT_SIZES: &[u64] = &[10_000, 100_000];
 /// The most the peak RSS may grow from the smallest to the largest size.
 const MAX_RSS_RATIO: f64 = 1.3;
-/// How long the simulator may take to print its config fragment.
-const SIM_START_TIMEOUT: Duration = Duration::from_secs(300);
 /// The target name in the generated config.
+/// How long the simulator may take to build its tenant and print its fragment.
+const SIM_START_TIMEOUT: Duration = Duration::from_secs(300);
+/// The target's name in the simulator's fragment.
 const TARGET: &str = "digicert";
 
 fn main() -> ExitCode {
@@ -155,18 +155,27 @@ fn parse_size(text: &str) -> Option<u64> {
 fn run_size(n: u64) -> Result<Measurement> {
     let dir = tempfile::tempdir()?;
     let sim_started = Instant::now();
-    let sim = Simulator::start(n, dir.path())?;
+    let args = [
+        "--no-rate-limit".to_string(),
+        "--users".to_string(),
+        n.to_string(),
+    ];
+    let sim = Simulator::start(
+        &[TargetKind::Digicert],
+        &args,
+        dir.path(),
+        SIM_START_TIMEOUT,
+    )?;
+    let base_url = sim.field(TARGET, "base_url")?;
+    let api_key = sim.field(TARGET, "api_key")?;
     eprintln!(
         "  n={n}: simulator up in {:.1}s at {}",
         sim_started.elapsed().as_secs_f64(),
-        sim.base_url
+        base_url
     );
     let store = dir.path().join("idsync.db");
     let config_path = dir.path().join("idsync.toml");
-    std::fs::write(
-        &config_path,
-        config_text(&store, &sim.base_url, &sim.api_key),
-    )?;
+    std::fs::write(&config_path, config_text(&store, &base_url, &api_key))?;
 
     let output = Command::new(std::env::current_exe()?)
         .arg("--child")
@@ -212,126 +221,6 @@ rate_limit = []
         base_url = toml_string(base_url),
         api_key = toml_string(api_key),
     )
-}
-
-fn toml_string(text: &str) -> String {
-    toml::Value::String(text.to_owned()).to_string()
-}
-
-/// A simulator process, killed when dropped (also on error paths).
-struct Simulator {
-    process: Child,
-    log_path: PathBuf,
-    base_url: String,
-    api_key: String,
-}
-
-impl Simulator {
-    /// Starts `idsync sim digicert` on a free port and waits for its config fragment. Its
-    /// logs go to `sim.log` in `dir` (shown if it fails to start).
-    fn start(users: u64, dir: &Path) -> Result<Self> {
-        let log_path = dir.join("sim.log");
-        let log = std::fs::File::create(&log_path)?;
-        let mut process = Command::new(env!("CARGO_BIN_EXE_idsync"))
-            .args([
-                "sim",
-                "digicert",
-                "--port",
-                "0",
-                "--no-rate-limit",
-                "--users",
-            ])
-            .arg(users.to_string())
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()?;
-        let Some(stdout) = process.stdout.take() else {
-            let _ = process.kill();
-            let _ = process.wait();
-            return Err("the simulator has no stdout".into());
-        };
-        // The simulator owns its data from here; the guard kills it on any early return.
-        let mut sim = Simulator {
-            process,
-            log_path,
-            base_url: String::new(),
-            api_key: String::new(),
-        };
-        let (tx, rx) = mpsc::channel::<String>();
-        // Reads the fragment, then drains stdout until the simulator exits (so it never
-        // writes into a closed pipe).
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + SIM_START_TIMEOUT;
-        let mut fragment = String::new();
-        let mut in_table = false;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = match rx.recv_timeout(left) {
-                Ok(line) => line,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    return Err(sim.failure("did not print its config fragment in time"))
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(sim.failure("exited before printing its config fragment"))
-                }
-            };
-            let trimmed = line.trim();
-            if trimmed.starts_with("[targets.") {
-                in_table = true;
-            } else if in_table && (trimmed.is_empty() || trimmed.starts_with('[')) {
-                break;
-            }
-            if in_table {
-                fragment.push_str(&line);
-                fragment.push('\n');
-                // The fragment ends with the api_key line; don't wait for a blank line.
-                if trimmed.starts_with("api_key") {
-                    break;
-                }
-            }
-        }
-        let table: toml::Table = toml::from_str(&fragment)?;
-        let target = table
-            .get("targets")
-            .and_then(|targets| targets.get(TARGET))
-            .ok_or_else(|| format!("no [targets.{TARGET}] in the fragment:\n{fragment}"))?;
-        let field = |key: &str| -> Result<String> {
-            target
-                .get(key)
-                .and_then(toml::Value::as_str)
-                .map(str::to_owned)
-                .ok_or_else(|| format!("no {key} in the fragment:\n{fragment}").into())
-        };
-        sim.base_url = field("base_url")?;
-        sim.api_key = field("api_key")?;
-        Ok(sim)
-    }
-
-    /// An error naming why the simulator failed, with its log.
-    fn failure(&mut self, why: &str) -> BoxError {
-        let _ = self.process.kill();
-        let status = self
-            .process
-            .wait()
-            .map(|s| s.to_string())
-            .unwrap_or_default();
-        let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
-        format!("the simulator {why} ({status}); its log:\n{log}").into()
-    }
-}
-
-impl Drop for Simulator {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
 }
 
 fn print_table(rows: &[Measurement]) {
@@ -413,14 +302,6 @@ fn print_checks(rows: &[Measurement]) -> bool {
             .join(", ")
     );
     ok
-}
-
-fn verdict(pass: bool) -> &'static str {
-    if pass {
-        "PASS"
-    } else {
-        "FAIL"
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -563,23 +444,4 @@ async fn run_secs(app: &App, run: &RunReport) -> Result<f64> {
         .to_std()
         .unwrap_or_default()
         .as_secs_f64())
-}
-
-fn per_sec(records: u64, secs: f64) -> f64 {
-    if secs > 0.0 {
-        records as f64 / secs
-    } else {
-        0.0
-    }
-}
-
-/// This process's peak resident set size, in KiB.
-fn vm_hwm_kib() -> Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .ok_or_else(|| "no VmHWM in /proc/self/status".into())
 }

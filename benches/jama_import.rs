@@ -35,24 +35,25 @@
 //!
 //! Sizes are `users,groups,memberships_per_user`. Linux only (reads `/proc`).
 
+mod common;
+use common::{cpu_secs, mib, per_sec, ratio, toml_string, verdict, vm_hwm_kib, Result, Simulator};
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use idsync::app::App;
 use idsync::config;
+use idsync::config::TargetKind;
 use idsync::model::{ImportMode, JobKind, ObjectKind, RunOutcome, Trigger};
 use idsync::sim::SimStats;
 use idsync::store::{RunFilter, Store};
 use idsync::sync::{ImportParts, ImportRequest, ImportSummary, RunReport};
 use tokio_util::sync::CancellationToken;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type Result<T, E = BoxError> = std::result::Result<T, E>;
-
+/// How long the simulator may take to build its tenant and print its fragment.
+const SIM_START_TIMEOUT: Duration = Duration::from_secs(300);
 /// The target name in the generated config (and in the simulator's fragment).
 const TARGET: &str = "jama";
 /// Records per page asked for (Jama's own maximum).
@@ -61,11 +62,6 @@ const PAGE_SIZE: u32 = 50;
 const RATE_PER_SEC: f64 = 10.0;
 /// The most 429s the limited scenario may receive.
 const MAX_429S: u64 = 1;
-/// How long the simulator may take to print its config fragment.
-const SIM_START_TIMEOUT: Duration = Duration::from_secs(300);
-/// Clock ticks per second of `/proc/*/stat` times (`USER_HZ`, 100 on Linux).
-const USER_HZ: f64 = 100.0;
-
 /// One scenario: a tenant's size and whether the limits are on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Scenario {
@@ -249,22 +245,34 @@ fn parse_number(text: &str) -> Option<u32> {
 fn run_scenario(scenario: &Scenario) -> Result<Measurement> {
     let dir = tempfile::tempdir()?;
     let sim_started = Instant::now();
-    let sim = Simulator::start(scenario, dir.path())?;
+    let mut args = vec![
+        "--users".to_string(),
+        scenario.users.to_string(),
+        "--groups".to_string(),
+        scenario.groups.to_string(),
+        "--memberships-per-user".to_string(),
+        scenario.memberships_per_user.to_string(),
+    ];
+    if !scenario.limited {
+        args.push("--no-rate-limit".to_string());
+    }
+    let sim = Simulator::start(&[TargetKind::Jama], &args, dir.path(), SIM_START_TIMEOUT)?;
+    let base_url = sim.field(TARGET, "base_url")?;
     let sim_start_secs = sim_started.elapsed().as_secs_f64();
     eprintln!(
         "  {}: simulator up in {sim_start_secs:.1}s at {}",
-        scenario.name, sim.base_url
+        scenario.name, base_url
     );
     let store = dir.path().join("idsync.db");
     let config_path = dir.path().join("idsync.toml");
-    std::fs::write(&config_path, config_text(scenario, &store, &sim))?;
+    std::fs::write(&config_path, config_text(scenario, &store, &sim)?)?;
 
     let output = Command::new(std::env::current_exe()?)
         .arg("--child")
         .arg(scenario.name)
         .arg(&config_path)
-        .arg(&sim.base_url)
-        .arg(sim.process.id().to_string())
+        .arg(&base_url)
+        .arg(sim.pid().to_string())
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()?;
@@ -300,7 +308,7 @@ fn run_scenario(scenario: &Scenario) -> Result<Measurement> {
 }
 
 /// The config: a fresh store, the simulator as target `jama`, pacing off unless limited.
-fn config_text(scenario: &Scenario, store: &Path, sim: &Simulator) -> String {
+fn config_text(scenario: &Scenario, store: &Path, sim: &Simulator) -> Result<String> {
     let store_url = format!("sqlite://{}", store.display());
     // No `rate_limit` key: the adapter's default pacing (10/s).
     let pacing = if scenario.limited {
@@ -308,7 +316,7 @@ fn config_text(scenario: &Scenario, store: &Path, sim: &Simulator) -> String {
     } else {
         "rate_limit = []\n"
     };
-    format!(
+    Ok(format!(
         r#"[store]
 url = {store_url}
 
@@ -324,139 +332,10 @@ client_secret = {client_secret}
 page_size = {PAGE_SIZE}
 {pacing}"#,
         store_url = toml_string(&store_url),
-        base_url = toml_string(&sim.base_url),
-        client_id = toml_string(&sim.client_id),
-        client_secret = toml_string(&sim.client_secret),
-    )
-}
-
-fn toml_string(text: &str) -> String {
-    toml::Value::String(text.to_owned()).to_string()
-}
-
-/// A simulator process, killed when dropped (also on error paths).
-struct Simulator {
-    process: Child,
-    log_path: PathBuf,
-    base_url: String,
-    client_id: String,
-    client_secret: String,
-}
-
-impl Simulator {
-    /// Starts `idsync sim jama` on a free port and waits for its config fragment. Its logs
-    /// go to `sim.log` in `dir` (shown if it fails to start).
-    fn start(scenario: &Scenario, dir: &Path) -> Result<Self> {
-        let log_path = dir.join("sim.log");
-        let log = std::fs::File::create(&log_path)?;
-        let mut command = Command::new(env!("CARGO_BIN_EXE_idsync"));
-        command
-            .args(["sim", "jama", "--port", "0", "--users"])
-            .arg(scenario.users.to_string())
-            .arg("--groups")
-            .arg(scenario.groups.to_string())
-            .arg("--memberships-per-user")
-            .arg(scenario.memberships_per_user.to_string());
-        if !scenario.limited {
-            command.arg("--no-rate-limit");
-        }
-        let mut process = command
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()?;
-        let Some(stdout) = process.stdout.take() else {
-            let _ = process.kill();
-            let _ = process.wait();
-            return Err("the simulator has no stdout".into());
-        };
-        // The simulator owns its data from here; the guard kills it on any early return.
-        let mut sim = Simulator {
-            process,
-            log_path,
-            base_url: String::new(),
-            client_id: String::new(),
-            client_secret: String::new(),
-        };
-        let (tx, rx) = mpsc::channel::<String>();
-        // Reads the fragment, then drains stdout until the simulator exits (so it never
-        // writes into a closed pipe).
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + SIM_START_TIMEOUT;
-        let mut fragment = String::new();
-        let mut in_table = false;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = match rx.recv_timeout(left) {
-                Ok(line) => line,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    return Err(sim.failure("did not print its config fragment in time"))
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(sim.failure("exited before printing its config fragment"))
-                }
-            };
-            let trimmed = line.trim();
-            if trimmed.starts_with("[targets.") {
-                in_table = true;
-            } else if in_table && (trimmed.is_empty() || trimmed.starts_with('[')) {
-                break;
-            }
-            if in_table {
-                fragment.push_str(&line);
-                fragment.push('\n');
-                // The fragment ends with the client_secret line; don't wait for a blank line.
-                if trimmed.starts_with("client_secret") {
-                    break;
-                }
-            }
-        }
-        let table: toml::Table = toml::from_str(&fragment)?;
-        let target = table
-            .get("targets")
-            .and_then(|targets| targets.get(TARGET))
-            .ok_or_else(|| format!("no [targets.{TARGET}] in the fragment:\n{fragment}"))?;
-        let field = |key: &str| -> Result<String> {
-            target
-                .get(key)
-                .and_then(toml::Value::as_str)
-                .map(str::to_owned)
-                .ok_or_else(|| format!("no {key} in the fragment").into())
-        };
-        sim.base_url = field("base_url")?;
-        sim.client_id = field("client_id")?;
-        sim.client_secret = field("client_secret")?;
-        Ok(sim)
-    }
-
-    /// An error naming why the simulator failed, with its log.
-    fn failure(&mut self, why: &str) -> BoxError {
-        let _ = self.process.kill();
-        let status = self
-            .process
-            .wait()
-            .map(|s| s.to_string())
-            .unwrap_or_default();
-        let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
-        format!("the simulator {why} ({status}); its log:\n{log}").into()
-    }
-}
-
-impl Drop for Simulator {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
+        base_url = toml_string(&sim.field(TARGET, "base_url")?),
+        client_id = toml_string(&sim.field(TARGET, "client_id")?),
+        client_secret = toml_string(&sim.field(TARGET, "client_secret")?),
+    ))
 }
 
 fn print_table(rows: &[Measurement]) {
@@ -575,14 +454,6 @@ fn print_checks(rows: &[Measurement]) -> bool {
         }
     }
     ok
-}
-
-fn verdict(pass: bool) -> &'static str {
-    if pass {
-        "PASS"
-    } else {
-        "FAIL"
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -808,45 +679,4 @@ async fn run_secs(app: &App, run: &RunReport) -> Result<f64> {
         .to_std()
         .unwrap_or_default()
         .as_secs_f64())
-}
-
-fn per_sec(records: u64, secs: f64) -> f64 {
-    ratio(records as f64, secs)
-}
-
-fn ratio(a: f64, b: f64) -> f64 {
-    if b > 0.0 {
-        a / b
-    } else {
-        0.0
-    }
-}
-
-/// This process's peak resident set size, in KiB.
-fn vm_hwm_kib() -> Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .ok_or_else(|| "no VmHWM in /proc/self/status".into())
-}
-
-/// CPU time (user + system) of process `pid` (`self` for this one) so far, in seconds.
-fn cpu_secs(pid: &str) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .ok_or("malformed /proc/PID/stat")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |at: usize| -> Result<f64> {
-        Ok(fields
-            .get(at)
-            .ok_or("short /proc/PID/stat")?
-            .parse::<u64>()? as f64)
-    };
-    Ok((ticks(11)? + ticks(12)?) / USER_HZ)
 }

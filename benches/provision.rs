@@ -49,12 +49,14 @@
 //!
 //! Linux only (reads `/proc`).
 
+mod common;
+use common::{cpu_secs, mib, ratio, toml_string, vm_hwm_kib, Result, Simulator};
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use idsync::app::App;
@@ -68,9 +70,6 @@ use idsync::sync::tasks::EntitlementRef;
 use idsync::sync::{tasks, ImportParts, ImportRequest, SubmitRequest};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type Result<T, E = BoxError> = std::result::Result<T, E>;
 
 /// Tasks in all, unless `IDSYNC_BENCH_TASKS` says otherwise.
 const DEFAULT_TASKS: u32 = 10_000;
@@ -92,11 +91,10 @@ const INJECT_POLL: Duration = Duration::from_millis(2);
 const IDLE_WAIT: Duration = Duration::from_millis(2);
 /// Give up when the queue has not drained in this time.
 const PROCESS_TIMEOUT: Duration = Duration::from_secs(1800);
-/// How long the simulator may take to print its config fragment.
-const SIM_START_TIMEOUT: Duration = Duration::from_secs(120);
-/// Clock ticks per second of `/proc/*/stat` times (`USER_HZ`, 100 on Linux).
-const USER_HZ: f64 = 100.0;
 /// Prefix of every username the bench creates.
+/// How long the simulators may take to print their fragment.
+const SIM_START_TIMEOUT: Duration = Duration::from_secs(120);
+/// Prefix of the users the bench creates.
 const USER_PREFIX: &str = "bench.";
 
 fn main() -> ExitCode {
@@ -269,7 +267,14 @@ fn parent() -> Result<ExitCode> {
         settings.concurrency,
     );
     let dir = tempfile::tempdir()?;
-    let sim = Simulator::start(&settings.targets, dir.path())?;
+    let args = [
+        "--no-rate-limit".to_string(),
+        "--users".to_string(),
+        SEED_USERS.to_string(),
+        "--groups".to_string(),
+        SEED_GROUPS.to_string(),
+    ];
+    let sim = Simulator::start(&settings.targets, &args, dir.path(), SIM_START_TIMEOUT)?;
     let store = dir.path().join("idsync.db");
     let config_path = dir.path().join("idsync.toml");
     std::fs::write(&config_path, config_text(&settings, &store, &sim))?;
@@ -277,7 +282,7 @@ fn parent() -> Result<ExitCode> {
     let output = Command::new(std::env::current_exe()?)
         .arg("--child")
         .arg(&config_path)
-        .arg(sim.process.id().to_string())
+        .arg(sim.pid().to_string())
         .arg(settings.tasks.to_string())
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
@@ -324,127 +329,6 @@ fn config_text(settings: &Settings, store: &Path, sim: &Simulator) -> String {
         ));
     }
     text
-}
-
-fn toml_string(text: &str) -> String {
-    toml::Value::String(text.to_owned()).to_string()
-}
-
-/// The simulator process, killed when dropped (also on error paths).
-struct Simulator {
-    process: Child,
-    log_path: PathBuf,
-    /// The config fragment's tables: target name → (key → TOML value).
-    targets: BTreeMap<String, BTreeMap<String, String>>,
-}
-
-impl Simulator {
-    /// Starts `idsync sim` for `kinds` on free ports and waits for its config fragment.
-    fn start(kinds: &[TargetKind], dir: &Path) -> Result<Self> {
-        let which = match kinds {
-            [one] => one.as_str(),
-            _ => "all",
-        };
-        let log_path = dir.join("sim.log");
-        let log = std::fs::File::create(&log_path)?;
-        let mut process = Command::new(env!("CARGO_BIN_EXE_idsync"))
-            .args(["sim", which, "--port", "0", "--no-rate-limit", "--users"])
-            .arg(SEED_USERS.to_string())
-            .arg("--groups")
-            .arg(SEED_GROUPS.to_string())
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()?;
-        let Some(stdout) = process.stdout.take() else {
-            let _ = process.kill();
-            let _ = process.wait();
-            return Err("the simulator has no stdout".into());
-        };
-        let mut sim = Simulator {
-            process,
-            log_path,
-            targets: BTreeMap::new(),
-        };
-        let (tx, rx) = mpsc::channel::<String>();
-        // Drains stdout until the simulator exits (so it never writes into a closed pipe).
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + SIM_START_TIMEOUT;
-        let mut fragment = String::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = match rx.recv_timeout(left) {
-                Ok(line) => line,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    return Err(sim.failure("did not print its config fragment in time"))
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(sim.failure("exited before printing its config fragment"))
-                }
-            };
-            fragment.push_str(&line);
-            fragment.push('\n');
-            // Done once every simulator's table has its last key (the credential).
-            let Ok(table) = toml::from_str::<toml::Table>(&fragment) else {
-                continue;
-            };
-            let targets = table.get("targets").and_then(toml::Value::as_table);
-            let complete = kinds.iter().all(|kind| {
-                let secret = match kind {
-                    TargetKind::Digicert => "api_key",
-                    TargetKind::Jama => "client_secret",
-                };
-                targets
-                    .and_then(|targets| targets.get(kind.as_str()))
-                    .and_then(|target| target.get(secret))
-                    .is_some()
-            });
-            if let (true, Some(targets)) = (complete, targets) {
-                for (name, fields) in targets {
-                    let fields = fields
-                        .as_table()
-                        .ok_or_else(|| format!("[targets.{name}] is not a table"))?;
-                    sim.targets.insert(
-                        name.clone(),
-                        fields
-                            .iter()
-                            .map(|(key, value)| (key.clone(), value.to_string()))
-                            .collect(),
-                    );
-                }
-                return Ok(sim);
-            }
-        }
-    }
-
-    /// An error naming why the simulator failed, with its log.
-    fn failure(&mut self, why: &str) -> BoxError {
-        let _ = self.process.kill();
-        let status = self
-            .process
-            .wait()
-            .map(|s| s.to_string())
-            .unwrap_or_default();
-        let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
-        format!("the simulator {why} ({status}); its log:\n{log}").into()
-    }
-}
-
-impl Drop for Simulator {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
 }
 
 fn print_table(row: &Measurement) {
@@ -1125,41 +1009,4 @@ async fn inject(
         tokio::time::sleep(INJECT_POLL).await;
     }
     Ok(())
-}
-
-fn ratio(a: f64, b: f64) -> f64 {
-    if b > 0.0 {
-        a / b
-    } else {
-        0.0
-    }
-}
-
-/// This process's peak resident set size, in KiB.
-fn vm_hwm_kib() -> Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .ok_or_else(|| "no VmHWM in /proc/self/status".into())
-}
-
-/// CPU time (user + system) of process `pid` (`self` for this one) so far, in seconds.
-fn cpu_secs(pid: &str) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the parenthesised command name: utime is field 14, stime 15.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .ok_or("malformed /proc/PID/stat")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |at: usize| -> Result<f64> {
-        Ok(fields
-            .get(at)
-            .ok_or("short /proc/PID/stat")?
-            .parse::<u64>()? as f64)
-    };
-    Ok((ticks(11)? + ticks(12)?) / USER_HZ)
 }

@@ -1,0 +1,215 @@
+//! What the benchmarks share: the simulator run as its own process (so its memory, which
+//! grows with the tenant, is not counted in the importer's peak RSS), and small readings of
+//! `/proc` and ratios. Each bench uses a part of it.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use idsync::config::TargetKind;
+
+/// Any error, boxed.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// A result with a boxed error.
+pub type Result<T, E = BoxError> = std::result::Result<T, E>;
+
+/// Clock ticks per second of `/proc/*/stat` times (`USER_HZ`, 100 on Linux).
+const USER_HZ: f64 = 100.0;
+
+/// An `idsync sim` process, killed when dropped (also on error paths).
+pub struct Simulator {
+    process: Child,
+    log_path: PathBuf,
+    /// The config fragment's tables: target name → (key → value).
+    pub targets: BTreeMap<String, toml::Table>,
+}
+
+impl Simulator {
+    /// Starts `idsync sim` for `kinds` on free ports, with `args` (e.g. `--users N`), and
+    /// waits up to `timeout` for its config fragment. Its logs go to `sim.log` in `dir`
+    /// (shown if it fails to start).
+    pub fn start(
+        kinds: &[TargetKind],
+        args: &[String],
+        dir: &Path,
+        timeout: Duration,
+    ) -> Result<Self> {
+        let which = match kinds {
+            [one] => one.as_str(),
+            _ => "all",
+        };
+        let log_path = dir.join("sim.log");
+        let log = std::fs::File::create(&log_path)?;
+        let mut process = Command::new(env!("CARGO_BIN_EXE_idsync"))
+            .args(["sim", which, "--port", "0"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()?;
+        let Some(stdout) = process.stdout.take() else {
+            let _ = process.kill();
+            let _ = process.wait();
+            return Err("the simulator has no stdout".into());
+        };
+        // The simulator owns its data from here; the guard kills it on any early return.
+        let mut sim = Simulator {
+            process,
+            log_path,
+            targets: BTreeMap::new(),
+        };
+        let (tx, rx) = mpsc::channel::<String>();
+        // Drains stdout until the simulator exits (so it never writes into a closed pipe).
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + timeout;
+        let mut fragment = String::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(line) => line,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    return Err(sim.failure("did not print its config fragment in time"))
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(sim.failure("exited before printing its config fragment"))
+                }
+            };
+            fragment.push_str(&line);
+            fragment.push('\n');
+            // Done once every simulator's table has its last key (the credential).
+            let Ok(table) = toml::from_str::<toml::Table>(&fragment) else {
+                continue;
+            };
+            let Some(targets) = table.get("targets").and_then(toml::Value::as_table) else {
+                continue;
+            };
+            let complete = kinds.iter().all(|kind| {
+                let secret = match kind {
+                    TargetKind::Digicert => "api_key",
+                    TargetKind::Jama => "client_secret",
+                };
+                targets
+                    .get(kind.as_str())
+                    .and_then(|target| target.get(secret))
+                    .is_some()
+            });
+            if complete {
+                for (name, fields) in targets {
+                    let fields = fields
+                        .as_table()
+                        .ok_or_else(|| format!("[targets.{name}] is not a table"))?;
+                    sim.targets.insert(name.clone(), fields.clone());
+                }
+                return Ok(sim);
+            }
+        }
+    }
+
+    /// A string field of a target's table (e.g. `base_url`, `api_key`).
+    pub fn field(&self, target: &str, key: &str) -> Result<String> {
+        self.targets
+            .get(target)
+            .and_then(|fields| fields.get(key))
+            .and_then(toml::Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                format!("no {key} in [targets.{target}] of the simulator's fragment").into()
+            })
+    }
+
+    /// The simulator's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
+    /// An error naming why the simulator failed, with its log.
+    fn failure(&mut self, why: &str) -> BoxError {
+        let _ = self.process.kill();
+        let status = self
+            .process
+            .wait()
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        format!("the simulator {why} ({status}); its log:\n{log}").into()
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// A TOML string literal.
+pub fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_owned()).to_string()
+}
+
+/// KiB as MiB.
+pub fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// `a / b`, or 0 when `b` is 0.
+pub fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        0.0
+    }
+}
+
+/// Records per second.
+pub fn per_sec(records: u64, secs: f64) -> f64 {
+    ratio(records as f64, secs)
+}
+
+/// `PASS` or `FAIL`.
+pub fn verdict(pass: bool) -> &'static str {
+    if pass {
+        "PASS"
+    } else {
+        "FAIL"
+    }
+}
+
+/// This process's peak resident set size, in KiB.
+pub fn vm_hwm_kib() -> Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .ok_or_else(|| "no VmHWM in /proc/self/status".into())
+}
+
+/// CPU time (user + system) of process `pid` (`self` for this one) so far, in seconds.
+pub fn cpu_secs(pid: &str) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name: utime is field 14, stime 15.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or("malformed /proc/PID/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |at: usize| -> Result<f64> {
+        Ok(fields
+            .get(at)
+            .ok_or("short /proc/PID/stat")?
+            .parse::<u64>()? as f64)
+    };
+    Ok((ticks(11)? + ticks(12)?) / USER_HZ)
+}
