@@ -584,6 +584,8 @@ impl Plan {
         match self.kind {
             TargetKind::Jama => ("POST /users", "/users"),
             TargetKind::Digicert => ("POST /user", "/user"),
+            // Never planned: Duck Creek has no create request (see `targets`).
+            TargetKind::Duckcreek => ("POST /Server/Server.asmx", "/Server/Server.asmx"),
         }
     }
 
@@ -591,6 +593,7 @@ impl Plan {
         match self.kind {
             TargetKind::Jama => "usergroup",
             TargetKind::Digicert => "role",
+            TargetKind::Duckcreek => "Role",
         }
     }
 

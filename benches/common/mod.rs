@@ -97,6 +97,7 @@ impl Simulator {
                 let secret = match kind {
                     TargetKind::Digicert => "api_key",
                     TargetKind::Jama => "client_secret",
+                    TargetKind::Duckcreek => "password",
                 };
                 targets
                     .get(kind.as_str())

@@ -169,6 +169,8 @@ pub enum TargetKind {
     Digicert,
     /// Jama Connect REST API v1 (OAuth client credentials).
     Jama,
+    /// Duck Creek's XML server-request protocol over SOAP (credentials in every body).
+    Duckcreek,
 }
 
 impl TargetKind {
@@ -177,6 +179,7 @@ impl TargetKind {
         match self {
             TargetKind::Digicert => "digicert",
             TargetKind::Jama => "jama",
+            TargetKind::Duckcreek => "duckcreek",
         }
     }
 }
@@ -185,11 +188,12 @@ impl TargetKind {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
-    /// Which adapter: `digicert` or `jama`.
+    /// Which adapter: `digicert`, `jama` or `duckcreek`.
     pub kind: TargetKind,
     /// DigiCert: the API root, e.g. `https://www.digicert.com/services/v2`. Jama: the
     /// tenant's root, e.g. `https://example.jamacloud.com` (`/rest/oauth/token` and
-    /// `/rest/v1/…` are appended).
+    /// `/rest/v1/…` are appended). Duck Creek: the SOAP endpoint itself, e.g.
+    /// `https://dc.example.com/Server/Server.asmx`.
     pub base_url: url::Url,
     /// DigiCert: the API key (string, `{ env = "VAR" }` or `{ file = "PATH" }`).
     #[serde(default)]
@@ -203,6 +207,29 @@ pub struct TargetConfig {
     /// Jama: the OAuth client secret (string, `{ env = "VAR" }` or `{ file = "PATH" }`).
     #[serde(default)]
     pub client_secret: Option<SecretSpec>,
+    /// Duck Creek: the service account's user name, sent in the login element of every
+    /// request.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Duck Creek: the service account's password (string, `{ env = "VAR" }` or
+    /// `{ file = "PATH" }`). It travels inside every request body and is never logged.
+    #[serde(default)]
+    pub password: Option<SecretSpec>,
+    /// Duck Creek: the entity whose users are imported (`OnlineData.listEntityUsersRq
+    /// entityID`). Unset: `"1"`.
+    #[serde(default)]
+    pub entity_id: Option<String>,
+    /// SOAP targets (Duck Creek): the `SOAPAction` header (SOAP 1.1) or `action` parameter
+    /// (SOAP 1.2). Unset: `""`.
+    #[serde(default)]
+    pub soap_action: Option<String>,
+    /// SOAP targets (Duck Creek): `"1.1"` (default) or `"1.2"`.
+    #[serde(default)]
+    pub soap_version: Option<crate::connector::soap::SoapVersion>,
+    /// SOAP targets (Duck Creek): the request `Content-Type`. Unset: `text/xml;
+    /// charset=utf-8` (SOAP 1.1) or `application/soap+xml; charset=utf-8` (SOAP 1.2).
+    #[serde(default)]
+    pub content_type: Option<String>,
     /// Targets with OAuth tokens (Jama): a token is refreshed this long before it expires
     /// (a token that lives less than this is refreshed at half its lifetime).
     #[serde(default = "default_token_refresh_skew")]
@@ -214,7 +241,8 @@ pub struct TargetConfig {
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: ConfigDuration,
     /// Records per page; unset: the adapter's default (DigiCert 1000, Jama 50; Jama serves at
-    /// most 50 whatever is asked, and idsync follows what it serves).
+    /// most 50 whatever is asked, and idsync follows what it serves). Duck Creek lists are not
+    /// paged: this is how many records are handed to the store at a time (default 1000).
     #[serde(default)]
     pub page_size: Option<u32>,
     /// Requests in flight at once against this target.
@@ -254,7 +282,10 @@ pub struct TargetConfig {
     /// Request-body templates by operation (`[targets.NAME.templates]`), overriding the
     /// adapter's built-in ones: `${ … }` prints a value (escaped for the body's format),
     /// `{% if … %}` tests one; a missing variable is an error. Keys: the operations the
-    /// adapter builds a body for (DigiCert and Jama: `create_account`, `update_account`).
+    /// adapter builds a body for (DigiCert and Jama: `create_account`, `update_account`;
+    /// Duck Creek: `disable_account`, `enable_account`, `add_access_role`,
+    /// `remove_access_role`, `add_access_entity`, `remove_access_entity`, and
+    /// `create_account`, `update_account`, `remove_account`, which have no built-in body).
     #[serde(default)]
     pub templates: BTreeMap<String, String>,
     /// DigiCert: the access role id given to a created user when the task names no role
@@ -302,7 +333,8 @@ impl TargetConfig {
             .client_secret
             .iter()
             .map(|spec| ("client_secret", spec));
-        api_key.chain(client_secret).collect()
+        let password = self.password.iter().map(|spec| ("password", spec));
+        api_key.chain(client_secret).chain(password).collect()
     }
 }
 

@@ -209,6 +209,8 @@ fn page_size_range(kind: TargetKind) -> RangeInclusive<u32> {
         // Jama serves at most 50 per page whatever is asked; the adapter follows what it
         // serves, so a larger request is harmless.
         TargetKind::Jama => 1..=1000,
+        // Duck Creek lists come whole; this is only the batch handed to the store.
+        TargetKind::Duckcreek => 1..=10_000,
     }
 }
 
@@ -257,6 +259,7 @@ fn validate_target(name: &str, target: &TargetConfig, problems: &mut Vec<ConfigP
             }
         }
         TargetKind::Jama => validate_jama(target, &mut problems),
+        TargetKind::Duckcreek => validate_duckcreek(target, &mut problems),
     }
     validate_provisioning(name, target, &mut problems);
     for field in inapplicable_keys(target) {
@@ -269,6 +272,8 @@ fn validate_target(name: &str, target: &TargetConfig, problems: &mut Vec<ConfigP
                 match target.kind {
                     TargetKind::Digicert => "DigiCert authenticates with api_key",
                     TargetKind::Jama => "Jama authenticates with client_id and client_secret",
+                    TargetKind::Duckcreek =>
+                        "Duck Creek authenticates with username and password in every request",
                 }
             ),
         );
@@ -451,10 +456,24 @@ fn inapplicable_keys(target: &TargetConfig) -> Vec<&'static str> {
         ("api_key_header", target.api_key_header.is_some()),
         ("client_id", target.client_id.is_some()),
         ("client_secret", target.client_secret.is_some()),
+        ("username", target.username.is_some()),
+        ("password", target.password.is_some()),
+        ("entity_id", target.entity_id.is_some()),
+        ("soap_action", target.soap_action.is_some()),
+        ("soap_version", target.soap_version.is_some()),
+        ("content_type", target.content_type.is_some()),
     ];
     let applies: &[&str] = match target.kind {
         TargetKind::Digicert => &["api_key", "api_key_header"],
         TargetKind::Jama => &["client_id", "client_secret"],
+        TargetKind::Duckcreek => &[
+            "username",
+            "password",
+            "entity_id",
+            "soap_action",
+            "soap_version",
+            "content_type",
+        ],
     };
     set.iter()
         .filter(|(field, is_set)| *is_set && !applies.contains(field))
@@ -514,6 +533,78 @@ fn validate_provisioning(name: &str, target: &TargetConfig, problems: &mut Entry
             .unwrap_or(&err.key)
             .to_string();
         problems.add(&field, None, err.message);
+    }
+}
+
+/// The rules of a `kind = "duckcreek"` target: the login's user name and password, and
+/// values that can be sent in an XML attribute or an HTTP header.
+fn validate_duckcreek(target: &TargetConfig, problems: &mut EntryProblems<'_>) {
+    match target.username.as_deref() {
+        None => problems.add(
+            "username",
+            None,
+            "is required for kind = \"duckcreek\"; write the service account's user name, e.g. \
+             username = \"svc_idsync\"",
+        ),
+        Some(name) if name.trim().is_empty() => {
+            problems.add("username", Some(quoted(name)), "must not be empty");
+        }
+        Some(name) if crate::connector::xml::forbidden_char(name).is_some() => problems.add(
+            "username",
+            Some(quoted(name)),
+            "holds a control character, which XML cannot carry",
+        ),
+        Some(_) => {}
+    }
+    match &target.password {
+        None => problems.add(
+            "password",
+            None,
+            "is required for kind = \"duckcreek\"; write password = { file = \
+             \"/run/credentials/idsync/duckcreek\" } (or { env = \"DUCKCREEK_PASSWORD\" })",
+        ),
+        Some(spec) => {
+            if let Ok(secret) = spec.resolve() {
+                use secrecy::ExposeSecret;
+                if crate::connector::xml::forbidden_char(secret.expose_secret()).is_some() {
+                    problems.add(
+                        "password",
+                        None,
+                        "holds a control character, which XML cannot carry (a stray newline \
+                         in the file is trimmed; other control characters are not)",
+                    );
+                }
+            }
+        }
+    }
+    if let Some(entity) = &target.entity_id {
+        if entity.trim().is_empty() || crate::connector::xml::forbidden_char(entity).is_some() {
+            problems.add(
+                "entity_id",
+                Some(quoted(entity)),
+                "must be a Duck Creek entity id, e.g. \"1\"",
+            );
+        }
+    }
+    if let Some(action) = &target.soap_action {
+        if reqwest::header::HeaderValue::from_str(action).is_err() || action.contains('"') {
+            problems.add(
+                "soap_action",
+                Some(quoted(action)),
+                "must be printable text without quotes (it is sent in the SOAPAction header)",
+            );
+        }
+    }
+    if let Some(content_type) = &target.content_type {
+        if reqwest::header::HeaderValue::from_str(content_type).is_err()
+            || !content_type.to_ascii_lowercase().contains("xml")
+        {
+            problems.add(
+                "content_type",
+                Some(quoted(content_type)),
+                "must be an XML media type, e.g. \"text/xml; charset=utf-8\"",
+            );
+        }
     }
 }
 

@@ -196,6 +196,7 @@ pub fn client_defaults() -> ClientDefaults {
     ClientDefaults {
         rate_limits: default_rate_limits(),
         error_message,
+        classify_error: None,
     }
 }
 

@@ -10,6 +10,8 @@
 //! * error classification into [`ConnectorError`] classes, carrying the target's own message;
 //! * retries of idempotent reads ([`HttpClient::get_json`]) with backoff and jitter, honouring
 //!   `Retry-After`; writes ([`HttpClient::send`]) are never retried;
+//! * bodies that are not JSON ([`RawBody`], e.g. SOAP envelopes) and responses read as a
+//!   stream ([`HttpClient::send_streaming`]), still under the body cap;
 //! * pacing (every configured window, see [`pacing_quota`]) and a concurrency cap;
 //! * the `idsync_target_request*` metrics and one debug log line per request.
 
@@ -22,12 +24,15 @@ use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use futures::StreamExt;
 use governor::{DefaultDirectRateLimiter, Jitter, Quota, RateLimiter};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LOCATION, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::io::StreamReader;
 use url::Url;
 
 use super::ConnectorError;
@@ -49,6 +54,12 @@ const ERROR_BODY_CAP: u64 = 64 * 1024;
 /// no message in the expected shape; the client then quotes a short excerpt of the body.
 pub type ErrorMessageFn = fn(&[u8]) -> Option<String>;
 
+/// Classifies an error response by its body when its status alone does not tell (SOAP: a
+/// `Client` fault comes with HTTP 500 and is not worth retrying). Gets the target name, the
+/// status and the (capped) body; `None` leaves the status's own class. The client redacts the
+/// credential's secrets from the result.
+pub type ErrorClassifierFn = fn(&str, StatusCode, &[u8]) -> Option<ConnectorError>;
+
 /// What an adapter supplies to the shared client besides the target's config.
 #[derive(Debug, Clone)]
 pub struct ClientDefaults {
@@ -56,6 +67,8 @@ pub struct ClientDefaults {
     pub rate_limits: Vec<RateLimit>,
     /// How to read the target's own message out of an error body.
     pub error_message: ErrorMessageFn,
+    /// Classifies an error response by its body (SOAP faults); `None`: by status only.
+    pub classify_error: Option<ErrorClassifierFn>,
 }
 
 impl Default for ClientDefaults {
@@ -64,6 +77,7 @@ impl Default for ClientDefaults {
         Self {
             rate_limits: Vec::new(),
             error_message: |_| None,
+            classify_error: None,
         }
     }
 }
@@ -215,10 +229,11 @@ pub struct HttpClient {
     client: reqwest::Client,
     credential: Arc<dyn Credential>,
     pacers: Vec<Pacer>,
-    in_flight: Semaphore,
+    in_flight: Arc<Semaphore>,
     max_response_bytes: u64,
     read_retry: ReadRetryConfig,
     error_message: ErrorMessageFn,
+    classify_error: Option<ErrorClassifierFn>,
     timeout: Duration,
 }
 
@@ -317,10 +332,13 @@ impl HttpClient {
             client,
             credential,
             pacers,
-            in_flight: Semaphore::new(usize::try_from(config.max_concurrency.max(1)).unwrap_or(1)),
+            in_flight: Arc::new(Semaphore::new(
+                usize::try_from(config.max_concurrency.max(1)).unwrap_or(1),
+            )),
             max_response_bytes: config.max_response_bytes,
             read_retry: config.read_retry,
             error_message: defaults.error_message,
+            classify_error: defaults.classify_error,
             timeout: config.timeout.get(),
         })
     }
@@ -328,6 +346,12 @@ impl HttpClient {
     /// The target's config name.
     pub fn target(&self) -> &str {
         &self.target
+    }
+
+    /// `text` with every secret the credential knows replaced by `[REDACTED]` (for messages
+    /// an adapter builds from what the target sent back).
+    pub fn redact(&self, text: &str) -> String {
+        self.credential.redact(text)
     }
 
     /// The target's API root (without query or fragment).
@@ -377,6 +401,23 @@ impl HttpClient {
     /// sent one (a `Retry-After` longer than `max_backoff` ends the retries instead). A body
     /// that is not the expected JSON is `Permanent`, naming what failed to parse.
     pub async fn get_json<T: DeserializeOwned>(&self, url: Url) -> Result<T, ConnectorError> {
+        let body = self
+            .retrying_read(&url, || self.execute(Method::GET, &url, Payload::None))
+            .await?
+            .body;
+        self.parse_json(url.path(), &body)
+    }
+
+    /// Runs `read` (an idempotent request to `url`) and repeats it on `Transient` and
+    /// `RateLimited` errors up to `read_retry.max_attempts` attempts in all, with exponential
+    /// backoff and jitter between `initial_backoff` and `max_backoff`, waiting at least the
+    /// target's `Retry-After` when it sent one (a `Retry-After` longer than `max_backoff` ends
+    /// the retries instead).
+    pub async fn retrying_read<T, F, Fut>(&self, url: &Url, read: F) -> Result<T, ConnectorError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ConnectorError>>,
+    {
         let retry = self.read_retry;
         let max_backoff = retry.max_backoff.get();
         let backoff = ExponentialBuilder::default()
@@ -384,8 +425,7 @@ impl HttpClient {
             .with_max_delay(max_backoff)
             .with_max_times(usize::try_from(retry.max_attempts.saturating_sub(1)).unwrap_or(0))
             .with_jitter();
-        let body = (|| self.execute(Method::GET, &url, None))
-            .retry(backoff)
+        read.retry(backoff)
             .when(ConnectorError::is_retryable)
             .adjust(|err, delay| {
                 let retry_after = match err {
@@ -407,9 +447,7 @@ impl HttpClient {
                     "Retrying target read."
                 );
             })
-            .await?
-            .body;
-        self.parse_json(url.path(), &body)
+            .await
     }
 
     /// Sends one request with an optional JSON body and returns the 2xx response. Never
@@ -421,7 +459,72 @@ impl HttpClient {
         url: Url,
         body: Option<&serde_json::Value>,
     ) -> Result<HttpResponse, ConnectorError> {
-        self.execute(method, &url, body).await
+        let payload = body.map_or(Payload::None, Payload::Json);
+        self.execute(method, &url, payload).await
+    }
+
+    /// Sends one request with `body` (any content type) and returns the 2xx response with its
+    /// body unread, to be consumed as a stream ([`StreamingResponse::body`]); the body cap
+    /// applies while it is read. Like [`send`](Self::send), never retried here: wrap it in
+    /// [`retrying_read`](Self::retrying_read) when the request is an idempotent read. The
+    /// concurrency slot is held until the response is dropped.
+    pub async fn send_streaming(
+        &self,
+        method: Method,
+        url: &Url,
+        body: &RawBody,
+    ) -> Result<StreamingResponse, ConnectorError> {
+        self.check_origin(url)?;
+        let permit = self.acquire().await?;
+        let mut refreshed = false;
+        loop {
+            match self.attempt_streaming(&method, url, body).await {
+                Err(ConnectorError::Auth { .. })
+                    if !refreshed && self.credential.on_unauthorized().await =>
+                {
+                    refreshed = true;
+                }
+                Ok(mut response) => {
+                    response.permit = Some(permit);
+                    return Ok(response);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// The error for a body that failed while being streamed ([`StreamingResponse::body`]):
+    /// over `max_response_bytes` is `Permanent`, a broken connection or a timeout
+    /// `Transient`; `None` when `err` did not come from the body stream (e.g. a parse error).
+    pub fn body_error(&self, err: &std::io::Error, what: &str) -> Option<ConnectorError> {
+        let inner = err.get_ref()?;
+        if let Some(too_large) = inner.downcast_ref::<BodyTooLarge>() {
+            return Some(ConnectorError::Permanent {
+                target: self.target.clone(),
+                status: None,
+                message: format!(
+                    "the response to {what} is larger than max_response_bytes ({} bytes); raise \
+                     max_response_bytes",
+                    too_large.cap
+                ),
+            });
+        }
+        let network = inner.downcast_ref::<BodyNetworkError>()?;
+        let message = if network.timeout {
+            format!(
+                "reading the response to {what} timed out (timeout {})",
+                humantime::format_duration(self.timeout)
+            )
+        } else {
+            format!(
+                "the connection broke while reading the response to {what}: {}",
+                network.detail
+            )
+        };
+        Some(ConnectorError::Transient {
+            target: self.target.clone(),
+            message: self.credential.redact(&message),
+        })
     }
 
     /// Parses a response body as JSON, naming `what` (e.g. the path) when it fails.
@@ -447,30 +550,13 @@ impl HttpClient {
         &self,
         method: Method,
         url: &Url,
-        body: Option<&serde_json::Value>,
+        payload: Payload<'_>,
     ) -> Result<HttpResponse, ConnectorError> {
-        if url.origin() != self.base_url.origin() {
-            return Err(ConnectorError::Permanent {
-                target: self.target.clone(),
-                status: None,
-                message: format!(
-                    "refusing to send a request to {} (only {} is allowed)",
-                    url.origin().ascii_serialization(),
-                    self.base_url.origin().ascii_serialization()
-                ),
-            });
-        }
-        let _permit = self
-            .in_flight
-            .acquire()
-            .await
-            .map_err(|_| ConnectorError::Transient {
-                target: self.target.clone(),
-                message: "the HTTP client is shutting down".to_string(),
-            })?;
+        self.check_origin(url)?;
+        let _permit = self.acquire().await?;
         let mut refreshed = false;
         loop {
-            let result = self.attempt(&method, url, body).await;
+            let result = self.attempt(&method, url, payload).await;
             match result {
                 Err(ConnectorError::Auth { .. })
                     if !refreshed && self.credential.on_unauthorized().await =>
@@ -482,13 +568,91 @@ impl HttpClient {
         }
     }
 
-    /// One paced attempt, with metrics and the per-request debug log.
+    /// Refuses a URL outside the origin of `base_url`.
+    fn check_origin(&self, url: &Url) -> Result<(), ConnectorError> {
+        if url.origin() == self.base_url.origin() {
+            return Ok(());
+        }
+        Err(ConnectorError::Permanent {
+            target: self.target.clone(),
+            status: None,
+            message: format!(
+                "refusing to send a request to {} (only {} is allowed)",
+                url.origin().ascii_serialization(),
+                self.base_url.origin().ascii_serialization()
+            ),
+        })
+    }
+
+    /// A slot under `max_concurrency`.
+    async fn acquire(&self) -> Result<OwnedSemaphorePermit, ConnectorError> {
+        self.in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ConnectorError::Transient {
+                target: self.target.clone(),
+                message: "the HTTP client is shutting down".to_string(),
+            })
+    }
+
+    /// One paced attempt whose body is read whole, with metrics and the per-request debug log.
     async fn attempt(
         &self,
         method: &Method,
         url: &Url,
-        body: Option<&serde_json::Value>,
+        payload: Payload<'_>,
     ) -> Result<HttpResponse, ConnectorError> {
+        let started = tokio::time::Instant::now();
+        let (result, status_class, status) = match self.dispatch(method, url, payload).await {
+            Err((error, class)) => (Err(error), class, None),
+            Ok(response) => {
+                let status = response.status();
+                (
+                    self.read_response(method, url, response).await,
+                    status_class(status),
+                    Some(status.as_u16()),
+                )
+            }
+        };
+        self.observe(method, url, status_class, status, started.elapsed());
+        result
+    }
+
+    /// One paced attempt whose 2xx body is left to stream; the metrics and the debug log
+    /// time it up to the response headers.
+    async fn attempt_streaming(
+        &self,
+        method: &Method,
+        url: &Url,
+        body: &RawBody,
+    ) -> Result<StreamingResponse, ConnectorError> {
+        let started = tokio::time::Instant::now();
+        let (result, status_class, status) =
+            match self.dispatch(method, url, Payload::Raw(body)).await {
+                Err((error, class)) => (Err(error), class, None),
+                Ok(response) => {
+                    let status = response.status();
+                    let result = if status.is_success() {
+                        Ok(StreamingResponse::new(response, self.max_response_bytes))
+                    } else {
+                        Err(self.error_response(url, response).await)
+                    };
+                    (result, status_class(status), Some(status.as_u16()))
+                }
+            };
+        self.observe(method, url, status_class, status, started.elapsed());
+        result
+    }
+
+    /// Paces, applies the credentials and sends; a request that got no response is a
+    /// `Transient` error with its `status_class` label (`timeout` or `connect`).
+    async fn dispatch(
+        &self,
+        method: &Method,
+        url: &Url,
+        payload: Payload<'_>,
+    ) -> Result<reqwest::Response, (ConnectorError, &'static str)> {
         for pacer in &self.pacers {
             pacer
                 .limiter
@@ -496,33 +660,42 @@ impl HttpClient {
                 .await;
         }
         let mut request = self.client.request(method.clone(), url.clone());
-        if let Some(json) = body {
-            request = request.json(json);
+        match payload {
+            Payload::None => {}
+            Payload::Json(json) => request = request.json(json),
+            Payload::Raw(raw) => {
+                request = request
+                    .header(CONTENT_TYPE, raw.content_type.clone())
+                    .body(raw.bytes.clone());
+                for (name, value) in &raw.headers {
+                    request = request.header(name.clone(), value.clone());
+                }
+            }
         }
-        let request = self.credential.apply(request).await?;
+        let request = self
+            .credential
+            .apply(request)
+            .await
+            .map_err(|err| (err, "connect"))?;
+        request.send().await.map_err(|err| {
+            let (failure, error) = self.network_error(method, url, &err);
+            let class = match failure {
+                NetworkFailure::Timeout => "timeout",
+                NetworkFailure::Connect => "connect",
+            };
+            (error, class)
+        })
+    }
 
-        let started = tokio::time::Instant::now();
-        let sent = request.send().await;
-        let (result, status_class, status) = match sent {
-            Err(err) => {
-                let (failure, error) = self.network_error(method, url, &err);
-                let class = match failure {
-                    NetworkFailure::Timeout => "timeout",
-                    NetworkFailure::Connect => "connect",
-                };
-                (Err(error), class, None)
-            }
-            Ok(response) => {
-                let status = response.status();
-                let class = status_class(status);
-                (
-                    self.read_response(method, url, response).await,
-                    class,
-                    Some(status.as_u16()),
-                )
-            }
-        };
-        let elapsed = started.elapsed();
+    /// Counts and times one request, and writes its debug log line (never headers or bodies).
+    fn observe(
+        &self,
+        method: &Method,
+        url: &Url,
+        status_class: &'static str,
+        status: Option<u16>,
+        elapsed: Duration,
+    ) {
         metrics::counter!(
             TARGET_REQUESTS_TOTAL,
             "target" => self.target.clone(),
@@ -540,7 +713,6 @@ impl HttpClient {
             elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
             "Target request."
         );
-        result
     }
 
     /// Turns a response into the 2xx body or a classified error.
@@ -557,8 +729,14 @@ impl HttpClient {
                 .await?;
             return Ok(HttpResponse { status, body });
         }
+        Err(self.error_response(url, response).await)
+    }
+
+    /// The classified error of a non-2xx response (its body read up to a small cap).
+    async fn error_response(&self, url: &Url, response: reqwest::Response) -> ConnectorError {
+        let status = response.status();
         if status.is_redirection() {
-            return Err(self.redirect_error(status, url, response.headers()));
+            return self.redirect_error(status, url, response.headers());
         }
         let retry_after = if status == StatusCode::TOO_MANY_REQUESTS {
             parse_retry_after(response.headers(), crate::clock::now())
@@ -571,7 +749,12 @@ impl HttpClient {
             Ok(body) => body,
             Err(_) => Bytes::new(),
         };
-        Err(self.status_error(status, retry_after, &body))
+        if let Some(classify) = self.classify_error {
+            if let Some(err) = classify(&self.target, status, &body) {
+                return err.map_text(|text| self.credential.redact(&text));
+            }
+        }
+        self.status_error(status, retry_after, &body)
     }
 
     /// Reads a success body up to `cap` bytes.
@@ -704,6 +887,138 @@ impl HttpClient {
         )
     }
 }
+
+/// What a request carries.
+#[derive(Clone, Copy)]
+enum Payload<'a> {
+    None,
+    Json(&'a serde_json::Value),
+    Raw(&'a RawBody),
+}
+
+/// A request body that is not JSON (a SOAP envelope): its bytes, content type and extra
+/// headers (`SOAPAction`). `Debug` shows the sizes only: a body may carry a credential.
+#[derive(Clone)]
+pub struct RawBody {
+    /// The `Content-Type` header.
+    pub content_type: HeaderValue,
+    /// Further headers, e.g. `SOAPAction`.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The body.
+    pub bytes: Bytes,
+}
+
+impl fmt::Debug for RawBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "RawBody({} bytes of {:?}, {} extra headers)",
+            self.bytes.len(),
+            self.content_type,
+            self.headers.len()
+        )
+    }
+}
+
+/// The body of a successful response as an async buffered reader, failing with an
+/// `io::Error` that [`HttpClient::body_error`] classifies once more than `max_response_bytes`
+/// arrive or the connection breaks.
+pub type BodyReader = StreamReader<BoxStream<'static, std::io::Result<Bytes>>, Bytes>;
+
+/// A 2xx response whose body has not been read yet ([`HttpClient::send_streaming`]).
+pub struct StreamingResponse {
+    /// The HTTP status (always 2xx).
+    pub status: StatusCode,
+    /// The response headers.
+    pub headers: HeaderMap,
+    body: Option<BodyReader>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl fmt::Debug for StreamingResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamingResponse")
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamingResponse {
+    fn new(response: reqwest::Response, cap: u64) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let mut seen: u64 = 0;
+        let stream = response
+            .bytes_stream()
+            .map(move |chunk| match chunk {
+                Ok(bytes) => {
+                    seen = seen.saturating_add(u64::try_from(bytes.len()).unwrap_or(u64::MAX));
+                    if seen > cap {
+                        Err(std::io::Error::other(BodyTooLarge { cap }))
+                    } else {
+                        Ok(bytes)
+                    }
+                }
+                Err(err) => Err(std::io::Error::other(BodyNetworkError {
+                    timeout: err.is_timeout(),
+                    detail: source_chain(&err),
+                })),
+            })
+            .boxed();
+        Self {
+            status,
+            headers,
+            body: Some(StreamReader::new(stream)),
+            permit: None,
+        }
+    }
+
+    /// The body, to be read once (later calls get `None`). Dropping it unread closes the
+    /// connection.
+    pub fn body(&mut self) -> Option<BodyReader> {
+        self.body.take()
+    }
+
+    /// The `Content-Type` header's media type, lower-cased, without parameters.
+    pub fn media_type(&self) -> Option<String> {
+        let value = self.headers.get(CONTENT_TYPE)?.to_str().ok()?;
+        let media = value.split(';').next()?.trim().to_ascii_lowercase();
+        (!media.is_empty()).then_some(media)
+    }
+}
+
+/// A streamed body went over the cap.
+#[derive(Debug)]
+struct BodyTooLarge {
+    cap: u64,
+}
+
+impl fmt::Display for BodyTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the response is larger than {} bytes", self.cap)
+    }
+}
+
+impl std::error::Error for BodyTooLarge {}
+
+/// A streamed body broke off (reset, timeout).
+#[derive(Debug)]
+struct BodyNetworkError {
+    timeout: bool,
+    detail: String,
+}
+
+impl fmt::Display for BodyNetworkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.timeout {
+            write!(f, "timed out reading the response")
+        } else {
+            write!(f, "the connection broke: {}", self.detail)
+        }
+    }
+}
+
+impl std::error::Error for BodyNetworkError {}
 
 /// Why a body could not be read.
 enum BodyError {
@@ -892,6 +1207,7 @@ mod tests {
         let defaults = ClientDefaults {
             rate_limits: Vec::new(),
             error_message: dc_errors,
+            classify_error: None,
         };
         HttpClient::new("dc", &config(base, extra), defaults, credential).unwrap()
     }
@@ -1547,6 +1863,7 @@ mod tests {
                 per: crate::config::ConfigDuration::from_secs(5),
             }],
             error_message: |_| None,
+            classify_error: None,
         };
         let build = |extra: &str| {
             let text = format!("kind = \"digicert\"\nbase_url = \"https://dc.example\"\n{extra}");

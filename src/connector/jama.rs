@@ -30,9 +30,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use rand::seq::{IndexedRandom, SliceRandom};
 use reqwest::Method;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use url::Url;
@@ -40,6 +39,7 @@ use url::Url;
 use super::http::{ClientDefaults, HttpClient, HttpResponse};
 use super::mapping::{code_and_text, display_name, first_id, non_empty, parse, put, NativeId};
 use super::paging::{StartIndexPage, StartIndexPager};
+use super::password::generate_password;
 use super::template::{expect_object, Escape, TemplateContext, TemplateError, TemplateSet};
 use super::token::{ClientCredentials, TokenCache};
 use super::{
@@ -150,9 +150,6 @@ pub fn unsupported_reason(operation: Operation, entitlement_type: Option<&str>) 
     }
 }
 
-/// Length of a generated initial password.
-const PASSWORD_LENGTH: usize = 24;
-
 /// Task attributes (Saviynt-style lower-case keys) → Jama user fields, for create and update.
 const ATTRIBUTE_FIELDS: [(&str, &str); 7] = [
     ("firstname", "firstName"),
@@ -192,6 +189,7 @@ pub fn client_defaults() -> ClientDefaults {
     ClientDefaults {
         rate_limits: default_rate_limits(),
         error_message,
+        classify_error: None,
     }
 }
 
@@ -779,25 +777,6 @@ fn is_not_found(err: &ConnectorError) -> bool {
     )
 }
 
-/// A strong random initial password: 24 characters with upper- and lower-case letters,
-/// digits and symbols (at least one of each), from the thread's CSPRNG.
-fn generate_password() -> SecretString {
-    const UPPER: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ";
-    const LOWER: &[u8] = b"abcdefghijkmnopqrstuvwxyz";
-    const DIGITS: &[u8] = b"23456789";
-    const SYMBOLS: &[u8] = b"!#$%&*+-=?@^_~";
-    let mut rng = rand::rng();
-    let all: Vec<u8> = [UPPER, LOWER, DIGITS, SYMBOLS].concat();
-    let mut chars: Vec<u8> = [UPPER, LOWER, DIGITS, SYMBOLS]
-        .iter()
-        .filter_map(|set| set.choose(&mut rng).copied())
-        .collect();
-    let rest = PASSWORD_LENGTH.saturating_sub(chars.len());
-    chars.extend((0..rest).filter_map(|_| all.choose(&mut rng).copied()));
-    chars.shuffle(&mut rng);
-    SecretString::from(String::from_utf8_lossy(&chars).into_owned())
-}
-
 /// Where the grant stream is.
 enum GrantState {
     /// Reading the group list (ids and names).
@@ -1161,6 +1140,7 @@ mod tests {
     use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
     use super::*;
+    use crate::connector::password::PASSWORD_LENGTH;
     use crate::connector::ErrorClass;
 
     const SECRET: &str = "jama-SECRET-unmistakable-5c2e";
@@ -1319,21 +1299,6 @@ mod tests {
         }
         let root = api_root("jama", &Url::parse("https://host/jama/").unwrap()).unwrap();
         assert_eq!(root.as_str(), "https://host/jama/rest/v1");
-    }
-
-    #[test]
-    fn generated_passwords_are_strong_and_fresh() {
-        let mut seen = HashSet::new();
-        for _ in 0..50 {
-            let password = generate_password();
-            let text = password.expose_secret();
-            assert_eq!(text.chars().count(), PASSWORD_LENGTH);
-            assert!(text.chars().any(|c| c.is_ascii_uppercase()), "{text}");
-            assert!(text.chars().any(|c| c.is_ascii_lowercase()), "{text}");
-            assert!(text.chars().any(|c| c.is_ascii_digit()), "{text}");
-            assert!(text.chars().any(|c| !c.is_ascii_alphanumeric()), "{text}");
-            assert!(seen.insert(text.to_string()), "repeated {text}");
-        }
     }
 
     /// A target config pointing at `base`, with no pacing and tiny backoffs.

@@ -13,13 +13,17 @@ use futures::stream::BoxStream;
 use crate::model::{AccountRecord, EntitlementRecord, GrantRecord, Operation};
 
 pub mod digicert;
+pub mod duckcreek;
 pub mod http;
 pub mod jama;
 pub mod mapping;
 pub mod paging;
+pub mod password;
 pub mod registry;
+pub mod soap;
 pub mod template;
 pub mod token;
+pub mod xml;
 
 /// A page of records, as one item of a connector stream.
 pub type PageResult<T> = Result<Vec<T>, ConnectorError>;
@@ -177,7 +181,12 @@ impl ConnectorError {
         if secret.is_empty() {
             return self;
         }
-        let clean = |text: String| text.replace(secret, "[REDACTED]");
+        self.map_text(|text| text.replace(secret, "[REDACTED]"))
+    }
+
+    /// The same error with `clean` applied to its free text (the target's message, or the
+    /// reason of an `Unsupported`): for removing secrets the target may have echoed.
+    pub fn map_text(self, clean: impl Fn(String) -> String) -> Self {
         match self {
             ConnectorError::Auth { target, message } => ConnectorError::Auth {
                 target,

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::digicert::DigicertConnector;
+use super::duckcreek::DuckCreekConnector;
 use super::jama::JamaConnector;
-use super::template::{self, Escape, TemplateError};
+use super::template::{self, Escape, TemplateCatalog, TemplateError};
 use super::{Connector, ConnectorError};
 use crate::config::{Config, TargetConfig, TargetKind};
 
@@ -19,15 +20,25 @@ pub fn build_connector(
     match target.kind {
         TargetKind::Digicert => Ok(Arc::new(DigicertConnector::new(name, target)?)),
         TargetKind::Jama => Ok(Arc::new(JamaConnector::new(name, target)?)),
+        TargetKind::Duckcreek => Ok(Arc::new(DuckCreekConnector::new(name, target)?)),
     }
 }
 
-/// The request-body templates an adapter of `kind` has (operation → built-in default), and
-/// how their values are escaped.
-pub fn default_templates(kind: TargetKind) -> (&'static [(&'static str, &'static str)], Escape) {
+/// The request-body templates an adapter of `kind` has (key → built-in default, keys without
+/// one), and how their values are escaped.
+pub fn template_catalog(kind: TargetKind) -> TemplateCatalog {
     match kind {
-        TargetKind::Digicert => (&super::digicert::TEMPLATES, Escape::Json),
-        TargetKind::Jama => (&super::jama::TEMPLATES, Escape::Json),
+        TargetKind::Digicert => TemplateCatalog {
+            defaults: &super::digicert::TEMPLATES,
+            optional: &[],
+            escape: Escape::Json,
+        },
+        TargetKind::Jama => TemplateCatalog {
+            defaults: &super::jama::TEMPLATES,
+            optional: &[],
+            escape: Escape::Json,
+        },
+        TargetKind::Duckcreek => super::duckcreek::TEMPLATE_CATALOG,
     }
 }
 
@@ -35,8 +46,10 @@ pub fn default_templates(kind: TargetKind) -> (&'static [(&'static str, &'static
 /// renders each against the sample context: every problem, keyed
 /// `targets.NAME.templates.OPERATION` (the `check-config` pass).
 pub fn check_templates(name: &str, target: &TargetConfig) -> Vec<TemplateError> {
-    let (defaults, escape) = default_templates(target.kind);
-    template::check_templates(name, escape, defaults, &target.templates)
+    match target.kind {
+        TargetKind::Duckcreek => super::duckcreek::check_templates(name, target),
+        kind => template::check_catalog(name, &template_catalog(kind), &target.templates),
+    }
 }
 
 /// Builds the connectors of every target in `config`, by target name. Stops at the first

@@ -10,9 +10,16 @@
 //!   `{"username": "${ user.username }"}`. Numbers and booleans are printed as they are, none
 //!   as `null`, lists and maps as their JSON text (escaped like a string). A value marked safe
 //!   (`${ user.groups | tojson }`) is written raw.
-//! * **Output**: a rendered body must parse as JSON, else the error names the template.
-//!   Rendered bodies are never logged, and a password bound to a context is redacted from
-//!   every error.
+//! * **Escaping** ([`Escape::Xml`]): a printed string is written as XML attribute/text
+//!   content (`&`, `<`, `>`, `"`, `'` as entities; tab, newline and carriage return as
+//!   character references), numbers and booleans as they are, none as nothing; a list or map
+//!   cannot be printed, nor a character XML 1.0 cannot carry. A value marked safe is raw.
+//! * **Output**: a rendered JSON body must parse as JSON, a rendered XML fragment must be
+//!   well-formed (one or more elements; [`fragment_elements`]), else the error names the
+//!   template. Rendered bodies are never logged, and a password bound to a context is
+//!   redacted from every error.
+//! * **Optional templates**: an adapter may name operations that have no built-in body and
+//!   are supported only when the operator configures one (Duck Creek's `create_account`).
 //!
 //! Bindings (Saviynt names), built by [`TemplateContext`]:
 //!
@@ -38,6 +45,7 @@ use minijinja::{Environment, Output, State, UndefinedBehavior, Value};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Map;
 
+use super::xml::{forbidden_char, fragment_elements, write_escaped};
 use super::ProvisionRequest;
 use crate::model::Attributes;
 
@@ -46,6 +54,20 @@ use crate::model::Attributes;
 pub enum Escape {
     /// JSON string content: `"`, `\` and control characters escaped.
     Json,
+    /// XML attribute or text content; the output must be a well-formed XML fragment.
+    Xml,
+}
+
+/// The request-body templates an adapter kind has: built-in defaults by operation key,
+/// keys an operator may configure that have no built-in body, and the body format.
+#[derive(Debug, Clone, Copy)]
+pub struct TemplateCatalog {
+    /// `(key, built-in source)` of each template with a default.
+    pub defaults: &'static [(&'static str, &'static str)],
+    /// Keys with no built-in body: the operation is supported only when one is configured.
+    pub optional: &'static [&'static str],
+    /// How printed values are escaped, and what the output must be.
+    pub escape: Escape,
 }
 
 /// A template that failed to compile or render: its config key and what went wrong.
@@ -232,6 +254,7 @@ fn entitlement_binding(kind: &str, id: &str, name: Option<&str>) -> Attributes {
 /// the target's `templates` overrides applied.
 pub struct TemplateSet {
     target: String,
+    escape: Escape,
     env: Environment<'static>,
     /// The operations with a template, and whether the template is built in.
     operations: BTreeMap<String, bool>,
@@ -256,6 +279,33 @@ impl TemplateSet {
         defaults: &[(&'static str, &'static str)],
         overrides: &BTreeMap<String, String>,
     ) -> Result<Self, Vec<TemplateError>> {
+        let catalog = TemplateCatalog {
+            defaults: &[],
+            optional: &[],
+            escape,
+        };
+        Self::build(target, &catalog, defaults, overrides)
+    }
+
+    /// Compiles the templates of `catalog` for target `target`: each default, replaced by
+    /// `overrides` where the target sets one, plus each optional key the target sets. An
+    /// override for any other key, or a template that does not compile, is an error; every
+    /// error is returned.
+    pub fn from_catalog(
+        target: &str,
+        catalog: &TemplateCatalog,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<Self, Vec<TemplateError>> {
+        Self::build(target, catalog, catalog.defaults, overrides)
+    }
+
+    fn build(
+        target: &str,
+        catalog: &TemplateCatalog,
+        defaults: &[(&'static str, &'static str)],
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<Self, Vec<TemplateError>> {
+        let escape = catalog.escape;
         let mut env = Environment::new();
         // Debug mode makes an undefined-variable error name the expression (`user.title` is
         // undefined). It also attaches a dump of the context's values (a password included),
@@ -265,6 +315,7 @@ impl TemplateSet {
         env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
         match escape {
             Escape::Json => env.set_formatter(json_formatter),
+            Escape::Xml => env.set_formatter(xml_formatter),
         }
         let mut errors = Vec::new();
         match SyntaxConfig::builder()
@@ -279,7 +330,11 @@ impl TemplateSet {
                 message: format!("cannot configure the template syntax: {err}"),
             }),
         }
-        let known: Vec<&str> = defaults.iter().map(|(operation, _)| *operation).collect();
+        let known: Vec<&str> = defaults
+            .iter()
+            .map(|(operation, _)| *operation)
+            .chain(catalog.optional.iter().copied())
+            .collect();
         for operation in overrides.keys() {
             if !known.contains(&operation.as_str()) {
                 errors.push(TemplateError {
@@ -308,15 +363,36 @@ impl TemplateSet {
                 }),
             }
         }
+        for operation in catalog.optional {
+            let Some(source) = overrides.get(*operation) else {
+                continue;
+            };
+            let key = template_key(target, operation);
+            match env.add_template_owned(key.clone(), source.clone()) {
+                Ok(()) => {
+                    operations.insert((*operation).to_string(), false);
+                }
+                Err(err) => errors.push(TemplateError {
+                    key,
+                    message: describe(&err),
+                }),
+            }
+        }
         if errors.is_empty() {
             Ok(Self {
                 target: target.to_string(),
+                escape,
                 env,
                 operations,
             })
         } else {
             Err(errors)
         }
+    }
+
+    /// The target the set was built for.
+    pub fn target(&self) -> &str {
+        &self.target
     }
 
     /// Whether `operation` has a template.
@@ -331,39 +407,94 @@ impl TemplateSet {
         operation: &str,
         context: &TemplateContext,
     ) -> Result<serde_json::Value, TemplateError> {
-        let key = template_key(&self.target, operation);
-        let fail = |message: String| TemplateError {
-            key: key.clone(),
-            message: context.redact(message),
-        };
-        let template = self.env.get_template(&key).map_err(|_| {
-            fail(format!(
-                "there is no template for {operation} (the templates are {})",
-                self.operations
-                    .keys()
-                    .map(String::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })?;
-        let text = template
-            .render(context.root())
-            .map_err(|err| fail(describe(&err)))?;
+        let text = self.render_text(operation, context)?;
         serde_json::from_str(&text).map_err(|err| {
-            fail(format!(
-                "the rendered body is not valid JSON ({err}); check the quotes and commas \
-                 around each ${{ … }} and {{% … %}}"
-            ))
+            self.failure(
+                operation,
+                context,
+                format!(
+                    "the rendered body is not valid JSON ({err}); check the quotes and commas \
+                     around each ${{ … }} and {{% … %}}"
+                ),
+            )
         })
     }
 
+    /// Renders template `operation` with `context` as text checked for the set's format: JSON
+    /// that parses, or a well-formed XML fragment. Errors name the template's key and never
+    /// carry the rendered body or the bound password.
+    pub fn render_text(
+        &self,
+        operation: &str,
+        context: &TemplateContext,
+    ) -> Result<String, TemplateError> {
+        let key = template_key(&self.target, operation);
+        let template = self.env.get_template(&key).map_err(|_| {
+            self.failure(
+                operation,
+                context,
+                format!(
+                    "there is no template for {operation} (the templates are {})",
+                    self.operations
+                        .keys()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        })?;
+        let text = template
+            .render(context.root())
+            .map_err(|err| self.failure(operation, context, describe(&err)))?;
+        match self.escape {
+            Escape::Json => {
+                serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(|err| {
+                    self.failure(
+                        operation,
+                        context,
+                        format!(
+                            "the rendered body is not valid JSON ({err}); check the quotes and \
+                             commas around each ${{ … }} and {{% … %}}"
+                        ),
+                    )
+                })?;
+            }
+            Escape::Xml => {
+                fragment_elements(&text).map_err(|err| {
+                    self.failure(
+                        operation,
+                        context,
+                        format!(
+                            "the rendered body is not well-formed XML: {err}; check that every \
+                             element is closed with its own name and every attribute is quoted"
+                        ),
+                    )
+                })?;
+            }
+        }
+        Ok(text)
+    }
+
+    /// A render error of template `operation`, with the bound password redacted.
+    fn failure(
+        &self,
+        operation: &str,
+        context: &TemplateContext,
+        message: String,
+    ) -> TemplateError {
+        TemplateError {
+            key: template_key(&self.target, operation),
+            message: context.redact(message),
+        }
+    }
+
     /// Renders every template against [`TemplateContext::sample`]: the errors of the ones
-    /// that fail (empty: all render to JSON).
+    /// that fail (empty: all render to a well-formed body).
     pub fn check(&self) -> Vec<TemplateError> {
         self.operations
             .keys()
             .filter_map(|operation| {
-                self.render(operation, &TemplateContext::sample(&self.target, operation))
+                self.render_text(operation, &TemplateContext::sample(&self.target, operation))
                     .err()
             })
             .collect()
@@ -379,6 +510,19 @@ pub fn check_templates(
     overrides: &BTreeMap<String, String>,
 ) -> Vec<TemplateError> {
     match TemplateSet::new(target, escape, defaults, overrides) {
+        Ok(set) => set.check(),
+        Err(errors) => errors,
+    }
+}
+
+/// Compiles the templates of `catalog` for `target` (with the target's overrides) and
+/// renders each against the sample context: every problem found.
+pub fn check_catalog(
+    target: &str,
+    catalog: &TemplateCatalog,
+    overrides: &BTreeMap<String, String>,
+) -> Vec<TemplateError> {
+    match TemplateSet::from_catalog(target, catalog, overrides) {
         Ok(set) => set.check(),
         Err(errors) => errors,
     }
@@ -432,6 +576,51 @@ fn json_formatter(
             })?;
             write_json_content(out, &text).map_err(io)
         }
+    }
+}
+
+/// The [`Escape::Xml`] formatter: strings escaped as XML content, numbers and booleans as
+/// they are, none as nothing, safe values raw; lists, maps and characters XML cannot carry
+/// are errors.
+fn xml_formatter(
+    out: &mut Output,
+    _state: &mut State,
+    value: &Value,
+) -> Result<(), minijinja::Error> {
+    let io = |_: fmt::Error| {
+        minijinja::Error::new(
+            minijinja::ErrorKind::WriteFailure,
+            "cannot write the output",
+        )
+    };
+    if value.is_safe() {
+        return out
+            .write_str(value.as_str().unwrap_or_default())
+            .map_err(io);
+    }
+    match value.kind() {
+        ValueKind::Undefined | ValueKind::None => Ok(()),
+        ValueKind::Bool => out
+            .write_str(if value.is_true() { "true" } else { "false" })
+            .map_err(io),
+        ValueKind::Number => write!(out, "{value}").map_err(io),
+        ValueKind::String => {
+            let text = value.as_str().unwrap_or_default();
+            if let Some(c) = forbidden_char(text) {
+                return Err(minijinja::Error::new(
+                    minijinja::ErrorKind::BadSerialization,
+                    format!(
+                        "a value holds the character U+{:04X}, which XML cannot carry",
+                        u32::from(c)
+                    ),
+                ));
+            }
+            write_escaped(out, text).map_err(io)
+        }
+        kind => Err(minijinja::Error::new(
+            minijinja::ErrorKind::BadSerialization,
+            format!("cannot print a {kind} value into XML; print its items one by one"),
+        )),
     }
 }
 
@@ -651,7 +840,91 @@ mod tests {
         assert!(errors[0].message.contains("user.costcenter"), "{errors:?}");
     }
 
+    fn xml_set(source: &str) -> TemplateSet {
+        let catalog = TemplateCatalog {
+            defaults: &[("disable_account", "<A.lockRq/>")],
+            optional: &["create_account"],
+            escape: Escape::Xml,
+        };
+        let overrides = BTreeMap::from([("create_account".to_string(), source.to_string())]);
+        TemplateSet::from_catalog("dc", &catalog, &overrides).unwrap()
+    }
+
+    fn render_xml(source: &str, attributes: serde_json::Value) -> Result<String, TemplateError> {
+        let context = TemplateContext::from_request("dc", &request(attributes));
+        xml_set(source).render_text("create_account", &context)
+    }
+
+    #[test]
+    fn xml_templates_escape_values_and_must_be_well_formed() {
+        let text = render_xml(
+            r#"<X.addRq userName="${ account.name }" full='${ user.full }' n="${ user.n }">${ user.full }</X.addRq>"#,
+            json!({ "full": "O'Brien & \"Sons\" <x>", "n": 3 }),
+        )
+        .unwrap();
+        assert_eq!(
+            text,
+            r#"<X.addRq userName="jane.doe" full='O&apos;Brien &amp; &quot;Sons&quot; &lt;x&gt;' n="3">O&apos;Brien &amp; &quot;Sons&quot; &lt;x&gt;</X.addRq>"#
+        );
+        // Saviynt's published enable template: the wrong closing tag.
+        let err = render_xml(
+            r#"<Security.unlockUserAccountRq userName="${ account.name }"></Security.lockUserAccountRq>"#,
+            json!({}),
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "targets.dc.templates.create_account");
+        assert!(err.to_string().contains("not well-formed XML"), "{err}");
+        let err = render_xml(r#"<X n="${ user.list }"/>"#, json!({ "list": [1, 2] })).unwrap_err();
+        assert!(err.to_string().contains("cannot print a seq"), "{err}");
+        let err = render_xml(r#"<X n="${ user.v }"/>"#, json!({ "v": "a\u{1}b" })).unwrap_err();
+        assert!(err.to_string().contains("U+0001"), "{err}");
+        let err = render_xml(r#"<X n="${ user.missing }"/>"#, json!({})).unwrap_err();
+        assert!(err.to_string().contains("user.missing"), "{err}");
+    }
+
+    #[test]
+    fn optional_templates_exist_only_when_configured() {
+        let catalog = TemplateCatalog {
+            defaults: &[("disable_account", "<A.lockRq/>")],
+            optional: &["create_account", "remove_account"],
+            escape: Escape::Xml,
+        };
+        let set = TemplateSet::from_catalog("dc", &catalog, &BTreeMap::new()).unwrap();
+        assert!(set.has("disable_account") && !set.has("create_account"));
+        let overrides = BTreeMap::from([
+            ("create_account".to_string(), "<A.createRq/>".to_string()),
+            ("delete_all".to_string(), "<A/>".to_string()),
+        ]);
+        let errors = TemplateSet::from_catalog("dc", &catalog, &overrides).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].key, "targets.dc.templates.delete_all");
+        assert!(errors[0]
+            .message
+            .contains("disable_account, create_account, remove_account"));
+        let overrides =
+            BTreeMap::from([("create_account".to_string(), "<A.createRq>".to_string())]);
+        let errors = check_catalog("dc", &catalog, &overrides);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].message.contains("never closed"), "{errors:?}");
+    }
+
     proptest! {
+        #[test]
+        fn any_xml_text_round_trips(value in "\\PC*") {
+            prop_assume!(crate::connector::xml::forbidden_char(&value).is_none());
+            let text = render_xml(r#"<X v="${ user.v }"/>"#, json!({ "v": value.clone() })).unwrap();
+            let element = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let mut reader = crate::connector::xml::XmlReader::new(text.as_bytes(), 4);
+                    reader.next_child().await
+                })
+                .unwrap()
+                .unwrap();
+            prop_assert_eq!(element.attr("v"), Some(value.as_str()));
+        }
+
         #[test]
         fn any_attribute_text_round_trips(value in any::<String>()) {
             let body = render(r#"{"v": "${ user.v }"}"#, json!({ "v": value.clone() })).unwrap();

@@ -258,6 +258,7 @@ impl TokenCache {
             ClientDefaults {
                 rate_limits: Vec::new(),
                 error_message,
+                classify_error: None,
             },
             Arc::new(grant),
         )?;
@@ -656,6 +657,7 @@ mod tests {
             ClientDefaults {
                 rate_limits: Vec::new(),
                 error_message: meta_message,
+                classify_error: None,
             },
             cache,
         )
