@@ -722,6 +722,88 @@ client_secret = "y"
     }
 
     #[test]
+    fn duckcreek_target_rules_are_checked() {
+        let text = r#"
+[targets.dc]
+kind = "duckcreek"
+base_url = "https://dc.example.com/Server/Server.asmx"
+username = "svc_idsync"
+password = "pw"
+page_size = 5000
+soap_version = "1.2"
+
+[targets.nocreds]
+kind = "duckcreek"
+base_url = "https://dc.example.com/Server/Server.asmx"
+api_key = "k"
+soap_action = "urn:\"quoted\""
+content_type = "application/json"
+entity_id = ""
+
+[targets.badtemplates]
+kind = "duckcreek"
+base_url = "https://dc.example.com/Server/Server.asmx"
+username = "svc"
+password = "pw"
+page_size = 10001
+[targets.badtemplates.templates]
+enable_account = '<Security.unlockUserAccountRq userName="${ account.name }"></Security.lockUserAccountRq>'
+add_access_role = '<Session.loginRq userName="a" password="b"/>'
+create_account = '<Security.createUserRq name="${ user.nickname }"/>'
+delete_everything = '<X/>'
+
+[targets.jama]
+kind = "jama"
+base_url = "https://example.jamacloud.com"
+client_id = "c"
+client_secret = "s"
+username = "u"
+password = "p"
+"#;
+        let problems = problems_of(text);
+        for (key, needle) in [
+            ("targets.nocreds.username", "required for kind = \"duckcreek\""),
+            ("targets.nocreds.password", "required for kind = \"duckcreek\""),
+            ("targets.nocreds.api_key", "does not apply to kind = \"duckcreek\""),
+            ("targets.nocreds.soap_action", "without quotes"),
+            ("targets.nocreds.content_type", "XML media type"),
+            ("targets.nocreds.entity_id", "Duck Creek entity id"),
+            ("targets.badtemplates.page_size", "between 1 and 10000"),
+            ("targets.badtemplates.templates.delete_everything", "create_account"),
+            ("targets.jama.username", "does not apply to kind = \"jama\""),
+            ("targets.jama.password", "does not apply to kind = \"jama\""),
+        ] {
+            let problem = find(&problems, key);
+            assert!(problem.message.contains(needle), "{problem}");
+        }
+        assert!(
+            !problems.iter().any(|p| p.key.starts_with("targets.dc.")),
+            "{problems:#?}"
+        );
+        // The unknown key stops the template pass; fixed, the pass names every bad template.
+        let text = text.replace("delete_everything = '<X/>'\n", "");
+        let problems = problems_of(&text);
+        for (key, needle) in [
+            ("targets.badtemplates.templates.enable_account", "not well-formed XML"),
+            ("targets.badtemplates.templates.create_account", "user.nickname"),
+        ] {
+            let problem = find(&problems, key);
+            assert!(problem.message.contains(needle), "{problem}");
+        }
+        // Once the others are fixed, the login inside a template is named.
+        let text = text
+            .replace("></Security.lockUserAccountRq>", "/>")
+            .replace("user.nickname", "user.username");
+        let problems = problems_of(&text);
+        let problem = find(&problems, "targets.badtemplates.templates.add_access_role");
+        assert!(
+            problem.message.contains("must not contain <Session.loginRq>"),
+            "{problem}"
+        );
+        assert!(!problem.to_string().contains("password=\"b\""), "{problem}");
+    }
+
+    #[test]
     fn malformed_rate_limit_names_the_window() {
         let text = VALID.replace(
             "api_key = \"literal-key-for-tests\"",
@@ -772,11 +854,14 @@ client_secret = "y"
             EXAMPLE.matches("{ env = \"JAMA_CLIENT_SECRET\" }").count(),
             1
         );
+        let dc_var = "IDSYNC_TEST_EXAMPLE_DUCKCREEK_PASSWORD";
         std::env::set_var(var, "example-key");
         std::env::set_var(jama_var, "example-secret");
+        std::env::set_var(dc_var, "example-password");
         let text = EXAMPLE
             .replace("DIGICERT_API_KEY", var)
-            .replace("JAMA_CLIENT_SECRET", jama_var);
+            .replace("JAMA_CLIENT_SECRET", jama_var)
+            .replace("DUCKCREEK_PASSWORD", dc_var);
         let loaded = load_from_str(&text, "idsync.example.toml", &[]).unwrap();
         let jobs = &loaded.config.jobs;
         assert_eq!(jobs["digicert-accounts"].schedule, "0 */30 * * * *");
@@ -794,6 +879,13 @@ client_secret = "y"
         assert_eq!(jama.kind, super::super::TargetKind::Jama);
         assert_eq!(jama.client_id.as_deref(), Some("idsync"));
         assert_eq!(jama.token_refresh_skew.get().as_secs(), 60);
+        let duckcreek = &loaded.config.targets["duckcreek"];
+        assert_eq!(duckcreek.kind, super::super::TargetKind::Duckcreek);
+        assert_eq!(duckcreek.username.as_deref(), Some("svc_idsync"));
+        assert_eq!(
+            jobs["duckcreek-access"].target.as_deref(),
+            Some("duckcreek")
+        );
     }
 
     /// Every optional setting the example shows (`#key = value`) exists and holds a valid value.
@@ -811,9 +903,11 @@ client_secret = "y"
             "IDSYNC_TEST_EXAMPLE_ALL_JAMA_SECRET",
             "IDSYNC_TEST_EXAMPLE_ALL_API_TOKEN",
         );
+        let duckcreek = "IDSYNC_TEST_EXAMPLE_ALL_DUCKCREEK_PASSWORD";
         std::env::set_var(digicert, "example-key");
         std::env::set_var(jama, "example-secret");
         std::env::set_var(token, "example-token");
+        std::env::set_var(duckcreek, "example-password");
         let mut uncommented = 0;
         let text: String = EXAMPLE
             .lines()
@@ -829,6 +923,7 @@ client_secret = "y"
         let text = text
             .replace("DIGICERT_API_KEY", digicert)
             .replace("JAMA_CLIENT_SECRET", jama)
+            .replace("DUCKCREEK_PASSWORD", duckcreek)
             .replace("IDSYNC_API_TOKEN", token)
             .replace("/etc/idsync/ca.pem", &ca.display().to_string());
         let config = load_from_str(&text, "idsync.example.toml", &[])
@@ -837,6 +932,13 @@ client_secret = "y"
         assert!(config.server.api_token.is_some());
         assert_eq!(config.targets["digicert"].page_size, Some(1000));
         assert_eq!(config.targets["jama"].page_size, Some(50));
+        let duckcreek = &config.targets["duckcreek"];
+        assert_eq!(duckcreek.entity_id.as_deref(), Some("1"));
+        assert_eq!(
+            duckcreek.soap_version,
+            Some(crate::connector::soap::SoapVersion::V1_1)
+        );
+        assert!(duckcreek.templates.contains_key("enable_account"));
         assert_eq!(
             config.targets["jama"].token_refresh_skew.get().as_secs(),
             60
