@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 /// body). Every matcher that is set must match; an unset matcher matches everything.
 ///
 /// JSON form (for `POST /_sim/faults`):
-/// `{"method":"GET","path_prefix":"/user","query_contains":"offset=1000","status":503,"times":1}`.
+/// `{"method":"GET","path_prefix":"/user","query_contains":"offset=1000","status":503,"times":1}`;
+/// at a SOAP endpoint (Duck Creek), where every call is the same `POST`,
+/// `{"request":"OnlineData.listEntityUsersRq","status":503}` picks calls by what they carry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultRule {
@@ -24,6 +26,12 @@ pub struct FaultRule {
     /// `?offset=10000`. Unset: any query.
     #[serde(default)]
     pub query_contains: Option<String>,
+    /// The local name of a request element the call must carry (a SOAP batch holding
+    /// `<OnlineData.listEntityUsersRq …/>` matches `OnlineData.listEntityUsersRq`; compared
+    /// exactly, as XML names are). Unset: any call. Only simulators that read request names
+    /// (Duck Creek) can match a rule that sets it; elsewhere such a rule never fires.
+    #[serde(default)]
+    pub request: Option<String>,
     /// The status to answer with (400–599).
     pub status: u16,
     /// How many matching requests fail before the rule retires; unset: until cleared.
@@ -39,6 +47,7 @@ impl FaultRule {
             method: None,
             path_prefix: None,
             query_contains: None,
+            request: None,
             status,
             times: None,
         }
@@ -62,6 +71,12 @@ impl FaultRule {
         self
     }
 
+    /// Only calls that carry a request element with this local name (SOAP batches).
+    pub fn with_request(mut self, request: impl Into<String>) -> Self {
+        self.request = Some(request.into());
+        self
+    }
+
     /// Retire the rule after `times` failures.
     pub fn with_times(mut self, times: u32) -> Self {
         self.times = Some(times);
@@ -78,6 +93,9 @@ impl FaultRule {
         }
         if self.method.as_deref().is_some_and(str::is_empty) {
             return Err("method must not be empty.".to_owned());
+        }
+        if self.request.as_deref().is_some_and(str::is_empty) {
+            return Err("request must not be empty.".to_owned());
         }
         Ok(())
     }
@@ -98,7 +116,11 @@ impl FaultRule {
             let have: Vec<(String, String)> = pairs(request.query.unwrap_or(""));
             pairs(wanted).iter().all(|pair| have.contains(pair))
         });
-        method_ok && path_ok && query_ok
+        let request_ok = self
+            .request
+            .as_deref()
+            .is_none_or(|wanted| request.requests.contains(&wanted));
+        method_ok && path_ok && query_ok && request_ok
     }
 }
 
@@ -121,6 +143,9 @@ pub(crate) struct RequestFacts<'a> {
     pub(crate) api_path: &'a str,
     /// The raw query string, if any.
     pub(crate) query: Option<&'a str>,
+    /// The local names of the request elements the call carries (a SOAP batch's inner
+    /// requests); empty where the simulator does not read them.
+    pub(crate) requests: &'a [&'a str],
 }
 
 /// The installed rules, checked in the order they were added.
@@ -193,6 +218,7 @@ mod tests {
             full_path: full,
             api_path,
             query,
+            requests: &[],
         }
     }
 
@@ -260,6 +286,7 @@ mod tests {
             full_path: "/oauth/token",
             api_path: "/oauth/token",
             query: None,
+            requests: &[],
         };
         set.push(FaultRule::new(500));
         set.push(
@@ -275,6 +302,34 @@ mod tests {
         assert_eq!(
             json,
             FaultRule::new(503).with_path_prefix("/user").with_times(1)
+        );
+    }
+
+    #[test]
+    fn a_request_matcher_needs_a_call_carrying_that_request() {
+        let mut set = FaultSet::default();
+        set.push(
+            FaultRule::new(503)
+                .with_request("OnlineData.listEntityUsersRq")
+                .with_times(1),
+        );
+        // Simulators that read no request names never fire such a rule.
+        assert_eq!(set.take_match(&get("/", None)), None);
+        let mut soap = get("", None);
+        soap.method = "POST";
+        let lock = ["Session.loginRq", "Security.lockUserAccountRq"];
+        soap.requests = &lock;
+        assert_eq!(set.take_match(&soap), None);
+        let list = ["Session.loginRq", "OnlineData.listEntityUsersRq"];
+        soap.requests = &list;
+        assert_eq!(set.take_match(&soap), Some(503));
+        assert_eq!(set.take_match(&soap), None, "spent");
+        assert!(FaultRule::new(500).with_request("").validate().is_err());
+        let json: FaultRule =
+            serde_json::from_str(r#"{"request":"Security.listRolesRq","status":500}"#).unwrap();
+        assert_eq!(
+            json,
+            FaultRule::new(500).with_request("Security.listRolesRq")
         );
     }
 }

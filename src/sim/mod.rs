@@ -6,8 +6,9 @@
 //! bodies, paging, rate limits — and can be steered while it runs (revoke the key, add
 //! latency, inject failures, change data) from Rust or over HTTP under `/_sim/`.
 //!
-//! Simulators: [`digicert`] (API key, offset/limit paging) and [`jama`] (OAuth client
-//! credentials, envelope with `startAt`/`maxResults` paging, user groups).
+//! Simulators: [`digicert`] (API key, offset/limit paging), [`jama`] (OAuth client
+//! credentials, envelope with `startAt`/`maxResults` paging, user groups) and [`duckcreek`]
+//! (SOAP 1.1 batches with the login in the body, unpaged lists, broken-response switches).
 //!
 //! Shared building blocks: [`SimServer`] (a running server), [`RateWindow`] (rolling rate
 //! limits), [`FaultRule`] (injected failures), [`SimStats`] (counters), the control routes
@@ -15,6 +16,7 @@
 
 mod control;
 pub mod digicert;
+pub mod duckcreek;
 mod faults;
 pub mod jama;
 mod ratelimit;
@@ -25,6 +27,11 @@ mod stats;
 pub use digicert::{
     ApiError, ControlError, DigicertControl, DigicertSeed, DigicertServer, DigicertSim,
     DigicertSimConfig, SimUser, UserSpec, UserStatus,
+};
+pub use duckcreek::{
+    DcEntity, DcPrivilege, DcRole, DcUser, DcUserSpec, DcUserStatus, DuckCreekControl,
+    DuckCreekControlError, DuckCreekSeed, DuckCreekServer, DuckCreekSim, DuckCreekSimConfig,
+    ResponseFault, ResponseFaultRule,
 };
 pub use faults::FaultRule;
 pub use jama::{

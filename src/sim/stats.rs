@@ -23,6 +23,15 @@ pub struct SimStats {
     pub by_status: BTreeMap<u16, u64>,
     /// Requests per route, e.g. `GET /user/{id}`; requests to no route count as `unmatched`.
     pub by_route: BTreeMap<String, u64>,
+    /// Calls refused because the credentials in the body were wrong or revoked (Duck Creek's
+    /// `Session.loginRq`, answered with a SOAP fault, not a 401); also in `requests`.
+    #[serde(default)]
+    pub login_failures: u64,
+    /// Requests inside SOAP batches by element name, e.g. `OnlineData.listEntityUsersRq`
+    /// (names the simulator does not know count as `unknown`): every request of every
+    /// well-formed batch, whatever the answer. Empty for REST simulators.
+    #[serde(default)]
+    pub by_inner_request: BTreeMap<String, u64>,
 }
 
 impl SimStats {
@@ -48,6 +57,21 @@ impl SimStats {
     pub(crate) fn record_token(&mut self, route: &'static str, status: u16) {
         self.token_requests += 1;
         self.record(route, status);
+    }
+
+    /// Counts one request inside a SOAP batch.
+    pub(crate) fn record_inner(&mut self, name: &'static str) {
+        match self.by_inner_request.get_mut(name) {
+            Some(count) => *count += 1,
+            None => {
+                self.by_inner_request.insert(name.to_owned(), 1);
+            }
+        }
+    }
+
+    /// Inner requests counted under `name` (e.g. `Security.lockUserAccountRq`).
+    pub fn inner_request(&self, name: &str) -> u64 {
+        self.by_inner_request.get(name).copied().unwrap_or(0)
     }
 
     /// Requests counted for `route` (e.g. `GET /user`).
@@ -82,5 +106,17 @@ mod tests {
         stats.record_token("POST /rest/oauth/token", 401);
         assert_eq!((stats.requests, stats.token_requests), (5, 1));
         assert_eq!(stats.responses_401, 2);
+        stats.record_inner("Session.loginRq");
+        stats.record_inner("Session.loginRq");
+        assert_eq!(stats.inner_request("Session.loginRq"), 2);
+        assert_eq!(stats.inner_request("unknown"), 0);
+        assert_eq!(stats.requests, 5, "inner requests are not HTTP requests");
+        // Counters saved before these fields existed still load.
+        let old: SimStats = serde_json::from_str(
+            r#"{"requests":1,"responses_401":0,"responses_429":0,"responses_5xx":0,
+                "by_status":{},"by_route":{}}"#,
+        )
+        .unwrap();
+        assert_eq!((old.login_failures, old.by_inner_request.len()), (0, 0));
     }
 }

@@ -241,6 +241,7 @@ impl SimState {
             full_path: request.path,
             api_path: request.api_path,
             query: request.query,
+            requests: &[],
         };
         if let Some(status) = self.faults.take_match(&facts) {
             return fault_reply(status);

@@ -402,6 +402,7 @@ impl JamaState {
             full_path: request.path,
             api_path: request.path,
             query: request.query,
+            requests: &[],
         };
         if let Some(status) = self.faults.take_path_match(&facts) {
             return Reply::oauth_error(status, "server_error", "Simulated failure.");
@@ -491,6 +492,7 @@ impl JamaState {
             full_path: request.path,
             api_path,
             query: request.query,
+            requests: &[],
         };
         if let Some(status) = self.faults.take_match(&facts) {
             return Reply::error(status, "Simulated failure.");
