@@ -14,8 +14,9 @@ use crate::cli::{print_summary, OutputFormat, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::config::{self, LogConfig, LogFormat};
 use crate::model::{ImportMode, Trigger};
 use crate::sim::{
-    DigicertControl, DigicertSeed, DigicertServer, DigicertSim, DigicertSimConfig, JamaControl,
-    JamaSeed, JamaServer, JamaSim, JamaSimConfig, UserSpec,
+    DcUserStatus, DigicertControl, DigicertSeed, DigicertServer, DigicertSim, DigicertSimConfig,
+    DuckCreekControl, DuckCreekSeed, DuckCreekServer, DuckCreekSim, DuckCreekSimConfig,
+    JamaControl, JamaSeed, JamaServer, JamaSim, JamaSimConfig, UserSpec,
 };
 use crate::sync::{ImportParts, ImportRequest};
 use crate::telemetry;
@@ -52,14 +53,31 @@ const DEMO_JAMA_USERS: usize = 500;
 /// User groups in the demo's simulated Jama tenant.
 const DEMO_JAMA_GROUPS: u32 = 12;
 
-/// The demo's config: the simulators as targets `digicert` and `jama`, each imported twice a
-/// minute (accounts, then access ten seconds later).
-fn demo_config(
-    digicert: &DigicertServer,
-    jama: &JamaServer,
-    args: &DemoArgs,
-    api_token: &str,
-) -> String {
+/// The simulated tenants of the demo.
+struct DemoSims {
+    digicert: DigicertServer,
+    jama: JamaServer,
+    duckcreek: DuckCreekServer,
+}
+
+impl DemoSims {
+    /// Stops every simulator, logging any that does not stop cleanly.
+    async fn shutdown(self) {
+        for result in [
+            self.digicert.shutdown().await,
+            self.jama.shutdown().await,
+            self.duckcreek.shutdown().await,
+        ] {
+            if let Err(err) = result {
+                warn!(error = %err, "Simulator did not stop cleanly.");
+            }
+        }
+    }
+}
+
+/// The demo's config: the simulators as targets `digicert`, `jama` and `duckcreek`, each
+/// imported twice a minute (accounts, then access ten seconds later).
+fn demo_config(sims: &DemoSims, args: &DemoArgs, api_token: &str) -> String {
     let store = args.store.display().to_string().replace('\\', "/");
     format!(
         r#"[store]
@@ -76,6 +94,7 @@ format = "text"
 
 {digicert_fragment}{DEMO_RETRY}
 {jama_fragment}{DEMO_RETRY}
+{duckcreek_fragment}{DEMO_RETRY}
 [jobs.digicert-accounts]
 type = "account_import"
 target = "{DEMO_TARGET}"
@@ -96,13 +115,24 @@ type = "access_import"
 target = "{JAMA_TARGET}"
 schedule = "15,45 * * * * *"
 
+[jobs.duckcreek-accounts]
+type = "account_import"
+target = "{DUCKCREEK_TARGET}"
+schedule = "20,50 * * * * *"
+
+[jobs.duckcreek-access]
+type = "access_import"
+target = "{DUCKCREEK_TARGET}"
+schedule = "25,55 * * * * *"
+
 [jobs.provisioning]
 type = "provisioning"
 schedule = "*/5 * * * * *"
 "#,
         listen = args.listen,
-        digicert_fragment = digicert.toml_fragment(DEMO_TARGET),
-        jama_fragment = jama.toml_fragment(JAMA_TARGET),
+        digicert_fragment = sims.digicert.toml_fragment(DEMO_TARGET),
+        jama_fragment = sims.jama.toml_fragment(JAMA_TARGET),
+        duckcreek_fragment = sims.duckcreek.toml_fragment(DUCKCREEK_TARGET),
     )
 }
 
@@ -110,10 +140,14 @@ schedule = "*/5 * * * * *"
 const DEMO_RETRY: &str =
     "retry = { max_attempts = 5, initial_backoff = \"2s\", max_backoff = \"30s\", give_up_after = \"10m\" }\n";
 
-/// Queues a handful of tasks across both targets: a DigiCert hire whose first attempt meets
+/// Queues a handful of tasks across the targets: a DigiCert hire whose first attempt meets
 /// an injected 503 (so it is retried), a role grant, a Jama hire with a group membership that
-/// waits for the hire, and a Jama disable. Returns the task ids.
-async fn submit_demo_tasks(app: &App, digicert: &DigicertControl, jama: &JamaControl) -> Vec<i64> {
+/// waits for the hire, a Jama disable, and on Duck Creek a lock and a role grant. Returns the
+/// task ids.
+async fn submit_demo_tasks(app: &App, sims: &DemoSims) -> Vec<i64> {
+    let digicert = &sims.digicert.control();
+    let jama = &sims.jama.control();
+    let duckcreek = &sims.duckcreek.control();
     use crate::model::{Attributes, Operation};
     use crate::store::Submitted;
     use crate::sync::tasks::{self, EntitlementRef, SubmitRequest};
@@ -184,6 +218,38 @@ async fn submit_demo_tasks(app: &App, digicert: &DigicertControl, jama: &JamaCon
             Operation::DisableAccount,
             &user.username,
             None,
+            Attributes::new(),
+        ));
+    }
+    let dc_users = duckcreek.users();
+    if let Some(user) = dc_users
+        .iter()
+        .find(|user| user.status == DcUserStatus::Active)
+    {
+        requests.push(request(
+            DUCKCREEK_TARGET,
+            Operation::DisableAccount,
+            &user.name,
+            None,
+            Attributes::new(),
+        ));
+    }
+    let roles = duckcreek.roles();
+    let grant = dc_users.iter().rev().find_map(|user| {
+        let missing = roles.iter().find(|role| {
+            !user
+                .roles
+                .iter()
+                .any(|held| held.eq_ignore_ascii_case(&role.name))
+        })?;
+        Some((user.name.clone(), missing.name.clone()))
+    });
+    if let Some((user, role)) = grant {
+        requests.push(request(
+            DUCKCREEK_TARGET,
+            Operation::AddAccess,
+            &user,
+            Some(format!("Role:{role}")),
             Attributes::new(),
         ));
     }
@@ -270,8 +336,20 @@ pub async fn run(args: DemoArgs, format: OutputFormat) -> i32 {
             return EXIT_FAILED;
         }
     };
+    let duckcreek = match start_duckcreek(any_port, DEMO_DUCKCREEK_USERS).await {
+        Ok(sim) => sim,
+        Err(err) => {
+            eprintln!("error: cannot start the Duck Creek simulator: {err}");
+            return EXIT_FAILED;
+        }
+    };
+    let sims = DemoSims {
+        digicert,
+        jama,
+        duckcreek,
+    };
     let api_token = random_hex(16);
-    let text = demo_config(&digicert, &jama, &args, &api_token);
+    let text = demo_config(&sims, &args, &api_token);
     let loaded = match config::load_from_str(&text, "demo config", &[]) {
         Ok(loaded) => loaded,
         Err(err) => {
@@ -291,17 +369,13 @@ pub async fn run(args: DemoArgs, format: OutputFormat) -> i32 {
     };
     let code = if args.once {
         let imported = once(&app, format).await;
-        let ids = submit_demo_tasks(&app, &digicert.control(), &jama.control()).await;
+        let ids = submit_demo_tasks(&app, &sims).await;
         imported.max(provision_demo_tasks(&app, &ids, format).await)
     } else {
-        submit_demo_tasks(&app, &digicert.control(), &jama.control()).await;
-        daemon(app, &digicert, &jama, &args, &api_token).await
+        submit_demo_tasks(&app, &sims).await;
+        daemon(app, &sims, &args, &api_token).await
     };
-    for result in [digicert.shutdown().await, jama.shutdown().await] {
-        if let Err(err) = result {
-            warn!(error = %err, "Simulator did not stop cleanly.");
-        }
-    }
+    sims.shutdown().await;
     code
 }
 
@@ -309,7 +383,7 @@ pub async fn run(args: DemoArgs, format: OutputFormat) -> i32 {
 /// with the worst of the targets' codes.
 async fn once(app: &App, format: OutputFormat) -> i32 {
     let mut code = EXIT_OK;
-    for target in [DEMO_TARGET, JAMA_TARGET] {
+    for target in [DEMO_TARGET, JAMA_TARGET, DUCKCREEK_TARGET] {
         let request = ImportRequest {
             target: target.into(),
             job: "manual".into(),
@@ -337,27 +411,28 @@ async fn once(app: &App, format: OutputFormat) -> i32 {
 
 /// The daemon against the simulators, with a little churn in the simulated tenants so each
 /// import has something to report.
-async fn daemon(
-    app: App,
-    digicert: &DigicertServer,
-    jama: &JamaServer,
-    args: &DemoArgs,
-    api_token: &str,
-) -> i32 {
-    let churn = tokio::spawn(churn(digicert.control(), jama.control()));
+async fn daemon(app: App, sims: &DemoSims, args: &DemoArgs, api_token: &str) -> i32 {
+    let churn = tokio::spawn(churn(
+        sims.digicert.control(),
+        sims.jama.control(),
+        sims.duckcreek.control(),
+    ));
     let store = args.store.display().to_string();
-    let digicert_url = digicert.base_url();
-    let jama_url = jama.base_url();
+    let digicert_url = sims.digicert.base_url();
+    let jama_url = sims.jama.base_url();
+    let duckcreek_url = sims.duckcreek.base_url();
     let token = api_token.to_string();
     let result = app::run_daemon(app, app::shutdown_signal(), move |addr| {
         println!(
             "\nidsync demo is running. Press Ctrl-C to stop.\n\
              \n  simulated DigiCert   {digicert_url}\
              \n  simulated Jama       {jama_url}\
+             \n  simulated Duck Creek {duckcreek_url}\
              \n  store (SQLite)       {store}\
              \n  metrics              http://{addr}/metrics\
              \n  API                  curl -H 'Authorization: Bearer {token}' http://{addr}/api/v1/targets\
-             \n  schedule (UTC)       digicert: accounts :00 :30, access :10 :40; jama: accounts :05 :35, access :15 :45\
+             \n  schedule (UTC)       digicert: accounts :00 :30, access :10 :40; jama: accounts :05 :35, access :15 :45;\
+             \n                       duckcreek: accounts :20 :50, access :25 :55\
              \n\nTry: curl -s -H 'Authorization: Bearer {token}' http://{addr}/api/v1/runs\n"
         );
     })
@@ -373,8 +448,8 @@ async fn daemon(
 }
 
 /// Every 30 seconds: DigiCert hires, deactivates and removes a user; Jama deactivates a
-/// user and takes someone out of a group.
-async fn churn(digicert: DigicertControl, jama: JamaControl) {
+/// user and takes someone out of a group; Duck Creek locks a user and revokes a role.
+async fn churn(digicert: DigicertControl, jama: JamaControl, duckcreek: DuckCreekControl) {
     let mut round = 0u32;
     loop {
         tokio::time::sleep(Duration::from_secs(30)).await;
@@ -414,6 +489,15 @@ async fn churn(digicert: DigicertControl, jama: JamaControl) {
                 let _ = jama.remove_member(group.id, member);
             }
         }
+        let dc_users = duckcreek.users();
+        if let Some(user) = dc_users.get((step * 5 + 3) % dc_users.len().max(1)) {
+            let _ = duckcreek.set_status(user.id, DcUserStatus::Locked);
+        }
+        if let Some(user) = dc_users.get((step * 11 + 4) % dc_users.len().max(1)) {
+            if let Some(role) = user.roles.first() {
+                let _ = duckcreek.revoke_role(user.id, role);
+            }
+        }
         info!(
             round,
             "Demo churn: the simulated tenants changed a few users and memberships."
@@ -423,6 +507,28 @@ async fn churn(digicert: DigicertControl, jama: JamaControl) {
 
 /// The Jama simulator's target name in the printed fragment.
 const JAMA_TARGET: &str = "jama";
+
+/// The Duck Creek simulator's target name in the printed fragment.
+const DUCKCREEK_TARGET: &str = "duckcreek";
+
+/// Users in the demo's simulated Duck Creek tenant.
+const DEMO_DUCKCREEK_USERS: usize = 300;
+
+/// Starts the Duck Creek simulator on `addr` with `users` users (about 5% locked) and
+/// throwaway credentials.
+async fn start_duckcreek(addr: SocketAddr, users: usize) -> std::io::Result<DuckCreekServer> {
+    let users = u32::try_from(users).unwrap_or(u32::MAX);
+    let config = DuckCreekSimConfig {
+        username: format!("demo-dc-{}", random_hex(4)),
+        password: random_hex(16).into(),
+        seed: DuckCreekSeed {
+            locked_users: users / 20,
+            ..DuckCreekSeed::with_users(users)
+        },
+        ..DuckCreekSimConfig::default()
+    };
+    DuckCreekSim::start(config, addr).await
+}
 
 /// Starts the Jama simulator on `addr` with `users` users (about 5% inactive) in `groups`
 /// groups, and throwaway client credentials.
@@ -468,18 +574,21 @@ pub async fn run_sims(args: SimArgs) -> i32 {
         level: "info".into(),
         format: LogFormat::Text,
     });
-    let next_port = if args.port == 0 {
-        Some(0)
-    } else {
-        args.port.checked_add(1)
+    let offset = |by: u16| {
+        if args.port == 0 {
+            Some(0)
+        } else {
+            args.port.checked_add(by)
+        }
     };
-    let (digicert_port, jama_port) = match args.which {
-        SimKind::Digicert => (Some(args.port), None),
-        SimKind::Jama => (None, Some(args.port)),
-        SimKind::All => match next_port {
-            Some(next) => (Some(args.port), Some(next)),
-            None => {
-                eprintln!("error: `all` needs two ports; --port must be below 65535");
+    let (digicert_port, jama_port, duckcreek_port) = match args.which {
+        SimKind::Digicert => (Some(args.port), None, None),
+        SimKind::Jama => (None, Some(args.port), None),
+        SimKind::Duckcreek => (None, None, Some(args.port)),
+        SimKind::All => match (offset(1), offset(2)) {
+            (Some(jama), Some(duckcreek)) => (Some(args.port), Some(jama), Some(duckcreek)),
+            _ => {
+                eprintln!("error: `all` needs three ports; --port must be below 65534");
                 return EXIT_USAGE;
             }
         },
@@ -518,6 +627,23 @@ pub async fn run_sims(args: SimArgs) -> i32 {
         }
         None => None,
     };
+    let duckcreek = match duckcreek_port {
+        Some(port) => match start_duckcreek(loopback(port), args.users).await {
+            // The sheet names no rate limit, so the Duck Creek simulator has none.
+            Ok(sim) => Some(sim),
+            Err(err) => {
+                eprintln!("error: cannot start the Duck Creek simulator on port {port}: {err}");
+                if let Some(sim) = digicert {
+                    let _ = sim.shutdown().await;
+                }
+                if let Some(sim) = jama {
+                    let _ = sim.shutdown().await;
+                }
+                return EXIT_FAILED;
+            }
+        },
+        None => None,
+    };
     println!(
         "# Paste into your idsync config. Simulator controls: POST <origin>/_sim/... (see README)."
     );
@@ -527,11 +653,17 @@ pub async fn run_sims(args: SimArgs) -> i32 {
     if let Some(sim) = &jama {
         println!("{}", sim.toml_fragment(JAMA_TARGET));
     }
+    if let Some(sim) = &duckcreek {
+        println!("{}", sim.toml_fragment(DUCKCREEK_TARGET));
+    }
     app::shutdown_signal().await;
     if let Some(sim) = digicert {
         let _ = sim.shutdown().await;
     }
     if let Some(sim) = jama {
+        let _ = sim.shutdown().await;
+    }
+    if let Some(sim) = duckcreek {
         let _ = sim.shutdown().await;
     }
     EXIT_OK

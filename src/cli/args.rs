@@ -123,7 +123,10 @@ pub enum SimKind {
     Digicert,
     /// Jama Connect.
     Jama,
-    /// Every simulator: DigiCert on `--port`, Jama on `--port` + 1.
+    /// Duck Creek (SOAP).
+    Duckcreek,
+    /// Every simulator: DigiCert on `--port`, Jama on `--port` + 1, Duck Creek on
+    /// `--port` + 2.
     All,
 }
 
@@ -133,11 +136,11 @@ pub struct SimArgs {
     /// Which simulator.
     #[arg(value_enum, default_value_t = SimKind::All)]
     pub which: SimKind,
-    /// The port of the simulator; with `all`, DigiCert's, and Jama listens on the next one
-    /// (0 = any free port for each).
+    /// The port of the simulator; with `all`, DigiCert's, and Jama and Duck Creek listen on
+    /// the next two (0 = any free port for each).
     #[arg(long, default_value_t = 9470)]
     pub port: u16,
-    /// Users in each simulated tenant (about 5% of them inactive).
+    /// Users in each simulated tenant (about 5% of them inactive or locked).
     #[arg(long, default_value_t = 2500)]
     pub users: usize,
     /// User groups in the simulated Jama tenant.

@@ -762,14 +762,26 @@ password = "p"
 "#;
         let problems = problems_of(text);
         for (key, needle) in [
-            ("targets.nocreds.username", "required for kind = \"duckcreek\""),
-            ("targets.nocreds.password", "required for kind = \"duckcreek\""),
-            ("targets.nocreds.api_key", "does not apply to kind = \"duckcreek\""),
+            (
+                "targets.nocreds.username",
+                "required for kind = \"duckcreek\"",
+            ),
+            (
+                "targets.nocreds.password",
+                "required for kind = \"duckcreek\"",
+            ),
+            (
+                "targets.nocreds.api_key",
+                "does not apply to kind = \"duckcreek\"",
+            ),
             ("targets.nocreds.soap_action", "without quotes"),
             ("targets.nocreds.content_type", "XML media type"),
             ("targets.nocreds.entity_id", "Duck Creek entity id"),
             ("targets.badtemplates.page_size", "between 1 and 10000"),
-            ("targets.badtemplates.templates.delete_everything", "create_account"),
+            (
+                "targets.badtemplates.templates.delete_everything",
+                "create_account",
+            ),
             ("targets.jama.username", "does not apply to kind = \"jama\""),
             ("targets.jama.password", "does not apply to kind = \"jama\""),
         ] {
@@ -784,8 +796,14 @@ password = "p"
         let text = text.replace("delete_everything = '<X/>'\n", "");
         let problems = problems_of(&text);
         for (key, needle) in [
-            ("targets.badtemplates.templates.enable_account", "not well-formed XML"),
-            ("targets.badtemplates.templates.create_account", "user.nickname"),
+            (
+                "targets.badtemplates.templates.enable_account",
+                "not well-formed XML",
+            ),
+            (
+                "targets.badtemplates.templates.create_account",
+                "user.nickname",
+            ),
         ] {
             let problem = find(&problems, key);
             assert!(problem.message.contains(needle), "{problem}");
@@ -797,7 +815,9 @@ password = "p"
         let problems = problems_of(&text);
         let problem = find(&problems, "targets.badtemplates.templates.add_access_role");
         assert!(
-            problem.message.contains("must not contain <Session.loginRq>"),
+            problem
+                .message
+                .contains("must not contain <Session.loginRq>"),
             "{problem}"
         );
         assert!(!problem.to_string().contains("password=\"b\""), "{problem}");
