@@ -606,6 +606,8 @@ async fn demo_once_imports_every_simulated_target() {
         "access_import of digicert: succeeded",
         "account_import of jama: succeeded (500 read)",
         "access_import of jama: succeeded",
+        "account_import of duckcreek: succeeded (300 read)",
+        "access_import of duckcreek: succeeded",
     ] {
         assert!(out.contains(line), "missing `{line}` in:\n{out}");
     }
@@ -619,6 +621,15 @@ async fn demo_once_imports_every_simulated_target() {
         assert!(
             out.lines()
                 .any(|line| line.contains(account) && line.contains("succeeded")),
+            "{out}"
+        );
+    }
+    // Duck Creek: a lock and a role grant, through the templates.
+    for operation in ["disable_account", "add_access"] {
+        assert!(
+            out.lines().any(|line| line.contains("duckcreek")
+                && line.contains(operation)
+                && line.contains("succeeded")),
             "{out}"
         );
     }

@@ -15,8 +15,8 @@ use idsync::app::App;
 use idsync::config;
 use idsync::model::{Account, Entitlement, Grant, ImportMode, Trigger};
 use idsync::sim::{
-    DigicertSeed, DigicertServer, DigicertSim, DigicertSimConfig, JamaSeed, JamaServer, JamaSim,
-    JamaSimConfig,
+    DigicertSeed, DigicertServer, DigicertSim, DigicertSimConfig, DuckCreekSeed, DuckCreekServer,
+    DuckCreekSim, DuckCreekSimConfig, JamaSeed, JamaServer, JamaSim, JamaSimConfig,
 };
 use idsync::store::{AccountFilter, EntitlementFilter, GrantFilter, Store};
 use idsync::sync::{ImportParts, ImportRequest, ImportSummary};
@@ -74,6 +74,45 @@ kind = "jama"
 base_url = "{base}"
 client_id = "idsync-test"
 client_secret = "{JAMA_SECRET}"
+read_retry = {{ max_attempts = 3, initial_backoff = "10ms", max_backoff = "50ms" }}
+{extra}
+"#,
+        base = sim.base_url(),
+    )
+}
+
+/// The Duck Creek password the test simulators accept. Distinctive, for leak checks, and
+/// holding XML's special characters, so it is escaped in every request body.
+pub const DC_PASSWORD: &str = "dc-pw&<Kq9>'never-print-me";
+
+/// The Duck Creek service account of the test simulators.
+pub const DC_USER: &str = "svc_idsync";
+
+/// A Duck Creek simulator with `seed`, adjusted by `tweak`.
+pub async fn duckcreek_with(
+    seed: DuckCreekSeed,
+    tweak: impl FnOnce(&mut DuckCreekSimConfig),
+) -> DuckCreekServer {
+    let mut config = DuckCreekSimConfig {
+        username: DC_USER.to_string(),
+        password: SecretString::from(DC_PASSWORD),
+        seed,
+        ..DuckCreekSimConfig::default()
+    };
+    tweak(&mut config);
+    DuckCreekSim::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap()
+}
+
+/// The `[targets.duckcreek]` table for `sim`, with `extra` lines appended.
+pub fn duckcreek_target(sim: &DuckCreekServer, extra: &str) -> String {
+    format!(
+        r#"[targets.duckcreek]
+kind = "duckcreek"
+base_url = "{base}"
+username = "{DC_USER}"
+password = "{DC_PASSWORD}"
 read_retry = {{ max_attempts = 3, initial_backoff = "10ms", max_backoff = "50ms" }}
 {extra}
 "#,

@@ -1,0 +1,719 @@
+//! Duck Creek end to end: the real adapter, SOAP client and HTTP client against the Duck Creek
+//! simulator on loopback, into a real SQLite file, and through the provisioning queue.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::{
+    accounts_of, assert_same, duckcreek_target, duckcreek_with, entitlements_of, grants_of,
+    import_target, store_snapshot_of, Env, Opts, DC_PASSWORD,
+};
+use idsync::app::App;
+use idsync::connector::ErrorClass;
+use idsync::model::{
+    AccountStatus, Attributes, EntitlementStatus, GrantStatus, Operation, RunOutcome, TaskStatus,
+};
+use idsync::sim::{DcUserStatus, DuckCreekSeed, DuckCreekServer, FaultRule, ResponseFault};
+use idsync::store::{Store, Submitted, TaskFilter};
+use idsync::sync::provision::ProvisionRunner;
+use idsync::sync::tasks::{self, EntitlementRef, SubmitRequest};
+use idsync::sync::ImportParts;
+use tokio_util::sync::CancellationToken;
+
+const TARGET: &str = "duckcreek";
+const LIST_USERS: &str = "OnlineData.listEntityUsersRq";
+
+fn seed(users: u32, locked: u32) -> DuckCreekSeed {
+    DuckCreekSeed {
+        locked_users: locked,
+        ..DuckCreekSeed::with_users(users)
+    }
+}
+
+async fn env_for(sim: &DuckCreekServer, target_extra: &str) -> (Env, App) {
+    let env = Env::with_targets(&duckcreek_target(sim, target_extra), "");
+    let app = env.app().await;
+    (env, app)
+}
+
+async fn import(app: &App) -> idsync::sync::ImportSummary {
+    import_target(app, TARGET, Opts::default()).await
+}
+
+#[tokio::test]
+async fn imports_300_users_with_roles_entities_and_privileges_exactly() {
+    let sim = duckcreek_with(seed(300, 15), |_| {}).await;
+    let (_env, app) = env_for(&sim, "page_size = 64").await;
+    let summary = import(&app).await;
+    assert_eq!(summary.exit_code(), 0, "{summary:?}");
+    let control = sim.control();
+
+    // Accounts: every user, Locked ones inactive.
+    let stored = accounts_of(&app, TARGET).await;
+    let users = control.users();
+    assert_eq!(users.len(), 300);
+    assert_eq!(stored.len(), 300);
+    for user in &users {
+        let account = stored.iter().find(|a| a.id == user.id.to_string()).unwrap();
+        assert_eq!(account.name, user.name);
+        assert_eq!(account.email.as_deref(), Some(user.email.as_str()));
+        assert_eq!(
+            account.display_name.as_deref(),
+            Some(user.full_name.as_str())
+        );
+        let status = match user.status {
+            DcUserStatus::Active => AccountStatus::Active,
+            DcUserStatus::Locked => AccountStatus::Inactive,
+        };
+        assert_eq!(account.status, status, "{}", user.name);
+    }
+    let inactive = stored
+        .iter()
+        .filter(|a| a.status == AccountStatus::Inactive)
+        .count();
+    assert_eq!(inactive, 15, "Locked users are inactive");
+
+    // Entitlements: roles, entities (whatever their element) and privileges, exactly.
+    let mut expected = BTreeSet::new();
+    for role in control.roles() {
+        expected.insert(("Role".to_string(), role.id.to_string(), role.name));
+    }
+    for entity in control.entities() {
+        expected.insert(("Entity".to_string(), entity.id.to_string(), entity.name));
+    }
+    for privilege in control.privileges() {
+        expected.insert((
+            "Privilege".to_string(),
+            privilege.id.to_string(),
+            privilege.name,
+        ));
+    }
+    let entitlements = entitlements_of(&app, TARGET).await;
+    let found: BTreeSet<_> = entitlements
+        .iter()
+        .map(|e| (e.entitlement_type.clone(), e.id.clone(), e.name.clone()))
+        .collect();
+    assert_eq!(found, expected);
+    assert!(
+        entitlements
+            .iter()
+            .all(|e| !e.attributes.contains_key("discovered_from")),
+        "every granted name is in the catalogue"
+    );
+    assert!(
+        entitlements.iter().any(|e| e.name.contains('&')),
+        "names with XML's special characters round-trip"
+    );
+
+    // Grants: each user's roles and entity memberships, by id.
+    let role_ids: BTreeMap<String, String> = control
+        .roles()
+        .into_iter()
+        .map(|r| (r.name.to_lowercase(), r.id.to_string()))
+        .collect();
+    let entity_ids: BTreeMap<String, String> = control
+        .entities()
+        .into_iter()
+        .map(|e| (e.name.to_lowercase(), e.id.to_string()))
+        .collect();
+    let mut expected = BTreeSet::new();
+    for user in &users {
+        for role in &user.roles {
+            expected.insert((
+                user.id.to_string(),
+                "Role",
+                role_ids[&role.to_lowercase()].clone(),
+            ));
+        }
+        for entity in &user.entities {
+            expected.insert((
+                user.id.to_string(),
+                "Entity",
+                entity_ids[&entity.to_lowercase()].clone(),
+            ));
+        }
+    }
+    let grants: BTreeSet<_> = grants_of(&app, TARGET)
+        .await
+        .into_iter()
+        .map(|g| {
+            assert_eq!(g.status, GrantStatus::Active);
+            let kind = if g.entitlement_type == "Role" {
+                "Role"
+            } else {
+                "Entity"
+            };
+            (g.account_id, kind, g.entitlement_id)
+        })
+        .collect();
+    assert!(expected.len() > 300, "{}", expected.len());
+    assert_eq!(grants, expected);
+
+    // A re-import with no change writes nothing.
+    let again = import(&app).await;
+    for run in &again.runs {
+        assert_eq!(
+            run.counts.account.written()
+                + run.counts.entitlement.written()
+                + run.counts.grant.written(),
+            0,
+            "{run:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn locks_removals_and_the_threshold_follow_the_import_rules() {
+    let sim = duckcreek_with(seed(100, 0), |_| {}).await;
+    let (_env, app) = env_for(&sim, "deletion_threshold = { percent = 20, count = 1000 }").await;
+    import(&app).await;
+    let control = sim.control();
+    let users = control.users();
+
+    control
+        .set_status(users[1].id, DcUserStatus::Locked)
+        .unwrap();
+    let gone = &users[2];
+    assert!(control.remove_user(gone.id));
+    let summary = import(&app).await;
+    assert_eq!(summary.exit_code(), 0, "{summary:?}");
+    let counts = &summary.runs[0].counts.account;
+    assert_eq!((counts.updated, counts.suspended), (1, 1), "{counts:?}");
+    let stored = accounts_of(&app, TARGET).await;
+    let find = |id: u64| stored.iter().find(|a| a.id == id.to_string()).unwrap();
+    assert_eq!(find(users[1].id).status, AccountStatus::Inactive);
+    assert_eq!(find(gone.id).status, AccountStatus::Suspended);
+    let grants = grants_of(&app, TARGET).await;
+    assert!(grants
+        .iter()
+        .filter(|g| g.account_id == gone.id.to_string())
+        .all(|g| g.status == GrantStatus::Removed));
+
+    // A dry run computes the diff and records nothing.
+    let before = store_snapshot_of(&app, TARGET).await;
+    control
+        .set_status(users[3].id, DcUserStatus::Locked)
+        .unwrap();
+    let dry = import_target(
+        &app,
+        TARGET,
+        Opts {
+            dry_run: true,
+            ..Opts::default()
+        },
+    )
+    .await;
+    assert_eq!(dry.runs[0].counts.account.updated, 1, "{dry:?}");
+    assert_same(
+        &store_snapshot_of(&app, TARGET).await,
+        &before,
+        "a dry run changes nothing",
+    );
+
+    // A quarter of the users gone: held, nothing changed.
+    for user in users.iter().skip(10).take(25) {
+        control.remove_user(user.id);
+    }
+    let held = import_target(
+        &app,
+        TARGET,
+        Opts {
+            parts: ImportParts::Accounts,
+            ..Opts::default()
+        },
+    )
+    .await;
+    assert_eq!(held.runs[0].outcome, RunOutcome::Held);
+    assert_eq!(held.exit_code(), 3);
+    assert_same(
+        &store_snapshot_of(&app, TARGET).await,
+        &before,
+        "a held run changes nothing",
+    );
+}
+
+#[tokio::test]
+async fn bad_credentials_are_a_clear_auth_error_and_change_nothing() {
+    let sim = duckcreek_with(seed(50, 2), |_| {}).await;
+    let (_env, app) = env_for(&sim, "").await;
+    import(&app).await;
+    let before = store_snapshot_of(&app, TARGET).await;
+    let control = sim.control();
+    control.remove_user(control.users()[0].id);
+    control.revoke_credentials();
+    control.reset_stats();
+
+    let summary = import(&app).await;
+    assert_eq!(summary.exit_code(), 1, "{summary:?}");
+    let error = summary.runs[0].error.clone().unwrap();
+    assert!(
+        error.contains("target duckcreek rejected the credentials") && error.contains("Login"),
+        "{error}"
+    );
+    assert!(!error.contains("never-print-me"), "{error}");
+    assert_eq!(
+        control.stats().requests,
+        1,
+        "an auth failure is not retried"
+    );
+    assert_same(
+        &store_snapshot_of(&app, TARGET).await,
+        &before,
+        "nothing changed",
+    );
+    let err = app.connectors[TARGET].test_connection().await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Auth);
+    assert!(!format!("{err:?}").contains("never-print-me"));
+
+    control.restore_credentials();
+    app.connectors[TARGET].test_connection().await.unwrap();
+}
+
+#[tokio::test]
+async fn broken_responses_fail_the_run_and_change_nothing() {
+    let sim = duckcreek_with(seed(200, 5), |_| {}).await;
+    let (_env, app) = env_for(&sim, "page_size = 16").await;
+    import(&app).await;
+    let control = sim.control();
+    // Had a broken read been trusted, this user would be suspended.
+    control.remove_user(control.users()[0].id);
+    let before = store_snapshot_of(&app, TARGET).await;
+    let cases = [
+        (ResponseFault::Truncate, "ends early"),
+        (ResponseFault::Malformed, "not well-formed"),
+        (ResponseFault::Html, "`text/html`, not a SOAP envelope"),
+        (
+            ResponseFault::Failure {
+                code: "EntityLocked".into(),
+                text: "entity busy".into(),
+            },
+            "OnlineData.listEntityUsersRq failed: EntityLocked: entity busy",
+        ),
+    ];
+    for (fault, wanted) in cases {
+        control
+            .break_response(fault.clone(), Some(LIST_USERS.into()), Some(1))
+            .unwrap();
+        let summary = import(&app).await;
+        let run = &summary.runs[0];
+        assert_eq!(run.outcome, RunOutcome::Failed, "{fault:?}: {summary:?}");
+        let error = run.error.clone().unwrap();
+        assert!(error.contains(wanted), "{fault:?}: {error}");
+        assert_same(
+            &store_snapshot_of(&app, TARGET).await,
+            &before,
+            &format!("{fault:?}"),
+        );
+        assert!(summary.skipped.iter().any(|s| s.contains("access")) || summary.runs.len() == 1);
+    }
+    // A server fault on every attempt: retried, then failed; still nothing marked.
+    control
+        .fail_when(FaultRule::new(500).with_request(LIST_USERS).with_times(3))
+        .unwrap();
+    control.reset_stats();
+    let summary = import(&app).await;
+    assert_eq!(summary.runs[0].outcome, RunOutcome::Failed);
+    let error = summary.runs[0].error.clone().unwrap();
+    assert!(
+        error.contains("transient") && error.contains("SOAP fault Server"),
+        "{error}"
+    );
+    assert_eq!(control.stats().requests, 3, "read_retry.max_attempts = 3");
+    assert_same(
+        &store_snapshot_of(&app, TARGET).await,
+        &before,
+        "server faults",
+    );
+
+    // The next clean read goes through.
+    let summary = import(&app).await;
+    assert_eq!(summary.exit_code(), 0, "{summary:?}");
+    assert_eq!(summary.runs[0].counts.account.suspended, 1);
+}
+
+/// The process's peak resident memory in KiB (Linux), if it can be read.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::test]
+async fn an_entity_expansion_bomb_fails_fast_with_memory_bounded() {
+    let sim = duckcreek_with(seed(20, 0), |_| {}).await;
+    let (_env, app) = env_for(&sim, "").await;
+    import(&app).await;
+    let before = store_snapshot_of(&app, TARGET).await;
+    let control = sim.control();
+    control
+        .break_response(ResponseFault::EntityBomb, Some(LIST_USERS.into()), None)
+        .unwrap();
+    control.reset_stats();
+    let peak_before = peak_rss_kib();
+    let summary = import(&app).await;
+    let error = summary.runs[0].error.clone().unwrap();
+    assert_eq!(summary.runs[0].outcome, RunOutcome::Failed);
+    assert!(
+        error.contains("DOCTYPE") && error.contains("no entity is ever expanded"),
+        "{error}"
+    );
+    // Refused, not retried: the same document would come back.
+    assert_eq!(control.stats().requests, 1);
+    // Expanded, the document is gigabytes; refused at its DOCTYPE, the peak barely moves.
+    if let (Some(before), Some(after)) = (peak_before, peak_rss_kib()) {
+        assert!(
+            after.saturating_sub(before) < 64 * 1024,
+            "peak RSS grew by {} KiB",
+            after - before
+        );
+    }
+    assert_same(
+        &store_snapshot_of(&app, TARGET).await,
+        &before,
+        "a bomb changes nothing",
+    );
+}
+
+fn task(operation: Operation, account: &str, entitlement: Option<String>) -> SubmitRequest {
+    SubmitRequest {
+        target: TARGET.into(),
+        operation,
+        account: account.into(),
+        entitlement: entitlement.map(EntitlementRef::Text),
+        attributes: Attributes::new(),
+        owner: None,
+        request_id: None,
+        idempotency_key: None,
+    }
+}
+
+async fn submit(app: &App, request: SubmitRequest) -> Result<i64, tasks::SubmitError> {
+    match tasks::submit(
+        app.store.as_ref(),
+        &app.connectors,
+        &app.config,
+        request,
+        "cli:test",
+    )
+    .await?
+    {
+        Submitted::Created(task) | Submitted::Existing(task) => Ok(task.id),
+    }
+}
+
+/// Runs provisioning passes until every task is final (bounded).
+async fn drain(app: &App) {
+    let runner = ProvisionRunner::new(app.store(), app.connectors.clone(), app.config.clone());
+    for _ in 0..200 {
+        runner
+            .run_pass(Some(TARGET), &CancellationToken::new())
+            .await
+            .unwrap();
+        let open = app
+            .store
+            .list_tasks(&TaskFilter {
+                limit: 10_000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .any(|task| !task.status.is_final());
+        if !open {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("tasks did not finish");
+}
+
+async fn status_of(app: &App, id: i64) -> (TaskStatus, Option<String>) {
+    let task = app.store.get_task(id).await.unwrap().unwrap();
+    (task.status, task.last_error)
+}
+
+#[tokio::test]
+async fn lock_and_unlock_round_trip_through_the_queue() {
+    let sim = duckcreek_with(seed(30, 0), |_| {}).await;
+    let (_env, app) = env_for(&sim, "").await;
+    import(&app).await;
+    let control = sim.control();
+    let user = control.users()[4].clone();
+
+    let lock = submit(&app, task(Operation::DisableAccount, &user.name, None))
+        .await
+        .unwrap();
+    drain(&app).await;
+    assert_eq!(status_of(&app, lock).await.0, TaskStatus::Succeeded);
+    assert_eq!(control.user(user.id).unwrap().status, DcUserStatus::Locked);
+    let account = accounts_of(&app, TARGET)
+        .await
+        .into_iter()
+        .find(|a| a.id == user.id.to_string())
+        .unwrap();
+    assert_eq!(account.status, AccountStatus::Inactive);
+    assert_eq!(
+        account.status_reason.as_deref(),
+        Some(format!("task:{lock}").as_str())
+    );
+
+    // Locking again is already done; then unlock.
+    let again = submit(&app, task(Operation::DisableAccount, &user.name, None))
+        .await
+        .unwrap();
+    let unlock = submit(&app, task(Operation::EnableAccount, &user.name, None))
+        .await
+        .unwrap();
+    drain(&app).await;
+    assert_eq!(status_of(&app, again).await.0, TaskStatus::Succeeded);
+    assert_eq!(status_of(&app, unlock).await.0, TaskStatus::Succeeded);
+    assert_eq!(control.user(user.id).unwrap().status, DcUserStatus::Active);
+    // The next import agrees with what the tasks did.
+    let summary = import(&app).await;
+    assert_eq!(summary.runs[0].counts.account.written(), 0, "{summary:?}");
+
+    // A user the target no longer knows: the target's own message, failed at once.
+    let ghost = control.users()[5].clone();
+    control.remove_user(ghost.id);
+    let failed = submit(&app, task(Operation::DisableAccount, &ghost.name, None))
+        .await
+        .unwrap();
+    drain(&app).await;
+    let (status, error) = status_of(&app, failed).await;
+    assert_eq!(status, TaskStatus::Failed);
+    assert!(
+        error.unwrap_or_default().contains("UserNotFound"),
+        "the target's own code is kept"
+    );
+}
+
+#[tokio::test]
+async fn role_and_entity_grants_and_revokes_go_through_the_templates() {
+    let sim = duckcreek_with(seed(30, 0), |_| {}).await;
+    let (_env, app) = env_for(&sim, "").await;
+    import(&app).await;
+    let control = sim.control();
+    let user = control.users()[7].clone();
+    let role = control
+        .roles()
+        .into_iter()
+        .find(|role| {
+            !user
+                .roles
+                .iter()
+                .any(|held| held.eq_ignore_ascii_case(&role.name))
+        })
+        .unwrap();
+    let entity = control
+        .entities()
+        .into_iter()
+        .filter(|entity| entity.id != 1)
+        .find(|entity| {
+            !user
+                .entities
+                .iter()
+                .any(|held| held.eq_ignore_ascii_case(&entity.name))
+        })
+        .unwrap();
+
+    // Types match without letter case; names or ids both resolve.
+    let grant = submit(
+        &app,
+        task(
+            Operation::AddAccess,
+            &user.name,
+            Some(format!("role:{}", role.name)),
+        ),
+    )
+    .await
+    .unwrap();
+    let join = submit(
+        &app,
+        task(
+            Operation::AddAccess,
+            &user.name,
+            Some(format!("Entity:{}", entity.id)),
+        ),
+    )
+    .await
+    .unwrap();
+    drain(&app).await;
+    assert_eq!(status_of(&app, grant).await.0, TaskStatus::Succeeded);
+    assert_eq!(status_of(&app, join).await.0, TaskStatus::Succeeded);
+    let now = control.user(user.id).unwrap();
+    assert!(
+        now.roles.iter().any(|r| r.eq_ignore_ascii_case(&role.name)),
+        "{now:?}"
+    );
+    assert!(
+        now.entities
+            .iter()
+            .any(|e| e.eq_ignore_ascii_case(&entity.name)),
+        "{now:?}"
+    );
+    let active = |grants: &[idsync::model::Grant], kind: &str, id: u64| {
+        grants.iter().any(|g| {
+            g.account_id == user.id.to_string()
+                && g.entitlement_type == kind
+                && g.entitlement_id == id.to_string()
+                && g.status == GrantStatus::Active
+        })
+    };
+    let grants = grants_of(&app, TARGET).await;
+    assert!(active(&grants, "Role", role.id) && active(&grants, "Entity", entity.id));
+    let summary = import(&app).await;
+    assert_eq!(
+        summary.runs[1].counts.grant.written(),
+        0,
+        "the import agrees: {summary:?}"
+    );
+
+    // Granting again is already done; then revoke both.
+    let again = submit(
+        &app,
+        task(
+            Operation::AddAccess,
+            &user.name,
+            Some(format!("Role:{}", role.id)),
+        ),
+    )
+    .await
+    .unwrap();
+    let revoke = submit(
+        &app,
+        task(
+            Operation::RemoveAccess,
+            &user.name,
+            Some(format!("Role:{}", role.name)),
+        ),
+    )
+    .await
+    .unwrap();
+    let leave = submit(
+        &app,
+        task(
+            Operation::RemoveAccess,
+            &user.name,
+            Some(format!("Entity:{}", entity.name)),
+        ),
+    )
+    .await
+    .unwrap();
+    drain(&app).await;
+    for id in [again, revoke, leave] {
+        assert_eq!(
+            status_of(&app, id).await.0,
+            TaskStatus::Succeeded,
+            "task {id}"
+        );
+    }
+    let now = control.user(user.id).unwrap();
+    assert!(
+        !now.roles.iter().any(|r| r.eq_ignore_ascii_case(&role.name)),
+        "{now:?}"
+    );
+    assert!(
+        !now.entities
+            .iter()
+            .any(|e| e.eq_ignore_ascii_case(&entity.name)),
+        "{now:?}"
+    );
+    let grants = grants_of(&app, TARGET).await;
+    assert!(!active(&grants, "Role", role.id) && !active(&grants, "Entity", entity.id));
+    let summary = import(&app).await;
+    assert_eq!(
+        summary.runs[1].counts.grant.written(),
+        0,
+        "the import agrees: {summary:?}"
+    );
+    assert!(entitlements_of(&app, TARGET)
+        .await
+        .iter()
+        .all(|e| e.status == EntitlementStatus::Active));
+}
+
+#[tokio::test]
+async fn unsupported_operations_are_refused_at_submit_with_the_reason() {
+    let sim = duckcreek_with(seed(10, 0), |_| {}).await;
+    let (_env, app) = env_for(&sim, "").await;
+    import(&app).await;
+    let control = sim.control();
+    let user = control.users()[0].clone();
+    let privilege = control.privileges()[0].clone();
+    let err = submit(
+        &app,
+        task(
+            Operation::AddAccess,
+            &user.name,
+            Some(format!("Privilege:{}", privilege.name)),
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("attach to roles"), "{err}");
+    for operation in [Operation::RemoveAccount, Operation::UpdateAccount] {
+        let err = submit(&app, task(operation, &user.name, None))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains(&format!(
+                "targets.duckcreek.templates.{}",
+                operation.as_str()
+            )),
+            "{err}"
+        );
+    }
+    assert_eq!(control.stats().inner_request("Security.addUserRoleRq"), 0);
+
+    // With a configured template, remove_account is supported (here: lock the user).
+    let (_env, app) = env_for(
+        &sim,
+        "[targets.duckcreek.templates]\nremove_account = '<Security.lockUserAccountRq userName=\"${ account.name }\"/>'",
+    )
+    .await;
+    import(&app).await;
+    let id = submit(&app, task(Operation::RemoveAccount, &user.name, None))
+        .await
+        .unwrap();
+    drain(&app).await;
+    assert_eq!(status_of(&app, id).await.0, TaskStatus::Succeeded);
+    assert_eq!(control.user(user.id).unwrap().status, DcUserStatus::Locked);
+    let account = accounts_of(&app, TARGET)
+        .await
+        .into_iter()
+        .find(|a| a.id == user.id.to_string())
+        .unwrap();
+    assert_eq!(account.status, AccountStatus::Suspended);
+}
+
+#[tokio::test]
+async fn a_large_list_comes_back_in_one_response_and_is_read_as_a_stream() {
+    let sim = duckcreek_with(seed(5000, 100), |_| {}).await;
+    let (_env, app) = env_for(&sim, "page_size = 500").await;
+    let summary = import_target(
+        &app,
+        TARGET,
+        Opts {
+            parts: ImportParts::Accounts,
+            ..Opts::default()
+        },
+    )
+    .await;
+    assert_eq!(summary.exit_code(), 0, "{summary:?}");
+    assert_eq!(summary.runs[0].counts.account.created, 5000);
+    let stats = sim.control().stats();
+    assert_eq!(
+        stats.inner_request(LIST_USERS),
+        1,
+        "one request for 5,000 users"
+    );
+    assert!(!format!("{stats:?}").contains(DC_PASSWORD));
+}
