@@ -71,7 +71,7 @@ impl ErrorClass {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ConnectorError {
     /// 401: the target rejected our credentials.
-    #[error("target {target} rejected the credentials: {message} (check the target's api key or client secret)")]
+    #[error("target {target} rejected the credentials: {message} (check the target's api key, client secret or password)")]
     Auth {
         /// The target's config name.
         target: String,

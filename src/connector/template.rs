@@ -539,6 +539,14 @@ fn describe(err: &minijinja::Error) -> String {
     text
 }
 
+/// The error of a formatter that could not write its output.
+fn write_failure(_: fmt::Error) -> minijinja::Error {
+    minijinja::Error::new(
+        minijinja::ErrorKind::WriteFailure,
+        "cannot write the output",
+    )
+}
+
 /// The [`Escape::Json`] formatter: strings as JSON string content, numbers and booleans as
 /// they are, none as `null`, lists and maps as escaped JSON text, safe values raw.
 fn json_formatter(
@@ -546,12 +554,7 @@ fn json_formatter(
     _state: &mut State,
     value: &Value,
 ) -> Result<(), minijinja::Error> {
-    let io = |_: fmt::Error| {
-        minijinja::Error::new(
-            minijinja::ErrorKind::WriteFailure,
-            "cannot write the output",
-        )
-    };
+    let io = write_failure;
     if value.is_safe() {
         return out
             .write_str(value.as_str().unwrap_or_default())
@@ -587,12 +590,7 @@ fn xml_formatter(
     _state: &mut State,
     value: &Value,
 ) -> Result<(), minijinja::Error> {
-    let io = |_: fmt::Error| {
-        minijinja::Error::new(
-            minijinja::ErrorKind::WriteFailure,
-            "cannot write the output",
-        )
-    };
+    let io = write_failure;
     if value.is_safe() {
         return out
             .write_str(value.as_str().unwrap_or_default())
