@@ -1,7 +1,8 @@
 //! idsync: an identity-sync daemon.
 //!
 //! It imports accounts, entitlements and grants from the applications an organisation
-//! governs (DigiCert CertCentral today) into a local store on a cron schedule, and exposes
+//! governs (DigiCert CertCentral, Jama Connect and Duck Creek today) into a local store on a
+//! cron schedule, provisions access changes back through a durable task queue, and exposes
 //! what it knows through a CLI, an HTTP API and Prometheus metrics.
 //!
 //! Module map:

@@ -1,5 +1,7 @@
 //! The `Connector` trait every adapter implements, its classified error, and the shared
-//! building blocks (HTTP client, pacing, paging guards, response mapping).
+//! building blocks (HTTP client, pacing, paging guards, response mapping, templates, token
+//! cache, SOAP envelopes and faults, the streaming XML reader). Adapters: [`digicert`],
+//! [`jama`], [`duckcreek`].
 //!
 //! The jobs know nothing target-specific: they consume paged streams of records and call one
 //! provisioning entry point. Retries, pacing and pagination guards live in the shared blocks.
