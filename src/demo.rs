@@ -60,7 +60,24 @@ struct DemoSims {
     duckcreek: DuckCreekServer,
 }
 
+/// Handles that change the simulated tenants while they run.
+#[derive(Clone)]
+struct DemoControls {
+    digicert: DigicertControl,
+    jama: JamaControl,
+    duckcreek: DuckCreekControl,
+}
+
 impl DemoSims {
+    /// The simulators' control handles.
+    fn controls(&self) -> DemoControls {
+        DemoControls {
+            digicert: self.digicert.control(),
+            jama: self.jama.control(),
+            duckcreek: self.duckcreek.control(),
+        }
+    }
+
     /// Stops every simulator, logging any that does not stop cleanly.
     async fn shutdown(self) {
         for result in [
@@ -144,10 +161,10 @@ const DEMO_RETRY: &str =
 /// an injected 503 (so it is retried), a role grant, a Jama hire with a group membership that
 /// waits for the hire, a Jama disable, and on Duck Creek a lock and a role grant. Returns the
 /// task ids.
-async fn submit_demo_tasks(app: &App, sims: &DemoSims) -> Vec<i64> {
-    let digicert = &sims.digicert.control();
-    let jama = &sims.jama.control();
-    let duckcreek = &sims.duckcreek.control();
+async fn submit_demo_tasks(app: &App, sims: &DemoControls) -> Vec<i64> {
+    let digicert = &sims.digicert;
+    let jama = &sims.jama;
+    let duckcreek = &sims.duckcreek;
     use crate::model::{Attributes, Operation};
     use crate::store::Submitted;
     use crate::sync::tasks::{self, EntitlementRef, SubmitRequest};
@@ -278,6 +295,36 @@ async fn submit_demo_tasks(app: &App, sims: &DemoSims) -> Vec<i64> {
     ids
 }
 
+/// Waits (at most three minutes) until every simulated target's access import has
+/// succeeded once, then queues the demo's tasks for the daemon's provisioning job.
+async fn queue_after_first_imports(app: App, sims: DemoControls) {
+    use crate::model::JobKind;
+    use crate::store::Store;
+    for _ in 0..180 {
+        let mut ready = true;
+        for target in [DEMO_TARGET, JAMA_TARGET, DUCKCREEK_TARGET] {
+            match app.store.last_success(target, JobKind::AccessImport).await {
+                Ok(Some(_)) => {}
+                Ok(None) => ready = false,
+                Err(err) => {
+                    warn!(error = %err, "Demo: cannot read the import history.");
+                    ready = false;
+                }
+            }
+        }
+        if ready {
+            let ids = submit_demo_tasks(&app, &sims).await;
+            info!(
+                tasks = ids.len(),
+                "Demo: tasks queued; the provisioning job runs them every 5 s."
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    warn!("Demo: the first imports did not finish within three minutes; no tasks queued.");
+}
+
 /// Runs provisioning passes until the demo's tasks are final (at most two minutes), then
 /// prints them. Returns 1 if any failed.
 async fn provision_demo_tasks(app: &App, ids: &[i64], format: OutputFormat) -> i32 {
@@ -369,11 +416,14 @@ pub async fn run(args: DemoArgs, format: OutputFormat) -> i32 {
     };
     let code = if args.once {
         let imported = once(&app, format).await;
-        let ids = submit_demo_tasks(&app, &sims).await;
+        let ids = submit_demo_tasks(&app, &sims.controls()).await;
         imported.max(provision_demo_tasks(&app, &ids, format).await)
     } else {
-        submit_demo_tasks(&app, &sims).await;
-        daemon(app, &sims, &args, &api_token).await
+        // Tasks name accounts and entitlements, which exist once the first imports ran.
+        let queue = tokio::spawn(queue_after_first_imports(app.clone(), sims.controls()));
+        let code = daemon(app, &sims, &args, &api_token).await;
+        queue.abort();
+        code
     };
     sims.shutdown().await;
     code
