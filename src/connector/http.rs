@@ -476,21 +476,11 @@ impl HttpClient {
     ) -> Result<StreamingResponse, ConnectorError> {
         self.check_origin(url)?;
         let permit = self.acquire().await?;
-        let mut refreshed = false;
-        loop {
-            match self.attempt_streaming(&method, url, body).await {
-                Err(ConnectorError::Auth { .. })
-                    if !refreshed && self.credential.on_unauthorized().await =>
-                {
-                    refreshed = true;
-                }
-                Ok(mut response) => {
-                    response.permit = Some(permit);
-                    return Ok(response);
-                }
-                Err(err) => return Err(err),
-            }
-        }
+        let mut response = self
+            .with_fresh_credentials(|| self.attempt_streaming(&method, url, body))
+            .await?;
+        response.permit = Some(permit);
+        Ok(response)
     }
 
     /// The error for a body that failed while being streamed ([`StreamingResponse::body`]):
@@ -554,10 +544,20 @@ impl HttpClient {
     ) -> Result<HttpResponse, ConnectorError> {
         self.check_origin(url)?;
         let _permit = self.acquire().await?;
+        self.with_fresh_credentials(|| self.attempt(&method, url, payload))
+            .await
+    }
+
+    /// Runs `attempt`, and once more after a 401 when the credential says fresh credentials
+    /// may help (a token cache refreshes; a static key does not).
+    async fn with_fresh_credentials<T, F, Fut>(&self, mut attempt: F) -> Result<T, ConnectorError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ConnectorError>>,
+    {
         let mut refreshed = false;
         loop {
-            let result = self.attempt(&method, url, payload).await;
-            match result {
+            match attempt().await {
                 Err(ConnectorError::Auth { .. })
                     if !refreshed && self.credential.on_unauthorized().await =>
                 {
@@ -603,8 +603,9 @@ impl HttpClient {
         url: &Url,
         payload: Payload<'_>,
     ) -> Result<HttpResponse, ConnectorError> {
+        let request = self.prepare(method, url, payload).await?;
         let started = tokio::time::Instant::now();
-        let (result, status_class, status) = match self.dispatch(method, url, payload).await {
+        let (result, status_class, status) = match self.transmit(method, url, request).await {
             Err((error, class)) => (Err(error), class, None),
             Ok(response) => {
                 let status = response.status();
@@ -627,32 +628,33 @@ impl HttpClient {
         url: &Url,
         body: &RawBody,
     ) -> Result<StreamingResponse, ConnectorError> {
+        let request = self.prepare(method, url, Payload::Raw(body)).await?;
         let started = tokio::time::Instant::now();
-        let (result, status_class, status) =
-            match self.dispatch(method, url, Payload::Raw(body)).await {
-                Err((error, class)) => (Err(error), class, None),
-                Ok(response) => {
-                    let status = response.status();
-                    let result = if status.is_success() {
-                        Ok(StreamingResponse::new(response, self.max_response_bytes))
-                    } else {
-                        Err(self.error_response(url, response).await)
-                    };
-                    (result, status_class(status), Some(status.as_u16()))
-                }
-            };
+        let (result, status_class, status) = match self.transmit(method, url, request).await {
+            Err((error, class)) => (Err(error), class, None),
+            Ok(response) => {
+                let status = response.status();
+                let result = if status.is_success() {
+                    Ok(StreamingResponse::new(response, self.max_response_bytes))
+                } else {
+                    Err(self.error_response(url, response).await)
+                };
+                (result, status_class(status), Some(status.as_u16()))
+            }
+        };
         self.observe(method, url, status_class, status, started.elapsed());
         result
     }
 
-    /// Paces, applies the credentials and sends; a request that got no response is a
-    /// `Transient` error with its `status_class` label (`timeout` or `connect`).
-    async fn dispatch(
+    /// Waits for pacing, then builds the request with its body and credentials. A credential
+    /// that cannot be had (a token endpoint refusing) fails here: no request was sent, so
+    /// none is counted.
+    async fn prepare(
         &self,
         method: &Method,
         url: &Url,
         payload: Payload<'_>,
-    ) -> Result<reqwest::Response, (ConnectorError, &'static str)> {
+    ) -> Result<RequestBuilder, ConnectorError> {
         for pacer in &self.pacers {
             pacer
                 .limiter
@@ -672,11 +674,17 @@ impl HttpClient {
                 }
             }
         }
-        let request = self
-            .credential
-            .apply(request)
-            .await
-            .map_err(|err| (err, "connect"))?;
+        self.credential.apply(request).await
+    }
+
+    /// Sends a prepared request; one that got no response is a `Transient` error with its
+    /// `status_class` label (`timeout` or `connect`).
+    async fn transmit(
+        &self,
+        method: &Method,
+        url: &Url,
+        request: RequestBuilder,
+    ) -> Result<reqwest::Response, (ConnectorError, &'static str)> {
         request.send().await.map_err(|err| {
             let (failure, error) = self.network_error(method, url, &err);
             let class = match failure {
@@ -1853,6 +1861,47 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
+    }
+
+    /// A credential that can never be had (a token endpoint refusing the client).
+    struct Unobtainable;
+
+    #[async_trait]
+    impl Credential for Unobtainable {
+        async fn apply(&self, _: RequestBuilder) -> Result<RequestBuilder, ConnectorError> {
+            Err(ConnectorError::Auth {
+                target: "dc".into(),
+                message: "client_id or client_secret rejected".into(),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_credential_that_cannot_be_had_sends_and_counts_nothing() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let _guard = metrics::set_default_local_recorder(&recorder);
+        let server = MockServer::start().await;
+        let client = client_with(&server.uri(), "", Arc::new(Unobtainable));
+        let url = client.url(&["ok"], &[]).unwrap();
+        let err = client
+            .send(Method::GET, url.clone(), None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Auth);
+        let raw = RawBody {
+            content_type: HeaderValue::from_static("text/xml"),
+            headers: Vec::new(),
+            bytes: Bytes::from_static(b"<x/>"),
+        };
+        let err = client
+            .send_streaming(Method::POST, &url, &raw)
+            .await
+            .unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Auth);
+        assert!(server.received_requests().await.unwrap().is_empty());
+        let text = handle.render();
+        assert!(!text.contains("idsync_target_requests_total"), "{text}");
     }
 
     #[test]
