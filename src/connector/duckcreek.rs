@@ -265,10 +265,15 @@ fn classify_error(target: &str, status: StatusCode, body: &[u8]) -> Option<Conne
 /// each against the sample context, and checks that none logs in or closes the session
 /// itself (the adapter adds both): every problem, keyed `targets.NAME.templates.KEY`.
 pub fn check_templates(name: &str, target: &TargetConfig) -> Vec<TemplateError> {
-    let set = match TemplateSet::from_catalog(name, &TEMPLATE_CATALOG, &target.templates) {
-        Ok(set) => set,
-        Err(errors) => return errors,
-    };
+    match TemplateSet::from_catalog(name, &TEMPLATE_CATALOG, &target.templates) {
+        Ok(set) => check_set(&set),
+        Err(errors) => errors,
+    }
+}
+
+/// The problems of a compiled set: templates that do not render against the sample context
+/// and, once all do, templates that hold the login or the close.
+fn check_set(set: &TemplateSet) -> Vec<TemplateError> {
     let mut errors = set.check();
     if !errors.is_empty() {
         return errors;
@@ -279,8 +284,8 @@ pub fn check_templates(name: &str, target: &TargetConfig) -> Vec<TemplateError> 
         .chain(OPTIONAL_TEMPLATES)
         .filter(|key| set.has(key))
     {
-        let sample = TemplateContext::sample(name, key);
-        if let Err(err) = rendered_requests(&set, key, &sample) {
+        let sample = TemplateContext::sample(set.target(), key);
+        if let Err(err) = rendered_requests(set, key, &sample) {
             errors.push(err);
         }
     }
@@ -374,12 +379,15 @@ impl DuckCreekConnector {
             max_depth: DEFAULT_MAX_DEPTH,
         };
         let soap = SoapClient::new(http, &settings, is_login_fault)?;
-        let errors = check_templates(name, config);
-        if !errors.is_empty() {
-            let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            return Err(ConnectorError::config(name, text.join("; ")));
-        }
         let templates = TemplateSet::from_catalog(name, &TEMPLATE_CATALOG, &config.templates)
+            .and_then(|set| {
+                let errors = check_set(&set);
+                if errors.is_empty() {
+                    Ok(set)
+                } else {
+                    Err(errors)
+                }
+            })
             .map_err(|errors| {
                 let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
                 ConnectorError::config(name, text.join("; "))
@@ -520,15 +528,12 @@ impl DuckCreekConnector {
             .await?;
         let mut catalogue = Catalogue::default();
         while let Some((list, item)) = reader.next_item().await? {
-            let record = if list == 0 {
-                map_role(&self.target, &item.element)?
-            } else {
-                map_entity(&self.target, &item.element)?
-            };
-            let index = if list == 0 {
-                &mut catalogue.roles
-            } else {
-                &mut catalogue.entities
+            let (record, index) = match list {
+                0 => (map_role(&self.target, &item.element)?, &mut catalogue.roles),
+                _ => (
+                    map_entity(&self.target, &item.element)?,
+                    &mut catalogue.entities,
+                ),
             };
             index.insert(&self.target, &record)?;
         }
