@@ -52,7 +52,10 @@
 //! `/proc/self/status`).
 
 mod common;
-use common::{mib, per_sec, ratio, toml_string, verdict, vm_hwm_kib, Result, Simulator};
+use common::{
+    mib, part, per_sec, ratio, rows_written, run_secs, sizes, toml_string, verdict, vm_hwm_kib,
+    Result, Simulator,
+};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -64,10 +67,9 @@ use idsync::config::TargetKind;
 use idsync::connector::duckcreek::{CLOSE, DEFAULT_ENTITY_ID, LIST_USERS, LOGIN};
 use idsync::connector::soap::{envelope, SoapVersion};
 use idsync::connector::xml::escape;
-use idsync::model::{ImportMode, JobKind, ObjectKind, RunOutcome, Trigger};
+use idsync::model::{ImportMode, JobKind, RunOutcome, Trigger};
 use idsync::sim::SimStats;
-use idsync::store::{RunFilter, Store};
-use idsync::sync::{ImportParts, ImportRequest, ImportSummary, RunReport};
+use idsync::sync::{ImportParts, ImportRequest, ImportSummary};
 use tokio_util::sync::CancellationToken;
 
 /// The sizes run when neither `IDSYNC_BENCH_DC_SIZES` nor arguments name any.
@@ -163,7 +165,7 @@ struct BombMeasurement {
 }
 
 fn parent(args: &[String]) -> Result<ExitCode> {
-    let sizes = sizes(args)?;
+    let sizes = sizes("IDSYNC_BENCH_DC_SIZES", args, DEFAULT_SIZES)?;
     let bomb = bomb_enabled();
     let started = Instant::now();
     println!(
@@ -208,39 +210,6 @@ fn parent(args: &[String]) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// The sizes: `IDSYNC_BENCH_DC_SIZES=a,b`, else numeric arguments, else the defaults. Other
-/// arguments (`--bench`, which `cargo bench` passes) are ignored.
-fn sizes(args: &[String]) -> Result<Vec<u64>> {
-    let from_env = std::env::var("IDSYNC_BENCH_DC_SIZES").unwrap_or_default();
-    let mut sizes = Vec::new();
-    for part in from_env.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let n = parse_size(part)
-            .ok_or_else(|| format!("IDSYNC_BENCH_DC_SIZES: `{part}` is not a positive number"))?;
-        sizes.push(n);
-    }
-    if sizes.is_empty() {
-        sizes = args.iter().filter_map(|arg| parse_size(arg)).collect();
-    }
-    if sizes.is_empty() {
-        sizes = DEFAULT_SIZES.to_vec();
-    }
-    Ok(sizes)
-}
-
-/// `5000`, `5_000` or `5k`.
-fn parse_size(text: &str) -> Option<u64> {
-    let text = text.replace('_', "");
-    let (digits, scale) = match text.strip_suffix(['k', 'K']) {
-        Some(digits) => (digits, 1000),
-        None => (text.as_str(), 1),
-    };
-    digits
-        .parse::<u64>()
-        .ok()?
-        .checked_mul(scale)
-        .filter(|&n| n > 0)
 }
 
 /// Whether the bomb scenario runs (`IDSYNC_BENCH_DC_BOMB=0`, `false`, `no` or `off` skips
@@ -605,8 +574,8 @@ async fn child_size(n: u64, config_path: &Path) -> Result<Measurement> {
     succeeded(&first, 2)?;
     let account = part(&first, JobKind::AccountImport)?;
     let access = part(&first, JobKind::AccessImport)?;
-    let account_secs = run_secs(&app, account).await?;
-    let access_secs = run_secs(&app, access).await?;
+    let account_secs = run_secs(&app, TARGET, account).await?;
+    let access_secs = run_secs(&app, TARGET, access).await?;
 
     let started = Instant::now();
     let second = import(&app, ImportParts::Both).await?;
@@ -653,7 +622,7 @@ async fn child_bomb(n: u64, config_path: &Path) -> Result<BombMeasurement> {
     let fail_secs = started.elapsed().as_secs_f64();
     let vm_hwm = vm_hwm_kib()?;
     let run = part(&summary, JobKind::AccountImport)?;
-    let run_secs = run_secs(&app, run).await.unwrap_or(0.0);
+    let run_secs = run_secs(&app, TARGET, run).await.unwrap_or(0.0);
     // The adapter redacts the password from its errors; this keeps it out of the output
     // even if one did not.
     let error = fields.redact(run.error.as_deref().unwrap_or(""));
@@ -783,50 +752,4 @@ fn succeeded(summary: &ImportSummary, runs: usize) -> Result<()> {
         .into());
     }
     Ok(())
-}
-
-/// Rows written by every run of `summary`, all object kinds.
-fn rows_written(summary: &ImportSummary) -> u64 {
-    summary
-        .runs
-        .iter()
-        .flat_map(|run| {
-            ObjectKind::ALL
-                .iter()
-                .map(|object| run.counts.of(*object).written())
-        })
-        .sum()
-}
-
-/// The run of one kind in a summary.
-fn part(summary: &ImportSummary, kind: JobKind) -> Result<&RunReport> {
-    summary
-        .runs
-        .iter()
-        .find(|run| run.kind == kind)
-        .ok_or_else(|| format!("no {kind} run in the summary").into())
-}
-
-/// A run's duration from its record (started_at → finished_at, millisecond timestamps).
-async fn run_secs(app: &App, run: &RunReport) -> Result<f64> {
-    let id = run.run_id.ok_or("the run has no id")?;
-    let runs = app
-        .store
-        .list_runs(&RunFilter {
-            target: Some(TARGET.into()),
-            limit: 10,
-            ..Default::default()
-        })
-        .await?;
-    let record = runs
-        .iter()
-        .find(|record| record.id == id)
-        .ok_or_else(|| format!("run {id} not in the store"))?;
-    let finished = record
-        .finished_at
-        .ok_or_else(|| format!("run {id} has no finish time"))?;
-    Ok((finished - record.started_at)
-        .to_std()
-        .unwrap_or_default()
-        .as_secs_f64())
 }

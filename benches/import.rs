@@ -30,7 +30,10 @@
 //! time of the `ImportParts::Both` call. Linux only (reads `/proc/self/status`).
 
 mod common;
-use common::{per_sec, toml_string, verdict, vm_hwm_kib, Result, Simulator};
+use common::{
+    part, per_sec, rows_written, run_secs, sizes, toml_string, verdict, vm_hwm_kib, Result,
+    Simulator,
+};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -39,9 +42,8 @@ use std::time::{Duration, Instant};
 use idsync::app::App;
 use idsync::config;
 use idsync::config::TargetKind;
-use idsync::model::{ImportMode, JobKind, ObjectKind, RunOutcome, Trigger};
-use idsync::store::{RunFilter, Store};
-use idsync::sync::{ImportParts, ImportRequest, ImportSummary, RunReport};
+use idsync::model::{ImportMode, JobKind, RunOutcome, Trigger};
+use idsync::sync::{ImportParts, ImportRequest, ImportSummary};
 use tokio_util::sync::CancellationToken;
 
 /// The sizes run when neither `IDSYNC_BENCH_SIZES` nor arguments name any.
@@ -95,7 +97,7 @@ struct Measurement {
 }
 
 fn parent(args: &[String]) -> Result<ExitCode> {
-    let sizes = sizes(args)?;
+    let sizes = sizes("IDSYNC_BENCH_SIZES", args, DEFAULT_SIZES)?;
     let started = Instant::now();
     println!("idsync import bench: sizes {sizes:?}, simulator rate limit off, client pacing off");
     let mut rows = Vec::new();
@@ -116,39 +118,6 @@ fn parent(args: &[String]) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// The sizes: `IDSYNC_BENCH_SIZES=a,b`, else numeric arguments, else the defaults. Other
-/// arguments (`--bench`, which `cargo bench` passes) are ignored.
-fn sizes(args: &[String]) -> Result<Vec<u64>> {
-    let from_env = std::env::var("IDSYNC_BENCH_SIZES").unwrap_or_default();
-    let mut sizes = Vec::new();
-    for part in from_env.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let n = parse_size(part)
-            .ok_or_else(|| format!("IDSYNC_BENCH_SIZES: `{part}` is not a positive number"))?;
-        sizes.push(n);
-    }
-    if sizes.is_empty() {
-        sizes = args.iter().filter_map(|arg| parse_size(arg)).collect();
-    }
-    if sizes.is_empty() {
-        sizes = DEFAULT_SIZES.to_vec();
-    }
-    Ok(sizes)
-}
-
-/// `10000`, `10_000` or `10k`.
-fn parse_size(text: &str) -> Option<u64> {
-    let text = text.replace('_', "");
-    let (digits, scale) = match text.strip_suffix(['k', 'K']) {
-        Some(digits) => (digits, 1000),
-        None => (text.as_str(), 1),
-    };
-    digits
-        .parse::<u64>()
-        .ok()
-        .map(|n| n * scale)
-        .filter(|&n| n > 0)
 }
 
 /// Starts a simulator with `n` users, runs one child against it, stops the simulator.
@@ -342,21 +311,13 @@ async fn child_import(n: u64, config_path: &Path) -> Result<Measurement> {
     let vm_hwm_after_import_kib = vm_hwm_kib()?;
     let account = part(&first, JobKind::AccountImport)?;
     let access = part(&first, JobKind::AccessImport)?;
-    let account_secs = run_secs(&app, account).await?;
-    let access_secs = run_secs(&app, access).await?;
+    let account_secs = run_secs(&app, TARGET, account).await?;
+    let access_secs = run_secs(&app, TARGET, access).await?;
 
     let started = Instant::now();
     let second = import(&app).await?;
     let reimport_secs = started.elapsed().as_secs_f64();
-    let reimport_rows_written = second
-        .runs
-        .iter()
-        .flat_map(|run| {
-            ObjectKind::ALL
-                .iter()
-                .map(|object| run.counts.of(*object).written())
-        })
-        .sum();
+    let reimport_rows_written = rows_written(&second);
 
     let records = account.counts.read + access.counts.read;
     let store_bytes = store_path
@@ -411,37 +372,4 @@ async fn import(app: &App) -> Result<ImportSummary> {
         return Err(format!("expected 2 runs, got {:?}", summary.skipped).into());
     }
     Ok(summary)
-}
-
-/// The run of one kind in a summary.
-fn part(summary: &ImportSummary, kind: JobKind) -> Result<&RunReport> {
-    summary
-        .runs
-        .iter()
-        .find(|run| run.kind == kind)
-        .ok_or_else(|| format!("no {kind} run in the summary").into())
-}
-
-/// A run's duration from its record (started_at → finished_at, millisecond timestamps).
-async fn run_secs(app: &App, run: &RunReport) -> Result<f64> {
-    let id = run.run_id.ok_or("the run has no id")?;
-    let runs = app
-        .store
-        .list_runs(&RunFilter {
-            target: Some(TARGET.into()),
-            limit: 10,
-            ..Default::default()
-        })
-        .await?;
-    let record = runs
-        .iter()
-        .find(|record| record.id == id)
-        .ok_or_else(|| format!("run {id} not in the store"))?;
-    let finished = record
-        .finished_at
-        .ok_or_else(|| format!("run {id} has no finish time"))?;
-    Ok((finished - record.started_at)
-        .to_std()
-        .unwrap_or_default()
-        .as_secs_f64())
 }

@@ -36,7 +36,10 @@
 //! Sizes are `users,groups,memberships_per_user`. Linux only (reads `/proc`).
 
 mod common;
-use common::{cpu_secs, mib, per_sec, ratio, toml_string, verdict, vm_hwm_kib, Result, Simulator};
+use common::{
+    cpu_secs, mib, part, per_sec, ratio, rows_written, run_secs, toml_string, verdict, vm_hwm_kib,
+    Result, Simulator,
+};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -46,10 +49,9 @@ use std::time::{Duration, Instant};
 use idsync::app::App;
 use idsync::config;
 use idsync::config::TargetKind;
-use idsync::model::{ImportMode, JobKind, ObjectKind, RunOutcome, Trigger};
+use idsync::model::{ImportMode, JobKind, RunOutcome, Trigger};
 use idsync::sim::SimStats;
-use idsync::store::{RunFilter, Store};
-use idsync::sync::{ImportParts, ImportRequest, ImportSummary, RunReport};
+use idsync::sync::{ImportParts, ImportRequest, ImportSummary};
 use tokio_util::sync::CancellationToken;
 
 /// How long the simulator may take to build its tenant and print its fragment.
@@ -540,22 +542,14 @@ async fn child_import(
     let after = sim.stats().await?;
     let account = part(&first, JobKind::AccountImport)?;
     let access = part(&first, JobKind::AccessImport)?;
-    let account_secs = run_secs(&app, account).await?;
-    let access_secs = run_secs(&app, access).await?;
+    let account_secs = run_secs(&app, TARGET, account).await?;
+    let access_secs = run_secs(&app, TARGET, access).await?;
 
     let started = Instant::now();
     let second = import(&app).await?;
     let reimport_secs = started.elapsed().as_secs_f64();
     let after_reimport = sim.stats().await?;
-    let reimport_rows_written = second
-        .runs
-        .iter()
-        .flat_map(|run| {
-            ObjectKind::ALL
-                .iter()
-                .map(|object| run.counts.of(*object).written())
-        })
-        .sum();
+    let reimport_rows_written = rows_written(&second);
 
     let records = account.counts.read + access.counts.read;
     let requests = after.requests.saturating_sub(before.requests);
@@ -646,37 +640,4 @@ async fn import(app: &App) -> Result<ImportSummary> {
         return Err(format!("expected 2 runs, got {:?}", summary.skipped).into());
     }
     Ok(summary)
-}
-
-/// The run of one kind in a summary.
-fn part(summary: &ImportSummary, kind: JobKind) -> Result<&RunReport> {
-    summary
-        .runs
-        .iter()
-        .find(|run| run.kind == kind)
-        .ok_or_else(|| format!("no {kind} run in the summary").into())
-}
-
-/// A run's duration from its record (started_at → finished_at, millisecond timestamps).
-async fn run_secs(app: &App, run: &RunReport) -> Result<f64> {
-    let id = run.run_id.ok_or("the run has no id")?;
-    let runs = app
-        .store
-        .list_runs(&RunFilter {
-            target: Some(TARGET.into()),
-            limit: 10,
-            ..Default::default()
-        })
-        .await?;
-    let record = runs
-        .iter()
-        .find(|record| record.id == id)
-        .ok_or_else(|| format!("run {id} not in the store"))?;
-    let finished = record
-        .finished_at
-        .ok_or_else(|| format!("run {id} has no finish time"))?;
-    Ok((finished - record.started_at)
-        .to_std()
-        .unwrap_or_default()
-        .as_secs_f64())
 }

@@ -10,7 +10,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use idsync::app::App;
 use idsync::config::TargetKind;
+use idsync::model::{JobKind, ObjectKind};
+use idsync::store::{RunFilter, Store};
+use idsync::sync::{ImportSummary, RunReport};
 
 /// Any error, boxed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -213,4 +217,85 @@ pub fn cpu_secs(pid: &str) -> Result<f64> {
             .parse::<u64>()? as f64)
     };
     Ok((ticks(11)? + ticks(12)?) / USER_HZ)
+}
+
+/// The sizes a bench runs: the comma-separated list in environment variable `var`, else the
+/// numeric arguments, else `defaults`. Other arguments (`--bench`, which `cargo bench`
+/// passes) are ignored.
+pub fn sizes(var: &str, args: &[String], defaults: &[u64]) -> Result<Vec<u64>> {
+    let from_env = std::env::var(var).unwrap_or_default();
+    let mut sizes = Vec::new();
+    for part in from_env.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let n =
+            parse_size(part).ok_or_else(|| format!("{var}: `{part}` is not a positive number"))?;
+        sizes.push(n);
+    }
+    if sizes.is_empty() {
+        sizes = args.iter().filter_map(|arg| parse_size(arg)).collect();
+    }
+    if sizes.is_empty() {
+        sizes = defaults.to_vec();
+    }
+    Ok(sizes)
+}
+
+/// `10000`, `10_000` or `10k`; `None` for anything else, zero, or an overflow.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.replace('_', "");
+    let (digits, scale) = match text.strip_suffix(['k', 'K']) {
+        Some(digits) => (digits, 1000),
+        None => (text.as_str(), 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(scale)
+        .filter(|&n| n > 0)
+}
+
+/// The run of one kind in a summary.
+pub fn part(summary: &ImportSummary, kind: JobKind) -> Result<&RunReport> {
+    summary
+        .runs
+        .iter()
+        .find(|run| run.kind == kind)
+        .ok_or_else(|| format!("no {kind} run in the summary").into())
+}
+
+/// Rows written by every run of `summary`, all object kinds.
+pub fn rows_written(summary: &ImportSummary) -> u64 {
+    summary
+        .runs
+        .iter()
+        .flat_map(|run| {
+            ObjectKind::ALL
+                .iter()
+                .map(|object| run.counts.of(*object).written())
+        })
+        .sum()
+}
+
+/// A run's duration from its record in the store (started_at → finished_at, millisecond
+/// timestamps); `target` is the run's target.
+pub async fn run_secs(app: &App, target: &str, run: &RunReport) -> Result<f64> {
+    let id = run.run_id.ok_or("the run has no id")?;
+    let runs = app
+        .store
+        .list_runs(&RunFilter {
+            target: Some(target.into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await?;
+    let record = runs
+        .iter()
+        .find(|record| record.id == id)
+        .ok_or_else(|| format!("run {id} not in the store"))?;
+    let finished = record
+        .finished_at
+        .ok_or_else(|| format!("run {id} has no finish time"))?;
+    Ok((finished - record.started_at)
+        .to_std()
+        .unwrap_or_default()
+        .as_secs_f64())
 }
