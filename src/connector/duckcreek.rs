@@ -54,9 +54,7 @@ use super::soap::{
 use super::template::{
     template_key, Escape, TemplateCatalog, TemplateContext, TemplateError, TemplateSet,
 };
-use super::xml::{
-    escape, forbidden_char, fragment_elements, Element, XmlReader, DEFAULT_MAX_DEPTH,
-};
+use super::xml::{escape, forbidden_char, Element, XmlReader, DEFAULT_MAX_DEPTH};
 use super::{
     Capabilities, Capability, Connector, ConnectorError, PageStream, ProvisionOutcome,
     ProvisionRequest,
@@ -299,11 +297,7 @@ fn rendered_requests(
     key: &str,
     context: &TemplateContext,
 ) -> Result<(String, Vec<String>), TemplateError> {
-    let fragment = set.render_text(key, context)?;
-    let names = fragment_elements(&fragment).map_err(|err| TemplateError {
-        key: template_key(set.target(), key),
-        message: err.to_string(),
-    })?;
+    let (fragment, names) = set.render_xml(key, context)?;
     if let Some(bad) = names.iter().find(|name| *name == LOGIN || *name == CLOSE) {
         return Err(TemplateError {
             key: template_key(set.target(), key),

@@ -276,15 +276,15 @@ impl TemplateSet {
     pub fn new(
         target: &str,
         escape: Escape,
-        defaults: &[(&'static str, &'static str)],
+        defaults: &'static [(&'static str, &'static str)],
         overrides: &BTreeMap<String, String>,
     ) -> Result<Self, Vec<TemplateError>> {
         let catalog = TemplateCatalog {
-            defaults: &[],
+            defaults,
             optional: &[],
             escape,
         };
-        Self::build(target, &catalog, defaults, overrides)
+        Self::from_catalog(target, &catalog, overrides)
     }
 
     /// Compiles the templates of `catalog` for target `target`: each default, replaced by
@@ -296,16 +296,7 @@ impl TemplateSet {
         catalog: &TemplateCatalog,
         overrides: &BTreeMap<String, String>,
     ) -> Result<Self, Vec<TemplateError>> {
-        Self::build(target, catalog, catalog.defaults, overrides)
-    }
-
-    fn build(
-        target: &str,
-        catalog: &TemplateCatalog,
-        defaults: &[(&'static str, &'static str)],
-        overrides: &BTreeMap<String, String>,
-    ) -> Result<Self, Vec<TemplateError>> {
-        let escape = catalog.escape;
+        let (defaults, escape) = (catalog.defaults, catalog.escape);
         let mut env = Environment::new();
         // Debug mode makes an undefined-variable error name the expression (`user.title` is
         // undefined). It also attaches a dump of the context's values (a password included),
@@ -346,31 +337,25 @@ impl TemplateSet {
                 });
             }
         }
+        // (operation, source, built in): each default or its override, then each optional
+        // template the target sets.
+        let sources = defaults
+            .iter()
+            .map(|(operation, default)| match overrides.get(*operation) {
+                Some(source) => (*operation, source.clone(), false),
+                None => (*operation, (*default).to_string(), true),
+            })
+            .chain(catalog.optional.iter().filter_map(|operation| {
+                overrides
+                    .get(*operation)
+                    .map(|source| (*operation, source.clone(), false))
+            }));
         let mut operations = BTreeMap::new();
-        for (operation, default) in defaults {
+        for (operation, source, built_in) in sources {
             let key = template_key(target, operation);
-            let (source, built_in) = match overrides.get(*operation) {
-                Some(source) => (source.clone(), false),
-                None => ((*default).to_string(), true),
-            };
             match env.add_template_owned(key.clone(), source) {
                 Ok(()) => {
-                    operations.insert((*operation).to_string(), built_in);
-                }
-                Err(err) => errors.push(TemplateError {
-                    key,
-                    message: describe(&err),
-                }),
-            }
-        }
-        for operation in catalog.optional {
-            let Some(source) = overrides.get(*operation) else {
-                continue;
-            };
-            let key = template_key(target, operation);
-            match env.add_template_owned(key.clone(), source.clone()) {
-                Ok(()) => {
-                    operations.insert((*operation).to_string(), false);
+                    operations.insert(operation.to_string(), built_in);
                 }
                 Err(err) => errors.push(TemplateError {
                     key,
@@ -407,23 +392,52 @@ impl TemplateSet {
         operation: &str,
         context: &TemplateContext,
     ) -> Result<serde_json::Value, TemplateError> {
-        let text = self.render_text(operation, context)?;
-        serde_json::from_str(&text).map_err(|err| {
+        let text = self.render_raw(operation, context)?;
+        self.parse_json(operation, context, &text)
+    }
+
+    /// Renders XML template `operation` with `context` into a well-formed fragment, with the
+    /// names of its top-level elements (the requests it holds). Errors name the template's
+    /// key and never carry the rendered body or the bound password.
+    pub fn render_xml(
+        &self,
+        operation: &str,
+        context: &TemplateContext,
+    ) -> Result<(String, Vec<String>), TemplateError> {
+        let text = self.render_raw(operation, context)?;
+        let names = fragment_elements(&text).map_err(|err| {
             self.failure(
                 operation,
                 context,
                 format!(
-                    "the rendered body is not valid JSON ({err}); check the quotes and commas \
-                     around each ${{ … }} and {{% … %}}"
+                    "the rendered body is not well-formed XML: {err}; check that every element \
+                     is closed with its own name and every attribute is quoted"
                 ),
             )
-        })
+        })?;
+        Ok((text, names))
     }
 
     /// Renders template `operation` with `context` as text checked for the set's format: JSON
     /// that parses, or a well-formed XML fragment. Errors name the template's key and never
     /// carry the rendered body or the bound password.
     pub fn render_text(
+        &self,
+        operation: &str,
+        context: &TemplateContext,
+    ) -> Result<String, TemplateError> {
+        match self.escape {
+            Escape::Json => {
+                let text = self.render_raw(operation, context)?;
+                self.parse_json(operation, context, &text)?;
+                Ok(text)
+            }
+            Escape::Xml => Ok(self.render_xml(operation, context)?.0),
+        }
+    }
+
+    /// Renders template `operation` with `context`, unchecked.
+    fn render_raw(
         &self,
         operation: &str,
         context: &TemplateContext,
@@ -443,36 +457,28 @@ impl TemplateSet {
                 ),
             )
         })?;
-        let text = template
+        template
             .render(context.root())
-            .map_err(|err| self.failure(operation, context, describe(&err)))?;
-        match self.escape {
-            Escape::Json => {
-                serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(|err| {
-                    self.failure(
-                        operation,
-                        context,
-                        format!(
-                            "the rendered body is not valid JSON ({err}); check the quotes and \
-                             commas around each ${{ … }} and {{% … %}}"
-                        ),
-                    )
-                })?;
-            }
-            Escape::Xml => {
-                fragment_elements(&text).map_err(|err| {
-                    self.failure(
-                        operation,
-                        context,
-                        format!(
-                            "the rendered body is not well-formed XML: {err}; check that every \
-                             element is closed with its own name and every attribute is quoted"
-                        ),
-                    )
-                })?;
-            }
-        }
-        Ok(text)
+            .map_err(|err| self.failure(operation, context, describe(&err)))
+    }
+
+    /// `text`, rendered by template `operation`, parsed as JSON.
+    fn parse_json(
+        &self,
+        operation: &str,
+        context: &TemplateContext,
+        text: &str,
+    ) -> Result<serde_json::Value, TemplateError> {
+        serde_json::from_str(text).map_err(|err| {
+            self.failure(
+                operation,
+                context,
+                format!(
+                    "the rendered body is not valid JSON ({err}); check the quotes and commas \
+                     around each ${{ … }} and {{% … %}}"
+                ),
+            )
+        })
     }
 
     /// A render error of template `operation`, with the bound password redacted.
@@ -498,20 +504,6 @@ impl TemplateSet {
                     .err()
             })
             .collect()
-    }
-}
-
-/// Compiles the templates of `target` and renders each against the sample context: every
-/// problem found (unknown keys, syntax errors, missing variables, output that is not JSON).
-pub fn check_templates(
-    target: &str,
-    escape: Escape,
-    defaults: &[(&'static str, &'static str)],
-    overrides: &BTreeMap<String, String>,
-) -> Vec<TemplateError> {
-    match TemplateSet::new(target, escape, defaults, overrides) {
-        Ok(set) => set.check(),
-        Err(errors) => errors,
     }
 }
 
@@ -797,11 +789,15 @@ mod tests {
 
     #[test]
     fn check_finds_syntax_errors_unknown_keys_and_missing_variables() {
-        let defaults = [
-            ("create_account", r#"{"u": "${ user.username }"}"#),
-            ("update_account", "{}"),
-        ];
-        assert!(check_templates("dc", Escape::Json, &defaults, &BTreeMap::new()).is_empty());
+        let catalog = TemplateCatalog {
+            defaults: &[
+                ("create_account", r#"{"u": "${ user.username }"}"#),
+                ("update_account", "{}"),
+            ],
+            optional: &[],
+            escape: Escape::Json,
+        };
+        assert!(check_catalog("dc", &catalog, &BTreeMap::new()).is_empty());
         let overrides = BTreeMap::from([
             (
                 "create_account".to_string(),
@@ -813,7 +809,7 @@ mod tests {
             ),
             ("delete_everything".to_string(), "{}".to_string()),
         ]);
-        let errors = check_templates("dc", Escape::Json, &defaults, &overrides);
+        let errors = check_catalog("dc", &catalog, &overrides);
         let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(
             keys,
@@ -832,7 +828,7 @@ mod tests {
             "update_account".to_string(),
             r#"{"c": "${ user.costcenter }"}"#.to_string(),
         )]);
-        let errors = check_templates("dc", Escape::Json, &defaults, &overrides);
+        let errors = check_catalog("dc", &catalog, &overrides);
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].key, "targets.dc.templates.update_account");
         assert!(errors[0].message.contains("user.costcenter"), "{errors:?}");
