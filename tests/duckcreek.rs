@@ -339,6 +339,36 @@ async fn broken_responses_fail_the_run_and_change_nothing() {
     assert_eq!(summary.runs[0].counts.account.suspended, 1);
 }
 
+#[tokio::test]
+async fn a_server_that_takes_only_process_requests_as_dom_needs_request_wrapper() {
+    let sim = duckcreek_with(seed(40, 2), |config| config.require_wrapper = true).await;
+    let (_env, bare) = env_for(&sim, "").await;
+    let before = store_snapshot_of(&bare, TARGET).await;
+    let summary = import(&bare).await;
+    assert_eq!(summary.exit_code(), 1, "{summary:?}");
+    let error = summary.runs[0].error.clone().unwrap();
+    assert!(
+        error.contains("SOAP fault Client") && error.contains("processRequestsAsDOM"),
+        "{error}"
+    );
+    assert!(!error.contains(DC_PASSWORD), "{error}");
+    assert_same(
+        &store_snapshot_of(&bare, TARGET).await,
+        &before,
+        "a refused batch changes nothing",
+    );
+
+    let (_env, wrapped) = env_for(
+        &sim,
+        r#"request_wrapper = { element = "processRequestsAsDOM" }"#,
+    )
+    .await;
+    let summary = import(&wrapped).await;
+    assert_eq!(summary.exit_code(), 0, "{summary:?}");
+    assert_eq!(accounts_of(&wrapped, TARGET).await.len(), 40);
+    wrapped.connectors[TARGET].test_connection().await.unwrap();
+}
+
 /// The process's peak resident memory in KiB (Linux), if it can be read.
 fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -731,6 +731,7 @@ username = "svc_idsync"
 password = "pw"
 page_size = 5000
 soap_version = "1.2"
+request_wrapper = { element = "processRequestsAsDOM" }
 
 [targets.nocreds]
 kind = "duckcreek"
@@ -739,6 +740,7 @@ api_key = "k"
 soap_action = "urn:\"quoted\""
 content_type = "application/json"
 entity_id = ""
+request_wrapper = { element = "soap:processRequestsAsDOM", namespace = " urn:x" }
 
 [targets.badtemplates]
 kind = "duckcreek"
@@ -759,6 +761,7 @@ client_id = "c"
 client_secret = "s"
 username = "u"
 password = "p"
+request_wrapper = { element = "processRequestsAsDOM" }
 "#;
         let problems = problems_of(text);
         for (key, needle) in [
@@ -777,6 +780,18 @@ password = "p"
             ("targets.nocreds.soap_action", "without quotes"),
             ("targets.nocreds.content_type", "XML media type"),
             ("targets.nocreds.entity_id", "Duck Creek entity id"),
+            (
+                "targets.nocreds.request_wrapper.element",
+                "without a prefix",
+            ),
+            (
+                "targets.nocreds.request_wrapper.namespace",
+                "surrounding spaces",
+            ),
+            (
+                "targets.jama.request_wrapper",
+                "does not apply to kind = \"jama\"",
+            ),
             ("targets.badtemplates.page_size", "between 1 and 10000"),
             (
                 "targets.badtemplates.templates.delete_everything",

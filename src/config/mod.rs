@@ -230,6 +230,11 @@ pub struct TargetConfig {
     /// charset=utf-8` (SOAP 1.1) or `application/soap+xml; charset=utf-8` (SOAP 1.2).
     #[serde(default)]
     pub content_type: Option<String>,
+    /// Duck Creek: an element the `<server>` document is wrapped in inside the SOAP `Body`,
+    /// for servers that take it only through an operation such as `processRequestsAsDOM`.
+    /// Unset: `<server>` is the `Body`'s child.
+    #[serde(default)]
+    pub request_wrapper: Option<RequestWrapper>,
     /// Targets with OAuth tokens (Jama): a token is refreshed this long before it expires
     /// (a token that lives less than this is refreshed at half its lifetime).
     #[serde(default = "default_token_refresh_skew")]
@@ -509,6 +514,25 @@ pub struct TlsConfig {
     /// A PEM file of extra CA certificates to trust (added to the system roots).
     #[serde(default)]
     pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// `request_wrapper`: the SOAP operation element that wraps a Duck Creek `<server>` document,
+/// e.g. `{ element = "processRequestsAsDOM" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestWrapper {
+    /// The element's local name, e.g. `processRequestsAsDOM`.
+    pub element: String,
+    /// The element's namespace; `""`: none. Unset: `http://tempuri.org/` (the namespace an
+    /// ASMX service has unless its author chose one). The `<server>` document inside stays
+    /// in no namespace.
+    #[serde(default = "default_wrapper_namespace")]
+    pub namespace: String,
+}
+
+/// ASMX's default service namespace.
+fn default_wrapper_namespace() -> String {
+    "http://tempuri.org/".to_string()
 }
 
 /// `[jobs.NAME]`: one scheduled job.

@@ -462,6 +462,7 @@ fn inapplicable_keys(target: &TargetConfig) -> Vec<&'static str> {
         ("soap_action", target.soap_action.is_some()),
         ("soap_version", target.soap_version.is_some()),
         ("content_type", target.content_type.is_some()),
+        ("request_wrapper", target.request_wrapper.is_some()),
     ];
     let applies: &[&str] = match target.kind {
         TargetKind::Digicert => &["api_key", "api_key_header"],
@@ -473,6 +474,7 @@ fn inapplicable_keys(target: &TargetConfig) -> Vec<&'static str> {
             "soap_action",
             "soap_version",
             "content_type",
+            "request_wrapper",
         ],
     };
     set.iter()
@@ -603,6 +605,25 @@ fn validate_duckcreek(target: &TargetConfig, problems: &mut EntryProblems<'_>) {
                 "content_type",
                 Some(quoted(content_type)),
                 "must be an XML media type, e.g. \"text/xml; charset=utf-8\"",
+            );
+        }
+    }
+    if let Some(wrapper) = &target.request_wrapper {
+        if !crate::connector::xml::is_local_name(&wrapper.element) {
+            problems.add(
+                "request_wrapper.element",
+                Some(quoted(&wrapper.element)),
+                "must be an XML element name without a prefix, e.g. \"processRequestsAsDOM\"",
+            );
+        }
+        if crate::connector::xml::forbidden_char(&wrapper.namespace).is_some()
+            || wrapper.namespace.trim() != wrapper.namespace
+        {
+            problems.add(
+                "request_wrapper.namespace",
+                Some(quoted(&wrapper.namespace)),
+                "must be a namespace URI without control characters or surrounding spaces, \
+                 e.g. \"http://tempuri.org/\" (or \"\" for none)",
             );
         }
     }

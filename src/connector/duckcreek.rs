@@ -54,12 +54,12 @@ use super::soap::{
 use super::template::{
     template_key, Escape, TemplateCatalog, TemplateContext, TemplateError, TemplateSet,
 };
-use super::xml::{escape, forbidden_char, Element, XmlReader, DEFAULT_MAX_DEPTH};
+use super::xml::{escape, forbidden_char, is_local_name, Element, XmlReader, DEFAULT_MAX_DEPTH};
 use super::{
     Capabilities, Capability, Connector, ConnectorError, PageStream, ProvisionOutcome,
     ProvisionRequest,
 };
-use crate::config::TargetConfig;
+use crate::config::{RequestWrapper, TargetConfig};
 use crate::model::{
     AccountRecord, AccountStatus, Attributes, EntitlementRecord, GrantRecord, Operation,
 };
@@ -310,6 +310,33 @@ fn rendered_requests(
     Ok((fragment, names))
 }
 
+/// The opening and closing tags of `request_wrapper` (a prefixed element, so the `<server>`
+/// document inside stays in no namespace); two empty strings when there is none.
+fn wrapper_tags(
+    target: &str,
+    wrapper: Option<&RequestWrapper>,
+) -> Result<(String, String), ConnectorError> {
+    let Some(wrapper) = wrapper else {
+        return Ok((String::new(), String::new()));
+    };
+    if !is_local_name(&wrapper.element) || forbidden_char(&wrapper.namespace).is_some() {
+        return Err(ConnectorError::config(
+            target,
+            "request_wrapper needs an element name without a prefix and a namespace without \
+             control characters",
+        ));
+    }
+    let element = &wrapper.element;
+    Ok(if wrapper.namespace.is_empty() {
+        (format!("<{element}>"), format!("</{element}>"))
+    } else {
+        (
+            format!("<w:{element} xmlns:w=\"{}\">", escape(&wrapper.namespace)),
+            format!("</w:{element}>"),
+        )
+    })
+}
+
 /// The Duck Creek connector of one target.
 pub struct DuckCreekConnector {
     target: String,
@@ -317,6 +344,8 @@ pub struct DuckCreekConnector {
     username: String,
     password: SecretString,
     entity_id: String,
+    /// The opening and closing tags `<server>` is wrapped in (both empty when unwrapped).
+    wrapper: (String, String),
     page_size: usize,
     capabilities: Capabilities,
     templates: TemplateSet,
@@ -329,6 +358,7 @@ impl fmt::Debug for DuckCreekConnector {
             .field("soap", &self.soap)
             .field("username", &self.username)
             .field("entity_id", &self.entity_id)
+            .field("wrapper", &self.wrapper.0)
             .field("page_size", &self.page_size)
             .finish_non_exhaustive()
     }
@@ -396,17 +426,20 @@ impl DuckCreekConnector {
                 .entity_id
                 .clone()
                 .unwrap_or_else(|| DEFAULT_ENTITY_ID.to_string()),
+            wrapper: wrapper_tags(name, config.request_wrapper.as_ref())?,
             page_size: usize::try_from(page_size).unwrap_or(1000),
             capabilities: capabilities(&templates),
             templates,
         })
     }
 
-    /// The `<server>` document of one batch: login, `requests`, close.
+    /// The `<server>` document of one batch — login, `requests`, close — in the configured
+    /// wrapper, if any.
     fn batch_body(&self, requests: &str) -> String {
+        let (open, close) = &self.wrapper;
         format!(
-            "<server><requests><{LOGIN} userName=\"{}\" password=\"{}\"/>{requests}<{CLOSE}/>\
-             </requests></server>",
+            "{open}<server><requests><{LOGIN} userName=\"{}\" password=\"{}\"/>{requests}\
+             <{CLOSE}/></requests></server>{close}",
             escape(&self.username),
             escape(self.password.expose_secret()),
         )
@@ -1968,6 +2001,48 @@ create_account = '<Security.createUserRq userName="${ user.username }" email="${
         connector(&server, "").test_connection().await.unwrap();
         let body = body_of(&server.received_requests().await.unwrap()[0]);
         assert!(body.contains("/><Session.closeRq/></requests>"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_configured_wrapper_holds_the_server_document() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(xml(200, answer("")))
+            .mount(&server)
+            .await;
+        for (extra, open, close) in [
+            (
+                r#"request_wrapper = { element = "processRequestsAsDOM" }"#,
+                r#"<soapenv:Body><w:processRequestsAsDOM xmlns:w="http://tempuri.org/"><server>"#,
+                "</server></w:processRequestsAsDOM></soapenv:Body>",
+            ),
+            (
+                r#"request_wrapper = { element = "Run", namespace = "urn:a&b" }"#,
+                r#"<soapenv:Body><w:Run xmlns:w="urn:a&amp;b"><server>"#,
+                "</server></w:Run></soapenv:Body>",
+            ),
+            (
+                r#"request_wrapper = { element = "Run", namespace = "" }"#,
+                "<soapenv:Body><Run><server>",
+                "</server></Run></soapenv:Body>",
+            ),
+            ("", "<soapenv:Body><server>", "</server></soapenv:Body>"),
+        ] {
+            connector(&server, extra).test_connection().await.unwrap();
+            let requests = server.received_requests().await.unwrap();
+            let body = body_of(requests.last().unwrap());
+            assert!(
+                body.contains(open) && body.contains(close),
+                "{extra}: {body}"
+            );
+        }
+        for bad in [
+            r#"request_wrapper = { element = "w:Run" }"#,
+            r#"request_wrapper = { element = "Run", namespace = "urn:\u0001" }"#,
+        ] {
+            let err = DuckCreekConnector::new("dc", &config(&server.uri(), bad)).unwrap_err();
+            assert!(err.to_string().contains("request_wrapper"), "{bad}: {err}");
+        }
     }
 
     #[tokio::test]

@@ -388,6 +388,16 @@ fn is_forbidden(c: char) -> bool {
     (code < 0x20 && !matches!(c, '\t' | '\n' | '\r')) || code == 0xFFFE || code == 0xFFFF
 }
 
+/// True for an element or attribute name without a prefix: a letter or `_`, then letters,
+/// digits, `.`, `-`, `_`.
+pub fn is_local_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|first| first.is_alphabetic() || first == '_')
+        && chars.all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
+
 /// The first character of `text` that XML 1.0 cannot carry, if any.
 pub fn forbidden_char(text: &str) -> Option<char> {
     text.chars().find(|c| is_forbidden(*c))
@@ -703,6 +713,21 @@ mod tests {
         ] {
             let err = fragment_elements(bad).unwrap_err();
             assert!(err.to_string().contains(wanted), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn local_names_have_no_prefix_and_start_with_a_letter() {
+        for good in [
+            "OnlineData.listEntityUsersRq",
+            "processRequestsAsDOM",
+            "_x-1",
+            "Ünïcode",
+        ] {
+            assert!(is_local_name(good), "{good}");
+        }
+        for bad in ["", "1a", "a:b", "a\"b", "a b", "<a>", "-a", ".a"] {
+            assert!(!is_local_name(bad), "{bad}");
         }
     }
 

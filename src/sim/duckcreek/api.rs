@@ -243,6 +243,14 @@ impl DuckCreekState {
                 "The SOAPAction HTTP header is required.",
             );
         }
+        if self.require_wrapper && !batch.wrapped {
+            return self.fault(
+                500,
+                FaultCode::Client,
+                "InvalidRequest",
+                "Server did not recognize the request: the Body must hold processRequestsAsDOM.",
+            );
+        }
         if let Err(reply) = self.check_login(batch) {
             return reply;
         }

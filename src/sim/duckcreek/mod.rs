@@ -132,6 +132,9 @@ pub struct DuckCreekSimConfig {
     /// tests can show a client does not depend on it; one that is not an XML name falls back
     /// to `soap`.
     pub envelope_prefix: String,
+    /// Take the `<server>` document only inside `processRequestsAsDOM` (as some servers'
+    /// ASMX endpoints do): a bare one gets a `Client` fault. Off by default.
+    pub require_wrapper: bool,
 }
 
 impl Default for DuckCreekSimConfig {
@@ -143,6 +146,7 @@ impl Default for DuckCreekSimConfig {
             rate_limits: Vec::new(),
             latency: Duration::ZERO,
             envelope_prefix: DEFAULT_ENVELOPE_PREFIX.to_owned(),
+            require_wrapper: false,
         }
     }
 }
@@ -154,6 +158,7 @@ pub(crate) struct DuckCreekState {
     pub(crate) password: SecretString,
     pub(crate) credentials_revoked: bool,
     pub(crate) prefix: String,
+    pub(crate) require_wrapper: bool,
     pub(crate) latency: Duration,
     pub(crate) limiter: RollingLimiter,
     pub(crate) faults: FaultSet,
@@ -182,6 +187,7 @@ impl DuckCreekSim {
             password: config.password,
             credentials_revoked: false,
             prefix,
+            require_wrapper: config.require_wrapper,
             latency: config.latency,
             limiter: RollingLimiter::new(&config.rate_limits),
             faults: FaultSet::default(),

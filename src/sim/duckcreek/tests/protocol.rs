@@ -308,3 +308,31 @@ async fn any_envelope_prefix_and_the_process_requests_wrapper_work() {
     });
     assert_eq!(fallback.control().envelope_prefix(), "soap");
 }
+
+#[tokio::test]
+async fn a_server_that_requires_the_wrapper_faults_on_a_bare_server_document() {
+    let server = start(DuckCreekSimConfig {
+        require_wrapper: true,
+        ..config()
+    })
+    .await;
+    let client = Client::new(&server);
+    let requests = format!(
+        "{}<Security.listRolesRq/><Session.closeRq/>",
+        client.login()
+    );
+    let bare = client.post(envelope("soap", &requests)).await;
+    assert_eq!(bare.status, 500);
+    let (code, text) = bare.fault();
+    assert_eq!(code, "soap:Client");
+    assert!(text.contains("processRequestsAsDOM"), "{text}");
+    let wrapped = client
+        .post(format!(
+            "<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body>\
+             <w:processRequestsAsDOM xmlns:w=\"http://tempuri.org/\"><server><requests>\
+             {requests}</requests></server></w:processRequestsAsDOM></soap:Body></soap:Envelope>"
+        ))
+        .await;
+    assert_eq!(wrapped.status, 200, "{}", wrapped.body);
+    assert_eq!(wrapped.responses()[1].name, "Security.listRolesRs");
+}
