@@ -525,6 +525,18 @@ async fn lock_and_unlock_round_trip_through_the_queue() {
     );
 }
 
+/// Queues an access task that must be accepted at submit; its id.
+async fn queue_access(app: &App, operation: Operation, account: &str, entitlement: &str) -> i64 {
+    submit(app, task(operation, account, Some(entitlement.to_string())))
+        .await
+        .unwrap_or_else(|err| panic!("{operation:?} {account} {entitlement}: {err}"))
+}
+
+/// Whether `names` holds `name`, without letter case (Duck Creek names are case-insensitive).
+fn holds(names: &[String], name: &str) -> bool {
+    names.iter().any(|held| held.eq_ignore_ascii_case(name))
+}
+
 #[tokio::test]
 async fn role_and_entity_grants_and_revokes_go_through_the_templates() {
     let sim = duckcreek_with(seed(30, 0), |_| {}).await;
@@ -535,60 +547,13 @@ async fn role_and_entity_grants_and_revokes_go_through_the_templates() {
     let role = control
         .roles()
         .into_iter()
-        .find(|role| {
-            !user
-                .roles
-                .iter()
-                .any(|held| held.eq_ignore_ascii_case(&role.name))
-        })
+        .find(|role| !holds(&user.roles, &role.name))
         .unwrap();
     let entity = control
         .entities()
         .into_iter()
-        .filter(|entity| entity.id != 1)
-        .find(|entity| {
-            !user
-                .entities
-                .iter()
-                .any(|held| held.eq_ignore_ascii_case(&entity.name))
-        })
+        .find(|entity| entity.id != 1 && !holds(&user.entities, &entity.name))
         .unwrap();
-
-    // Types match without letter case; names or ids both resolve.
-    let grant = submit(
-        &app,
-        task(
-            Operation::AddAccess,
-            &user.name,
-            Some(format!("role:{}", role.name)),
-        ),
-    )
-    .await
-    .unwrap();
-    let join = submit(
-        &app,
-        task(
-            Operation::AddAccess,
-            &user.name,
-            Some(format!("Entity:{}", entity.id)),
-        ),
-    )
-    .await
-    .unwrap();
-    drain(&app).await;
-    assert_eq!(status_of(&app, grant).await.0, TaskStatus::Succeeded);
-    assert_eq!(status_of(&app, join).await.0, TaskStatus::Succeeded);
-    let now = control.user(user.id).unwrap();
-    assert!(
-        now.roles.iter().any(|r| r.eq_ignore_ascii_case(&role.name)),
-        "{now:?}"
-    );
-    assert!(
-        now.entities
-            .iter()
-            .any(|e| e.eq_ignore_ascii_case(&entity.name)),
-        "{now:?}"
-    );
     let active = |grants: &[idsync::model::Grant], kind: &str, id: u64| {
         grants.iter().any(|g| {
             g.account_id == user.id.to_string()
@@ -597,6 +562,17 @@ async fn role_and_entity_grants_and_revokes_go_through_the_templates() {
                 && g.status == GrantStatus::Active
         })
     };
+    let (add, remove) = (Operation::AddAccess, Operation::RemoveAccess);
+
+    // Types match without letter case; names or ids both resolve.
+    let grant = queue_access(&app, add, &user.name, &format!("role:{}", role.name)).await;
+    let join = queue_access(&app, add, &user.name, &format!("Entity:{}", entity.id)).await;
+    drain(&app).await;
+    assert_eq!(status_of(&app, grant).await.0, TaskStatus::Succeeded);
+    assert_eq!(status_of(&app, join).await.0, TaskStatus::Succeeded);
+    let now = control.user(user.id).unwrap();
+    assert!(holds(&now.roles, &role.name), "{now:?}");
+    assert!(holds(&now.entities, &entity.name), "{now:?}");
     let grants = grants_of(&app, TARGET).await;
     assert!(active(&grants, "Role", role.id) && active(&grants, "Entity", entity.id));
     let summary = import(&app).await;
@@ -607,36 +583,9 @@ async fn role_and_entity_grants_and_revokes_go_through_the_templates() {
     );
 
     // Granting again is already done; then revoke both.
-    let again = submit(
-        &app,
-        task(
-            Operation::AddAccess,
-            &user.name,
-            Some(format!("Role:{}", role.id)),
-        ),
-    )
-    .await
-    .unwrap();
-    let revoke = submit(
-        &app,
-        task(
-            Operation::RemoveAccess,
-            &user.name,
-            Some(format!("Role:{}", role.name)),
-        ),
-    )
-    .await
-    .unwrap();
-    let leave = submit(
-        &app,
-        task(
-            Operation::RemoveAccess,
-            &user.name,
-            Some(format!("Entity:{}", entity.name)),
-        ),
-    )
-    .await
-    .unwrap();
+    let again = queue_access(&app, add, &user.name, &format!("Role:{}", role.id)).await;
+    let revoke = queue_access(&app, remove, &user.name, &format!("Role:{}", role.name)).await;
+    let leave = queue_access(&app, remove, &user.name, &format!("Entity:{}", entity.name)).await;
     drain(&app).await;
     for id in [again, revoke, leave] {
         assert_eq!(
@@ -646,16 +595,8 @@ async fn role_and_entity_grants_and_revokes_go_through_the_templates() {
         );
     }
     let now = control.user(user.id).unwrap();
-    assert!(
-        !now.roles.iter().any(|r| r.eq_ignore_ascii_case(&role.name)),
-        "{now:?}"
-    );
-    assert!(
-        !now.entities
-            .iter()
-            .any(|e| e.eq_ignore_ascii_case(&entity.name)),
-        "{now:?}"
-    );
+    assert!(!holds(&now.roles, &role.name), "{now:?}");
+    assert!(!holds(&now.entities, &entity.name), "{now:?}");
     let grants = grants_of(&app, TARGET).await;
     assert!(!active(&grants, "Role", role.id) && !active(&grants, "Entity", entity.id));
     let summary = import(&app).await;

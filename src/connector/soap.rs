@@ -670,56 +670,55 @@ mod tests {
 
     #[test]
     fn parses_and_classifies_soap_1_1_faults() {
-        let body = fault_11("Client", "Login failed");
-        let err = classify_fault_body(
-            "dc",
-            StatusCode::INTERNAL_SERVER_ERROR,
-            body.as_bytes(),
-            login_rejected,
-        )
-        .unwrap();
-        assert_eq!(err.class(), ErrorClass::Auth);
-        assert!(
-            err.to_string().contains("SOAP fault Client: Login failed"),
-            "{err}"
-        );
-        let body = fault_11("Client", "Bad request element");
-        let err = classify_fault_body(
-            "dc",
-            StatusCode::INTERNAL_SERVER_ERROR,
-            body.as_bytes(),
-            login_rejected,
-        )
-        .unwrap();
-        assert_eq!(err.class(), ErrorClass::Permanent);
-        assert!(err.to_string().contains("detail: more about it"), "{err}");
-        let body = fault_11("Server", "Database unavailable");
-        let err = classify_fault_body(
-            "dc",
-            StatusCode::INTERNAL_SERVER_ERROR,
-            body.as_bytes(),
-            login_rejected,
-        )
-        .unwrap();
-        assert_eq!(err.class(), ErrorClass::Transient);
-        let body = fault_11("Client.Authentication", "nope");
-        let err = classify_fault_body(
-            "dc",
-            StatusCode::INTERNAL_SERVER_ERROR,
-            body.as_bytes(),
-            |_| true,
-        )
-        .unwrap();
-        assert_eq!(err.class(), ErrorClass::Auth);
-        let body = fault_11("VersionMismatch", "wrong envelope");
-        let err = classify_fault_body(
-            "dc",
-            StatusCode::INTERNAL_SERVER_ERROR,
-            body.as_bytes(),
-            |_| true,
-        )
-        .unwrap();
-        assert_eq!(err.class(), ErrorClass::Permanent);
+        let always = |_: &Fault| true;
+        for (code, reason, is_auth, class, wanted) in [
+            (
+                "Client",
+                "Login failed",
+                login_rejected as AuthFaultFn,
+                ErrorClass::Auth,
+                "SOAP fault Client: Login failed",
+            ),
+            (
+                "Client",
+                "Bad request element",
+                login_rejected,
+                ErrorClass::Permanent,
+                "detail: more about it",
+            ),
+            (
+                "Server",
+                "Database unavailable",
+                login_rejected,
+                ErrorClass::Transient,
+                "Database unavailable",
+            ),
+            (
+                "Client.Authentication",
+                "nope",
+                always,
+                ErrorClass::Auth,
+                "nope",
+            ),
+            (
+                "VersionMismatch",
+                "wrong envelope",
+                always,
+                ErrorClass::Permanent,
+                "wrong envelope",
+            ),
+        ] {
+            let body = fault_11(code, reason);
+            let err = classify_fault_body(
+                "dc",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                body.as_bytes(),
+                is_auth,
+            )
+            .unwrap();
+            assert_eq!(err.class(), class, "{code}: {err}");
+            assert!(err.to_string().contains(wanted), "{code}: {err}");
+        }
     }
 
     #[test]
