@@ -2004,6 +2004,24 @@ create_account = '<Security.createUserRq userName="${ user.username }" email="${
     }
 
     #[tokio::test]
+    async fn the_configured_soap_action_and_content_type_are_sent() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(header(
+                "SOAPAction",
+                "\"http://tempuri.org/processRequestsAsDOM\"",
+            ))
+            .and(header("Content-Type", "application/xml; charset=utf-8"))
+            .respond_with(xml(200, answer("")))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let extra = "soap_action = \"http://tempuri.org/processRequestsAsDOM\"\n\
+                     content_type = \"application/xml; charset=utf-8\"";
+        connector(&server, extra).test_connection().await.unwrap();
+    }
+
+    #[tokio::test]
     async fn a_configured_wrapper_holds_the_server_document() {
         let server = MockServer::start().await;
         Mock::given(method("POST"))
