@@ -16,7 +16,7 @@ use crate::model::{ImportMode, Trigger};
 use crate::sim::{
     DcUserStatus, DigicertControl, DigicertSeed, DigicertServer, DigicertSim, DigicertSimConfig,
     DuckCreekControl, DuckCreekSeed, DuckCreekServer, DuckCreekSim, DuckCreekSimConfig,
-    JamaControl, JamaSeed, JamaServer, JamaSim, JamaSimConfig, UserSpec,
+    JamaControl, JamaSeed, JamaServer, JamaSim, JamaSimConfig, SimControl, UserSpec,
 };
 use crate::sync::{ImportParts, ImportRequest};
 use crate::telemetry;

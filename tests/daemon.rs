@@ -15,7 +15,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{digicert, jama_target, jama_with, JAMA_SECRET, SIM_KEY};
-use idsync::sim::DigicertServer;
+use idsync::sim::{DigicertServer, SimControl};
 
 const API_TOKEN: &str = "api-token-Kp4w9-never-print-me";
 const BIN: &str = env!("CARGO_BIN_EXE_idsync");

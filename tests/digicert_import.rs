@@ -14,7 +14,7 @@ use common::{
     Env, Opts,
 };
 use idsync::model::{AccountStatus, GrantStatus, ImportMode, JobKind, RunOutcome};
-use idsync::sim::{FaultRule, RateWindow};
+use idsync::sim::{FaultRule, RateWindow, SimControl};
 use idsync::store::{RunFilter, Store};
 use idsync::sync::ImportParts;
 use std::time::Duration;

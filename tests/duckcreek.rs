@@ -21,7 +21,9 @@ use idsync::connector::ErrorClass;
 use idsync::model::{
     AccountStatus, Attributes, EntitlementStatus, GrantStatus, Operation, RunOutcome, TaskStatus,
 };
-use idsync::sim::{DcUserStatus, DuckCreekSeed, DuckCreekServer, FaultRule, ResponseFault};
+use idsync::sim::{
+    DcUserStatus, DuckCreekSeed, DuckCreekServer, FaultRule, ResponseFault, SimControl,
+};
 use idsync::store::{Store, Submitted, TaskFilter};
 use idsync::sync::provision::ProvisionRunner;
 use idsync::sync::tasks::{self, EntitlementRef, SubmitRequest};

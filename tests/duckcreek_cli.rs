@@ -16,7 +16,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{duckcreek_target, duckcreek_with, DC_PASSWORD};
-use idsync::sim::{DcUserStatus, DuckCreekSeed, ResponseFault};
+use idsync::sim::{DcUserStatus, DuckCreekSeed, ResponseFault, SimControl};
 
 const BIN: &str = env!("CARGO_BIN_EXE_idsync");
 

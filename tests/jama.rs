@@ -18,7 +18,7 @@ use common::{
 };
 use idsync::connector::{ConnectorError, ErrorClass, ProvisionOutcome, ProvisionRequest};
 use idsync::model::{AccountStatus, Attributes, GrantStatus, Operation, RunOutcome};
-use idsync::sim::JamaSeed;
+use idsync::sim::{JamaSeed, SimControl};
 use idsync::sync::ImportParts;
 
 fn seed(users: u32, inactive: u32, groups: u32) -> JamaSeed {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::{accounts_of, grants_of, import_target, jama_target, jama_with, Env, Opts};
 use idsync::app::App;
 use idsync::model::{AccountStatus, Attributes, GrantStatus, Operation, Task, TaskStatus};
-use idsync::sim::{FaultRule, JamaSeed, JamaServer};
+use idsync::sim::{FaultRule, JamaSeed, JamaServer, SimControl};
 use idsync::store::{Store, Submitted, TaskFilter};
 use idsync::sync::provision::ProvisionRunner;
 use idsync::sync::tasks::{self, EntitlementRef, SubmitRequest};

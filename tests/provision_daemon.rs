@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{jama_target, jama_with, JAMA_SECRET};
-use idsync::sim::{JamaSeed, JamaSim, JamaSimConfig};
+use idsync::sim::{JamaSeed, JamaSim, JamaSimConfig, SimControl};
 use secrecy::SecretString;
 use serde_json::Value;
 

@@ -1,6 +1,8 @@
-//! The control routes every simulator shares under `/_sim/`: revoke/restore the credential,
-//! latency, rate windows, faults and counters. Each simulator adds its own data routes and
-//! answers errors in its target's body shape.
+//! What every simulator shares for being steered while it runs: the [`SimCore`] state
+//! (latency, rate windows, fault rules, counters) each one embeds, the [`SimControl`] levers
+//! over it that every control handle has, and the control routes under `/_sim/` that drive
+//! them (revoke/restore the credential included). Each simulator adds its own data routes
+//! and answers errors in its target's body shape.
 
 use std::time::Duration;
 
@@ -13,12 +15,124 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::faults::FaultRule;
-use super::ratelimit::RateWindow;
+use super::faults::{FaultRule, FaultSet};
+use super::ratelimit::{RateWindow, RollingLimiter};
 use super::stats::SimStats;
 
-/// The levers a simulator's control handle offers to the shared control routes.
-pub(crate) trait SimLevers: Clone + Send + Sync + 'static {
+/// The state every simulator keeps the same way, embedded in its own state as `core` (behind
+/// the same lock, so one request checks the windows, spends a fault and counts itself at
+/// once).
+#[derive(Debug)]
+pub struct SimCore {
+    /// Delay before every API answer.
+    pub(crate) latency: Duration,
+    /// The enforced rate windows and their recent history.
+    pub(crate) limiter: RollingLimiter,
+    /// The injected failures, checked in the order they were added.
+    pub(crate) faults: FaultSet,
+    /// The counters over answered API requests.
+    pub(crate) stats: SimStats,
+}
+
+impl SimCore {
+    /// A core that delays every answer by `latency` and enforces `rate_limits`, with no fault
+    /// rules and zeroed counters.
+    pub(crate) fn new(latency: Duration, rate_limits: &[RateWindow]) -> Self {
+        Self {
+            latency,
+            limiter: RollingLimiter::new(rate_limits),
+            faults: FaultSet::default(),
+            stats: SimStats::default(),
+        }
+    }
+}
+
+/// How [`SimControl`] reaches a simulator: its [`SimCore`] and its error type. Every control
+/// handle implements it; it cannot be named outside the crate, which seals [`SimControl`].
+pub trait CoreAccess {
+    /// Why a control call was refused: the simulator's own error type.
+    type Error;
+
+    /// Runs `f` on the simulator's core, under the simulator's lock.
+    fn with_core<R>(&self, f: impl FnOnce(&mut SimCore) -> R) -> R;
+
+    /// The simulator's error for a fault rule that does not validate (`message` names the
+    /// bad field).
+    fn invalid_fault(message: String) -> Self::Error;
+}
+
+/// The levers every simulator's control handle has ([`DigicertControl`](super::DigicertControl),
+/// [`JamaControl`](super::JamaControl), [`DuckCreekControl`](super::DuckCreekControl)):
+/// latency, rate windows, fault rules and counters. Bring it into scope to pull them
+/// (`use idsync::sim::SimControl;`); each handle's own docs say which requests they apply to.
+pub trait SimControl: CoreAccess {
+    /// Delays every API answer by `latency` (zero: none).
+    fn set_latency(&self, latency: Duration) {
+        self.with_core(|core| core.latency = latency);
+    }
+
+    /// The current delay.
+    fn latency(&self) -> Duration {
+        self.with_core(|core| core.latency)
+    }
+
+    /// Replaces the rate windows (empty: no limit) and forgets past requests.
+    fn set_rate_limits(&self, windows: Vec<RateWindow>) {
+        self.with_core(|core| core.limiter = RollingLimiter::new(&windows));
+    }
+
+    /// The rate windows being enforced.
+    fn rate_limits(&self) -> Vec<RateWindow> {
+        self.with_core(|core| core.limiter.windows())
+    }
+
+    /// Fails the next `count` API requests that pass the credential and rate checks with
+    /// `status` (400–599).
+    fn fail_next(&self, count: u32, status: u16) -> Result<(), Self::Error> {
+        self.fail_when(FaultRule::new(status).with_times(count))
+    }
+
+    /// Installs a fault rule; rules are checked in the order they were added.
+    fn fail_when(&self, rule: FaultRule) -> Result<(), Self::Error> {
+        rule.validate().map_err(Self::invalid_fault)?;
+        self.with_core(|core| core.faults.push(rule));
+        Ok(())
+    }
+
+    /// The fault rules still installed (`times` counts what is left).
+    fn faults(&self) -> Vec<FaultRule> {
+        self.with_core(|core| core.faults.rules())
+    }
+
+    /// Removes every fault rule.
+    fn clear_faults(&self) {
+        self.with_core(|core| core.faults.clear());
+    }
+
+    /// The counters since start (or the last reset).
+    fn stats(&self) -> SimStats {
+        self.with_core(|core| core.stats.clone())
+    }
+
+    /// Zeroes the counters.
+    fn reset_stats(&self) {
+        self.with_core(|core| core.stats = SimStats::default());
+    }
+}
+
+impl<C: CoreAccess> SimControl for C {}
+
+/// Sleeps the simulator's latency; every API answer waits for it first.
+pub(crate) async fn delay<C: SimControl>(control: &C) {
+    let latency = control.latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+}
+
+/// What the shared control routes need beyond [`SimControl`]: the simulator's name, its
+/// credential switch and its refusals.
+pub(crate) trait SimLevers: SimControl + Clone + Send + Sync + 'static {
     /// The simulator's name in logs, e.g. `digicert`.
     const NAME: &'static str;
     /// A refusal in the target's error body shape.
@@ -28,20 +142,8 @@ pub(crate) trait SimLevers: Clone + Send + Sync + 'static {
     fn revoke(&self);
     /// Accepts the credential again (`POST /_sim/restore`).
     fn restore(&self);
-    /// Delays every API answer (`POST /_sim/latency`).
-    fn set_latency(&self, latency: Duration);
-    /// Replaces the rate windows (`POST /_sim/rate_limits`).
-    fn set_rate_limits(&self, windows: Vec<RateWindow>);
-    /// Installs a fault rule; a refusal is the simulator's own 400 answer.
-    fn fail_when(&self, rule: FaultRule) -> Result<(), Self::Refusal>;
-    /// The fault rules still installed.
-    fn faults(&self) -> Vec<FaultRule>;
-    /// Removes every fault rule.
-    fn clear_faults(&self);
-    /// The counters.
-    fn stats(&self) -> SimStats;
-    /// Zeroes the counters.
-    fn reset_stats(&self);
+    /// The answer to a control call the simulator refused.
+    fn refusal(error: Self::Error) -> Self::Refusal;
     /// A 400 answer in the target's error shape, for a control body that does not parse.
     fn bad_request(message: &str) -> Self::Refusal;
 }
@@ -144,7 +246,7 @@ async fn fail_next<C: SimLevers>(State(control): State<C>, bytes: Bytes) -> Resp
     let rule = FaultRule::new(request.status).with_times(request.count);
     match control.fail_when(rule) {
         Ok(()) => done::<C>("fail_next"),
-        Err(refusal) => refusal.into_response(),
+        Err(error) => C::refusal(error).into_response(),
     }
 }
 
@@ -155,7 +257,7 @@ async fn add_fault<C: SimLevers>(State(control): State<C>, bytes: Bytes) -> Resp
     };
     match control.fail_when(rule) {
         Ok(()) => done::<C>("add_fault"),
-        Err(refusal) => refusal.into_response(),
+        Err(error) => C::refusal(error).into_response(),
     }
 }
 

@@ -10,7 +10,8 @@
 //! credentials, envelope with `startAt`/`maxResults` paging, user groups) and [`duckcreek`]
 //! (SOAP 1.1 batches with the login in the body, unpaged lists, broken-response switches).
 //!
-//! Shared building blocks: [`SimServer`] (a running server), [`RateWindow`] (rolling rate
+//! Shared building blocks: [`SimServer`] (a running server), [`SimControl`] (the levers every
+//! control handle has: latency, rate windows, faults, counters), [`RateWindow`] (rolling rate
 //! limits), [`FaultRule`] (injected failures), [`SimStats`] (counters), the control routes
 //! every simulator has under `/_sim/`, and the seed arithmetic.
 
@@ -24,6 +25,7 @@ mod seedgen;
 mod server;
 mod stats;
 
+pub use control::SimControl;
 pub use digicert::{
     ApiError, ControlError, DigicertControl, DigicertSeed, DigicertServer, DigicertSim,
     DigicertSimConfig, SimUser, UserSpec, UserStatus,

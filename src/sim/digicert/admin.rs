@@ -3,8 +3,6 @@
 //! limited, not delayed and not counted. The levers every simulator has (key, latency, rate
 //! windows, faults, counters) come from [`crate::sim::control`]; the user routes are here.
 
-use std::time::Duration;
-
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -16,9 +14,6 @@ use serde::Deserialize;
 use super::api::Reply;
 use super::{ControlError, DigicertControl, UserSpec};
 use crate::sim::control::{self, body, done, SimLevers};
-use crate::sim::faults::FaultRule;
-use crate::sim::ratelimit::RateWindow;
-use crate::sim::stats::SimStats;
 
 /// The control routes, to be given the control handle as state.
 pub(super) fn routes() -> Router<DigicertControl> {
@@ -40,32 +35,8 @@ impl SimLevers for DigicertControl {
         self.restore_key();
     }
 
-    fn set_latency(&self, latency: Duration) {
-        DigicertControl::set_latency(self, latency);
-    }
-
-    fn set_rate_limits(&self, windows: Vec<RateWindow>) {
-        DigicertControl::set_rate_limits(self, windows);
-    }
-
-    fn fail_when(&self, rule: FaultRule) -> Result<(), Reply> {
-        DigicertControl::fail_when(self, rule).map_err(refused)
-    }
-
-    fn faults(&self) -> Vec<FaultRule> {
-        DigicertControl::faults(self)
-    }
-
-    fn clear_faults(&self) {
-        DigicertControl::clear_faults(self);
-    }
-
-    fn stats(&self) -> SimStats {
-        DigicertControl::stats(self)
-    }
-
-    fn reset_stats(&self) {
-        DigicertControl::reset_stats(self);
+    fn refusal(error: ControlError) -> Reply {
+        refused(error)
     }
 
     fn bad_request(message: &str) -> Reply {

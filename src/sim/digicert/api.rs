@@ -17,6 +17,7 @@ use super::data::{
     all_roles, ContainerView, Directory, RoleSet, UserFields, UserView, TOP_CONTAINER_ID,
 };
 use super::{DigicertControl, SimState, API_ROOT, DEVKEY_HEADER};
+use crate::sim::control::delay;
 use crate::sim::faults::RequestFacts;
 
 /// One entry of an error body `{"errors":[{"code":"…","message":"…"}]}`.
@@ -116,10 +117,7 @@ pub(super) async fn entry(
         tracing::debug!(method = %method, path, status = 404, "DigiCert simulator: no such route.");
         return Reply::no_route().into_response();
     };
-    let latency = control.lock().latency;
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
+    delay(&control).await;
     let key = headers.get(DEVKEY_HEADER).and_then(|v| v.to_str().ok());
     let request = ApiRequest {
         method: method.as_str(),
@@ -212,7 +210,7 @@ impl SimState {
     pub(crate) fn handle(&mut self, request: &ApiRequest<'_>, now: Instant) -> Reply {
         let route = Route::parse(request.method, request.api_path);
         let reply = self.answer(request, route, now);
-        self.stats.record(route.label(), reply.status);
+        self.core.stats.record(route.label(), reply.status);
         reply
     }
 
@@ -228,7 +226,7 @@ impl SimState {
         if !self.key_accepted(request.key) {
             return Reply::error(401, "invalid_api_key", "The specified API key is invalid.");
         }
-        if !self.limiter.admit(now) {
+        if !self.core.limiter.admit(now) {
             return Reply::error(
                 429,
                 "request_limit_exceeded",
@@ -243,7 +241,7 @@ impl SimState {
             query: request.query,
             requests: &[],
         };
-        if let Some(status) = self.faults.take_match(&facts) {
+        if let Some(status) = self.core.faults.take_match(&facts) {
             return fault_reply(status);
         }
         match route {

@@ -13,8 +13,8 @@
 //! | `POST /_sim/latency` `{"ms":250}` | delay every API answer |
 //! | `POST /_sim/rate_limits` `{"windows":[{"requests":10,"per_ms":1000}]}` | replace the rate windows (`[]`: off) |
 //! | `POST /_sim/fail_next` `{"count":2,"status":503}` | fail the next API requests |
-//! | `POST /_sim/faults` [`FaultRule`] · `GET` · `DELETE /_sim/faults` | add / list / clear fault rules |
-//! | `GET /_sim/stats` · `DELETE /_sim/stats` | counters ([`SimStats`]) / reset them |
+//! | `POST /_sim/faults` [`FaultRule`](super::FaultRule) · `GET` · `DELETE /_sim/faults` | add / list / clear fault rules |
+//! | `GET /_sim/stats` · `DELETE /_sim/stats` | counters ([`SimStats`](super::SimStats)) / reset them |
 //! | `GET /_sim/users[?username=U]` · `GET /_sim/users/{id}` | users ([`SimUser`]) |
 //! | `POST /_sim/users` [`UserSpec`] → 201 `{"id":N}` | add a user |
 //! | `DELETE /_sim/users/{id}` | remove a user |
@@ -35,10 +35,9 @@ use std::time::Duration;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
-use super::faults::{FaultRule, FaultSet};
-use super::ratelimit::{RateWindow, RollingLimiter};
+use super::control::{CoreAccess, SimCore};
+use super::ratelimit::RateWindow;
 use super::server::{toml_key, toml_string, SimServer};
-use super::stats::SimStats;
 use data::{Directory, RoleSet, UserRecord};
 
 pub use api::ApiError;
@@ -102,10 +101,7 @@ pub(crate) struct SimState {
     pub(crate) api_key: String,
     pub(crate) key_revoked: bool,
     pub(crate) limit_cap: u32,
-    pub(crate) latency: Duration,
-    pub(crate) limiter: RollingLimiter,
-    pub(crate) faults: FaultSet,
-    pub(crate) stats: SimStats,
+    pub(crate) core: SimCore,
     pub(crate) dir: Directory,
 }
 
@@ -123,10 +119,7 @@ impl DigicertSim {
             api_key: config.api_key,
             key_revoked: false,
             limit_cap: config.limit_cap.max(1),
-            latency: config.latency,
-            limiter: RollingLimiter::new(&config.rate_limits),
-            faults: FaultSet::default(),
-            stats: SimStats::default(),
+            core: SimCore::new(config.latency, &config.rate_limits),
             dir: config.seed.generate(),
         };
         Self {
@@ -321,9 +314,25 @@ fn invalid(code: &str, message: impl Into<String>) -> ControlError {
 
 /// Changes the running simulator: the key, latency, rate windows, faults and users. Cheap to
 /// clone; every clone drives the same simulator.
+///
+/// The levers every simulator has (latency, rate windows, faults, counters) come from
+/// [`SimControl`](super::SimControl); here they apply to every `/services/v2` request, and
+/// faults fire only on requests that pass the key and rate checks.
 #[derive(Debug, Clone)]
 pub struct DigicertControl {
     state: Arc<Mutex<SimState>>,
+}
+
+impl CoreAccess for DigicertControl {
+    type Error = ControlError;
+
+    fn with_core<R>(&self, f: impl FnOnce(&mut SimCore) -> R) -> R {
+        f(&mut self.lock().core)
+    }
+
+    fn invalid_fault(message: String) -> ControlError {
+        invalid("invalid_fault", message)
+    }
 }
 
 impl DigicertControl {
@@ -351,60 +360,6 @@ impl DigicertControl {
     /// True while the key is revoked.
     pub fn key_revoked(&self) -> bool {
         self.lock().key_revoked
-    }
-
-    /// Delays every API answer by `latency` (zero: none).
-    pub fn set_latency(&self, latency: Duration) {
-        self.lock().latency = latency;
-    }
-
-    /// The current delay.
-    pub fn latency(&self) -> Duration {
-        self.lock().latency
-    }
-
-    /// Replaces the rate windows (empty: no limit) and forgets past requests.
-    pub fn set_rate_limits(&self, windows: Vec<RateWindow>) {
-        self.lock().limiter = RollingLimiter::new(&windows);
-    }
-
-    /// The rate windows being enforced.
-    pub fn rate_limits(&self) -> Vec<RateWindow> {
-        self.lock().limiter.windows()
-    }
-
-    /// Fails the next `count` API requests (that pass the key and rate checks) with
-    /// `status` (400–599).
-    pub fn fail_next(&self, count: u32, status: u16) -> Result<(), ControlError> {
-        self.fail_when(FaultRule::new(status).with_times(count))
-    }
-
-    /// Installs a fault rule; rules are checked in the order they were added.
-    pub fn fail_when(&self, rule: FaultRule) -> Result<(), ControlError> {
-        rule.validate()
-            .map_err(|message| invalid("invalid_fault", message))?;
-        self.lock().faults.push(rule);
-        Ok(())
-    }
-
-    /// The fault rules still installed (`times` counts what is left).
-    pub fn faults(&self) -> Vec<FaultRule> {
-        self.lock().faults.rules()
-    }
-
-    /// Removes every fault rule.
-    pub fn clear_faults(&self) {
-        self.lock().faults.clear();
-    }
-
-    /// The counters since start (or the last reset).
-    pub fn stats(&self) -> SimStats {
-        self.lock().stats.clone()
-    }
-
-    /// Zeroes the counters.
-    pub fn reset_stats(&self) {
-        self.lock().stats = SimStats::default();
     }
 
     /// Adds a user, checked like `POST /user`; returns its id.

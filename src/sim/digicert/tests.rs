@@ -7,6 +7,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::sim::{FaultRule, SimControl, SimStats};
 
 fn config(users: u32) -> DigicertSimConfig {
     DigicertSimConfig {

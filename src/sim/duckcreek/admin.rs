@@ -5,8 +5,6 @@
 //! entity routes are here. The SOAP API has no JSON error body, so errors are
 //! `{"error":"…"}`.
 
-use std::time::Duration;
-
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -17,9 +15,6 @@ use serde::Deserialize;
 
 use super::{DcUserSpec, DcUserStatus, DuckCreekControl, DuckCreekControlError, ResponseFaultRule};
 use crate::sim::control::{self, body, done, SimLevers};
-use crate::sim::faults::FaultRule;
-use crate::sim::ratelimit::RateWindow;
-use crate::sim::stats::SimStats;
 
 /// The control routes, to be given the control handle as state.
 pub(super) fn routes() -> Router<DuckCreekControl> {
@@ -74,32 +69,8 @@ impl SimLevers for DuckCreekControl {
         self.restore_credentials();
     }
 
-    fn set_latency(&self, latency: Duration) {
-        DuckCreekControl::set_latency(self, latency);
-    }
-
-    fn set_rate_limits(&self, windows: Vec<RateWindow>) {
-        DuckCreekControl::set_rate_limits(self, windows);
-    }
-
-    fn fail_when(&self, rule: FaultRule) -> Result<(), Refusal> {
-        DuckCreekControl::fail_when(self, rule).map_err(refused)
-    }
-
-    fn faults(&self) -> Vec<FaultRule> {
-        DuckCreekControl::faults(self)
-    }
-
-    fn clear_faults(&self) {
-        DuckCreekControl::clear_faults(self);
-    }
-
-    fn stats(&self) -> SimStats {
-        DuckCreekControl::stats(self)
-    }
-
-    fn reset_stats(&self) {
-        DuckCreekControl::reset_stats(self);
+    fn refusal(error: DuckCreekControlError) -> Refusal {
+        refused(error)
     }
 
     fn bad_request(message: &str) -> Refusal {

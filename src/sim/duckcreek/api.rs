@@ -29,6 +29,7 @@ use super::batch::{Op, LOGIN};
 use super::response_faults::{self, ResponseFault};
 use super::soap::{self, Batch, FaultCode, ParseError};
 use super::{DuckCreekControl, DuckCreekState, API_ROOT};
+use crate::sim::control::delay;
 use crate::sim::faults::RequestFacts;
 
 /// The route label SOAP calls are counted under.
@@ -124,10 +125,7 @@ pub(super) async fn entry(
         tracing::debug!(method = %method, path, status = 404, "Duck Creek simulator: no such route.");
         return Reply::not_found().into_response();
     }
-    let latency = control.lock().latency;
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
+    delay(&control).await;
     let request = SoapRequest {
         method: method.as_str(),
         path,
@@ -152,7 +150,7 @@ impl DuckCreekState {
         };
         let mut labels = Vec::new();
         let reply = self.answer(request, now, &mut labels);
-        self.stats.record(route, reply.status);
+        self.core.stats.record(route, reply.status);
         // The body carries the password: only request names and the status are logged.
         tracing::debug!(
             method = request.method,
@@ -177,7 +175,7 @@ impl DuckCreekState {
             reply.allow_post = true;
             return reply;
         }
-        if !self.limiter.admit(now) {
+        if !self.core.limiter.admit(now) {
             return Reply::new(429, None, String::new());
         }
         if !is_text_xml(request.content_type) {
@@ -194,7 +192,7 @@ impl DuckCreekState {
         for name in &names {
             let label = Op::parse(name).label();
             labels.push(label);
-            self.stats.record_inner(label);
+            self.core.stats.record_inner(label);
         }
         let facts = RequestFacts {
             method: request.method,
@@ -204,7 +202,7 @@ impl DuckCreekState {
             query: request.query,
             requests: &names,
         };
-        if let Some(status) = self.faults.take_match(&facts) {
+        if let Some(status) = self.core.faults.take_match(&facts) {
             let code = if status >= 500 {
                 FaultCode::Server
             } else {
@@ -290,7 +288,7 @@ impl DuckCreekState {
         }
         for login in batch.requests.iter().filter(|r| r.name == LOGIN) {
             if !self.credentials_accepted(login.attr("userName"), login.attr("password")) {
-                self.stats.login_failures += 1;
+                self.core.stats.login_failures += 1;
                 return Err(self.fault(
                     500,
                     FaultCode::Client,

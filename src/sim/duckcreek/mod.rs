@@ -39,9 +39,9 @@
 //! | `POST /_sim/latency` `{"ms":250}` | delay every SOAP answer |
 //! | `POST /_sim/rate_limits` `{"windows":[{"requests":10,"per_ms":1000}]}` | replace the rate windows (`[]`: off) |
 //! | `POST /_sim/fail_next` `{"count":2,"status":503}` | fail the next SOAP calls |
-//! | `POST /_sim/faults` [`FaultRule`] · `GET` · `DELETE /_sim/faults` | add / list / clear fault rules (`request` picks calls carrying that request) |
+//! | `POST /_sim/faults` [`FaultRule`](super::FaultRule) · `GET` · `DELETE /_sim/faults` | add / list / clear fault rules (`request` picks calls carrying that request) |
 //! | `POST /_sim/response_faults` [`ResponseFaultRule`] · `GET` · `DELETE` | add / list / clear response faults |
-//! | `GET /_sim/stats` · `DELETE /_sim/stats` | counters ([`SimStats`]) / reset them |
+//! | `GET /_sim/stats` · `DELETE /_sim/stats` | counters ([`SimStats`](super::SimStats)) / reset them |
 //! | `GET /_sim/users[?name=N]` · `GET /_sim/users/{id}` | users ([`DcUser`]) |
 //! | `POST /_sim/users` [`DcUserSpec`] → 201 `{"id":N}` · `DELETE /_sim/users/{id}` | add / remove a user |
 //! | `POST /_sim/users/{id}/status` `{"status":"Locked"}` | lock / unlock a user |
@@ -85,10 +85,9 @@ use std::time::Duration;
 use axum::Router;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::faults::{FaultRule, FaultSet};
-use super::ratelimit::{RateWindow, RollingLimiter};
+use super::control::{CoreAccess, SimCore};
+use super::ratelimit::RateWindow;
 use super::server::{toml_key, toml_string, SimServer};
-use super::stats::SimStats;
 use data::{AssignError, Directory};
 use response_faults::ResponseFaultSet;
 use snapshots::check_text;
@@ -159,11 +158,8 @@ pub(crate) struct DuckCreekState {
     pub(crate) credentials_revoked: bool,
     pub(crate) prefix: String,
     pub(crate) require_wrapper: bool,
-    pub(crate) latency: Duration,
-    pub(crate) limiter: RollingLimiter,
-    pub(crate) faults: FaultSet,
+    pub(crate) core: SimCore,
     pub(crate) response_faults: ResponseFaultSet,
-    pub(crate) stats: SimStats,
     pub(crate) dir: Directory,
 }
 
@@ -188,11 +184,8 @@ impl DuckCreekSim {
             credentials_revoked: false,
             prefix,
             require_wrapper: config.require_wrapper,
-            latency: config.latency,
-            limiter: RollingLimiter::new(&config.rate_limits),
-            faults: FaultSet::default(),
+            core: SimCore::new(config.latency, &config.rate_limits),
             response_faults: ResponseFaultSet::default(),
-            stats: SimStats::default(),
             dir: config.seed.generate(),
         };
         Self {
@@ -253,9 +246,27 @@ impl SimServer<DuckCreekControl> {
 /// Changes the running simulator: credentials, latency, rate windows, faults, broken
 /// responses, users, roles and memberships. Cheap to clone; every clone drives the same
 /// simulator.
+///
+/// The levers every simulator has come from [`SimControl`](super::SimControl). Here they
+/// apply to SOAP calls: [`fail_next`](super::SimControl::fail_next) fails the next calls that
+/// pass the rate windows, with a `Server` fault for 5xx and a `Client` fault for 4xx, and
+/// [`FaultRule::with_request`](super::FaultRule::with_request) makes a
+/// [`fail_when`](super::SimControl::fail_when) rule fail only calls carrying a given request.
 #[derive(Debug, Clone)]
 pub struct DuckCreekControl {
     state: Arc<Mutex<DuckCreekState>>,
+}
+
+impl CoreAccess for DuckCreekControl {
+    type Error = DuckCreekControlError;
+
+    fn with_core<R>(&self, f: impl FnOnce(&mut SimCore) -> R) -> R {
+        f(&mut self.lock().core)
+    }
+
+    fn invalid_fault(message: String) -> DuckCreekControlError {
+        DuckCreekControlError::Invalid(message)
+    }
 }
 
 impl DuckCreekControl {
@@ -296,50 +307,6 @@ impl DuckCreekControl {
         self.lock().credentials_revoked
     }
 
-    /// Delays every SOAP answer by `latency` (zero: none).
-    pub fn set_latency(&self, latency: Duration) {
-        self.lock().latency = latency;
-    }
-
-    /// The current delay.
-    pub fn latency(&self) -> Duration {
-        self.lock().latency
-    }
-
-    /// Replaces the rate windows (empty: no limit) and forgets past calls.
-    pub fn set_rate_limits(&self, windows: Vec<RateWindow>) {
-        self.lock().limiter = RollingLimiter::new(&windows);
-    }
-
-    /// The rate windows being enforced.
-    pub fn rate_limits(&self) -> Vec<RateWindow> {
-        self.lock().limiter.windows()
-    }
-
-    /// Fails the next `count` SOAP calls (that pass the rate windows) with `status`
-    /// (400–599): a `Server` fault for 5xx, a `Client` fault for 4xx.
-    pub fn fail_next(&self, count: u32, status: u16) -> Result<(), DuckCreekControlError> {
-        self.fail_when(FaultRule::new(status).with_times(count))
-    }
-
-    /// Installs a fault rule; rules are checked in the order they were added. Use
-    /// [`FaultRule::with_request`] to fail only calls carrying a given request.
-    pub fn fail_when(&self, rule: FaultRule) -> Result<(), DuckCreekControlError> {
-        rule.validate().map_err(DuckCreekControlError::Invalid)?;
-        self.lock().faults.push(rule);
-        Ok(())
-    }
-
-    /// The fault rules still installed (`times` counts what is left).
-    pub fn faults(&self) -> Vec<FaultRule> {
-        self.lock().faults.rules()
-    }
-
-    /// Removes every fault rule.
-    pub fn clear_faults(&self) {
-        self.lock().faults.clear();
-    }
-
     /// Breaks responses: `fault` for batches carrying `request` (unset: every batch; for
     /// [`ResponseFault::Failure`], the request that fails), `times` times (unset: until
     /// cleared). Only answers that would be HTTP 200 are broken.
@@ -371,16 +338,6 @@ impl DuckCreekControl {
     /// Removes every response fault rule.
     pub fn clear_response_faults(&self) {
         self.lock().response_faults.clear();
-    }
-
-    /// The counters since start (or the last reset).
-    pub fn stats(&self) -> SimStats {
-        self.lock().stats.clone()
-    }
-
-    /// Zeroes the counters.
-    pub fn reset_stats(&self) {
-        self.lock().stats = SimStats::default();
     }
 
     /// A snapshot of every user, by id.

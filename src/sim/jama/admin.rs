@@ -17,9 +17,6 @@ use serde::Deserialize;
 use super::api::Reply;
 use super::{JamaControl, JamaControlError, JamaUserSpec};
 use crate::sim::control::{self, body, done, SimLevers};
-use crate::sim::faults::FaultRule;
-use crate::sim::ratelimit::RateWindow;
-use crate::sim::stats::SimStats;
 
 /// The control routes, to be given the control handle as state.
 pub(super) fn routes() -> Router<JamaControl> {
@@ -51,32 +48,8 @@ impl SimLevers for JamaControl {
         self.restore_credentials();
     }
 
-    fn set_latency(&self, latency: Duration) {
-        JamaControl::set_latency(self, latency);
-    }
-
-    fn set_rate_limits(&self, windows: Vec<RateWindow>) {
-        JamaControl::set_rate_limits(self, windows);
-    }
-
-    fn fail_when(&self, rule: FaultRule) -> Result<(), Reply> {
-        JamaControl::fail_when(self, rule).map_err(refused)
-    }
-
-    fn faults(&self) -> Vec<FaultRule> {
-        JamaControl::faults(self)
-    }
-
-    fn clear_faults(&self) {
-        JamaControl::clear_faults(self);
-    }
-
-    fn stats(&self) -> SimStats {
-        JamaControl::stats(self)
-    }
-
-    fn reset_stats(&self) {
-        JamaControl::reset_stats(self);
+    fn refusal(error: JamaControlError) -> Reply {
+        refused(error)
     }
 
     fn bad_request(message: &str) -> Reply {

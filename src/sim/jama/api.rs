@@ -26,6 +26,7 @@ use super::data::{
 };
 use super::tokens::{basic_credentials, bearer_token, TokenCheck};
 use super::{JamaControl, JamaState, API_ROOT, DEFAULT_MAX_RESULTS, TOKEN_PATH};
+use crate::sim::control::delay;
 use crate::sim::faults::RequestFacts;
 
 /// The route label the token endpoint is counted under.
@@ -248,10 +249,7 @@ pub(super) async fn entry(
         tracing::debug!(method = %method, path, status = 404, "Jama simulator: no such route.");
         return Reply::no_route().into_response();
     };
-    let latency = control.lock().latency;
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
+    delay(&control).await;
     let header_text = |name: HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     let request = JamaRequest {
         method: method.as_str(),
@@ -380,7 +378,7 @@ impl JamaState {
         } else {
             "unmatched"
         };
-        self.stats.record_token(route, reply.status);
+        self.core.stats.record_token(route, reply.status);
         reply
     }
 
@@ -404,7 +402,7 @@ impl JamaState {
             query: request.query,
             requests: &[],
         };
-        if let Some(status) = self.faults.take_path_match(&facts) {
+        if let Some(status) = self.core.faults.take_path_match(&facts) {
             return Reply::oauth_error(status, "server_error", "Simulated failure.");
         }
         let grant = url::form_urlencoded::parse(request.body)
@@ -466,7 +464,7 @@ impl JamaState {
     ) -> Reply {
         let route = Route::parse(request.method, api_path);
         let reply = self.answer(request, api_path, route, now);
-        self.stats.record(route.label(), reply.status);
+        self.core.stats.record(route.label(), reply.status);
         reply
     }
 
@@ -480,7 +478,7 @@ impl JamaState {
         if let Err(reply) = self.check_token(request.authorization, now) {
             return reply;
         }
-        if !self.limiter.admit(now) {
+        if !self.core.limiter.admit(now) {
             return Reply::error(
                 429,
                 "Too many requests: the tenant's API rate limit was exceeded.",
@@ -494,7 +492,7 @@ impl JamaState {
             query: request.query,
             requests: &[],
         };
-        if let Some(status) = self.faults.take_match(&facts) {
+        if let Some(status) = self.core.faults.take_match(&facts) {
             return Reply::error(status, "Simulated failure.");
         }
         let query = request.query.unwrap_or("");

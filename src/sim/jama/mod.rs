@@ -18,8 +18,8 @@
 //! | `POST /_sim/latency` `{"ms":250}` | delay every token and API answer |
 //! | `POST /_sim/rate_limits` `{"windows":[{"requests":10,"per_ms":1000}]}` | replace the rate windows (`[]`: off) |
 //! | `POST /_sim/fail_next` `{"count":2,"status":503}` | fail the next `/rest/v1` requests |
-//! | `POST /_sim/faults` [`FaultRule`] · `GET` · `DELETE /_sim/faults` | add / list / clear fault rules (`path_prefix` `/rest/oauth/token` targets the token endpoint) |
-//! | `GET /_sim/stats` · `DELETE /_sim/stats` | counters ([`SimStats`]) / reset them |
+//! | `POST /_sim/faults` [`FaultRule`](super::FaultRule) · `GET` · `DELETE /_sim/faults` | add / list / clear fault rules (`path_prefix` `/rest/oauth/token` targets the token endpoint) |
+//! | `GET /_sim/stats` · `DELETE /_sim/stats` | counters ([`SimStats`](super::SimStats)) / reset them |
 //! | `GET /_sim/users[?username=U]` · `GET /_sim/users/{id}` | users ([`JamaUser`]) |
 //! | `POST /_sim/users` [`JamaUserSpec`] → 201 `{"id":N}` · `DELETE /_sim/users/{id}` | add / remove a user |
 //! | `POST /_sim/users/{id}/active` `{"active":false}` | activate / deactivate a user |
@@ -51,10 +51,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::faults::{FaultRule, FaultSet};
-use super::ratelimit::{RateWindow, RollingLimiter};
+use super::control::{CoreAccess, SimCore};
+use super::ratelimit::RateWindow;
 use super::server::{toml_key, toml_string, SimServer};
-use super::stats::SimStats;
 use data::{Directory, Group, MembershipError, UserRecord};
 use tokens::TokenStore;
 
@@ -135,10 +134,7 @@ pub(crate) struct JamaState {
     pub(crate) token_lifetime: Duration,
     pub(crate) tokens: TokenStore,
     pub(crate) max_results_cap: u32,
-    pub(crate) latency: Duration,
-    pub(crate) limiter: RollingLimiter,
-    pub(crate) faults: FaultSet,
-    pub(crate) stats: SimStats,
+    pub(crate) core: SimCore,
     pub(crate) dir: Directory,
 }
 
@@ -160,10 +156,7 @@ impl JamaSim {
             token_lifetime: config.token_lifetime,
             tokens: TokenStore::default(),
             max_results_cap: config.max_results_cap.max(1),
-            latency: config.latency,
-            limiter: RollingLimiter::new(&config.rate_limits),
-            faults: FaultSet::default(),
-            stats: SimStats::default(),
+            core: SimCore::new(config.latency, &config.rate_limits),
             dir: config.seed.generate(),
         };
         Self {
@@ -383,9 +376,27 @@ fn small_id(id: u64) -> Option<u32> {
 
 /// Changes the running simulator: credentials, token lifetime, latency, rate windows,
 /// faults, users and groups. Cheap to clone; every clone drives the same simulator.
+///
+/// The levers every simulator has come from [`SimControl`](super::SimControl). Here latency
+/// delays token and API answers alike; the rate windows count `/rest/v1` requests;
+/// [`fail_next`](super::SimControl::fail_next) fails the next `/rest/v1` requests that pass the
+/// token and rate checks, and a [`fail_when`](super::SimControl::fail_when) rule whose
+/// `path_prefix` is `/rest/oauth/token` fails token requests.
 #[derive(Debug, Clone)]
 pub struct JamaControl {
     state: Arc<Mutex<JamaState>>,
+}
+
+impl CoreAccess for JamaControl {
+    type Error = JamaControlError;
+
+    fn with_core<R>(&self, f: impl FnOnce(&mut SimCore) -> R) -> R {
+        f(&mut self.lock().core)
+    }
+
+    fn invalid_fault(message: String) -> JamaControlError {
+        JamaControlError::Invalid(message)
+    }
 }
 
 impl JamaControl {
@@ -443,60 +454,6 @@ impl JamaControl {
     /// How many issued tokens are still valid.
     pub fn live_tokens(&self) -> usize {
         self.lock().tokens.live(Instant::now())
-    }
-
-    /// Delays every token and API answer by `latency` (zero: none).
-    pub fn set_latency(&self, latency: Duration) {
-        self.lock().latency = latency;
-    }
-
-    /// The current delay.
-    pub fn latency(&self) -> Duration {
-        self.lock().latency
-    }
-
-    /// Replaces the rate windows (empty: no limit) and forgets past requests.
-    pub fn set_rate_limits(&self, windows: Vec<RateWindow>) {
-        self.lock().limiter = RollingLimiter::new(&windows);
-    }
-
-    /// The rate windows being enforced.
-    pub fn rate_limits(&self) -> Vec<RateWindow> {
-        self.lock().limiter.windows()
-    }
-
-    /// Fails the next `count` `/rest/v1` requests (that pass the token and rate checks) with
-    /// `status` (400–599).
-    pub fn fail_next(&self, count: u32, status: u16) -> Result<(), JamaControlError> {
-        self.fail_when(FaultRule::new(status).with_times(count))
-    }
-
-    /// Installs a fault rule; rules are checked in the order they were added. A rule whose
-    /// `path_prefix` is `/rest/oauth/token` fails token requests.
-    pub fn fail_when(&self, rule: FaultRule) -> Result<(), JamaControlError> {
-        rule.validate().map_err(JamaControlError::Invalid)?;
-        self.lock().faults.push(rule);
-        Ok(())
-    }
-
-    /// The fault rules still installed (`times` counts what is left).
-    pub fn faults(&self) -> Vec<FaultRule> {
-        self.lock().faults.rules()
-    }
-
-    /// Removes every fault rule.
-    pub fn clear_faults(&self) {
-        self.lock().faults.clear();
-    }
-
-    /// The counters since start (or the last reset).
-    pub fn stats(&self) -> SimStats {
-        self.lock().stats.clone()
-    }
-
-    /// Zeroes the counters.
-    pub fn reset_stats(&self) {
-        self.lock().stats = SimStats::default();
     }
 
     /// A snapshot of every visible user, by id.
