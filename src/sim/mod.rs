@@ -23,6 +23,7 @@ pub mod jama;
 mod ratelimit;
 mod seedgen;
 mod server;
+mod sorted;
 mod stats;
 
 pub use control::SimControl;

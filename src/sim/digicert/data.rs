@@ -6,6 +6,8 @@ use std::borrow::Cow;
 use serde::ser::{SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
 
+use crate::sim::sorted::{self, ById};
+
 /// The built-in access roles, by id.
 pub(crate) const ACCESS_ROLES: [(u32, &str); 5] = [
     (1, "Administrator"),
@@ -134,6 +136,14 @@ pub(crate) struct UserRecord {
     pub(crate) roles: RoleSet,
 }
 
+impl ById for UserRecord {
+    type Id = u64;
+
+    fn id(&self) -> u64 {
+        self.id
+    }
+}
+
 /// The validated fields of a create or full-replace request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct UserFields {
@@ -160,21 +170,14 @@ pub(crate) struct Directory {
 }
 
 impl Directory {
-    fn position(&self, id: u64) -> Result<usize, usize> {
-        self.users.binary_search_by_key(&id, |user| user.id)
-    }
-
     /// The user with `id`.
     pub(crate) fn user(&self, id: u64) -> Option<&UserRecord> {
-        self.position(id)
-            .ok()
-            .and_then(|index| self.users.get(index))
+        sorted::find(&self.users, id)
     }
 
     /// The user with `id`, to change.
     pub(crate) fn user_mut(&mut self, id: u64) -> Option<&mut UserRecord> {
-        let index = self.position(id).ok()?;
-        self.users.get_mut(index)
+        sorted::find_mut(&mut self.users, id)
     }
 
     /// The container with `id`.
@@ -213,7 +216,7 @@ impl Directory {
 
     /// Takes user `id` out of the API's view, keeping it to bring back; false if absent.
     pub(crate) fn hide(&mut self, id: u64) -> bool {
-        match self.position(id) {
+        match sorted::position(&self.users, id) {
             Ok(index) => {
                 let user = self.users.remove(index);
                 self.hidden.push(user);
@@ -229,7 +232,7 @@ impl Directory {
             return false;
         };
         let user = self.hidden.swap_remove(at);
-        if let Err(index) = self.position(id) {
+        if let Err(index) = sorted::position(&self.users, id) {
             self.users.insert(index, user);
         }
         true
@@ -237,7 +240,7 @@ impl Directory {
 
     /// Deletes user `id`; false if there is no such user.
     pub(crate) fn remove(&mut self, id: u64) -> bool {
-        match self.position(id) {
+        match sorted::position(&self.users, id) {
             Ok(index) => {
                 self.users.remove(index);
                 true

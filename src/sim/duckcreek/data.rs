@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::soap::{is_name, Xml};
 
+use crate::sim::sorted::{self, ById};
+
 /// The id of the root organisation: listing its users lists every user.
 pub(crate) const ROOT_ENTITY: u64 = 1;
 
@@ -48,6 +50,14 @@ pub(crate) struct UserRecord {
     pub(crate) roles: Vec<u64>,
     /// Entity ids the user is a member of, ascending.
     pub(crate) entities: Vec<u64>,
+}
+
+impl ById for UserRecord {
+    type Id = u64;
+
+    fn id(&self) -> u64 {
+        self.id
+    }
 }
 
 /// A role and the privileges attached to it.
@@ -176,21 +186,14 @@ impl Directory {
         }
     }
 
-    fn position(&self, id: u64) -> Result<usize, usize> {
-        self.users.binary_search_by_key(&id, |user| user.id)
-    }
-
     /// The user with `id`.
     pub(crate) fn user(&self, id: u64) -> Option<&UserRecord> {
-        self.position(id)
-            .ok()
-            .and_then(|index| self.users.get(index))
+        sorted::find(&self.users, id)
     }
 
     /// The user with `id`, to change.
     pub(crate) fn user_mut(&mut self, id: u64) -> Option<&mut UserRecord> {
-        let index = self.position(id).ok()?;
-        self.users.get_mut(index)
+        sorted::find_mut(&mut self.users, id)
     }
 
     /// The id of the user whose login is `name` (any letter case).
@@ -272,7 +275,7 @@ impl Directory {
 
     /// Deletes user `id`; false if there is none.
     pub(crate) fn remove_user(&mut self, id: u64) -> bool {
-        let Ok(index) = self.position(id) else {
+        let Ok(index) = sorted::position(&self.users, id) else {
             return false;
         };
         let user = self.users.remove(index);

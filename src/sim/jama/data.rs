@@ -10,6 +10,8 @@ use std::borrow::Cow;
 use serde::ser::{SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
 
+use crate::sim::sorted::{self, ById};
+
 /// Text that is usually one of the seed tables (no allocation) but may be anything.
 pub(crate) type Text = Cow<'static, str>;
 
@@ -146,6 +148,22 @@ pub(crate) struct Group {
     pub(crate) members: Vec<u32>,
 }
 
+impl ById for UserRecord {
+    type Id = u32;
+
+    fn id(&self) -> u32 {
+        self.id
+    }
+}
+
+impl ById for Group {
+    type Id = u32;
+
+    fn id(&self) -> u32 {
+        self.id
+    }
+}
+
 /// A user the API does not return for now, with the groups it was in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct HiddenUser {
@@ -176,37 +194,23 @@ pub(crate) struct Directory {
 }
 
 impl Directory {
-    fn position(&self, id: u32) -> Result<usize, usize> {
-        self.users.binary_search_by_key(&id, |user| user.id)
-    }
-
-    fn group_position(&self, id: u32) -> Result<usize, usize> {
-        self.groups.binary_search_by_key(&id, |group| group.id)
-    }
-
     /// The user with `id`.
     pub(crate) fn user(&self, id: u32) -> Option<&UserRecord> {
-        self.position(id)
-            .ok()
-            .and_then(|index| self.users.get(index))
+        sorted::find(&self.users, id)
     }
 
     /// The user with `id`, to change.
     pub(crate) fn user_mut(&mut self, id: u32) -> Option<&mut UserRecord> {
-        let index = self.position(id).ok()?;
-        self.users.get_mut(index)
+        sorted::find_mut(&mut self.users, id)
     }
 
     /// The group with `id`.
     pub(crate) fn group(&self, id: u32) -> Option<&Group> {
-        self.group_position(id)
-            .ok()
-            .and_then(|index| self.groups.get(index))
+        sorted::find(&self.groups, id)
     }
 
     fn group_mut(&mut self, id: u32) -> Option<&mut Group> {
-        let index = self.group_position(id).ok()?;
-        self.groups.get_mut(index)
+        sorted::find_mut(&mut self.groups, id)
     }
 
     /// True if another user (not `except`), visible or hidden, has `username`, compared
@@ -273,7 +277,7 @@ impl Directory {
     /// Takes user `id` out of the API's view (and out of its groups), keeping both to bring
     /// back; false if there is no such visible user.
     pub(crate) fn hide(&mut self, id: u32) -> bool {
-        let Ok(index) = self.position(id) else {
+        let Ok(index) = sorted::position(&self.users, id) else {
             return false;
         };
         let user = self.users.remove(index);
@@ -288,7 +292,7 @@ impl Directory {
             return false;
         };
         let HiddenUser { user, groups } = self.hidden.swap_remove(at);
-        if let Err(index) = self.position(id) {
+        if let Err(index) = sorted::position(&self.users, id) {
             self.users.insert(index, user);
         }
         for group_id in groups {
@@ -304,7 +308,7 @@ impl Directory {
     /// Deletes user `id` and its memberships (the API cannot; the control handle can);
     /// false if there is no such visible user.
     pub(crate) fn remove(&mut self, id: u32) -> bool {
-        match self.position(id) {
+        match sorted::position(&self.users, id) {
             Ok(index) => {
                 self.users.remove(index);
                 self.leave_all_groups(id);
@@ -382,7 +386,7 @@ impl Directory {
 
     /// Deletes group `id`; false if there is none.
     pub(crate) fn remove_group(&mut self, id: u32) -> bool {
-        match self.group_position(id) {
+        match sorted::position(&self.groups, id) {
             Ok(index) => {
                 self.groups.remove(index);
                 for hidden in &mut self.hidden {
