@@ -20,6 +20,17 @@ pub(crate) fn pick(table: &'static [&'static str], h: u64) -> &'static str {
         .unwrap_or("")
 }
 
+/// `base` the first time round a table of `len` names, `base 2`, `base 3`, … after: the name
+/// of record `index` when names are taken from the table in turn and must stay unique.
+pub(crate) fn numbered(base: &str, index: u32, len: usize) -> String {
+    let round = index / u32::try_from(len).unwrap_or(u32::MAX).max(1);
+    if round == 0 {
+        base.to_owned()
+    } else {
+        format!("{base} {}", round + 1)
+    }
+}
+
 /// First names for seeded users.
 pub(crate) const FIRST_NAMES: &[&str] = &[
     "Ada", "Alan", "Amara", "Ana", "Ben", "Bianca", "Carlos", "Chen", "Chloe", "Dana", "David",

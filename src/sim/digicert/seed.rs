@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 
 use super::data::{Container, Directory, RoleSet, UserRecord, UserStatus, TOP_CONTAINER_ID};
-use crate::sim::seedgen::{mix, pick, FIRST_NAMES, LAST_NAMES};
+use crate::sim::seedgen::{mix, numbered, pick, FIRST_NAMES, LAST_NAMES};
 
 /// What the simulated account holds when it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,12 +59,7 @@ impl DigicertSeed {
         containers.push(self.container(TOP_CONTAINER_ID, 0, "Company", "The whole account."));
         for index in 0..self.divisions {
             let base = pick(DIVISIONS, u64::from(index));
-            let round = index / u32::try_from(DIVISIONS.len()).unwrap_or(u32::MAX);
-            let name = if round == 0 {
-                base.to_owned()
-            } else {
-                format!("{base} {}", round + 1)
-            };
+            let name = numbered(base, index, DIVISIONS.len());
             let description = format!("{name} division.");
             containers.push(self.container(index + 2, TOP_CONTAINER_ID, &name, &description));
         }

@@ -9,7 +9,7 @@
 use super::data::{
     DcUserStatus, Directory, EntityRecord, PrivilegeRecord, RoleRecord, UserRecord, ROOT_ENTITY,
 };
-use crate::sim::seedgen::{mix, pick, FIRST_NAMES, LAST_NAMES};
+use crate::sim::seedgen::{mix, numbered, pick, FIRST_NAMES, LAST_NAMES};
 
 /// The id of the first seeded user; later users count up from it.
 pub(crate) const FIRST_USER_ID: u64 = 1001;
@@ -204,16 +204,6 @@ fn pick_pair(
         .and_then(|at| table.get(at))
         .copied()
         .unwrap_or(("", ""))
-}
-
-/// `base` the first time round a table of `len` names, `base 2`, `base 3`, … after.
-fn numbered(base: &str, index: u32, len: usize) -> String {
-    let round = index / u32::try_from(len).unwrap_or(u32::MAX).max(1);
-    if round == 0 {
-        base.to_owned()
-    } else {
-        format!("{base} {}", round + 1)
-    }
 }
 
 /// `count` distinct indexes below `n` (ascending) chosen by `h`; fewer when `n` is smaller.

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use super::data::{Directory, Group, LicenseType, UserRecord, DEFAULT_AUTH_TYPE};
-use crate::sim::seedgen::{mix, pick, FIRST_NAMES, LAST_NAMES};
+use crate::sim::seedgen::{mix, numbered, pick, FIRST_NAMES, LAST_NAMES};
 
 /// What the simulated tenant holds when it starts.
 ///
@@ -157,12 +157,7 @@ impl JamaSeed {
     fn group(&self, index: u32, users: &[UserRecord]) -> Group {
         let id = self.first_group_id.saturating_add(index);
         let base = pick(GROUP_NAMES, u64::from(index));
-        let round = index / u32::try_from(GROUP_NAMES.len()).unwrap_or(u32::MAX);
-        let name = if round == 0 {
-            base.to_owned()
-        } else {
-            format!("{base} {}", round + 1)
-        };
+        let name = numbered(base, index, GROUP_NAMES.len());
         // Every fourth group belongs to a project; the rest are organisation-wide.
         let project = (index % 4 == 3).then(|| 20 + index / 4);
         let total_weight: u64 = (0..self.groups)
