@@ -614,6 +614,33 @@ async fn role_and_entity_grants_and_revokes_go_through_the_templates() {
 }
 
 #[tokio::test]
+async fn already_done_codes_decide_whether_a_failure_is_already_in_place() {
+    let sim = duckcreek_with(seed(10, 0), |_| {}).await;
+    let (_env, strict) = env_for(&sim, "already_done_codes = { add_access = [] }").await;
+    import(&strict).await;
+    let control = sim.control();
+    let user = control.users()[3].clone();
+    let held = user.roles[0].clone();
+    let entitlement = format!("Role:{held}");
+    let add = Operation::AddAccess;
+
+    // The server answers AlreadyAssigned; with the list emptied, that is a failure.
+    let id = queue_access(&strict, add, &user.name, &entitlement).await;
+    drain(&strict).await;
+    let (status, error) = status_of(&strict, id).await;
+    assert_eq!(status, TaskStatus::Failed);
+    assert!(error.unwrap().contains("AlreadyAssigned"));
+
+    // With the built-in list, the same answer is "already done".
+    let (_env, lenient) = env_for(&sim, "").await;
+    import(&lenient).await;
+    let id = queue_access(&lenient, add, &user.name, &entitlement).await;
+    drain(&lenient).await;
+    assert_eq!(status_of(&lenient, id).await.0, TaskStatus::Succeeded);
+    assert!(holds(&control.user(user.id).unwrap().roles, &held));
+}
+
+#[tokio::test]
 async fn unsupported_operations_are_refused_at_submit_with_the_reason() {
     let sim = duckcreek_with(seed(10, 0), |_| {}).await;
     let (_env, app) = env_for(&sim, "").await;

@@ -732,6 +732,7 @@ password = "pw"
 page_size = 5000
 soap_version = "1.2"
 request_wrapper = { element = "processRequestsAsDOM" }
+already_done_codes = { disable_account = ["AlreadyLocked"], remove_access = [] }
 
 [targets.nocreds]
 kind = "duckcreek"
@@ -741,6 +742,7 @@ soap_action = "urn:\"quoted\""
 content_type = "application/json"
 entity_id = ""
 request_wrapper = { element = "soap:processRequestsAsDOM", namespace = " urn:x" }
+already_done_codes = { create_account = ["UserExists"], add_access = ["AlreadyAssigned", ""] }
 
 [targets.badtemplates]
 kind = "duckcreek"
@@ -762,6 +764,7 @@ client_secret = "s"
 username = "u"
 password = "p"
 request_wrapper = { element = "processRequestsAsDOM" }
+already_done_codes = { add_access = ["AlreadyAssigned"] }
 "#;
         let problems = problems_of(text);
         for (key, needle) in [
@@ -792,6 +795,15 @@ request_wrapper = { element = "processRequestsAsDOM" }
                 "targets.jama.request_wrapper",
                 "does not apply to kind = \"jama\"",
             ),
+            (
+                "targets.jama.already_done_codes",
+                "does not apply to kind = \"jama\"",
+            ),
+            (
+                "targets.nocreds.already_done_codes.create_account",
+                "use one of add_access, remove_access",
+            ),
+            ("targets.nocreds.already_done_codes.add_access", "non-empty"),
             ("targets.badtemplates.page_size", "between 1 and 10000"),
             (
                 "targets.badtemplates.templates.delete_everything",

@@ -293,6 +293,14 @@ pub struct TargetConfig {
     /// `create_account`, `update_account`, `remove_account`, which have no built-in body).
     #[serde(default)]
     pub templates: BTreeMap<String, String>,
+    /// Duck Creek: per operation, the per-request error codes that mean the change is already
+    /// in place, so the task counts as done (`{ add_access = ["AlreadyAssigned"] }`). An
+    /// operation named here replaces its built-in list; `[]` makes every failure fail. Keys:
+    /// `add_access`, `remove_access`, `disable_account`, `enable_account`, `remove_account`.
+    /// Built-in: `AlreadyAssigned` (add), `NotAssigned` (remove), `UserNotFound`
+    /// (remove_account). Codes match without letter case.
+    #[serde(default)]
+    pub already_done_codes: BTreeMap<String, Vec<String>>,
     /// DigiCert: the access role id given to a created user when the task names no role
     /// entitlement. Unset: `"5"` (Standard User).
     #[serde(default)]

@@ -463,6 +463,7 @@ fn inapplicable_keys(target: &TargetConfig) -> Vec<&'static str> {
         ("soap_version", target.soap_version.is_some()),
         ("content_type", target.content_type.is_some()),
         ("request_wrapper", target.request_wrapper.is_some()),
+        ("already_done_codes", !target.already_done_codes.is_empty()),
     ];
     let applies: &[&str] = match target.kind {
         TargetKind::Digicert => &["api_key", "api_key_header"],
@@ -475,6 +476,7 @@ fn inapplicable_keys(target: &TargetConfig) -> Vec<&'static str> {
             "soap_version",
             "content_type",
             "request_wrapper",
+            "already_done_codes",
         ],
     };
     set.iter()
@@ -605,6 +607,33 @@ fn validate_duckcreek(target: &TargetConfig, problems: &mut EntryProblems<'_>) {
                 "content_type",
                 Some(quoted(content_type)),
                 "must be an XML media type, e.g. \"text/xml; charset=utf-8\"",
+            );
+        }
+    }
+    for (operation, codes) in &target.already_done_codes {
+        let known = operation
+            .parse::<crate::model::Operation>()
+            .is_ok_and(crate::connector::duckcreek::may_be_already_done);
+        if !known {
+            problems.add(
+                &format!("already_done_codes.{operation}"),
+                None,
+                format!(
+                    "is not an operation whose failure can mean \"already done\"; use one of {}",
+                    crate::connector::duckcreek::ALREADY_DONE_OPERATIONS.join(", ")
+                ),
+            );
+        }
+        if let Some(bad) = codes.iter().find(|code| {
+            code.trim().is_empty()
+                || code.trim() != code.as_str()
+                || crate::connector::xml::forbidden_char(code).is_some()
+        }) {
+            problems.add(
+                &format!("already_done_codes.{operation}"),
+                Some(quoted(bad)),
+                "codes must be non-empty, without surrounding spaces or control characters, \
+                 e.g. \"AlreadyAssigned\"",
             );
         }
     }

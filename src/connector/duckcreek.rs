@@ -26,7 +26,8 @@
 //!   `remove_account` have no known request: they are supported only when the target
 //!   configures a template for them ([`OPTIONAL_TEMPLATES`]). Success is judged by each
 //!   answer's `status`; `AlreadyAssigned` on add, `NotAssigned` on remove and `UserNotFound`
-//!   on `remove_account` count as already done.
+//!   on `remove_account` count as already done, unless the target's `already_done_codes`
+//!   says otherwise.
 //! * Faults: a `Client` fault that names the login or the credentials is an auth error,
 //!   other `Client` faults are permanent, `Server` faults transient (see [`soap`]).
 //!
@@ -96,6 +97,63 @@ pub const ALREADY_ASSIGNED: &str = "AlreadyAssigned";
 pub const NOT_ASSIGNED: &str = "NotAssigned";
 /// The error code of a request naming an unknown user (`remove_account`: counts as done).
 pub const USER_NOT_FOUND: &str = "UserNotFound";
+
+/// The operations whose failure codes may mean the change is already in place
+/// (`already_done_codes` keys). A create is not among them: a duplicate create is judged by
+/// looking the account up.
+pub const ALREADY_DONE_OPERATIONS: &[&str] = &[
+    "add_access",
+    "remove_access",
+    "disable_account",
+    "enable_account",
+    "remove_account",
+];
+
+/// Whether `already_done_codes` may name `operation`.
+pub fn may_be_already_done(operation: Operation) -> bool {
+    ALREADY_DONE_OPERATIONS.contains(&operation.as_str())
+}
+
+/// The "already done" codes of every operation that has some; fails on an
+/// `already_done_codes` key that is not such an operation.
+fn already_done_table(
+    target: &str,
+    config: &TargetConfig,
+) -> Result<HashMap<Operation, Vec<String>>, ConnectorError> {
+    if let Some(key) = config
+        .already_done_codes
+        .keys()
+        .find(|key| !key.parse::<Operation>().is_ok_and(may_be_already_done))
+    {
+        return Err(ConnectorError::config(
+            target,
+            format!(
+                "already_done_codes.{key} is not one of {}",
+                ALREADY_DONE_OPERATIONS.join(", ")
+            ),
+        ));
+    }
+    Ok(Operation::ALL
+        .iter()
+        .map(|operation| (*operation, already_done_codes(config, *operation)))
+        .filter(|(_, codes)| !codes.is_empty())
+        .collect())
+}
+
+/// The codes that count as "already done" for `operation`: the target's `already_done_codes`
+/// entry, else the built-in list.
+fn already_done_codes(config: &TargetConfig, operation: Operation) -> Vec<String> {
+    if let Some(codes) = config.already_done_codes.get(operation.as_str()) {
+        return codes.clone();
+    }
+    let built_in: &[&str] = match operation {
+        Operation::AddAccess => &[ALREADY_ASSIGNED],
+        Operation::RemoveAccess => &[NOT_ASSIGNED],
+        Operation::RemoveAccount => &[USER_NOT_FOUND],
+        _ => &[],
+    };
+    built_in.iter().map(|code| (*code).to_string()).collect()
+}
 
 /// The built-in `disable_account` request.
 pub const DISABLE_ACCOUNT_TEMPLATE: &str =
@@ -346,6 +404,8 @@ pub struct DuckCreekConnector {
     entity_id: String,
     /// The opening and closing tags `<server>` is wrapped in (both empty when unwrapped).
     wrapper: (String, String),
+    /// Per operation, the failure codes that mean the change is already in place.
+    already_done: HashMap<Operation, Vec<String>>,
     page_size: usize,
     capabilities: Capabilities,
     templates: TemplateSet,
@@ -427,6 +487,7 @@ impl DuckCreekConnector {
                 .clone()
                 .unwrap_or_else(|| DEFAULT_ENTITY_ID.to_string()),
             wrapper: wrapper_tags(name, config.request_wrapper.as_ref())?,
+            already_done: already_done_table(name, config)?,
             page_size: usize::try_from(page_size).unwrap_or(1000),
             capabilities: capabilities(&templates),
             templates,
@@ -574,7 +635,7 @@ impl DuckCreekConnector {
         &self,
         request: &ProvisionRequest,
         key: &str,
-        already: &[&str],
+        already: &[String],
     ) -> Result<ProvisionOutcome, ConnectorError> {
         let password = (request.operation == Operation::CreateAccount).then(generate_password);
         let mut context = TemplateContext::from_request(&self.target, request);
@@ -601,7 +662,7 @@ impl DuckCreekConnector {
         request: &ProvisionRequest,
         fragment: &str,
         names: &[String],
-        already: &[&str],
+        already: &[String],
     ) -> Result<ProvisionOutcome, ConnectorError> {
         let what = names.join(", ");
         let mut batch = self.open_batch(&what, fragment, CallKind::Write).await?;
@@ -730,12 +791,12 @@ struct RequestFailure {
 
 impl RequestFailure {
     /// Whether every error code is one of `codes` (and there is at least one).
-    fn only(&self, codes: &[&str]) -> bool {
+    fn only(&self, codes: &[impl AsRef<str>]) -> bool {
         !self.errors.is_empty()
             && self
                 .errors
                 .iter()
-                .all(|(code, _)| codes.iter().any(|c| c.eq_ignore_ascii_case(code)))
+                .all(|(code, _)| codes.iter().any(|c| c.as_ref().eq_ignore_ascii_case(code)))
     }
 
     /// `Security.addUserRoleRq failed: code: text; code: text`.
@@ -1319,12 +1380,10 @@ impl Connector for DuckCreekConnector {
                 reason: unsupported_reason(&self.target, request.operation, kind),
             });
         };
-        let already: &[&str] = match request.operation {
-            Operation::AddAccess => &[ALREADY_ASSIGNED],
-            Operation::RemoveAccess => &[NOT_ASSIGNED],
-            Operation::RemoveAccount => &[USER_NOT_FOUND],
-            _ => &[],
-        };
+        let already = self
+            .already_done
+            .get(&request.operation)
+            .map_or(&[][..], Vec::as_slice);
         self.run_template(request, key, already).await
     }
 
@@ -1870,6 +1929,72 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.class(), ErrorClass::Permanent, "{err}");
+    }
+
+    #[tokio::test]
+    async fn configured_already_done_codes_replace_the_built_in_ones() {
+        let server = MockServer::start().await;
+        let failure = |name: &str, code: &str| {
+            xml(
+                200,
+                answer(&format!(
+                    r#"<{name} status="Failure"><Errors><Error code="{code}" text="no"/></Errors></{name}>"#
+                )),
+            )
+        };
+        Mock::given(body_string_contains("Security.addUserRoleRq"))
+            .respond_with(failure("Security.addUserRoleRs", "AlreadyAssigned"))
+            .mount(&server)
+            .await;
+        Mock::given(body_string_contains("Security.removeUserRoleRq"))
+            .respond_with(failure("Security.removeUserRoleRs", "NotAssigned"))
+            .mount(&server)
+            .await;
+        Mock::given(body_string_contains("Security.lockUserAccountRq"))
+            .respond_with(failure("Security.lockUserAccountRs", "alreadylocked"))
+            .mount(&server)
+            .await;
+        let configured = connector(
+            &server,
+            r#"already_done_codes = { add_access = ["RoleAlreadyGranted"], disable_account = ["AlreadyLocked"] }"#,
+        );
+        let role = Some(("Role", "10", "Underwriter"));
+        // add_access: the configured list replaced AlreadyAssigned.
+        let err = configured
+            .provision(&request(Operation::AddAccess, role, json!({})))
+            .await
+            .unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Permanent, "{err}");
+        assert!(err.to_string().contains("AlreadyAssigned: no"), "{err}");
+        // remove_access: not configured, so the built-in NotAssigned still counts.
+        let outcome = configured
+            .provision(&request(Operation::RemoveAccess, role, json!({})))
+            .await
+            .unwrap();
+        assert_eq!(outcome, ProvisionOutcome::AlreadyDone { account_id: None });
+        // disable_account: a configured code, matched without letter case.
+        let outcome = configured
+            .provision(&request(Operation::DisableAccount, None, json!({})))
+            .await
+            .unwrap();
+        assert_eq!(outcome, ProvisionOutcome::AlreadyDone { account_id: None });
+        // Without the setting, the same lock failure fails the task.
+        let err = connector(&server, "")
+            .provision(&request(Operation::DisableAccount, None, json!({})))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("alreadylocked: no"), "{err}");
+
+        for bad in [
+            r#"already_done_codes = { create_account = ["UserExists"] }"#,
+            r#"already_done_codes = { grant = ["X"] }"#,
+        ] {
+            let err = DuckCreekConnector::new("dc", &config(&server.uri(), bad)).unwrap_err();
+            assert!(
+                err.to_string().contains("already_done_codes."),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[tokio::test]
