@@ -14,7 +14,7 @@ pub fn format(ts: DateTime<Utc>) -> String {
     ts.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// Parses a timestamp written by [`format`] (or any RFC 3339 string).
+/// Parses a timestamp written by [`format()`] (or any RFC 3339 string).
 pub fn parse(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .ok()

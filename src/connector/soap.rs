@@ -10,7 +10,7 @@
 //!   `Code/Value`/`Reason/Text`/`Detail`, found in an error response (HTTP 500) or a 200.
 //!   Classified ([`fault_error`]): `Client`/`Sender` are permanent — or auth, when the
 //!   adapter recognises a rejected login — `Server`/`Receiver` transient, the rest permanent.
-//! * **Responses** are read with [`XmlReader`](super::xml::XmlReader): element by element as
+//! * **Responses** are read with [`XmlReader`]: element by element as
 //!   the body arrives, DOCTYPE and entity declarations refused, depth and size capped.
 //! * **Secrets in bodies** ([`BodySecret`]): a target whose credentials travel inside every
 //!   body (Duck Creek) redacts them, raw and XML-escaped, from every message built from a

@@ -10,7 +10,7 @@ use super::data::{
 };
 use super::soap;
 
-/// A user to add through [`DuckCreekControl::add_user`] or `POST /_sim/users` (camelCase
+/// A user to add through [`DuckCreekControl::add_user`](super::DuckCreekControl::add_user) or `POST /_sim/users` (camelCase
 /// keys, as the attributes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
