@@ -33,6 +33,27 @@ async fn fresh() -> (TempDir, SqliteStore) {
     (dir, store)
 }
 
+/// `.cargo/config.toml` builds SQLite without ENABLE_MEMORY_MANAGEMENT: with it, all
+/// connections share one page-cache LRU and evict each other's pages, which made a large
+/// import diff re-read the file page by page (see the comment there).
+#[tokio::test]
+async fn sqlite_keeps_a_page_cache_per_connection() {
+    let (_dir, store) = fresh().await;
+    let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options")
+        .fetch_all(&store.read)
+        .await
+        .unwrap();
+    assert!(
+        options.iter().any(|o| o.starts_with("THREADSAFE")),
+        "{options:?}"
+    );
+    assert!(
+        !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+        "SQLite was built with ENABLE_MEMORY_MANAGEMENT (unified page cache); build through \
+         this checkout so .cargo/config.toml sets LIBSQLITE3_FLAGS: {options:?}"
+    );
+}
+
 /// Hour `h` of a fixed day: run start times.
 fn at(h: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 1, h, 0, 0).unwrap()
