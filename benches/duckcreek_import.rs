@@ -53,12 +53,12 @@
 
 mod common;
 use common::{
-    mib, part, per_sec, ratio, rows_written, run_secs, sizes, toml_string, verdict, vm_hwm_kib,
-    Result, Simulator,
+    config_head, mib, part, per_sec, ratio, rows_written, run_child, run_secs, sizes, toml_string,
+    verdict, vm_hwm_kib, Result, Simulator,
 };
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use idsync::app::App;
@@ -257,36 +257,16 @@ fn setup(label: &str, n: u64) -> Result<Setup> {
 }
 
 /// Runs this binary as `--child KIND N CONFIG` and parses the JSON line it prints last.
-fn run_child<T: serde::de::DeserializeOwned>(kind: &str, n: u64, config_path: &Path) -> Result<T> {
-    let output = Command::new(std::env::current_exe()?)
-        .arg("--child")
-        .arg(kind)
-        .arg(n.to_string())
-        .arg(config_path)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(format!(
-            "{kind} n={n}: the import child failed ({}):\n{stdout}",
-            output.status
-        )
-        .into());
-    }
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|line| line.starts_with('{'))
-        .ok_or_else(|| format!("{kind} n={n}: the import child printed no result:\n{stdout}"))?;
-    Ok(serde_json::from_str(line)?)
+fn run_kind<T: serde::de::DeserializeOwned>(kind: &str, n: u64, config_path: &Path) -> Result<T> {
+    let args = vec![kind.into(), n.to_string().into(), config_path.into()];
+    Ok(run_child(&format!("{kind} n={n}"), args)?.0)
 }
 
 /// Starts a simulator with `n` users, runs one child against it, stops the simulator.
 fn run_size(runtime: &tokio::runtime::Runtime, n: u64) -> Result<Measurement> {
     let setup = setup(&format!("n={n}"), n)?;
     let control = SimControl::new(&setup.base_url)?;
-    let mut row: Measurement = run_child("size", n, &setup.config_path)?;
+    let mut row: Measurement = run_kind("size", n, &setup.config_path)?;
     let stats = runtime.block_on(control.stats())?;
     drop(setup.sim);
     drop(setup.dir);
@@ -301,7 +281,7 @@ fn run_bomb(runtime: &tokio::runtime::Runtime, n: u64) -> Result<BombMeasurement
     let setup = setup(&format!("bomb n={n}"), n)?;
     let control = SimControl::new(&setup.base_url)?;
     runtime.block_on(control.install_bomb())?;
-    let mut row: BombMeasurement = run_child("bomb", n, &setup.config_path)?;
+    let mut row: BombMeasurement = run_kind("bomb", n, &setup.config_path)?;
     let stats = runtime.block_on(control.stats())?;
     drop(setup.sim);
     drop(setup.dir);
@@ -346,22 +326,15 @@ impl SimControl {
 
 /// The config: a fresh store and the simulator as target `duckcreek`, default page size.
 fn config_text(store: &Path, sim: &Simulator) -> Result<String> {
-    let store_url = format!("sqlite://{}", store.display());
     Ok(format!(
-        r#"[store]
-url = {store_url}
-
-[log]
-level = "warn"
-format = "text"
-
+        r#"{head}
 [targets.{TARGET}]
 kind = "duckcreek"
 base_url = {base_url}
 username = {username}
 password = {password}
 "#,
-        store_url = toml_string(&store_url),
+        head = config_head(store, "warn"),
         base_url = toml_string(&sim.field(TARGET, "base_url")?),
         username = toml_string(&sim.field(TARGET, "username")?),
         password = toml_string(&sim.field(TARGET, "password")?),

@@ -31,12 +31,12 @@
 
 mod common;
 use common::{
-    part, per_sec, rows_written, run_secs, sizes, toml_string, verdict, vm_hwm_kib, Result,
-    Simulator,
+    config_head, part, per_sec, rows_written, run_child, run_secs, sizes, toml_string, verdict,
+    vm_hwm_kib, Result, Simulator,
 };
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use idsync::app::App;
@@ -146,47 +146,24 @@ fn run_size(n: u64) -> Result<Measurement> {
     let config_path = dir.path().join("idsync.toml");
     std::fs::write(&config_path, config_text(&store, &base_url, &api_key))?;
 
-    let output = Command::new(std::env::current_exe()?)
-        .arg("--child")
-        .arg(n.to_string())
-        .arg(&config_path)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()?;
+    let (row, _) = run_child(
+        &format!("n={n}"),
+        vec![n.to_string().into(), config_path.into()],
+    )?;
     drop(sim);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(format!(
-            "n={n}: the import child failed ({}):\n{stdout}",
-            output.status
-        )
-        .into());
-    }
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|line| line.starts_with('{'))
-        .ok_or_else(|| format!("n={n}: the import child printed no result:\n{stdout}"))?;
-    Ok(serde_json::from_str(line)?)
+    Ok(row)
 }
 
 fn config_text(store: &Path, base_url: &str, api_key: &str) -> String {
-    let store_url = format!("sqlite://{}", store.display());
     format!(
-        r#"[store]
-url = {store_url}
-
-[log]
-level = "warn"
-format = "text"
-
+        r#"{head}
 [targets.{TARGET}]
 kind = "digicert"
 base_url = {base_url}
 api_key = {api_key}
 rate_limit = []
 "#,
-        store_url = toml_string(&store_url),
+        head = config_head(store, "warn"),
         base_url = toml_string(base_url),
         api_key = toml_string(api_key),
     )

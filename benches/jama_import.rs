@@ -37,13 +37,13 @@
 
 mod common;
 use common::{
-    cpu_secs, mib, part, per_sec, ratio, rows_written, run_secs, toml_string, verdict, vm_hwm_kib,
-    Result, Simulator,
+    config_head, cpu_secs, mib, part, per_sec, ratio, rows_written, run_child, run_secs,
+    toml_string, verdict, vm_hwm_kib, Result, Simulator,
 };
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use idsync::app::App;
@@ -269,35 +269,14 @@ fn run_scenario(scenario: &Scenario) -> Result<Measurement> {
     let config_path = dir.path().join("idsync.toml");
     std::fs::write(&config_path, config_text(scenario, &store, &sim)?)?;
 
-    let output = Command::new(std::env::current_exe()?)
-        .arg("--child")
-        .arg(scenario.name)
-        .arg(&config_path)
-        .arg(&base_url)
-        .arg(sim.pid().to_string())
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()?;
+    let args = vec![
+        scenario.name.into(),
+        config_path.into(),
+        base_url.into(),
+        sim.pid().to_string().into(),
+    ];
+    let (mut row, _): (Measurement, _) = run_child(scenario.name, args)?;
     drop(sim);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(format!(
-            "{}: the import child failed ({}):\n{stdout}",
-            scenario.name, output.status
-        )
-        .into());
-    }
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|line| line.starts_with('{'))
-        .ok_or_else(|| {
-            format!(
-                "{}: the import child printed no result:\n{stdout}",
-                scenario.name
-            )
-        })?;
-    let mut row: Measurement = serde_json::from_str(line)?;
     if !scenario.limited {
         row.rate_budget_share = None;
     }
@@ -311,7 +290,6 @@ fn run_scenario(scenario: &Scenario) -> Result<Measurement> {
 
 /// The config: a fresh store, the simulator as target `jama`, pacing off unless limited.
 fn config_text(scenario: &Scenario, store: &Path, sim: &Simulator) -> Result<String> {
-    let store_url = format!("sqlite://{}", store.display());
     // No `rate_limit` key: the adapter's default pacing (10/s).
     let pacing = if scenario.limited {
         ""
@@ -319,13 +297,7 @@ fn config_text(scenario: &Scenario, store: &Path, sim: &Simulator) -> Result<Str
         "rate_limit = []\n"
     };
     Ok(format!(
-        r#"[store]
-url = {store_url}
-
-[log]
-level = "warn"
-format = "text"
-
+        r#"{head}
 [targets.{TARGET}]
 kind = "jama"
 base_url = {base_url}
@@ -333,7 +305,7 @@ client_id = {client_id}
 client_secret = {client_secret}
 page_size = {PAGE_SIZE}
 {pacing}"#,
-        store_url = toml_string(&store_url),
+        head = config_head(store, "warn"),
         base_url = toml_string(&sim.field(TARGET, "base_url")?),
         client_id = toml_string(&sim.field(TARGET, "client_id")?),
         client_secret = toml_string(&sim.field(TARGET, "client_secret")?),

@@ -50,11 +50,11 @@
 //! Linux only (reads `/proc`).
 
 mod common;
-use common::{cpu_secs, mib, ratio, toml_string, vm_hwm_kib, Result, Simulator};
+use common::{config_head, cpu_secs, mib, ratio, run_child, vm_hwm_kib, Result, Simulator};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -279,25 +279,13 @@ fn parent() -> Result<ExitCode> {
     let config_path = dir.path().join("idsync.toml");
     std::fs::write(&config_path, config_text(&settings, &store, &sim))?;
 
-    let output = Command::new(std::env::current_exe()?)
-        .arg("--child")
-        .arg(&config_path)
-        .arg(sim.pid().to_string())
-        .arg(settings.tasks.to_string())
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()?;
+    let args = vec![
+        config_path.into(),
+        sim.pid().to_string().into(),
+        settings.tasks.to_string().into(),
+    ];
+    let (row, line): (Measurement, _) = run_child("provision", args)?;
     drop(sim);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(format!("the child failed ({}):\n{stdout}", output.status).into());
-    }
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|line| line.starts_with('{'))
-        .ok_or_else(|| format!("the child printed no result:\n{stdout}"))?;
-    let row: Measurement = serde_json::from_str(line)?;
     let took = started.elapsed();
     print_table(&row);
     println!("{line}");
@@ -312,11 +300,7 @@ fn parent() -> Result<ExitCode> {
 
 /// The config: a fresh store, each simulated target with pacing off and tiny backoffs.
 fn config_text(settings: &Settings, store: &Path, sim: &Simulator) -> String {
-    let store_url = format!("sqlite://{}", store.display());
-    let mut text = format!(
-        "[store]\nurl = {}\n\n[log]\nlevel = \"error\"\nformat = \"text\"\n",
-        toml_string(&store_url)
-    );
+    let mut text = config_head(store, "error");
     for (name, fields) in &sim.targets {
         text.push_str(&format!("\n[targets.{name}]\n"));
         for (key, value) in fields {

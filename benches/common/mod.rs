@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -160,6 +161,42 @@ impl Drop for Simulator {
 /// A TOML string literal.
 pub fn toml_string(text: &str) -> String {
     toml::Value::String(text.to_owned()).to_string()
+}
+
+/// The `[store]` and `[log]` tables of a bench config: a fresh SQLite file at `store`, logs
+/// at `level` as text (so the child's stdout stays the result line).
+pub fn config_head(store: &Path, level: &str) -> String {
+    let store_url = format!("sqlite://{}", store.display());
+    format!(
+        "[store]\nurl = {}\n\n[log]\nlevel = {}\nformat = \"text\"\n",
+        toml_string(&store_url),
+        toml_string(level)
+    )
+}
+
+/// Runs this bench binary again as `--child ARGS…`, so the child's peak RSS is its own, and
+/// returns the JSON line it printed last, parsed and as printed. `label` names the run in
+/// errors.
+pub fn run_child<T: serde::de::DeserializeOwned>(
+    label: &str,
+    args: Vec<OsString>,
+) -> Result<(T, String)> {
+    let output = Command::new(std::env::current_exe()?)
+        .arg("--child")
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!("{label}: the child failed ({}):\n{stdout}", output.status).into());
+    }
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|line| line.starts_with('{'))
+        .ok_or_else(|| format!("{label}: the child printed no result:\n{stdout}"))?;
+    Ok((serde_json::from_str(line)?, line.to_string()))
 }
 
 /// KiB as MiB.
