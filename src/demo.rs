@@ -383,7 +383,7 @@ pub async fn run(args: DemoArgs, format: OutputFormat) -> i32 {
             return EXIT_FAILED;
         }
     };
-    let duckcreek = match start_duckcreek(any_port, DEMO_DUCKCREEK_USERS).await {
+    let duckcreek = match start_duckcreek(any_port, DEMO_DUCKCREEK_USERS, false).await {
         Ok(sim) => sim,
         Err(err) => {
             eprintln!("error: cannot start the Duck Creek simulator: {err}");
@@ -565,8 +565,12 @@ const DUCKCREEK_TARGET: &str = "duckcreek";
 const DEMO_DUCKCREEK_USERS: usize = 300;
 
 /// Starts the Duck Creek simulator on `addr` with `users` users (about 5% locked) and
-/// throwaway credentials.
-async fn start_duckcreek(addr: SocketAddr, users: usize) -> std::io::Result<DuckCreekServer> {
+/// throwaway credentials; `require_wrapper`: requests only inside `processRequestsAsDOM`.
+async fn start_duckcreek(
+    addr: SocketAddr,
+    users: usize,
+    require_wrapper: bool,
+) -> std::io::Result<DuckCreekServer> {
     let users = u32::try_from(users).unwrap_or(u32::MAX);
     let config = DuckCreekSimConfig {
         username: format!("demo-dc-{}", random_hex(4)),
@@ -575,6 +579,7 @@ async fn start_duckcreek(addr: SocketAddr, users: usize) -> std::io::Result<Duck
             locked_users: users / 20,
             ..DuckCreekSeed::with_users(users)
         },
+        require_wrapper,
         ..DuckCreekSimConfig::default()
     };
     DuckCreekSim::start(config, addr).await
@@ -678,7 +683,8 @@ pub async fn run_sims(args: SimArgs) -> i32 {
         None => None,
     };
     let duckcreek = match duckcreek_port {
-        Some(port) => match start_duckcreek(loopback(port), args.users).await {
+        Some(port) => match start_duckcreek(loopback(port), args.users, args.require_wrapper).await
+        {
             // The sheet names no rate limit, so the Duck Creek simulator has none.
             Ok(sim) => Some(sim),
             Err(err) => {
@@ -694,17 +700,27 @@ pub async fn run_sims(args: SimArgs) -> i32 {
         },
         None => None,
     };
-    println!(
-        "# Paste into your idsync config. Simulator controls: POST <origin>/_sim/... (see README)."
+    let mut text = String::from(
+        "# Paste into your idsync config. Simulator controls: POST <origin>/_sim/... (see README).\n",
     );
-    if let Some(sim) = &digicert {
-        println!("{}", sim.toml_fragment(DEMO_TARGET));
+    let fragments = [
+        digicert.as_ref().map(|sim| sim.toml_fragment(DEMO_TARGET)),
+        jama.as_ref().map(|sim| sim.toml_fragment(JAMA_TARGET)),
+        duckcreek
+            .as_ref()
+            .map(|sim| sim.toml_fragment(DUCKCREEK_TARGET)),
+    ];
+    for fragment in fragments.into_iter().flatten() {
+        text.push_str(&fragment);
+        text.push('\n');
     }
-    if let Some(sim) = &jama {
-        println!("{}", sim.toml_fragment(JAMA_TARGET));
-    }
-    if let Some(sim) = &duckcreek {
-        println!("{}", sim.toml_fragment(DUCKCREEK_TARGET));
+    // One write, errors ignored: a reader that stops after the lines it wants (`| head`, a
+    // script) must not take the simulators down with a broken pipe.
+    {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(text.as_bytes());
+        let _ = stdout.flush();
     }
     app::shutdown_signal().await;
     if let Some(sim) = digicert {

@@ -199,40 +199,63 @@ async fn the_password_never_appears_in_output_or_the_store_at_trace_level() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sim_duckcreek_prints_a_fragment_a_config_can_use() {
-    let mut child = Command::new(BIN)
-        .args(["sim", "duckcreek", "--port", "0", "--users", "25"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let fragment = tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut fragment = String::new();
-        for line in BufReader::new(stdout).lines() {
-            let line = line.unwrap();
-            fragment.push_str(&line);
-            fragment.push('\n');
-            if line.starts_with("password") || Instant::now() > deadline {
-                break;
+    for extra in [None, Some("--require-wrapper")] {
+        let mut args = vec!["sim", "duckcreek", "--port", "0", "--users", "25"];
+        args.extend(extra);
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let fragment = tokio::task::spawn_blocking(move || {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut fragment = String::new();
+            for line in BufReader::new(stdout).lines() {
+                let line = line.unwrap();
+                fragment.push_str(&line);
+                fragment.push('\n');
+                if line.starts_with("password") || Instant::now() > deadline {
+                    break;
+                }
             }
-        }
-        fragment
-    })
-    .await
-    .unwrap();
-    assert!(fragment.contains("[targets.duckcreek]"), "{fragment}");
-    assert!(fragment.contains("kind = \"duckcreek\""), "{fragment}");
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "warn", &fragment);
-    let out = idsync(&config, &["import", "duckcreek"], &[]).await;
-    let _ = child.kill();
-    let _ = child.wait();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        text(&out).contains("account_import of duckcreek: succeeded (25 read)"),
-        "{}",
-        text(&out)
-    );
+            fragment
+        })
+        .await
+        .unwrap();
+        assert!(fragment.contains("[targets.duckcreek]"), "{fragment}");
+        assert!(fragment.contains("kind = \"duckcreek\""), "{fragment}");
+        assert_eq!(
+            fragment.contains("request_wrapper = { element = \"processRequestsAsDOM\" }"),
+            extra.is_some(),
+            "{fragment}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path(), "warn", &fragment);
+        let out = idsync(&config, &["import", "duckcreek"], &[]).await;
+        // The simulator requires what the fragment says: without the wrapper, it refuses.
+        let unwrapped = fragment
+            .lines()
+            .filter(|line| !line.starts_with("request_wrapper"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let bare_config = write_config(dir.path(), "warn", &unwrapped);
+        let bare = idsync(&bare_config, &["test-connection", "duckcreek"], &[]).await;
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(out.status.code(), Some(0), "{extra:?}: {}", text(&out));
+        assert!(
+            text(&out).contains("account_import of duckcreek: succeeded (25 read)"),
+            "{}",
+            text(&out)
+        );
+        assert_eq!(
+            bare.status.code() == Some(0),
+            extra.is_none(),
+            "{extra:?}: {}",
+            text(&bare)
+        );
+    }
 }

@@ -152,6 +152,10 @@ pub struct SimArgs {
     /// Turn the simulated rate limits off.
     #[arg(long)]
     pub no_rate_limit: bool,
+    /// Duck Creek: take requests only inside `processRequestsAsDOM`, as some servers do (the
+    /// printed fragment then sets `request_wrapper`).
+    #[arg(long)]
+    pub require_wrapper: bool,
 }
 
 /// `idsync import`.

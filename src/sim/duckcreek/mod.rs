@@ -229,12 +229,19 @@ impl DuckCreekSim {
 
 impl SimServer<DuckCreekControl> {
     /// A `[targets.NAME]` table pointing idsync at this simulator, ready to paste into a
-    /// config (the credentials are the simulator's throwaway values).
+    /// config (the credentials are the simulator's throwaway values; `request_wrapper` when
+    /// the simulator requires it).
     pub fn toml_fragment(&self, target_name: &str) -> String {
         let control = self.control();
         let state = control.lock();
+        let wrapper = if state.require_wrapper {
+            "request_wrapper = { element = \"processRequestsAsDOM\" }\n"
+        } else {
+            ""
+        };
         format!(
-            "[targets.{}]\nkind = \"duckcreek\"\nbase_url = {}\nusername = {}\npassword = {}\n",
+            "[targets.{}]\nkind = \"duckcreek\"\nbase_url = {}\n{wrapper}username = {}\n\
+             password = {}\n",
             toml_key(target_name),
             toml_string(&self.base_url()),
             toml_string(&state.username),
