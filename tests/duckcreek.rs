@@ -10,25 +10,22 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use common::{
-    accounts_of, assert_same, duckcreek_target, duckcreek_with, entitlements_of, grants_of,
-    import_target, store_snapshot_of, Env, Opts, DC_PASSWORD,
+    accounts_of, assert_same, drain, duckcreek_target, duckcreek_with, entitlements_of, grants_of,
+    import_target, store_snapshot_of, task_request, Env, Opts, DC_PASSWORD,
 };
 use idsync::app::App;
 use idsync::connector::ErrorClass;
 use idsync::model::{
-    AccountStatus, Attributes, EntitlementStatus, GrantStatus, Operation, RunOutcome, TaskStatus,
+    AccountStatus, EntitlementStatus, GrantStatus, Operation, RunOutcome, TaskStatus,
 };
 use idsync::sim::{
     DcUserStatus, DuckCreekSeed, DuckCreekServer, FaultRule, ResponseFault, SimControl,
 };
-use idsync::store::{Store, Submitted, TaskFilter};
-use idsync::sync::provision::ProvisionRunner;
-use idsync::sync::tasks::{self, EntitlementRef, SubmitRequest};
+use idsync::store::{Store, Submitted};
+use idsync::sync::tasks;
 use idsync::sync::ImportParts;
-use tokio_util::sync::CancellationToken;
 
 const TARGET: &str = "duckcreek";
 const LIST_USERS: &str = "OnlineData.listEntityUsersRq";
@@ -414,57 +411,17 @@ async fn an_entity_expansion_bomb_fails_fast_with_memory_bounded() {
     );
 }
 
-fn task(operation: Operation, account: &str, entitlement: Option<String>) -> SubmitRequest {
-    SubmitRequest {
-        target: TARGET.into(),
-        operation,
-        account: account.into(),
-        entitlement: entitlement.map(EntitlementRef::Text),
-        attributes: Attributes::new(),
-        owner: None,
-        request_id: None,
-        idempotency_key: None,
-    }
-}
-
-async fn submit(app: &App, request: SubmitRequest) -> Result<i64, tasks::SubmitError> {
-    match tasks::submit(
-        app.store.as_ref(),
-        &app.connectors,
-        &app.config,
-        request,
-        "cli:test",
-    )
-    .await?
-    {
+/// Submits a task on the Duck Creek target; its id.
+async fn submit(
+    app: &App,
+    operation: Operation,
+    account: &str,
+    entitlement: Option<&str>,
+) -> Result<i64, tasks::SubmitError> {
+    let request = task_request(TARGET, operation, account, entitlement);
+    match common::submit(app, request).await? {
         Submitted::Created(task) | Submitted::Existing(task) => Ok(task.id),
     }
-}
-
-/// Runs provisioning passes until every task is final (bounded).
-async fn drain(app: &App) {
-    let runner = ProvisionRunner::new(app.store(), app.connectors.clone(), app.config.clone());
-    for _ in 0..200 {
-        runner
-            .run_pass(Some(TARGET), &CancellationToken::new())
-            .await
-            .unwrap();
-        let open = app
-            .store
-            .list_tasks(&TaskFilter {
-                limit: 10_000,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_iter()
-            .any(|task| !task.status.is_final());
-        if !open {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("tasks did not finish");
 }
 
 async fn status_of(app: &App, id: i64) -> (TaskStatus, Option<String>) {
@@ -480,10 +437,10 @@ async fn lock_and_unlock_round_trip_through_the_queue() {
     let control = sim.control();
     let user = control.users()[4].clone();
 
-    let lock = submit(&app, task(Operation::DisableAccount, &user.name, None))
+    let lock = submit(&app, Operation::DisableAccount, &user.name, None)
         .await
         .unwrap();
-    drain(&app).await;
+    drain(&app, Some(TARGET)).await;
     assert_eq!(status_of(&app, lock).await.0, TaskStatus::Succeeded);
     assert_eq!(control.user(user.id).unwrap().status, DcUserStatus::Locked);
     let account = accounts_of(&app, TARGET)
@@ -498,13 +455,13 @@ async fn lock_and_unlock_round_trip_through_the_queue() {
     );
 
     // Locking again is already done; then unlock.
-    let again = submit(&app, task(Operation::DisableAccount, &user.name, None))
+    let again = submit(&app, Operation::DisableAccount, &user.name, None)
         .await
         .unwrap();
-    let unlock = submit(&app, task(Operation::EnableAccount, &user.name, None))
+    let unlock = submit(&app, Operation::EnableAccount, &user.name, None)
         .await
         .unwrap();
-    drain(&app).await;
+    drain(&app, Some(TARGET)).await;
     assert_eq!(status_of(&app, again).await.0, TaskStatus::Succeeded);
     assert_eq!(status_of(&app, unlock).await.0, TaskStatus::Succeeded);
     assert_eq!(control.user(user.id).unwrap().status, DcUserStatus::Active);
@@ -515,10 +472,10 @@ async fn lock_and_unlock_round_trip_through_the_queue() {
     // A user the target no longer knows: the target's own message, failed at once.
     let ghost = control.users()[5].clone();
     control.remove_user(ghost.id);
-    let failed = submit(&app, task(Operation::DisableAccount, &ghost.name, None))
+    let failed = submit(&app, Operation::DisableAccount, &ghost.name, None)
         .await
         .unwrap();
-    drain(&app).await;
+    drain(&app, Some(TARGET)).await;
     let (status, error) = status_of(&app, failed).await;
     assert_eq!(status, TaskStatus::Failed);
     assert!(
@@ -529,7 +486,7 @@ async fn lock_and_unlock_round_trip_through_the_queue() {
 
 /// Queues an access task that must be accepted at submit; its id.
 async fn queue_access(app: &App, operation: Operation, account: &str, entitlement: &str) -> i64 {
-    submit(app, task(operation, account, Some(entitlement.to_string())))
+    submit(app, operation, account, Some(entitlement))
         .await
         .unwrap_or_else(|err| panic!("{operation:?} {account} {entitlement}: {err}"))
 }
@@ -569,7 +526,7 @@ async fn role_and_entity_grants_and_revokes_go_through_the_templates() {
     // Types match without letter case; names or ids both resolve.
     let grant = queue_access(&app, add, &user.name, &format!("role:{}", role.name)).await;
     let join = queue_access(&app, add, &user.name, &format!("Entity:{}", entity.id)).await;
-    drain(&app).await;
+    drain(&app, Some(TARGET)).await;
     assert_eq!(status_of(&app, grant).await.0, TaskStatus::Succeeded);
     assert_eq!(status_of(&app, join).await.0, TaskStatus::Succeeded);
     let now = control.user(user.id).unwrap();
@@ -588,7 +545,7 @@ async fn role_and_entity_grants_and_revokes_go_through_the_templates() {
     let again = queue_access(&app, add, &user.name, &format!("Role:{}", role.id)).await;
     let revoke = queue_access(&app, remove, &user.name, &format!("Role:{}", role.name)).await;
     let leave = queue_access(&app, remove, &user.name, &format!("Entity:{}", entity.name)).await;
-    drain(&app).await;
+    drain(&app, Some(TARGET)).await;
     for id in [again, revoke, leave] {
         assert_eq!(
             status_of(&app, id).await.0,
@@ -626,7 +583,7 @@ async fn already_done_codes_decide_whether_a_failure_is_already_in_place() {
 
     // The server answers AlreadyAssigned; with the list emptied, that is a failure.
     let id = queue_access(&strict, add, &user.name, &entitlement).await;
-    drain(&strict).await;
+    drain(&strict, Some(TARGET)).await;
     let (status, error) = status_of(&strict, id).await;
     assert_eq!(status, TaskStatus::Failed);
     assert!(error.unwrap().contains("AlreadyAssigned"));
@@ -635,7 +592,7 @@ async fn already_done_codes_decide_whether_a_failure_is_already_in_place() {
     let (_env, lenient) = env_for(&sim, "").await;
     import(&lenient).await;
     let id = queue_access(&lenient, add, &user.name, &entitlement).await;
-    drain(&lenient).await;
+    drain(&lenient, Some(TARGET)).await;
     assert_eq!(status_of(&lenient, id).await.0, TaskStatus::Succeeded);
     assert!(holds(&control.user(user.id).unwrap().roles, &held));
 }
@@ -648,21 +605,13 @@ async fn unsupported_operations_are_refused_at_submit_with_the_reason() {
     let control = sim.control();
     let user = control.users()[0].clone();
     let privilege = control.privileges()[0].clone();
-    let err = submit(
-        &app,
-        task(
-            Operation::AddAccess,
-            &user.name,
-            Some(format!("Privilege:{}", privilege.name)),
-        ),
-    )
-    .await
-    .unwrap_err();
+    let privilege = format!("Privilege:{}", privilege.name);
+    let err = submit(&app, Operation::AddAccess, &user.name, Some(&privilege))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("attach to roles"), "{err}");
     for operation in [Operation::RemoveAccount, Operation::UpdateAccount] {
-        let err = submit(&app, task(operation, &user.name, None))
-            .await
-            .unwrap_err();
+        let err = submit(&app, operation, &user.name, None).await.unwrap_err();
         assert!(
             err.to_string().contains(&format!(
                 "targets.duckcreek.templates.{}",
@@ -680,10 +629,10 @@ async fn unsupported_operations_are_refused_at_submit_with_the_reason() {
     )
     .await;
     import(&app).await;
-    let id = submit(&app, task(Operation::RemoveAccount, &user.name, None))
+    let id = submit(&app, Operation::RemoveAccount, &user.name, None)
         .await
         .unwrap();
-    drain(&app).await;
+    drain(&app, Some(TARGET)).await;
     assert_eq!(status_of(&app, id).await.0, TaskStatus::Succeeded);
     assert_eq!(control.user(user.id).unwrap().status, DcUserStatus::Locked);
     let account = accounts_of(&app, TARGET)

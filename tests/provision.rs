@@ -11,13 +11,16 @@ mod common;
 
 use std::time::Duration;
 
-use common::{accounts_of, grants_of, import_target, jama_target, jama_with, Env, Opts};
+use common::{
+    accounts_of, drain, grants_of, import_target, jama_target, jama_with, submit, task_request,
+    Env, Opts,
+};
 use idsync::app::App;
 use idsync::model::{AccountStatus, Attributes, GrantStatus, Operation, Task, TaskStatus};
 use idsync::sim::{FaultRule, JamaSeed, JamaServer, SimControl};
 use idsync::store::{Store, Submitted, TaskFilter};
 use idsync::sync::provision::ProvisionRunner;
-use idsync::sync::tasks::{self, EntitlementRef, SubmitRequest};
+use idsync::sync::tasks::SubmitRequest;
 use tokio_util::sync::CancellationToken;
 
 const FAST_RETRY: &str = r#"retry = { max_attempts = 4, initial_backoff = "20ms", max_backoff = "50ms", give_up_after = "1m" }"#;
@@ -55,60 +58,10 @@ fn create(target: &str, name: &str) -> SubmitRequest {
     }
 }
 
-fn op(target: &str, operation: Operation, name: &str, entitlement: Option<&str>) -> SubmitRequest {
-    SubmitRequest {
-        target: target.into(),
-        operation,
-        account: name.into(),
-        entitlement: entitlement.map(|e| EntitlementRef::Text(e.to_string())),
-        attributes: Attributes::new(),
-        owner: None,
-        request_id: None,
-        idempotency_key: None,
-    }
-}
-
-async fn submit(app: &App, request: SubmitRequest) -> Result<Submitted, tasks::SubmitError> {
-    tasks::submit(
-        app.store.as_ref(),
-        &app.connectors,
-        &app.config,
-        request,
-        "cli:test",
-    )
-    .await
-}
-
 async fn submitted(app: &App, request: SubmitRequest) -> Task {
     match submit(app, request).await.unwrap() {
         Submitted::Created(task) | Submitted::Existing(task) => task,
     }
-}
-
-/// Runs passes until every task is final (bounded).
-async fn drain(app: &App) {
-    let runner = ProvisionRunner::new(app.store(), app.connectors.clone(), app.config.clone());
-    for _ in 0..200 {
-        runner
-            .run_pass(None, &CancellationToken::new())
-            .await
-            .unwrap();
-        let open = app
-            .store
-            .list_tasks(&TaskFilter {
-                limit: 10_000,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_iter()
-            .any(|task| !task.status.is_final());
-        if !open {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("tasks still open after 200 passes");
 }
 
 async fn task(app: &App, id: i64) -> Task {
@@ -137,7 +90,7 @@ async fn transient_failures_are_retried_and_the_user_is_created_exactly_once() {
         )
         .unwrap();
     let queued = submitted(&app, create("jama", "grace.h")).await;
-    drain(&app).await;
+    drain(&app, None).await;
 
     let done = task(&app, queued.id).await;
     assert_eq!(done.status, TaskStatus::Succeeded, "{done:?}");
@@ -170,7 +123,7 @@ async fn a_permanent_error_fails_at_once_with_the_targets_message() {
     bad.attributes
         .insert("license_type".into(), serde_json::json!("NOT_A_LICENSE"));
     let queued = submitted(&app, bad).await;
-    drain(&app).await;
+    drain(&app, None).await;
     let failed = task(&app, queued.id).await;
     assert_eq!(failed.status, TaskStatus::Failed);
     assert_eq!(failed.attempts, 1, "permanent errors are not retried");
@@ -195,7 +148,7 @@ async fn exhausted_attempts_fail_and_never_succeed() {
         )
         .unwrap();
     let queued = submitted(&app, create("jama", "never.made")).await;
-    drain(&app).await;
+    drain(&app, None).await;
     let failed = task(&app, queued.id).await;
     assert_eq!(failed.status, TaskStatus::Failed);
     assert_eq!(failed.attempts, 4);
@@ -212,9 +165,12 @@ async fn unsupported_and_invalid_submissions_queue_nothing() {
     import_target(&app, "jama", Opts::default()).await;
     let user = sim.control().users()[1].username.clone();
 
-    let refused = submit(&app, op("jama", Operation::RemoveAccount, &user, None))
-        .await
-        .unwrap_err();
+    let refused = submit(
+        &app,
+        task_request("jama", Operation::RemoveAccount, &user, None),
+    )
+    .await
+    .unwrap_err();
     let text = refused.to_string();
     assert!(refused.is_refusal());
     assert!(
@@ -223,14 +179,14 @@ async fn unsupported_and_invalid_submissions_queue_nothing() {
     );
     let missing = submit(
         &app,
-        op("jama", Operation::DisableAccount, "nobody.here", None),
+        task_request("jama", Operation::DisableAccount, "nobody.here", None),
     )
     .await
     .unwrap_err();
     assert!(missing.to_string().contains("nobody.here"), "{missing}");
     let bad_group = submit(
         &app,
-        op(
+        task_request(
             "jama",
             Operation::AddAccess,
             &user,
@@ -299,7 +255,7 @@ async fn cancel_and_retry() {
         .unwrap()
         .unwrap();
     assert_eq!(cancelled.status, TaskStatus::Cancelled);
-    drain(&app).await;
+    drain(&app, None).await;
     assert!(
         sim.control().find_user("cancel.me").is_none(),
         "a cancelled task never runs"
@@ -319,7 +275,7 @@ async fn cancel_and_retry() {
         .unwrap();
     assert_eq!(retried.status, TaskStatus::Pending);
     assert_eq!(retried.attempts, 0);
-    drain(&app).await;
+    drain(&app, None).await;
     assert_eq!(task(&app, queued.id).await.status, TaskStatus::Succeeded);
     assert!(sim.control().find_user("cancel.me").is_some());
 }
@@ -335,7 +291,7 @@ async fn tasks_of_one_account_run_in_order_and_the_store_follows() {
     let create_task = submitted(&app, create("jama", "order.user")).await;
     let add = submitted(
         &app,
-        op(
+        task_request(
             "jama",
             Operation::AddAccess,
             "order.user",
@@ -346,10 +302,10 @@ async fn tasks_of_one_account_run_in_order_and_the_store_follows() {
     assert_eq!(add.depends_on, Some(create_task.id));
     let disable = submitted(
         &app,
-        op("jama", Operation::DisableAccount, "order.user", None),
+        task_request("jama", Operation::DisableAccount, "order.user", None),
     )
     .await;
-    drain(&app).await;
+    drain(&app, None).await;
 
     for id in [create_task.id, add.id, disable.id] {
         assert_eq!(
@@ -443,7 +399,7 @@ async fn digicert_503_twice_then_success_creates_exactly_one_user() {
         )
         .unwrap();
     let queued = submitted(&app, create("digicert", "grace.h")).await;
-    drain(&app).await;
+    drain(&app, None).await;
     let done = task(&app, queued.id).await;
     assert_eq!(done.status, TaskStatus::Succeeded, "{done:?}");
     assert_eq!(done.attempts, 3);
@@ -462,7 +418,7 @@ async fn digicert_invalid_username_fails_after_one_attempt_with_digicerts_messag
     let sim = common::digicert(5).await;
     let (_env, app) = digicert_app(&sim).await;
     let queued = submitted(&app, create("digicert", "bad name!")).await;
-    drain(&app).await;
+    drain(&app, None).await;
     let failed = task(&app, queued.id).await;
     assert_eq!(failed.status, TaskStatus::Failed);
     assert_eq!(failed.attempts, 1);
@@ -479,9 +435,12 @@ async fn digicert_refuses_disable_at_submit_by_default() {
     let (_env, app) = digicert_app(&sim).await;
     import_target(&app, "digicert", Opts::default()).await;
     let user = sim.control().users()[0].username.clone();
-    let err = submit(&app, op("digicert", Operation::DisableAccount, &user, None))
-        .await
-        .unwrap_err();
+    let err = submit(
+        &app,
+        task_request("digicert", Operation::DisableAccount, &user, None),
+    )
+    .await
+    .unwrap_err();
     assert!(err.is_refusal());
     assert!(err.to_string().contains("disable_strategy"), "{err}");
     assert!(app

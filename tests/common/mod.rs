@@ -13,12 +13,14 @@ use std::path::PathBuf;
 
 use idsync::app::App;
 use idsync::config;
-use idsync::model::{Account, Entitlement, Grant, ImportMode, Trigger};
+use idsync::model::{Account, Attributes, Entitlement, Grant, ImportMode, Operation, Trigger};
 use idsync::sim::{
     DigicertSeed, DigicertServer, DigicertSim, DigicertSimConfig, DuckCreekSeed, DuckCreekServer,
     DuckCreekSim, DuckCreekSimConfig, JamaSeed, JamaServer, JamaSim, JamaSimConfig,
 };
-use idsync::store::{AccountFilter, EntitlementFilter, GrantFilter, Store};
+use idsync::store::{AccountFilter, EntitlementFilter, GrantFilter, Store, Submitted, TaskFilter};
+use idsync::sync::provision::ProvisionRunner;
+use idsync::sync::tasks::{self, EntitlementRef, SubmitRequest};
 use idsync::sync::{ImportParts, ImportRequest, ImportSummary};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
@@ -326,4 +328,63 @@ pub fn assert_same(after: &Snapshot, before: &Snapshot, what: &str) {
             panic!("{what}: {key} differ:\n now    {x}\n before {y}");
         }
     }
+}
+
+/// A task request on `target` with no attributes, owner or keys; `entitlement` as the CLI
+/// takes it (`TYPE:ID` or `TYPE:NAME`).
+pub fn task_request(
+    target: &str,
+    operation: Operation,
+    account: &str,
+    entitlement: Option<&str>,
+) -> SubmitRequest {
+    SubmitRequest {
+        target: target.into(),
+        operation,
+        account: account.into(),
+        entitlement: entitlement.map(|e| EntitlementRef::Text(e.to_string())),
+        attributes: Attributes::new(),
+        owner: None,
+        request_id: None,
+        idempotency_key: None,
+    }
+}
+
+/// Submits `request` as the CLI would (actor `cli:test`).
+pub async fn submit(app: &App, request: SubmitRequest) -> Result<Submitted, tasks::SubmitError> {
+    tasks::submit(
+        app.store.as_ref(),
+        &app.connectors,
+        &app.config,
+        request,
+        "cli:test",
+    )
+    .await
+}
+
+/// Runs provisioning passes (over `target`, or every target) until every task is final;
+/// panics after 200 passes.
+pub async fn drain(app: &App, target: Option<&str>) {
+    let runner = ProvisionRunner::new(app.store(), app.connectors.clone(), app.config.clone());
+    for _ in 0..200 {
+        runner
+            .run_pass(target, &CancellationToken::new())
+            .await
+            .unwrap();
+        let open = app
+            .store
+            .list_tasks(&TaskFilter {
+                limit: 10_000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .any(|task| !task.status.is_final());
+        if !open {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("tasks still open after 200 passes");
 }
