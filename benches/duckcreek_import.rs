@@ -53,8 +53,8 @@
 
 mod common;
 use common::{
-    config_head, mib, part, per_sec, ratio, rows_written, run_child, run_secs, sizes, toml_string,
-    verdict, vm_hwm_kib, Result, Simulator,
+    config_head, mib, part, per_sec, ratio, rows_written, run_child, run_import, run_secs, sizes,
+    succeeded, toml_string, verdict, vm_hwm_kib, Result, Simulator,
 };
 
 use std::path::{Path, PathBuf};
@@ -67,10 +67,9 @@ use idsync::config::TargetKind;
 use idsync::connector::duckcreek::{CLOSE, DEFAULT_ENTITY_ID, LIST_USERS, LOGIN};
 use idsync::connector::soap::{envelope, SoapVersion};
 use idsync::connector::xml::escape;
-use idsync::model::{ImportMode, JobKind, RunOutcome, Trigger};
+use idsync::model::{JobKind, RunOutcome};
 use idsync::sim::SimStats;
-use idsync::sync::{ImportParts, ImportRequest, ImportSummary};
-use tokio_util::sync::CancellationToken;
+use idsync::sync::ImportParts;
 
 /// The sizes run when neither `IDSYNC_BENCH_DC_SIZES` nor arguments name any.
 const DEFAULT_SIZES: &[u64] = &[5_000, 50_000];
@@ -541,7 +540,7 @@ async fn child_size(n: u64, config_path: &Path) -> Result<Measurement> {
     let vm_hwm_after_build_kib = vm_hwm_kib()?;
 
     let started = Instant::now();
-    let first = import(&app, ImportParts::Both).await?;
+    let first = run_import(&app, TARGET, ImportParts::Both).await?;
     let total_secs = started.elapsed().as_secs_f64();
     let vm_hwm_after_import_kib = vm_hwm_kib()?;
     succeeded(&first, 2)?;
@@ -551,7 +550,7 @@ async fn child_size(n: u64, config_path: &Path) -> Result<Measurement> {
     let access_secs = run_secs(&app, TARGET, access).await?;
 
     let started = Instant::now();
-    let second = import(&app, ImportParts::Both).await?;
+    let second = run_import(&app, TARGET, ImportParts::Both).await?;
     let reimport_secs = started.elapsed().as_secs_f64();
     succeeded(&second, 2)?;
     let reimport_rows_written = rows_written(&second);
@@ -591,7 +590,7 @@ async fn child_bomb(n: u64, config_path: &Path) -> Result<BombMeasurement> {
     let vm_hwm_after_build_kib = vm_hwm_kib()?;
 
     let started = Instant::now();
-    let summary = import(&app, ImportParts::Accounts).await?;
+    let summary = run_import(&app, TARGET, ImportParts::Accounts).await?;
     let fail_secs = started.elapsed().as_secs_f64();
     let vm_hwm = vm_hwm_kib()?;
     let run = part(&summary, JobKind::AccountImport)?;
@@ -685,44 +684,4 @@ async fn users_response_bytes(fields: &TargetFields) -> Result<u64> {
         bytes += chunk.len() as u64;
     }
     Ok(bytes)
-}
-
-/// One full import of `parts`; an error only if the import could not run at all.
-async fn import(app: &App, parts: ImportParts) -> Result<ImportSummary> {
-    let request = ImportRequest {
-        target: TARGET.into(),
-        job: "manual".into(),
-        parts,
-        mode: ImportMode::Full,
-        dry_run: false,
-        allow_deletions: false,
-        trigger: Trigger::Cli,
-        actor: "cli:bench".into(),
-        started: None,
-    };
-    Ok(app.imports.run(request, &CancellationToken::new()).await?)
-}
-
-/// An error unless `summary` holds `runs` runs, all succeeded.
-fn succeeded(summary: &ImportSummary, runs: usize) -> Result<()> {
-    for run in &summary.runs {
-        if run.outcome != RunOutcome::Succeeded {
-            return Err(format!(
-                "{} {}: {}",
-                run.kind,
-                run.outcome,
-                run.error.as_deref().unwrap_or("")
-            )
-            .into());
-        }
-    }
-    if summary.runs.len() != runs {
-        return Err(format!(
-            "expected {runs} runs, got {} (skipped: {:?})",
-            summary.runs.len(),
-            summary.skipped
-        )
-        .into());
-    }
-    Ok(())
 }

@@ -31,8 +31,8 @@
 
 mod common;
 use common::{
-    config_head, part, per_sec, rows_written, run_child, run_secs, sizes, toml_string, verdict,
-    vm_hwm_kib, Result, Simulator,
+    config_head, import_both, part, per_sec, rows_written, run_child, run_secs, sizes, toml_string,
+    verdict, vm_hwm_kib, Result, Simulator,
 };
 
 use std::path::{Path, PathBuf};
@@ -42,9 +42,7 @@ use std::time::{Duration, Instant};
 use idsync::app::App;
 use idsync::config;
 use idsync::config::TargetKind;
-use idsync::model::{ImportMode, JobKind, RunOutcome, Trigger};
-use idsync::sync::{ImportParts, ImportRequest, ImportSummary};
-use tokio_util::sync::CancellationToken;
+use idsync::model::JobKind;
 
 /// The sizes run when neither `IDSYNC_BENCH_SIZES` nor arguments name any.
 const DEFAULT_SIZES: &[u64] = &[10_000, 100_000];
@@ -283,7 +281,7 @@ async fn child_import(n: u64, config_path: &Path) -> Result<Measurement> {
     let vm_hwm_after_build_kib = vm_hwm_kib()?;
 
     let started = Instant::now();
-    let first = import(&app).await?;
+    let first = import_both(&app, TARGET).await?;
     let total_secs = started.elapsed().as_secs_f64();
     let vm_hwm_after_import_kib = vm_hwm_kib()?;
     let account = part(&first, JobKind::AccountImport)?;
@@ -292,7 +290,7 @@ async fn child_import(n: u64, config_path: &Path) -> Result<Measurement> {
     let access_secs = run_secs(&app, TARGET, access).await?;
 
     let started = Instant::now();
-    let second = import(&app).await?;
+    let second = import_both(&app, TARGET).await?;
     let reimport_secs = started.elapsed().as_secs_f64();
     let reimport_rows_written = rows_written(&second);
 
@@ -318,35 +316,4 @@ async fn child_import(n: u64, config_path: &Path) -> Result<Measurement> {
         vm_hwm_kib: vm_hwm_kib()?,
         store_bytes,
     })
-}
-
-/// One full account + access import; an error unless both runs succeeded.
-async fn import(app: &App) -> Result<ImportSummary> {
-    let request = ImportRequest {
-        target: TARGET.into(),
-        job: "manual".into(),
-        parts: ImportParts::Both,
-        mode: ImportMode::Full,
-        dry_run: false,
-        allow_deletions: false,
-        trigger: Trigger::Cli,
-        actor: "cli:bench".into(),
-        started: None,
-    };
-    let summary = app.imports.run(request, &CancellationToken::new()).await?;
-    for run in &summary.runs {
-        if run.outcome != RunOutcome::Succeeded {
-            return Err(format!(
-                "{} {}: {}",
-                run.kind,
-                run.outcome,
-                run.error.as_deref().unwrap_or("")
-            )
-            .into());
-        }
-    }
-    if summary.runs.len() != 2 {
-        return Err(format!("expected 2 runs, got {:?}", summary.skipped).into());
-    }
-    Ok(summary)
 }

@@ -37,8 +37,8 @@
 
 mod common;
 use common::{
-    config_head, cpu_secs, mib, part, per_sec, ratio, rows_written, run_child, run_secs,
-    toml_string, verdict, vm_hwm_kib, Result, Simulator,
+    config_head, cpu_secs, import_both, mib, part, per_sec, ratio, rows_written, run_child,
+    run_secs, toml_string, verdict, vm_hwm_kib, Result, Simulator,
 };
 
 use std::collections::BTreeMap;
@@ -49,10 +49,8 @@ use std::time::{Duration, Instant};
 use idsync::app::App;
 use idsync::config;
 use idsync::config::TargetKind;
-use idsync::model::{ImportMode, JobKind, RunOutcome, Trigger};
+use idsync::model::JobKind;
 use idsync::sim::SimStats;
-use idsync::sync::{ImportParts, ImportRequest, ImportSummary};
-use tokio_util::sync::CancellationToken;
 
 /// How long the simulator may take to build its tenant and print its fragment.
 const SIM_START_TIMEOUT: Duration = Duration::from_secs(300);
@@ -507,7 +505,7 @@ async fn child_import(
     let cpu_before = cpu_secs("self")?;
     let sim_cpu_before = cpu_secs(&sim_pid.to_string())?;
     let started = Instant::now();
-    let first = import(&app).await?;
+    let first = import_both(&app, TARGET).await?;
     let total_secs = started.elapsed().as_secs_f64();
     let child_cpu_secs = cpu_secs("self")? - cpu_before;
     let sim_cpu_secs = cpu_secs(&sim_pid.to_string())? - sim_cpu_before;
@@ -518,7 +516,7 @@ async fn child_import(
     let access_secs = run_secs(&app, TARGET, access).await?;
 
     let started = Instant::now();
-    let second = import(&app).await?;
+    let second = import_both(&app, TARGET).await?;
     let reimport_secs = started.elapsed().as_secs_f64();
     let after_reimport = sim.stats().await?;
     let reimport_rows_written = rows_written(&second);
@@ -581,35 +579,4 @@ async fn child_import(
         vm_hwm_kib: vm_hwm_kib()?,
         store_bytes,
     })
-}
-
-/// One full account + access import; an error unless both runs succeeded.
-async fn import(app: &App) -> Result<ImportSummary> {
-    let request = ImportRequest {
-        target: TARGET.into(),
-        job: "manual".into(),
-        parts: ImportParts::Both,
-        mode: ImportMode::Full,
-        dry_run: false,
-        allow_deletions: false,
-        trigger: Trigger::Cli,
-        actor: "cli:bench".into(),
-        started: None,
-    };
-    let summary = app.imports.run(request, &CancellationToken::new()).await?;
-    for run in &summary.runs {
-        if run.outcome != RunOutcome::Succeeded {
-            return Err(format!(
-                "{} {}: {}",
-                run.kind,
-                run.outcome,
-                run.error.as_deref().unwrap_or("")
-            )
-            .into());
-        }
-    }
-    if summary.runs.len() != 2 {
-        return Err(format!("expected 2 runs, got {:?}", summary.skipped).into());
-    }
-    Ok(summary)
 }

@@ -50,7 +50,9 @@
 //! Linux only (reads `/proc`).
 
 mod common;
-use common::{config_head, cpu_secs, mib, ratio, run_child, vm_hwm_kib, Result, Simulator};
+use common::{
+    config_head, cpu_secs, import_both, mib, ratio, run_child, vm_hwm_kib, Result, Simulator,
+};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -61,13 +63,11 @@ use std::time::{Duration, Instant};
 
 use idsync::app::App;
 use idsync::config::{self, TargetKind};
-use idsync::model::{
-    AccountStatus, Attributes, ImportMode, Operation, RunOutcome, TaskStatus, Trigger,
-};
+use idsync::model::{AccountStatus, Attributes, Operation, TaskStatus};
 use idsync::sim::SimStats;
 use idsync::store::{AccountFilter, EntitlementFilter, Store, TaskFilter};
 use idsync::sync::tasks::EntitlementRef;
-use idsync::sync::{tasks, ImportParts, ImportRequest, SubmitRequest};
+use idsync::sync::{tasks, SubmitRequest};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -644,7 +644,7 @@ async fn child_run(config_path: &Path, sim_pid: u32, total: u32) -> Result<Measu
     let started = Instant::now();
     let names: Vec<String> = app.config.targets.keys().cloned().collect();
     for name in &names {
-        import(&app, name).await?;
+        import_both(&app, name).await?;
     }
     let import_secs = started.elapsed().as_secs_f64();
 
@@ -899,34 +899,6 @@ async fn child_run(config_path: &Path, sim_pid: u32, total: u32) -> Result<Measu
         vm_hwm_kib: vm_hwm_kib()?,
         store_bytes,
     })
-}
-
-/// A full account + access import of `target`; an error unless both runs succeeded.
-async fn import(app: &App, target: &str) -> Result<()> {
-    let request = ImportRequest {
-        target: target.into(),
-        job: "manual".into(),
-        parts: ImportParts::Both,
-        mode: ImportMode::Full,
-        dry_run: false,
-        allow_deletions: false,
-        trigger: Trigger::Cli,
-        actor: "cli:bench".into(),
-        started: None,
-    };
-    let summary = app.imports.run(request, &CancellationToken::new()).await?;
-    for run in &summary.runs {
-        if run.outcome != RunOutcome::Succeeded {
-            return Err(format!(
-                "import {target}: {} {}: {}",
-                run.kind,
-                run.outcome,
-                run.error.as_deref().unwrap_or("")
-            )
-            .into());
-        }
-    }
-    Ok(())
 }
 
 /// `wanted` distinct (active account name, entitlement id) pairs of the plan's target.

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use idsync::app::App;
 use idsync::config::TargetKind;
-use idsync::model::{JobKind, ObjectKind};
+use idsync::model::{ImportMode, JobKind, ObjectKind, RunOutcome, Trigger};
 use idsync::store::{RunFilter, Store};
-use idsync::sync::{ImportSummary, RunReport};
+use idsync::sync::{ImportParts, ImportRequest, ImportSummary, RunReport};
+use tokio_util::sync::CancellationToken;
 
 /// Any error, boxed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -335,4 +336,53 @@ pub async fn run_secs(app: &App, target: &str, run: &RunReport) -> Result<f64> {
         .to_std()
         .unwrap_or_default()
         .as_secs_f64())
+}
+
+/// One full import of `parts` of `target`, as `idsync import` runs it; an error only if the
+/// import could not run at all (check the runs with [`succeeded`]).
+pub async fn run_import(app: &App, target: &str, parts: ImportParts) -> Result<ImportSummary> {
+    let request = ImportRequest {
+        target: target.into(),
+        job: "manual".into(),
+        parts,
+        mode: ImportMode::Full,
+        dry_run: false,
+        allow_deletions: false,
+        trigger: Trigger::Cli,
+        actor: "cli:bench".into(),
+        started: None,
+    };
+    Ok(app.imports.run(request, &CancellationToken::new()).await?)
+}
+
+/// An error unless `summary` holds `runs` runs, all succeeded.
+pub fn succeeded(summary: &ImportSummary, runs: usize) -> Result<()> {
+    for run in &summary.runs {
+        if run.outcome != RunOutcome::Succeeded {
+            return Err(format!(
+                "import {}: {} {}: {}",
+                summary.target,
+                run.kind,
+                run.outcome,
+                run.error.as_deref().unwrap_or("")
+            )
+            .into());
+        }
+    }
+    if summary.runs.len() != runs {
+        return Err(format!(
+            "expected {runs} runs, got {} (skipped: {:?})",
+            summary.runs.len(),
+            summary.skipped
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// One full account + access import of `target`; an error unless both runs succeeded.
+pub async fn import_both(app: &App, target: &str) -> Result<ImportSummary> {
+    let summary = run_import(app, target, ImportParts::Both).await?;
+    succeeded(&summary, 2)?;
+    Ok(summary)
 }
