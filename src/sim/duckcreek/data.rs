@@ -10,7 +10,8 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::soap::{is_name, Xml};
+use super::soap::Xml;
+use crate::connector::xml::is_local_name;
 
 use crate::sim::sorted::{self, ById};
 
@@ -441,7 +442,7 @@ impl Directory {
     pub(crate) fn write_entities(&self, xml: &mut Xml) {
         xml.raw("<Entities>");
         for entity in &self.entities {
-            let element = if is_name(&entity.element) {
+            let element = if is_local_name(&entity.element) {
                 entity.element.as_str()
             } else {
                 "Entity"

@@ -173,7 +173,7 @@ pub struct DuckCreekSim {
 impl DuckCreekSim {
     /// Builds the tenant from `config.seed` (50 000 users take a fraction of a second).
     pub fn new(config: DuckCreekSimConfig) -> Self {
-        let prefix = if soap::is_name(&config.envelope_prefix) {
+        let prefix = if crate::connector::xml::is_local_name(&config.envelope_prefix) {
             config.envelope_prefix
         } else {
             DEFAULT_ENVELOPE_PREFIX.to_owned()
