@@ -11,22 +11,15 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{digicert, jama_target, jama_with, JAMA_SECRET, SIM_KEY};
+use common::{
+    digicert, free_port, jama_target, jama_with, run_cli, text, BIN, JAMA_SECRET, SIM_KEY,
+};
 use idsync::sim::{DigicertServer, SimControl};
 
 const API_TOKEN: &str = "api-token-Kp4w9-never-print-me";
-const BIN: &str = env!("CARGO_BIN_EXE_idsync");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Writes a config for target `digicert` at `sim` into `dir`, with `extra` appended.
 fn write_config(dir: &Path, sim: &DigicertServer, extra: &str) -> PathBuf {
@@ -55,28 +48,6 @@ read_retry = {{ max_attempts = 2, initial_backoff = "10ms", max_backoff = "20ms"
     );
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// Runs the binary to completion (off the async runtime, which keeps serving the sim).
-async fn run_cli(args: Vec<String>, envs: Vec<(&'static str, String)>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        Command::new(BIN)
-            .args(&args)
-            .envs(envs)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 async fn get(url: &str, token: Option<&str>) -> (u16, String) {

@@ -11,53 +11,20 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{duckcreek_target, duckcreek_with, DC_PASSWORD};
+use common::{
+    duckcreek_target, duckcreek_with, idsync_env, text, write_cli_config, BIN, DC_PASSWORD,
+};
 use idsync::sim::{DcUserStatus, DuckCreekSeed, ResponseFault, SimControl};
-
-const BIN: &str = env!("CARGO_BIN_EXE_idsync");
-
-/// Writes a config with the store in `dir`, logging at `level`, and `rest` appended.
-fn write_config(dir: &Path, level: &str, rest: &str) -> PathBuf {
-    let path = dir.join("idsync.toml");
-    let text = format!(
-        "[store]\nurl = \"sqlite://{store}\"\n\n[log]\nlevel = \"{level}\"\nformat = \"json\"\n\n{rest}\n",
-        store = dir.join("idsync.db").display(),
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 /// `idsync --config CONFIG ARGS…` with `envs`, run off the async runtime (which keeps
 /// serving the simulator).
-async fn idsync(config: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut all = vec!["--config".to_string(), config.display().to_string()];
-    all.extend(args.iter().map(|arg| arg.to_string()));
-    let envs: Vec<(String, String)> = envs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    tokio::task::spawn_blocking(move || {
-        Command::new(BIN)
-            .args(&all)
-            .envs(envs)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+async fn idsync(config: &Path, args: &[&str], envs: &[(&'static str, &str)]) -> Output {
+    let envs = envs.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    idsync_env(config, args, envs).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,7 +35,7 @@ async fn a_malformed_template_override_fails_check_config() {
     let saviynt = r#"[targets.duckcreek.templates]
 enable_account = '''<Security.unlockUserAccountRq userName="${ account.name }"></Security.lockUserAccountRq>'''
 "#;
-    let config = write_config(dir.path(), "info", &duckcreek_target(&sim, saviynt));
+    let config = write_cli_config(dir.path(), "info", &duckcreek_target(&sim, saviynt));
     let out = idsync(&config, &["check-config"], &[]).await;
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(2), "{shown}");
@@ -85,7 +52,7 @@ enable_account = '''<Security.unlockUserAccountRq userName="${ account.name }"><
 
     // The fixed template passes.
     let fixed = saviynt.replace("></Security.lockUserAccountRq>", "/>");
-    let config = write_config(dir.path(), "info", &duckcreek_target(&sim, &fixed));
+    let config = write_cli_config(dir.path(), "info", &duckcreek_target(&sim, &fixed));
     let out = idsync(&config, &["check-config"], &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
@@ -95,7 +62,7 @@ async fn the_password_never_appears_in_output_or_the_store_at_trace_level() {
     let sim = duckcreek_with(DuckCreekSeed::with_users(40), |_| {}).await;
     let control = sim.control();
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
+    let config = write_cli_config(
         dir.path(),
         "trace",
         &duckcreek_target(
@@ -233,7 +200,7 @@ async fn sim_duckcreek_prints_a_fragment_a_config_can_use() {
             "{fragment}"
         );
         let dir = tempfile::tempdir().unwrap();
-        let config = write_config(dir.path(), "warn", &fragment);
+        let config = write_cli_config(dir.path(), "warn", &fragment);
         let out = idsync(&config, &["import", "duckcreek"], &[]).await;
         // The simulator requires what the fragment says: without the wrapper, it refuses.
         let unwrapped = fragment
@@ -241,7 +208,7 @@ async fn sim_duckcreek_prints_a_fragment_a_config_can_use() {
             .filter(|line| !line.starts_with("request_wrapper"))
             .collect::<Vec<_>>()
             .join("\n");
-        let bare_config = write_config(dir.path(), "warn", &unwrapped);
+        let bare_config = write_cli_config(dir.path(), "warn", &unwrapped);
         let bare = idsync(&bare_config, &["test-connection", "duckcreek"], &[]).await;
         let _ = child.kill();
         let _ = child.wait();

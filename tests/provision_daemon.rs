@@ -19,63 +19,20 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{jama_target, jama_with, JAMA_SECRET};
+use common::{
+    free_port, idsync_env, jama_target, jama_with, text, write_cli_config, BIN, JAMA_SECRET,
+};
 use idsync::sim::{JamaSeed, JamaSim, JamaSimConfig, SimControl};
 use secrecy::SecretString;
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_idsync");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Writes a config with the store in `dir` and `rest` (targets, jobs) appended.
-fn write_config(dir: &Path, rest: &str) -> PathBuf {
-    let path = dir.join("idsync.toml");
-    let text = format!(
-        "[store]\nurl = \"sqlite://{store}\"\n\n[log]\nlevel = \"info\"\nformat = \"json\"\n\n{rest}\n",
-        store = dir.join("idsync.db").display(),
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// Runs the binary to completion (off the async runtime, which keeps serving the sim).
-async fn run_cli(args: Vec<String>, envs: Vec<(&'static str, String)>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        Command::new(BIN)
-            .args(&args)
-            .envs(envs)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
 
 /// `idsync --config CONFIG ARGS…`.
 async fn idsync(config: &Path, args: &[&str]) -> Output {
     idsync_env(config, args, Vec::new()).await
 }
 
-async fn idsync_env(config: &Path, args: &[&str], envs: Vec<(&'static str, String)>) -> Output {
-    let mut all = vec!["--config".to_string(), config.to_str().unwrap().to_string()];
-    all.extend(args.iter().map(|arg| arg.to_string()));
-    run_cli(all, envs).await
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+fn write_config(dir: &Path, rest: &str) -> PathBuf {
+    write_cli_config(dir, "info", rest)
 }
 
 /// Every task, oldest first (`task list --output json`).

@@ -9,7 +9,8 @@
 )]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 
 use idsync::app::App;
 use idsync::config;
@@ -387,4 +388,58 @@ pub async fn drain(app: &App, target: Option<&str>) {
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     panic!("tasks still open after 200 passes");
+}
+
+/// The `idsync` binary cargo built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_idsync");
+
+/// A loopback port free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Writes `DIR/idsync.toml`: a store in `dir`, JSON logs at `level`, then `rest`.
+pub fn write_cli_config(dir: &Path, level: &str, rest: &str) -> PathBuf {
+    let path = dir.join("idsync.toml");
+    let text = format!(
+        "[store]\nurl = \"sqlite://{store}\"\n\n[log]\nlevel = \"{level}\"\nformat = \"json\"\n\n{rest}\n",
+        store = dir.join("idsync.db").display(),
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs the binary with `args` and `envs` to completion, off the async runtime (which keeps
+/// serving the simulators).
+pub async fn run_cli(args: Vec<String>, envs: Vec<(&'static str, String)>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(&args)
+            .envs(envs)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// `idsync --config CONFIG ARGS…` with `envs`, run to completion.
+pub async fn idsync_env(config: &Path, args: &[&str], envs: Vec<(&'static str, String)>) -> Output {
+    let mut all = vec!["--config".to_string(), config.display().to_string()];
+    all.extend(args.iter().map(|arg| arg.to_string()));
+    run_cli(all, envs).await
+}
+
+/// stdout then stderr of a finished command, as text.
+pub fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
