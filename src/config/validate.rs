@@ -611,10 +611,7 @@ fn validate_duckcreek(target: &TargetConfig, problems: &mut EntryProblems<'_>) {
         }
     }
     for (operation, codes) in &target.already_done_codes {
-        let known = operation
-            .parse::<crate::model::Operation>()
-            .is_ok_and(crate::connector::duckcreek::may_be_already_done);
-        if !known {
+        if !crate::connector::duckcreek::is_already_done_key(operation) {
             problems.add(
                 &format!("already_done_codes.{operation}"),
                 None,

@@ -109,9 +109,9 @@ pub const ALREADY_DONE_OPERATIONS: &[&str] = &[
     "remove_account",
 ];
 
-/// Whether `already_done_codes` may name `operation`.
-pub fn may_be_already_done(operation: Operation) -> bool {
-    ALREADY_DONE_OPERATIONS.contains(&operation.as_str())
+/// Whether `key` may be an `already_done_codes` key (an operation, spelled exactly).
+pub fn is_already_done_key(key: &str) -> bool {
+    ALREADY_DONE_OPERATIONS.contains(&key)
 }
 
 /// The "already done" codes of every operation that has some; fails on an
@@ -123,7 +123,7 @@ fn already_done_table(
     if let Some(key) = config
         .already_done_codes
         .keys()
-        .find(|key| !key.parse::<Operation>().is_ok_and(may_be_already_done))
+        .find(|key| !is_already_done_key(key))
     {
         return Err(ConnectorError::config(
             target,
