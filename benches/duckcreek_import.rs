@@ -13,7 +13,7 @@
 //! 2. writes a config (fresh SQLite store in a temp dir, `log.level = "warn"`, the fragment's
 //!    `base_url`, `username` and `password`, the default `page_size`) and re-executes this
 //!    bench binary as `--child size N <config>`, so each size's peak RSS is its own process's;
-//! 3. the child builds the app with `config::load_from_str` + `App::build`, runs a full
+//! 3. the child builds the app with `app::load_config_str` + `App::build`, runs a full
 //!    import (`ImportParts::Both`), then a second full import with nothing changed, reads its
 //!    peak RSS (`VmHWM` from `/proc/self/status`) and only then measures the size of the
 //!    single users response: it POSTs the batch the adapter sends (SOAP 1.1 envelope,
@@ -62,7 +62,6 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use idsync::app::App;
-use idsync::config;
 use idsync::config::TargetKind;
 use idsync::connector::duckcreek::{CLOSE, DEFAULT_ENTITY_ID, LIST_USERS, LOGIN};
 use idsync::connector::soap::{envelope, SoapVersion};
@@ -528,7 +527,7 @@ fn child(args: &[String]) -> Result<ExitCode> {
 async fn build_app(config_path: &Path) -> Result<(App, TargetFields)> {
     let text = std::fs::read_to_string(config_path)?;
     let fields = TargetFields::from_config(&text)?;
-    let loaded = config::load_from_str(&text, &config_path.display().to_string(), &[])
+    let loaded = idsync::app::load_config_str(&text, &config_path.display().to_string(), &[])
         .map_err(|err| format!("{err}: {:?}", err.problems))?;
     idsync::telemetry::init_logging(&loaded.config.log)?;
     let app = App::build(loaded.config).await?;

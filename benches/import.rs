@@ -7,7 +7,7 @@
 //! 2. writes a config (fresh SQLite store in a temp dir, `rate_limit = []` so the client does
 //!    not pace, `log.level = "warn"`) and re-executes this bench binary as
 //!    `--child N <config>`, so that each size's peak RSS is measured in its own process;
-//! 3. the child builds the app with `config::load_from_str` + `App::build`, runs a full
+//! 3. the child builds the app with `app::load_config_str` + `App::build`, runs a full
 //!    import (`ImportParts::Both`), then a second full import with no changes in between, and
 //!    prints one JSON line: wall time and records/s of the account import, the access import
 //!    (entitlements + grants) and the whole, the re-import's time and rows written, and the
@@ -40,7 +40,6 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use idsync::app::App;
-use idsync::config;
 use idsync::config::TargetKind;
 use idsync::model::JobKind;
 
@@ -268,7 +267,7 @@ fn child(args: &[String]) -> Result<ExitCode> {
 
 async fn child_import(n: u64, config_path: &Path) -> Result<Measurement> {
     let text = std::fs::read_to_string(config_path)?;
-    let loaded = config::load_from_str(&text, &config_path.display().to_string(), &[])
+    let loaded = idsync::app::load_config_str(&text, &config_path.display().to_string(), &[])
         .map_err(|err| format!("{err}: {:?}", err.problems))?;
     idsync::telemetry::init_logging(&loaded.config.log)?;
     let store_path = loaded

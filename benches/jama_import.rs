@@ -11,7 +11,7 @@
 //! 2. **limited** (default 600 users, 6 groups, ~3 groups per user): the simulator's default
 //!    10 requests/s tenant limit and the client's default pacing (10/s), `page_size = 50`.
 //!
-//! The child builds the app (`config::load_from_str` + `App::build`), reads the simulator's
+//! The child builds the app (`app::load_config_str` + `App::build`), reads the simulator's
 //! `GET /_sim/stats`, runs a full import (`ImportParts::Both`: accounts, then entitlements +
 //! grants), reads the stats again, then runs a second full import with nothing changed in
 //! between. It prints one JSON line with: wall time per part (from the run records) and in
@@ -47,7 +47,6 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use idsync::app::App;
-use idsync::config;
 use idsync::config::TargetKind;
 use idsync::model::JobKind;
 use idsync::sim::SimStats;
@@ -484,7 +483,7 @@ async fn child_import(
     sim_pid: u32,
 ) -> Result<Measurement> {
     let text = std::fs::read_to_string(config_path)?;
-    let loaded = config::load_from_str(&text, &config_path.display().to_string(), &[])
+    let loaded = idsync::app::load_config_str(&text, &config_path.display().to_string(), &[])
         .map_err(|err| format!("{err}: {:?}", err.problems))?;
     idsync::telemetry::init_logging(&loaded.config.log)?;
     let store_path = loaded

@@ -9,7 +9,7 @@
 //!
 //! The child:
 //!
-//! 1. builds the app (`config::load_from_str` + `App::build`; every target with
+//! 1. builds the app (`app::load_config_str` + `App::build`; every target with
 //!    `rate_limit = []`, `max_concurrency = 8`, `retry = { max_attempts = 8, initial_backoff =
 //!    "10ms", max_backoff = "50ms" }`) and runs a full import of each target, so that
 //!    `add_access` can name existing accounts and entitlements (setup, timed apart);
@@ -62,7 +62,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use idsync::app::App;
-use idsync::config::{self, TargetKind};
+use idsync::config::TargetKind;
 use idsync::model::{AccountStatus, Attributes, Operation, TaskStatus};
 use idsync::sim::SimStats;
 use idsync::store::{AccountFilter, EntitlementFilter, Store, TaskFilter};
@@ -626,7 +626,7 @@ impl Plan {
 
 async fn child_run(config_path: &Path, sim_pid: u32, total: u32) -> Result<Measurement> {
     let text = std::fs::read_to_string(config_path)?;
-    let loaded = config::load_from_str(&text, &config_path.display().to_string(), &[])
+    let loaded = idsync::app::load_config_str(&text, &config_path.display().to_string(), &[])
         .map_err(|err| format!("{err}: {:?}", err.problems))?;
     idsync::telemetry::init_logging(&loaded.config.log)?;
     let store_path = loaded

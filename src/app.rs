@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use secrecy::SecretString;
@@ -11,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::clock;
-use crate::config::{Config, SecretError};
-use crate::connector::{registry, Connector, ConnectorError};
+use crate::config::{self, Config, ConfigError, LoadedConfig, SecretError};
+use crate::connector::registry::{self, AdapterRules};
+use crate::connector::{Connector, ConnectorError};
 use crate::scheduler::{self, JobRunner, Scheduler, SchedulerError};
 use crate::server::{self, ServerState};
 use crate::store::{SqliteStore, Store, StoreError};
@@ -48,6 +50,23 @@ pub enum AppError {
         /// Why.
         message: String,
     },
+}
+
+/// Loads the config file at `path` (with `IDSYNC__*` overrides from the environment) and
+/// checks it with every rule, the adapters' included: what `check-config`, `run` and every
+/// other command read.
+pub fn load_config(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    config::load(path, &AdapterRules)
+}
+
+/// [`load_config`] of a config held in memory (`source_name` names it in problems), with
+/// explicit environment overrides instead of the process environment.
+pub fn load_config_str(
+    text: &str,
+    source_name: &str,
+    env: &[(String, String)],
+) -> Result<LoadedConfig, ConfigError> {
+    config::load_from_str(text, source_name, env, &AdapterRules)
 }
 
 /// Everything a command needs: the config, the store, the connectors and the job runners.

@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use crate::app::{self, App};
 use crate::cli::args::{DemoArgs, SimArgs, SimKind};
 use crate::cli::{print_summary, OutputFormat, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
-use crate::config::{self, LogConfig, LogFormat};
+use crate::config::{LogConfig, LogFormat};
 use crate::model::{ImportMode, Trigger};
 use crate::sim::{
     DcUserStatus, DigicertControl, DigicertSeed, DigicertServer, DigicertSim, DigicertSimConfig,
@@ -397,7 +397,7 @@ pub async fn run(args: DemoArgs, format: OutputFormat) -> i32 {
     };
     let api_token = random_hex(16);
     let text = demo_config(&sims, &args, &api_token);
-    let loaded = match config::load_from_str(&text, "demo config", &[]) {
+    let loaded = match crate::app::load_config_str(&text, "demo config", &[]) {
         Ok(loaded) => loaded,
         Err(err) => {
             eprintln!("error: {err}:");

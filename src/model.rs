@@ -198,6 +198,14 @@ string_enum!(
     }
 );
 
+impl Operation {
+    /// Whether the operation grants or revokes an entitlement (`add_access`, `remove_access`)
+    /// rather than acting on the account itself.
+    pub fn is_access(self) -> bool {
+        matches!(self, Operation::AddAccess | Operation::RemoveAccess)
+    }
+}
+
 /// An account as a connector read it from the target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccountRecord {

@@ -495,7 +495,7 @@ async fn retry_after_is_honoured() {
 async fn a_template_with_a_missing_variable_fails_check_config() {
     let sim = jama_with(seed(1, 1), |_| {}).await;
     let target = jama_target(&sim, "[targets.jama.templates]\ncreate_account = '''{\"username\": \"${ user.no_such_field }\"}'''\n");
-    let err = idsync::config::load_from_str(&target, "test", &[]).unwrap_err();
+    let err = idsync::app::load_config_str(&target, "test", &[]).unwrap_err();
     let text = err
         .problems
         .iter()

@@ -7,7 +7,7 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{self, App};
-use crate::config::{self, LoadedConfig};
+use crate::config::LoadedConfig;
 use crate::model::{AccountStatus, ImportMode, Operation, Task, TaskStatus, Trigger};
 use crate::store::{
     AccountFilter, EntitlementFilter, GrantFilter, RunFilter, Store, Submitted, TaskFilter,
@@ -90,7 +90,7 @@ async fn with_config(command: Command, loaded: LoadedConfig, format: OutputForma
 
 /// Loads the config, printing every problem on failure.
 fn load_config(path: &Path) -> Option<LoadedConfig> {
-    match config::load(path) {
+    match crate::app::load_config(path) {
         Ok(loaded) => Some(loaded),
         Err(err) => {
             eprintln!("error: {err}:");
@@ -103,7 +103,7 @@ fn load_config(path: &Path) -> Option<LoadedConfig> {
 }
 
 fn check_config(path: &Path, format: OutputFormat) -> i32 {
-    match config::load(path) {
+    match crate::app::load_config(path) {
         Ok(loaded) => {
             if format == OutputFormat::Json {
                 print_json(

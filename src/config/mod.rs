@@ -19,7 +19,7 @@ mod validate;
 pub use duration::ConfigDuration;
 pub use load::{load, load_from_str, ConfigError, LoadedConfig};
 pub use secret::{SecretError, SecretSpec};
-pub use validate::{parse_schedule, validate, ConfigProblem, ConfigWarning};
+pub use validate::{parse_schedule, validate, ConfigProblem, ConfigWarning, TargetRules};
 
 use crate::model::{ImportMode, JobKind};
 
@@ -225,7 +225,7 @@ pub struct TargetConfig {
     pub soap_action: Option<String>,
     /// SOAP targets (Duck Creek): `"1.1"` (default) or `"1.2"`.
     #[serde(default)]
-    pub soap_version: Option<crate::connector::soap::SoapVersion>,
+    pub soap_version: Option<SoapVersion>,
     /// SOAP targets (Duck Creek): the request `Content-Type`. Unset: `text/xml;
     /// charset=utf-8` (SOAP 1.1) or `application/soap+xml; charset=utf-8` (SOAP 1.2).
     #[serde(default)]
@@ -315,6 +315,28 @@ pub struct TargetConfig {
     pub remove_strategy: Option<RemoveStrategy>,
 }
 
+/// `soap_version`: the SOAP version a target speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum SoapVersion {
+    /// SOAP 1.1: `text/xml`, a `SOAPAction` header, `faultcode` `Client`/`Server`.
+    #[default]
+    #[serde(rename = "1.1")]
+    V1_1,
+    /// SOAP 1.2: `application/soap+xml` with an `action` parameter, `Sender`/`Receiver`.
+    #[serde(rename = "1.2")]
+    V1_2,
+}
+
+impl SoapVersion {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SoapVersion::V1_1 => "1.1",
+            SoapVersion::V1_2 => "1.2",
+        }
+    }
+}
+
 /// `disable_strategy` (DigiCert): what `disable_account` does.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -348,6 +370,28 @@ impl TargetConfig {
             .map(|spec| ("client_secret", spec));
         let password = self.password.iter().map(|spec| ("password", spec));
         api_key.chain(client_secret).chain(password).collect()
+    }
+
+    /// Each key that only some kinds of target read, and whether this target sets it. The
+    /// adapters say which of them they read; the registry refuses the others.
+    pub fn kind_specific_keys(&self) -> [(&'static str, bool); 15] {
+        [
+            ("api_key", self.api_key.is_some()),
+            ("api_key_header", self.api_key_header.is_some()),
+            ("default_role", self.default_role.is_some()),
+            ("disable_strategy", self.disable_strategy.is_some()),
+            ("client_id", self.client_id.is_some()),
+            ("client_secret", self.client_secret.is_some()),
+            ("remove_strategy", self.remove_strategy.is_some()),
+            ("username", self.username.is_some()),
+            ("password", self.password.is_some()),
+            ("entity_id", self.entity_id.is_some()),
+            ("soap_action", self.soap_action.is_some()),
+            ("soap_version", self.soap_version.is_some()),
+            ("content_type", self.content_type.is_some()),
+            ("request_wrapper", self.request_wrapper.is_some()),
+            ("already_done_codes", !self.already_done_codes.is_empty()),
+        ]
     }
 }
 

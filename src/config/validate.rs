@@ -3,7 +3,6 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::ops::RangeInclusive;
 
 use chrono::{DateTime, Months, Utc};
 use croner::parser::{CronParser, Seconds, Year};
@@ -11,7 +10,6 @@ use croner::Cron;
 
 use super::{
     Config, JobConfig, LogConfig, RateLimit, RateLimits, ServerConfig, StoreConfig, TargetConfig,
-    TargetKind,
 };
 use crate::model::{ImportMode, JobKind};
 
@@ -41,6 +39,28 @@ impl ConfigProblem {
         self.value = Some(value.into());
         self
     }
+
+    /// The same problem showing a text value as the file would spell it, quoted (never use
+    /// this for a secret).
+    pub fn with_quoted(self, text: &str) -> Self {
+        self.with_value(quoted(text))
+    }
+
+    /// The same problem with its key placed under `prefix` (`api_key` under `targets.dc`
+    /// becomes `targets.dc.api_key`).
+    pub fn under(mut self, prefix: &str) -> Self {
+        self.key = format!("{prefix}.{}", self.key);
+        self
+    }
+}
+
+/// The rules of each kind of target. The adapters own them (see
+/// `connector::registry::AdapterRules`); the config layer knows no kind's settings, so every
+/// validation pass is handed the rules to apply.
+pub trait TargetRules {
+    /// Every problem with the kind-specific settings (and templates) of target `name`, keyed
+    /// relative to the target (`api_key`, `templates.create_account`).
+    fn check(&self, name: &str, target: &TargetConfig) -> Vec<ConfigProblem>;
 }
 
 impl fmt::Display for ConfigProblem {
@@ -107,15 +127,16 @@ fn parse_schedule_at(expr: &str, now: DateTime<Utc>) -> Result<Cron, String> {
     }
 }
 
-/// Checks a deserialized config and returns every problem found (empty: the config is
-/// usable). [`load`](super::load) runs the same pass; this is for configs built in code.
-pub fn validate(config: &Config) -> Vec<ConfigProblem> {
+/// Checks a deserialized config with the kind-specific `rules` and returns every problem
+/// found (empty: the config is usable). [`load`](super::load) runs the same pass; this is for
+/// configs built in code.
+pub fn validate(config: &Config, rules: &dyn TargetRules) -> Vec<ConfigProblem> {
     let declared = Declared {
         targets: config.targets.keys().cloned().collect(),
         jobs: config.jobs.keys().cloned().collect(),
     };
     let mut problems = Vec::new();
-    validate_with(config, &declared, crate::clock::now(), &mut problems);
+    validate_with(config, &declared, rules, crate::clock::now(), &mut problems);
     problems
 }
 
@@ -133,6 +154,7 @@ pub(super) struct Declared {
 pub(super) fn validate_with(
     config: &Config,
     declared: &Declared,
+    rules: &dyn TargetRules,
     now: DateTime<Utc>,
     problems: &mut Vec<ConfigProblem>,
 ) {
@@ -150,6 +172,13 @@ pub(super) fn validate_with(
     validate_log(&config.log, problems);
     for (name, target) in &config.targets {
         validate_target(name, target, problems);
+        let prefix = format!("targets.{name}");
+        problems.extend(
+            rules
+                .check(name, target)
+                .into_iter()
+                .map(|problem| problem.under(&prefix)),
+        );
     }
     for (name, job) in &config.jobs {
         validate_job(name, job, &declared.targets, now, problems);
@@ -202,18 +231,6 @@ fn validate_log(log: &LogConfig, problems: &mut Vec<ConfigProblem>) {
     }
 }
 
-/// The page sizes an adapter accepts.
-fn page_size_range(kind: TargetKind) -> RangeInclusive<u32> {
-    match kind {
-        TargetKind::Digicert => 1..=1000,
-        // Jama serves at most 50 per page whatever is asked; the adapter follows what it
-        // serves, so a larger request is harmless.
-        TargetKind::Jama => 1..=1000,
-        // Duck Creek lists come whole; this is only the batch handed to the store.
-        TargetKind::Duckcreek => 1..=10_000,
-    }
-}
-
 /// Collects the problems of one `[section.NAME]` entry, keyed under its prefix.
 struct EntryProblems<'a> {
     prefix: String,
@@ -247,53 +264,13 @@ fn validate_target(name: &str, target: &TargetConfig, problems: &mut Vec<ConfigP
         problems.add("base_url", Some(quoted(url.as_str())), "has no host");
     }
 
-    match target.kind {
-        TargetKind::Digicert => {
-            if target.api_key.is_none() {
-                problems.add(
-                    "api_key",
-                    None,
-                    "is required for kind = \"digicert\"; write api_key = { env = \
-                     \"DIGICERT_API_KEY\" } (or { file = \"PATH\" })",
-                );
-            }
-        }
-        TargetKind::Jama => validate_jama(target, &mut problems),
-        TargetKind::Duckcreek => validate_duckcreek(target, &mut problems),
-    }
-    validate_provisioning(name, target, &mut problems);
-    for field in inapplicable_keys(target) {
-        problems.add(
-            field,
-            None,
-            format!(
-                "does not apply to kind = \"{}\" (remove it; {})",
-                target.kind.as_str(),
-                match target.kind {
-                    TargetKind::Digicert => "DigiCert authenticates with api_key",
-                    TargetKind::Jama => "Jama authenticates with client_id and client_secret",
-                    TargetKind::Duckcreek =>
-                        "Duck Creek authenticates with username and password in every request",
-                }
-            ),
-        );
-    }
-    // Never the value: the error names the variable or the path.
+    // Never the value: the error names the variable or the path. (The adapters, which know
+    // which secrets their kind needs, resolve them again; the duplicate is dropped.)
     for (field, spec) in target.secrets() {
         if let Err(err) = spec.resolve() {
             problems.add(field, None, err.to_string());
         }
     }
-    if let Some(header) = &target.api_key_header {
-        if reqwest::header::HeaderName::from_bytes(header.as_bytes()).is_err() {
-            problems.add(
-                "api_key_header",
-                Some(quoted(header)),
-                "is not a valid HTTP header name",
-            );
-        }
-    }
-
     for (field, value) in [
         ("timeout", target.timeout),
         ("connect_timeout", target.connect_timeout),
@@ -303,22 +280,6 @@ fn validate_target(name: &str, target: &TargetConfig, problems: &mut Vec<ConfigP
                 field,
                 Some(quoted(&value.to_string())),
                 "must be longer than 0s",
-            );
-        }
-    }
-    if let Some(size) = target.page_size {
-        let range = page_size_range(target.kind);
-        if !range.contains(&size) {
-            problems.add(
-                "page_size",
-                Some(size.to_string()),
-                format!(
-                    "must be between {} and {} for kind = \"{}\" (or unset for the adapter's \
-                     default)",
-                    range.start(),
-                    range.end(),
-                    target.kind.as_str()
-                ),
             );
         }
     }
@@ -446,258 +407,6 @@ fn validate_target(name: &str, target: &TargetConfig, problems: &mut Vec<ConfigP
                 message,
             );
         }
-    }
-}
-
-/// The kind-specific keys set on a target of another kind.
-fn inapplicable_keys(target: &TargetConfig) -> Vec<&'static str> {
-    let set = [
-        ("api_key", target.api_key.is_some()),
-        ("api_key_header", target.api_key_header.is_some()),
-        ("client_id", target.client_id.is_some()),
-        ("client_secret", target.client_secret.is_some()),
-        ("username", target.username.is_some()),
-        ("password", target.password.is_some()),
-        ("entity_id", target.entity_id.is_some()),
-        ("soap_action", target.soap_action.is_some()),
-        ("soap_version", target.soap_version.is_some()),
-        ("content_type", target.content_type.is_some()),
-        ("request_wrapper", target.request_wrapper.is_some()),
-        ("already_done_codes", !target.already_done_codes.is_empty()),
-    ];
-    let applies: &[&str] = match target.kind {
-        TargetKind::Digicert => &["api_key", "api_key_header"],
-        TargetKind::Jama => &["client_id", "client_secret"],
-        TargetKind::Duckcreek => &[
-            "username",
-            "password",
-            "entity_id",
-            "soap_action",
-            "soap_version",
-            "content_type",
-            "request_wrapper",
-            "already_done_codes",
-        ],
-    };
-    set.iter()
-        .filter(|(field, is_set)| *is_set && !applies.contains(field))
-        .map(|(field, _)| *field)
-        .collect()
-}
-
-/// The provisioning keys of a target: the policies of its kind only (`default_role` and
-/// `disable_strategy` for DigiCert, `remove_strategy` for Jama), and templates that exist for
-/// its kind and render to a body against the sample context.
-fn validate_provisioning(name: &str, target: &TargetConfig, problems: &mut EntryProblems<'_>) {
-    let policies = [
-        (
-            "default_role",
-            TargetKind::Digicert,
-            target.default_role.is_some(),
-        ),
-        (
-            "disable_strategy",
-            TargetKind::Digicert,
-            target.disable_strategy.is_some(),
-        ),
-        (
-            "remove_strategy",
-            TargetKind::Jama,
-            target.remove_strategy.is_some(),
-        ),
-    ];
-    for (field, kind, is_set) in policies {
-        if is_set && kind != target.kind {
-            problems.add(
-                field,
-                None,
-                format!(
-                    "does not apply to kind = \"{}\" (remove it; it is a setting of kind = \
-                     \"{}\")",
-                    target.kind.as_str(),
-                    kind.as_str()
-                ),
-            );
-        }
-    }
-    if let Some(role) = &target.default_role {
-        if role.trim().parse::<u32>().is_err() {
-            problems.add(
-                "default_role",
-                Some(quoted(role)),
-                "must be a DigiCert access role id, e.g. \"5\" (Standard User)",
-            );
-        }
-    }
-    let prefix = format!("{}.", problems.prefix);
-    for err in crate::connector::registry::check_templates(name, target) {
-        let field = err
-            .key
-            .strip_prefix(&prefix)
-            .unwrap_or(&err.key)
-            .to_string();
-        problems.add(&field, None, err.message);
-    }
-}
-
-/// The rules of a `kind = "duckcreek"` target: the login's user name and password, and
-/// values that can be sent in an XML attribute or an HTTP header.
-fn validate_duckcreek(target: &TargetConfig, problems: &mut EntryProblems<'_>) {
-    match target.username.as_deref() {
-        None => problems.add(
-            "username",
-            None,
-            "is required for kind = \"duckcreek\"; write the service account's user name, e.g. \
-             username = \"svc_idsync\"",
-        ),
-        Some(name) if name.trim().is_empty() => {
-            problems.add("username", Some(quoted(name)), "must not be empty");
-        }
-        Some(name) if crate::connector::xml::forbidden_char(name).is_some() => problems.add(
-            "username",
-            Some(quoted(name)),
-            "holds a control character, which XML cannot carry",
-        ),
-        Some(_) => {}
-    }
-    match &target.password {
-        None => problems.add(
-            "password",
-            None,
-            "is required for kind = \"duckcreek\"; write password = { file = \
-             \"/run/credentials/idsync/duckcreek\" } (or { env = \"DUCKCREEK_PASSWORD\" })",
-        ),
-        Some(spec) => {
-            if let Ok(secret) = spec.resolve() {
-                use secrecy::ExposeSecret;
-                if crate::connector::xml::forbidden_char(secret.expose_secret()).is_some() {
-                    problems.add(
-                        "password",
-                        None,
-                        "holds a control character, which XML cannot carry (a stray newline \
-                         in the file is trimmed; other control characters are not)",
-                    );
-                }
-            }
-        }
-    }
-    if let Some(entity) = &target.entity_id {
-        if entity.trim().is_empty() || crate::connector::xml::forbidden_char(entity).is_some() {
-            problems.add(
-                "entity_id",
-                Some(quoted(entity)),
-                "must be a Duck Creek entity id, e.g. \"1\"",
-            );
-        }
-    }
-    if let Some(action) = &target.soap_action {
-        if reqwest::header::HeaderValue::from_str(action).is_err() || action.contains('"') {
-            problems.add(
-                "soap_action",
-                Some(quoted(action)),
-                "must be printable text without quotes (it is sent in the SOAPAction header)",
-            );
-        }
-    }
-    if let Some(content_type) = &target.content_type {
-        if reqwest::header::HeaderValue::from_str(content_type).is_err()
-            || !content_type.to_ascii_lowercase().contains("xml")
-        {
-            problems.add(
-                "content_type",
-                Some(quoted(content_type)),
-                "must be an XML media type, e.g. \"text/xml; charset=utf-8\"",
-            );
-        }
-    }
-    for (operation, codes) in &target.already_done_codes {
-        if !crate::connector::duckcreek::is_already_done_key(operation) {
-            problems.add(
-                &format!("already_done_codes.{operation}"),
-                None,
-                format!(
-                    "is not an operation whose failure can mean \"already done\"; use one of {}",
-                    crate::connector::duckcreek::ALREADY_DONE_OPERATIONS.join(", ")
-                ),
-            );
-        }
-        if let Some(bad) = codes.iter().find(|code| {
-            code.trim().is_empty()
-                || code.trim() != code.as_str()
-                || crate::connector::xml::forbidden_char(code).is_some()
-        }) {
-            problems.add(
-                &format!("already_done_codes.{operation}"),
-                Some(quoted(bad)),
-                "codes must be non-empty, without surrounding spaces or control characters, \
-                 e.g. \"AlreadyAssigned\"",
-            );
-        }
-    }
-    if let Some(wrapper) = &target.request_wrapper {
-        if !crate::connector::xml::is_local_name(&wrapper.element) {
-            problems.add(
-                "request_wrapper.element",
-                Some(quoted(&wrapper.element)),
-                "must be an XML element name without a prefix, e.g. \"processRequestsAsDOM\"",
-            );
-        }
-        if crate::connector::xml::forbidden_char(&wrapper.namespace).is_some()
-            || wrapper.namespace.trim() != wrapper.namespace
-        {
-            problems.add(
-                "request_wrapper.namespace",
-                Some(quoted(&wrapper.namespace)),
-                "must be a namespace URI without control characters or surrounding spaces, \
-                 e.g. \"http://tempuri.org/\" (or \"\" for none)",
-            );
-        }
-    }
-}
-
-/// The rules of a `kind = "jama"` target: OAuth client credentials, and a tenant root URL.
-fn validate_jama(target: &TargetConfig, problems: &mut EntryProblems<'_>) {
-    match target.client_id.as_deref() {
-        None => problems.add(
-            "client_id",
-            None,
-            "is required for kind = \"jama\"; write the OAuth client id from Jama's API \
-             credentials page, e.g. client_id = \"idsync-client\"",
-        ),
-        Some(id) if id.trim().is_empty() => {
-            problems.add("client_id", Some(quoted(id)), "must not be empty");
-        }
-        // HTTP Basic cannot carry a user id with a colon (RFC 7617).
-        Some(id) if id.contains(':') || id.chars().any(char::is_control) => problems.add(
-            "client_id",
-            Some(quoted(id)),
-            "must not contain `:` or control characters (it is sent as HTTP Basic user id)",
-        ),
-        Some(_) => {}
-    }
-    if target.client_secret.is_none() {
-        problems.add(
-            "client_secret",
-            None,
-            "is required for kind = \"jama\"; write client_secret = { env = \
-             \"JAMA_CLIENT_SECRET\" } (or { file = \"PATH\" })",
-        );
-    }
-    let path = target.base_url.path().trim_end_matches('/');
-    if path.ends_with("/rest") || path.ends_with("/rest/v1") || path.ends_with("/rest/latest") {
-        problems.add(
-            "base_url",
-            Some(quoted(target.base_url.as_str())),
-            "must be the tenant's root URL (e.g. \"https://example.jamacloud.com\"): idsync \
-             appends /rest/v1/… and /rest/oauth/token itself",
-        );
-    }
-    if target.token_refresh_skew.get().is_zero() {
-        problems.add(
-            "token_refresh_skew",
-            Some(quoted(&target.token_refresh_skew.to_string())),
-            "must be longer than 0s (a token is refreshed this long before it expires)",
-        );
     }
 }
 
@@ -841,110 +550,5 @@ mod tests {
             message: "m".into(),
         };
         assert_eq!(warning.to_string(), "k: m");
-    }
-
-    /// The problems `check-config` reports for a file with `targets` (and nothing else).
-    fn target_problems(targets: &str) -> Vec<ConfigProblem> {
-        match crate::config::load_from_str(targets, "test.toml", &[]) {
-            Ok(_) => Vec::new(),
-            Err(err) => err.problems,
-        }
-    }
-
-    const DIGICERT: &str = "[targets.dc]\nkind = \"digicert\"\n\
-        base_url = \"https://dc.example/services/v2\"\napi_key = \"k\"\n";
-    const JAMA: &str = "[targets.jama]\nkind = \"jama\"\nbase_url = \"https://jama.example\"\n\
-        client_id = \"c\"\nclient_secret = \"s\"\n";
-
-    #[test]
-    fn built_in_templates_and_good_overrides_pass() {
-        assert_eq!(target_problems(&format!("{DIGICERT}{JAMA}")), []);
-        let text = format!(
-            "{DIGICERT}default_role = \"3\"\ndisable_strategy = \"delete\"\n\
-             [targets.dc.templates]\n\
-             update_account = '''{{\"job_title\": \"${{ user.title }}\"}}'''\n\
-             {JAMA}remove_strategy = \"disable\"\n"
-        );
-        assert_eq!(target_problems(&text), []);
-    }
-
-    #[test]
-    fn a_task_lease_must_outlast_a_request() {
-        let problems = target_problems(&format!("{JAMA}task_lease = \"10s\"\n"));
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        assert_eq!(problems[0].key, "targets.jama.task_lease");
-        assert!(
-            problems[0].message.contains("timeout (30s)"),
-            "{problems:?}"
-        );
-        let text = format!("{JAMA}timeout = \"5s\"\ntask_lease = \"10s\"\n");
-        assert_eq!(target_problems(&text), []);
-    }
-
-    #[test]
-    fn a_broken_template_fails_check_config_with_its_key() {
-        let text = format!(
-            "{DIGICERT}[targets.dc.templates]\n\
-             create_account = '''{{\"u\": \"${{ user.username \"}}'''\n"
-        );
-        let problems = target_problems(&text);
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        assert_eq!(problems[0].key, "targets.dc.templates.create_account");
-        assert!(problems[0].message.contains("syntax error"), "{problems:?}");
-        assert!(problems[0].message.contains(":1"), "{problems:?}");
-    }
-
-    #[test]
-    fn a_template_using_an_unknown_variable_fails_check_config() {
-        let text = format!(
-            "{JAMA}[targets.jama.templates]\n\
-             update_account = '''\n{{\n\"title\": \"${{ user.costcenter }}\"}}'''\n"
-        );
-        let problems = target_problems(&text);
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        assert_eq!(problems[0].key, "targets.jama.templates.update_account");
-        assert!(
-            problems[0].message.contains("user.costcenter")
-                && problems[0].message.contains("undefined")
-                && problems[0].message.contains(":2"),
-            "{problems:?}"
-        );
-        let text = format!(
-            "{JAMA}[targets.jama.templates]\n\
-             update_account = '''{{\"title\": ${{ user.title }}}}'''\n"
-        );
-        let problems = target_problems(&text);
-        assert!(
-            problems[0].message.contains("not valid JSON"),
-            "{problems:?}"
-        );
-    }
-
-    #[test]
-    fn template_keys_and_policies_must_fit_the_kind() {
-        let text = format!(
-            "{DIGICERT}remove_strategy = \"disable\"\ndefault_role = \"admin\"\n\
-             [targets.dc.templates]\nenable_account = '{{}}'\n\
-             {JAMA}disable_strategy = \"delete\"\ndefault_role = \"5\"\n"
-        );
-        let keys: Vec<String> = target_problems(&text)
-            .into_iter()
-            .map(|problem| problem.key)
-            .collect();
-        assert_eq!(
-            keys,
-            [
-                "targets.dc.default_role",
-                "targets.dc.remove_strategy",
-                "targets.dc.templates.enable_account",
-                "targets.jama.default_role",
-                "targets.jama.disable_strategy",
-            ]
-        );
-        let problems = target_problems(&format!("{DIGICERT}disable_strategy = \"lock\"\n"));
-        assert_eq!(
-            problems[0].key, "targets.dc.disable_strategy",
-            "{problems:?}"
-        );
     }
 }

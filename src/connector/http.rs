@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backon::{ExponentialBuilder, Retryable};
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
@@ -35,8 +34,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::io::StreamReader;
 use url::Url;
 
+use super::retry::ReadRetry;
 use super::ConnectorError;
-use crate::config::{RateLimit, ReadRetryConfig, TargetConfig};
+use crate::config::{RateLimit, TargetConfig};
 use crate::telemetry::{TARGET_REQUESTS_TOTAL, TARGET_REQUEST_DURATION_SECONDS};
 
 /// The `User-Agent` idsync sends to every target.
@@ -49,26 +49,37 @@ const EXCERPT_CHARS: usize = 200;
 /// Error bodies are read up to this size at most (only a message is needed from them).
 const ERROR_BODY_CAP: u64 = 64 * 1024;
 
-/// Extracts the target's own error message from an error response body (DigiCert:
-/// `{"errors":[{"code":"…","message":"…"}]}` → `"code: message"`). `None` when the body has
-/// no message in the expected shape; the client then quotes a short excerpt of the body.
-pub type ErrorMessageFn = fn(&[u8]) -> Option<String>;
+/// What an adapter reads from one error response of its target.
+#[derive(Debug, Clone)]
+pub enum ErrorReading {
+    /// The target's own message (DigiCert `{"errors":[{"code","message"}]}` → `"code:
+    /// message"`); the status decides the class.
+    Message(String),
+    /// The body decides the class, whatever the status says (a SOAP `Client` fault comes
+    /// with HTTP 500 and is not worth retrying). The client redacts the credential's secrets
+    /// from it.
+    Classified(ConnectorError),
+    /// Nothing in the target's shape: the client quotes a short excerpt of the body.
+    Unknown,
+}
 
-/// Classifies an error response by its body when its status alone does not tell (SOAP: a
-/// `Client` fault comes with HTTP 500 and is not worth retrying). Gets the target name, the
-/// status and the (capped) body; `None` leaves the status's own class. The client redacts the
-/// credential's secrets from the result.
-pub type ErrorClassifierFn = fn(&str, StatusCode, &[u8]) -> Option<ConnectorError>;
+/// How an adapter reads its target's error responses: the target's config name, the status
+/// and the body (read up to a small cap). The one hook every adapter gives the shared client
+/// (and the token cache) for errors.
+pub type ReadErrorFn = fn(&str, StatusCode, &[u8]) -> ErrorReading;
+
+/// The [`ReadErrorFn`] of a target without an error format of its own.
+pub fn plain_errors(_target: &str, _status: StatusCode, _body: &[u8]) -> ErrorReading {
+    ErrorReading::Unknown
+}
 
 /// What an adapter supplies to the shared client besides the target's config.
 #[derive(Debug, Clone)]
 pub struct ClientDefaults {
     /// The pacing windows used when the target's config leaves `rate_limit` unset.
     pub rate_limits: Vec<RateLimit>,
-    /// How to read the target's own message out of an error body.
-    pub error_message: ErrorMessageFn,
-    /// Classifies an error response by its body (SOAP faults); `None`: by status only.
-    pub classify_error: Option<ErrorClassifierFn>,
+    /// How to read the target's error responses.
+    pub read_error: ReadErrorFn,
 }
 
 impl Default for ClientDefaults {
@@ -76,8 +87,7 @@ impl Default for ClientDefaults {
     fn default() -> Self {
         Self {
             rate_limits: Vec::new(),
-            error_message: |_| None,
-            classify_error: None,
+            read_error: plain_errors,
         }
     }
 }
@@ -231,9 +241,8 @@ pub struct HttpClient {
     pacers: Vec<Pacer>,
     in_flight: Arc<Semaphore>,
     max_response_bytes: u64,
-    read_retry: ReadRetryConfig,
-    error_message: ErrorMessageFn,
-    classify_error: Option<ErrorClassifierFn>,
+    read_retry: ReadRetry,
+    read_error: ReadErrorFn,
     timeout: Duration,
 }
 
@@ -336,9 +345,8 @@ impl HttpClient {
                 usize::try_from(config.max_concurrency.max(1)).unwrap_or(1),
             )),
             max_response_bytes: config.max_response_bytes,
-            read_retry: config.read_retry,
-            error_message: defaults.error_message,
-            classify_error: defaults.classify_error,
+            read_retry: ReadRetry::new(config.read_retry),
+            read_error: defaults.read_error,
             timeout: config.timeout.get(),
         })
     }
@@ -395,11 +403,9 @@ impl HttpClient {
 
     /// GETs `url` and parses the JSON body as `T`.
     ///
-    /// An idempotent read, so it is retried on `Transient` and `RateLimited` errors up to
-    /// `read_retry.max_attempts` attempts in all, with exponential backoff and jitter between
-    /// `initial_backoff` and `max_backoff`, waiting at least the target's `Retry-After` when it
-    /// sent one (a `Retry-After` longer than `max_backoff` ends the retries instead). A body
-    /// that is not the expected JSON is `Permanent`, naming what failed to parse.
+    /// An idempotent read, so it is retried under the target's `read_retry` policy
+    /// ([`ReadRetry`]). A body that is not the expected JSON is `Permanent`, naming what
+    /// failed to parse.
     pub async fn get_json<T: DeserializeOwned>(&self, url: Url) -> Result<T, ConnectorError> {
         let body = self
             .retrying_read(&url, || self.execute(Method::GET, &url, Payload::None))
@@ -408,46 +414,14 @@ impl HttpClient {
         self.parse_json(url.path(), &body)
     }
 
-    /// Runs `read` (an idempotent request to `url`) and repeats it on `Transient` and
-    /// `RateLimited` errors up to `read_retry.max_attempts` attempts in all, with exponential
-    /// backoff and jitter between `initial_backoff` and `max_backoff`, waiting at least the
-    /// target's `Retry-After` when it sent one (a `Retry-After` longer than `max_backoff` ends
-    /// the retries instead).
+    /// Runs `read` (an idempotent request to `url`) and repeats it under the target's
+    /// `read_retry` policy ([`ReadRetry`]).
     pub async fn retrying_read<T, F, Fut>(&self, url: &Url, read: F) -> Result<T, ConnectorError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, ConnectorError>>,
     {
-        let retry = self.read_retry;
-        let max_backoff = retry.max_backoff.get();
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(retry.initial_backoff.get())
-            .with_max_delay(max_backoff)
-            .with_max_times(usize::try_from(retry.max_attempts.saturating_sub(1)).unwrap_or(0))
-            .with_jitter();
-        read.retry(backoff)
-            .when(ConnectorError::is_retryable)
-            .adjust(|err, delay| {
-                let retry_after = match err {
-                    ConnectorError::RateLimited { retry_after, .. } => *retry_after,
-                    _ => None,
-                };
-                match (delay, retry_after) {
-                    (Some(_), Some(wait)) if wait > max_backoff => None,
-                    (Some(delay), Some(wait)) => Some(delay.max(wait)),
-                    (delay, _) => delay,
-                }
-            })
-            .notify(|err, delay| {
-                tracing::warn!(
-                    target = %self.target,
-                    path = url.path(),
-                    error = %err,
-                    delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                    "Retrying target read."
-                );
-            })
-            .await
+        self.read_retry.run(&self.target, url.path(), read).await
     }
 
     /// Sends one request with an optional JSON body and returns the 2xx response. Never
@@ -757,12 +731,14 @@ impl HttpClient {
             Ok(body) => body,
             Err(_) => Bytes::new(),
         };
-        if let Some(classify) = self.classify_error {
-            if let Some(err) = classify(&self.target, status, &body) {
-                return err.map_text(|text| self.credential.redact(&text));
+        let message = match (self.read_error)(&self.target, status, &body) {
+            ErrorReading::Classified(err) => {
+                return err.map_text(|text| self.credential.redact(&text))
             }
-        }
-        self.status_error(status, retry_after, &body)
+            ErrorReading::Message(message) => Some(message),
+            ErrorReading::Unknown => None,
+        };
+        self.status_error(status, retry_after, &body, message)
     }
 
     /// Reads a success body up to `cap` bytes.
@@ -788,14 +764,16 @@ impl HttpClient {
         }
     }
 
-    /// The error for a non-2xx, non-3xx status, with the target's own message.
+    /// The error for a non-2xx, non-3xx status, with the target's own message (`message`,
+    /// as the adapter read it from `body`).
     fn status_error(
         &self,
         status: StatusCode,
         retry_after: Option<Duration>,
         body: &[u8],
+        message: Option<String>,
     ) -> ConnectorError {
-        let message = self.target_message(status, body);
+        let message = self.target_message(status, body, message);
         let target = self.target.clone();
         match status.as_u16() {
             401 => ConnectorError::Auth { target, message },
@@ -819,8 +797,8 @@ impl HttpClient {
 
     /// The target's own message from an error body, else a short excerpt, else the status
     /// reason; secrets the credential knows are redacted.
-    fn target_message(&self, status: StatusCode, body: &[u8]) -> String {
-        let message = (self.error_message)(body)
+    fn target_message(&self, status: StatusCode, body: &[u8], message: Option<String>) -> String {
+        let message = message
             .filter(|message| !message.trim().is_empty())
             .or_else(|| body_excerpt(body))
             .unwrap_or_else(|| {
@@ -1207,15 +1185,10 @@ mod tests {
         toml::from_str(&text).unwrap()
     }
 
-    fn dc_errors(body: &[u8]) -> Option<String> {
-        crate::connector::digicert::error_message(body)
-    }
-
     fn client_with(base: &str, extra: &str, credential: Arc<dyn Credential>) -> HttpClient {
         let defaults = ClientDefaults {
             rate_limits: Vec::new(),
-            error_message: dc_errors,
-            classify_error: None,
+            read_error: crate::connector::digicert::read_error,
         };
         HttpClient::new("dc", &config(base, extra), defaults, credential).unwrap()
     }
@@ -1911,8 +1884,7 @@ mod tests {
                 requests: 90,
                 per: crate::config::ConfigDuration::from_secs(5),
             }],
-            error_message: |_| None,
-            classify_error: None,
+            read_error: plain_errors,
         };
         let build = |extra: &str| {
             let text = format!("kind = \"digicert\"\nbase_url = \"https://dc.example\"\n{extra}");

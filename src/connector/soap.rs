@@ -24,7 +24,6 @@ use futures::FutureExt;
 use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 use url::Url;
 
 use super::http::{BodyReader, Credential, HttpClient, RawBody, StreamingResponse};
@@ -40,18 +39,9 @@ pub const SOAP_1_2: &str = "http://www.w3.org/2003/05/soap-envelope";
 /// The longest fault text quoted in an error.
 const FAULT_TEXT_CHARS: usize = 300;
 
-/// The SOAP version a target speaks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub enum SoapVersion {
-    /// SOAP 1.1: `text/xml`, a `SOAPAction` header, `faultcode` `Client`/`Server`.
-    #[default]
-    #[serde(rename = "1.1")]
-    V1_1,
-    /// SOAP 1.2: `application/soap+xml` with an `action` parameter, `Sender`/`Receiver`.
-    #[serde(rename = "1.2")]
-    V1_2,
-}
+pub use crate::config::SoapVersion;
 
+/// What each SOAP version means on the wire.
 impl SoapVersion {
     /// The envelope namespace.
     pub fn namespace(self) -> &'static str {
@@ -66,14 +56,6 @@ impl SoapVersion {
         match self {
             SoapVersion::V1_1 => "text/xml; charset=utf-8",
             SoapVersion::V1_2 => "application/soap+xml; charset=utf-8",
-        }
-    }
-
-    /// The config spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SoapVersion::V1_1 => "1.1",
-            SoapVersion::V1_2 => "1.2",
         }
     }
 }
@@ -178,7 +160,8 @@ pub fn fault_error(
 }
 
 /// The classified error of an error response whose body is a SOAP fault; `None` when it is
-/// not (the status then decides). For [`ClientDefaults::classify_error`](super::http::ClientDefaults).
+/// not (the status then decides). For an adapter's
+/// [`ReadErrorFn`](super::http::ReadErrorFn).
 pub fn classify_fault_body(
     target: &str,
     status: StatusCode,
@@ -642,7 +625,7 @@ mod tests {
 
     use super::*;
     use crate::config::TargetConfig;
-    use crate::connector::http::ClientDefaults;
+    use crate::connector::http::{ClientDefaults, ErrorReading};
     use crate::connector::ErrorClass;
 
     const PASSWORD: &str = "pa<ss>&'w0rd-UNMISTAKABLE";
@@ -795,9 +778,15 @@ mod tests {
         ))
         .unwrap();
         let defaults = ClientDefaults {
-            classify_error: Some(|target, status, body| {
-                classify_fault_body(target, status, body, login_rejected)
-            }),
+            read_error: |target, status, body| match classify_fault_body(
+                target,
+                status,
+                body,
+                login_rejected,
+            ) {
+                Some(err) => ErrorReading::Classified(err),
+                None => ErrorReading::Unknown,
+            },
             ..ClientDefaults::default()
         };
         let http = HttpClient::new(

@@ -26,7 +26,6 @@ use std::sync::{Arc, Mutex as StdMutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backon::{ExponentialBuilder, Retryable};
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, RequestBuilder};
 use secrecy::{ExposeSecret, SecretString};
@@ -35,9 +34,10 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use url::Url;
 
-use super::http::{ClientDefaults, Credential, ErrorMessageFn, HttpClient};
+use super::http::{ClientDefaults, Credential, HttpClient, ReadErrorFn};
+use super::retry::ReadRetry;
 use super::ConnectorError;
-use crate::config::{ReadRetryConfig, TargetConfig};
+use crate::config::TargetConfig;
 use crate::telemetry::TOKEN_REFRESHES_TOTAL;
 
 /// The lifetime assumed for a token whose response gives no `expires_in` (a 401 refreshes
@@ -217,7 +217,7 @@ pub struct TokenCache {
     token_url: Url,
     client_secret: SecretString,
     skew: Duration,
-    retry: ReadRetryConfig,
+    retry: ReadRetry,
     state: Mutex<State>,
     /// Refreshes finished (success or failure); read before waiting on `state` to tell
     /// whether a refresh completed while waiting.
@@ -240,7 +240,7 @@ impl TokenCache {
     /// The token cache of target `target`: tokens come from `POST {base_url}/{token_path…}`
     /// (Jama: `["rest", "oauth", "token"]`), requested with `credentials`. The token endpoint
     /// gets a client of its own built from `config` (timeouts, TLS, `read_retry`; no pacing
-    /// unless `rate_limit` is set), reading error bodies with `error_message`. Tokens are
+    /// unless `rate_limit` is set), reading error bodies with `read_error`. Tokens are
     /// refreshed `config.token_refresh_skew` before they expire.
     ///
     /// Fails (class `Permanent`) when the client cannot be built or the path is unusable.
@@ -249,7 +249,7 @@ impl TokenCache {
         config: &TargetConfig,
         token_path: &[&str],
         credentials: &ClientCredentials,
-        error_message: ErrorMessageFn,
+        read_error: ReadErrorFn,
     ) -> Result<Self, ConnectorError> {
         let grant = ClientCredentialsGrant::new(target, credentials);
         let endpoint = HttpClient::new(
@@ -257,8 +257,7 @@ impl TokenCache {
             config,
             ClientDefaults {
                 rate_limits: Vec::new(),
-                error_message,
-                classify_error: None,
+                read_error,
             },
             Arc::new(grant),
         )?;
@@ -269,7 +268,7 @@ impl TokenCache {
             token_url,
             client_secret: credentials.client_secret.clone(),
             skew: config.token_refresh_skew.get(),
-            retry: config.read_retry,
+            retry: ReadRetry::new(config.read_retry),
             state: Mutex::new(State::default()),
             refreshes: AtomicU64::new(0),
             recent: StdMutex::new(Vec::new()),
@@ -351,34 +350,9 @@ impl TokenCache {
     /// Requests a token, retrying transient failures with the target's read backoff, and
     /// counts the outcome.
     async fn fetch(&self) -> Result<FreshToken, ConnectorError> {
-        let max_backoff = self.retry.max_backoff.get();
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(self.retry.initial_backoff.get())
-            .with_max_delay(max_backoff)
-            .with_max_times(usize::try_from(self.retry.max_attempts.saturating_sub(1)).unwrap_or(0))
-            .with_jitter();
-        let result = (|| self.request_token())
-            .retry(backoff)
-            .when(ConnectorError::is_retryable)
-            .adjust(|err, delay| {
-                let retry_after = match err {
-                    ConnectorError::RateLimited { retry_after, .. } => *retry_after,
-                    _ => None,
-                };
-                match (delay, retry_after) {
-                    (Some(_), Some(wait)) if wait > max_backoff => None,
-                    (Some(delay), Some(wait)) => Some(delay.max(wait)),
-                    (delay, _) => delay,
-                }
-            })
-            .notify(|err, delay| {
-                tracing::warn!(
-                    target = %self.target,
-                    error = %err,
-                    delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                    "Retrying token request."
-                );
-            })
+        let result = self
+            .retry
+            .run(&self.target, "token request", || self.request_token())
             .await;
         let outcome = match &result {
             Ok(fresh) => {
@@ -610,6 +584,7 @@ mod tests {
     use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
     use super::*;
+    use crate::connector::http::ErrorReading;
     use crate::connector::ErrorClass;
 
     const SECRET: &str = "cl13nt-SECRET-unmistakable-93e1";
@@ -626,12 +601,16 @@ mod tests {
         .unwrap()
     }
 
-    fn meta_message(body: &[u8]) -> Option<String> {
-        let value: Value = serde_json::from_slice(body).ok()?;
-        value
-            .pointer("/meta/message")
+    fn meta_message(_: &str, _: reqwest::StatusCode, body: &[u8]) -> ErrorReading {
+        let value: Option<Value> = serde_json::from_slice(body).ok();
+        match value
+            .as_ref()
+            .and_then(|value| value.pointer("/meta/message"))
             .and_then(Value::as_str)
-            .map(str::to_string)
+        {
+            Some(message) => ErrorReading::Message(message.to_string()),
+            None => ErrorReading::Unknown,
+        }
     }
 
     fn new_cache(base: &str, extra: &str) -> Arc<TokenCache> {
@@ -656,8 +635,7 @@ mod tests {
             &config(base, ""),
             ClientDefaults {
                 rate_limits: Vec::new(),
-                error_message: meta_message,
-                classify_error: None,
+                read_error: meta_message,
             },
             cache,
         )

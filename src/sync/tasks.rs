@@ -354,7 +354,7 @@ mod tests {
     fn capability_check_uses_the_adapters_capabilities_and_reasons() {
         let text = "[targets.jama]\nkind = \"jama\"\nbase_url = \"http://127.0.0.1:9\"\n\
                     client_id = \"c\"\nclient_secret = \"s\"\n";
-        let config = crate::config::load_from_str(text, "test", &[])
+        let config = crate::app::load_config_str(text, "test", &[])
             .unwrap()
             .config;
         let jama =

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use idsync::app::App;
-use idsync::config;
+
 use idsync::model::{Account, Attributes, Entitlement, Grant, ImportMode, Operation, Trigger};
 use idsync::sim::{
     DigicertSeed, DigicertServer, DigicertSim, DigicertSimConfig, DuckCreekSeed, DuckCreekServer,
@@ -178,7 +178,7 @@ read_retry = {{ max_attempts = 3, initial_backoff = "10ms", max_backoff = "50ms"
     /// Builds the app from the config.
     pub async fn app(&self) -> App {
         let loaded =
-            config::load_from_str(&self.config, "test config", &[]).unwrap_or_else(|err| {
+            idsync::app::load_config_str(&self.config, "test config", &[]).unwrap_or_else(|err| {
                 panic!("config problems: {:?}", err.problems);
             });
         App::build(loaded.config).await.unwrap()

@@ -1,0 +1,115 @@
+//! The settings a DigiCert target reads, and their checks (the same for `check-config` and
+//! the constructor).
+
+use secrecy::SecretString;
+
+use crate::config::{ConfigDuration, ConfigProblem, DisableStrategy, RateLimit, TargetConfig};
+use crate::connector::kit::settings::{self, Problems};
+use crate::connector::kit::Adapter;
+use crate::connector::template::TemplateSet;
+
+use super::DigicertConnector;
+
+/// Users per page when the target's `page_size` is unset.
+pub const DEFAULT_PAGE_SIZE: u32 = 1000;
+
+/// The header that carries the API key when `api_key_header` is unset.
+pub const DEFAULT_API_KEY_HEADER: &str = "X-DC-DEVKEY";
+
+/// The role given to a created user when the task names none and `default_role` is unset
+/// (Standard User).
+pub const DEFAULT_ROLE: &str = "5";
+
+/// The kind-specific keys a DigiCert target reads.
+pub const SETTINGS: &[&str] = &[
+    "api_key",
+    "api_key_header",
+    "default_role",
+    "disable_strategy",
+];
+
+/// The pacing DigiCert needs: its documented per-key limits (100 per 5 s, 1000 per 3 min, on
+/// rolling windows), kept at 90 %.
+pub fn default_rate_limits() -> Vec<RateLimit> {
+    vec![
+        RateLimit {
+            requests: 90,
+            per: ConfigDuration::from_secs(5),
+        },
+        RateLimit {
+            requests: 900,
+            per: ConfigDuration::from_secs(180),
+        },
+    ]
+}
+
+/// A DigiCert target's settings, read and checked.
+#[derive(Debug)]
+pub struct Settings {
+    /// The API key.
+    pub api_key: SecretString,
+    /// The header that carries it.
+    pub api_key_header: String,
+    /// Users per page (1 to 1000).
+    pub page_size: u32,
+    /// The role of a created user whose task names none.
+    pub default_role: String,
+    /// What `disable_account` does.
+    pub disable_strategy: DisableStrategy,
+    /// The compiled templates.
+    pub templates: TemplateSet,
+}
+
+impl Settings {
+    /// Reads the settings of target `name`: every problem at once, keyed relative to it.
+    pub fn read(name: &str, target: &TargetConfig) -> Result<Self, Vec<ConfigProblem>> {
+        let mut problems = Problems::default();
+        let api_key = problems.take(settings::required_secret(
+            target,
+            "api_key",
+            target.api_key.as_ref(),
+            "write api_key = { env = \"DIGICERT_API_KEY\" } (or { file = \"PATH\" })",
+        ));
+        let api_key_header = target
+            .api_key_header
+            .clone()
+            .unwrap_or_else(|| DEFAULT_API_KEY_HEADER.to_string());
+        if reqwest::header::HeaderName::from_bytes(api_key_header.as_bytes()).is_err() {
+            problems.add(
+                "api_key_header",
+                Some(&api_key_header),
+                "is not a valid HTTP header name",
+            );
+        }
+        let default_role = target
+            .default_role
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ROLE.to_string());
+        if default_role.trim().parse::<u32>().is_err() {
+            problems.add(
+                "default_role",
+                Some(&default_role),
+                "must be a DigiCert access role id, e.g. \"5\" (Standard User)",
+            );
+        }
+        let page_size = problems.take(settings::page_size(target, 1..=1000, DEFAULT_PAGE_SIZE));
+        let templates = problems.take_all(settings::templates(
+            name,
+            target,
+            &DigicertConnector::TEMPLATES,
+            settings::no_extra_checks,
+        ));
+        let read = match (api_key, page_size, templates) {
+            (Some(api_key), Some(page_size), Some(templates)) => Some(Self {
+                api_key,
+                api_key_header,
+                page_size,
+                default_role,
+                disable_strategy: target.disable_strategy.unwrap_or_default(),
+                templates,
+            }),
+            _ => None,
+        };
+        problems.finish(read)
+    }
+}

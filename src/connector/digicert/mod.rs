@@ -1,0 +1,106 @@
+//! DigiCert CertCentral Services API v2: API key, offset/limit paging, full-replace `PUT`s.
+//!
+//! * **Accounts**: `GET /user?offset=N&limit=M`, one stream item per page.
+//! * **Entitlements**: `GET /container` (type `container`), then `GET /container/{id}/role`
+//!   for each top-level container (type `role`, de-duplicated by id).
+//! * **Grants**: the user pages again: each access role and the user's one container.
+//! * **Auth**: the API key in `X-DC-DEVKEY` (`api_key_header`).
+//! * **Pacing**: 90 requests per 5 s and 900 per 3 min by default (90 % of the documented
+//!   per-key limits, which answer with bare 429s and no `Retry-After`).
+//! * **Provisioning**: create, update and remove accounts; add and remove `role`s (the whole
+//!   role list is `PUT` back, and a user's last role is never removed); add (move to) a
+//!   `container`. CertCentral has no enable/disable: `disable_strategy = "delete"` deletes
+//!   the user on `disable_account`. A duplicate create counts as done only for the same
+//!   person (same email).
+//!
+//! Files: [`config`] (settings), `import` (reads), `provision` (changes), `wire` (JSON and
+//! mapping), `tests`.
+
+use std::sync::Arc;
+
+use crate::config::{ConfigProblem, DisableStrategy, TargetConfig};
+use crate::connector::http::{ClientDefaults, HttpClient, StaticHeader};
+use crate::connector::kit::{self, Adapter, Core};
+use crate::connector::template::TemplateCatalog;
+use crate::connector::ConnectorError;
+use crate::model::Operation;
+
+pub mod config;
+mod import;
+mod provision;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use self::provision::{capabilities, unsupported_reason, TEMPLATES};
+pub use self::config::DEFAULT_PAGE_SIZE;
+pub use self::wire::{error_message, read_error};
+
+/// Entitlement type of an access role.
+pub const ROLE: &str = "role";
+
+/// Entitlement type of a container (division).
+pub const CONTAINER: &str = "container";
+
+/// The DigiCert CertCentral connector of one target.
+#[derive(Debug)]
+pub struct DigicertConnector {
+    core: Core,
+    http: HttpClient,
+    default_role: String,
+    disable_strategy: DisableStrategy,
+}
+
+impl DigicertConnector {
+    /// Builds the connector of target `name` (see [`kit::build`]): the API key is resolved
+    /// now; no request is made.
+    pub fn new(name: &str, target: &TargetConfig) -> Result<Self, ConnectorError> {
+        kit::build(name, target)
+    }
+}
+
+impl Adapter for DigicertConnector {
+    const NAME: &'static str = "DigiCert";
+    const SETTINGS: &'static [&'static str] = config::SETTINGS;
+    const TEMPLATES: TemplateCatalog = TEMPLATES;
+    type Settings = config::Settings;
+
+    fn settings(name: &str, target: &TargetConfig) -> Result<Self::Settings, Vec<ConfigProblem>> {
+        config::Settings::read(name, target)
+    }
+
+    fn with_settings(
+        name: &str,
+        target: &TargetConfig,
+        settings: Self::Settings,
+    ) -> Result<Self, ConnectorError> {
+        let credential = StaticHeader::new(name, &settings.api_key_header, settings.api_key)?;
+        let defaults = ClientDefaults {
+            rate_limits: config::default_rate_limits(),
+            read_error,
+        };
+        let http = HttpClient::new(name, target, defaults, Arc::new(credential))?;
+        let capabilities = capabilities(settings.disable_strategy);
+        Ok(Self {
+            core: Core::new(
+                name,
+                Self::NAME,
+                settings.page_size,
+                capabilities,
+                settings.templates,
+            ),
+            http,
+            default_role: settings.default_role,
+            disable_strategy: settings.disable_strategy,
+        })
+    }
+
+    fn core(&self) -> &Core {
+        &self.core
+    }
+
+    fn why_unsupported(&self, operation: Operation, entitlement_type: Option<&str>) -> String {
+        unsupported_reason(operation, entitlement_type)
+    }
+}

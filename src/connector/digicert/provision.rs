@@ -1,0 +1,388 @@
+//! Changing DigiCert: the request-body templates, what the target supports, and one method
+//! per operation.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use super::wire::{numeric, replacement, role_ids, Created};
+use super::{DigicertConnector, CONTAINER, ROLE};
+use crate::config::DisableStrategy;
+use crate::connector::kit::idempotency::{
+    already_done_if, is_not_found, is_refusal_saying, judge_duplicate,
+};
+use crate::connector::kit::{AccountId, Entitlement, Operations};
+use crate::connector::mapping::NativeId;
+use crate::connector::template::{expect_object, Escape, TemplateCatalog, TemplateContext};
+use crate::connector::{
+    Capabilities, Capability, ConnectorError, ProvisionOutcome, ProvisionRequest,
+};
+use crate::model::Operation;
+
+/// The built-in `create_account` body (`POST /user`): the task's names, email, title and
+/// phone, its `container_id` attribute when set, and the role.
+pub const CREATE_ACCOUNT_TEMPLATE: &str = r#"{
+  "username": "${ account.name }",
+  "first_name": "${ user.firstname }",
+  "last_name": "${ user.lastname }",
+  "email": "${ user.email }",
+{%- if user.title %}
+  "job_title": "${ user.title }",
+{%- endif %}
+{%- if user.phonenumber %}
+  "telephone": "${ user.phonenumber }",
+{%- endif %}
+{%- if user.container_id %}
+  "container": { "id": ${ user.container_id } },
+{%- endif %}
+  "access_roles": [{ "id": ${ entitlementValue.entitlementID } }]
+}"#;
+
+/// The built-in `update_account` changes: each of the task's `firstname`, `lastname`,
+/// `email`, `title` and `phonenumber` that is set, as the user field it changes. They are
+/// merged into the user as read, and the whole user is `PUT` back.
+pub const UPDATE_ACCOUNT_TEMPLATE: &str = r#"
+{%- set fields = {"firstname": "first_name", "lastname": "last_name", "email": "email",
+                  "title": "job_title", "phonenumber": "telephone"} -%}
+{
+{%- for key, field in fields|items if user[key] is defined %}
+  "${ field }": "${ user[key] }"{% if not loop.last %},{% endif %}
+{%- endfor %}
+}"#;
+
+/// The request-body templates: `create_account` and `update_account`, JSON.
+pub const TEMPLATES: TemplateCatalog = TemplateCatalog {
+    defaults: &[
+        ("create_account", CREATE_ACCOUNT_TEMPLATE),
+        ("update_account", UPDATE_ACCOUNT_TEMPLATE),
+    ],
+    optional: &[],
+    escape: Escape::Json,
+};
+
+/// Why `enable_account` / `disable_account` are refused.
+pub const NO_ENABLE_DISABLE: &str = "CertCentral has no enable/disable call";
+
+/// Why `remove_access` on a container is refused.
+pub const ONE_CONTAINER: &str = "a DigiCert user has exactly one container; move the user \
+                                 with add_access on another container instead";
+
+/// The attributes a create needs (DigiCert requires a first name, a last name and an email).
+const REQUIRED_ON_CREATE: [&str; 3] = ["firstname", "lastname", "email"];
+
+/// What a DigiCert target supports with `disable_strategy`: create, update and remove
+/// accounts, add and remove `role`s, add (move to) a `container`, and `disable_account` only
+/// with the `delete` strategy.
+pub fn capabilities(disable: DisableStrategy) -> Capabilities {
+    let account = |operation| Capability {
+        operation,
+        entitlement_type: None,
+    };
+    let access = |operation, kind: &str| Capability {
+        operation,
+        entitlement_type: Some(kind.to_string()),
+    };
+    let mut operations = BTreeSet::from([
+        account(Operation::CreateAccount),
+        account(Operation::UpdateAccount),
+        account(Operation::RemoveAccount),
+        access(Operation::AddAccess, ROLE),
+        access(Operation::RemoveAccess, ROLE),
+        access(Operation::AddAccess, CONTAINER),
+    ]);
+    if disable == DisableStrategy::Delete {
+        operations.insert(account(Operation::DisableAccount));
+    }
+    Capabilities {
+        entitlement_types: vec![ROLE.to_string(), CONTAINER.to_string()],
+        operations,
+    }
+}
+
+/// Why a DigiCert target refuses `operation` on `entitlement_type` (see [`capabilities`]).
+pub fn unsupported_reason(operation: Operation, entitlement_type: Option<&str>) -> String {
+    match (operation, entitlement_type) {
+        (Operation::DisableAccount, _) => format!(
+            "{NO_ENABLE_DISABLE} (set disable_strategy = \"delete\" to delete the user instead)"
+        ),
+        (Operation::EnableAccount, _) => NO_ENABLE_DISABLE.to_string(),
+        (Operation::RemoveAccess, Some(kind)) if kind.eq_ignore_ascii_case(CONTAINER) => {
+            ONE_CONTAINER.to_string()
+        }
+        (Operation::AddAccess | Operation::RemoveAccess, Some(kind)) => {
+            format!("DigiCert grants entitlement types {ROLE} and {CONTAINER}, not `{kind}`")
+        }
+        (Operation::AddAccess | Operation::RemoveAccess, None) => {
+            format!("{operation} needs an entitlement ({ROLE}:ID or {CONTAINER}:ID)")
+        }
+        _ => format!("DigiCert does not support {operation}"),
+    }
+}
+
+#[async_trait]
+impl Operations for DigicertConnector {
+    /// Creates the user (`POST /user`, body from the `create_account` template). Needs the
+    /// attributes `firstname`, `lastname` and `email`; the role is the request's `role`
+    /// entitlement, else `default_role`; `container_id` (an attribute) places the user in
+    /// that container.
+    ///
+    /// `Done` with the new id (the 201's `id`). A duplicate username is judged by
+    /// [`judge_duplicate`]: the same person (same email) is `AlreadyDone` with its id.
+    async fn create_account(
+        &self,
+        request: &ProvisionRequest,
+    ) -> Result<ProvisionOutcome, ConnectorError> {
+        let core = &self.core;
+        if request.account_name.trim().is_empty() {
+            return Err(core.refused("create_account needs a username"));
+        }
+        let missing: Vec<&str> = REQUIRED_ON_CREATE
+            .into_iter()
+            .filter(|key| match request.attributes.get(*key) {
+                None | Some(Value::Null) => true,
+                Some(Value::String(text)) => text.trim().is_empty(),
+                Some(_) => false,
+            })
+            .collect();
+        if !missing.is_empty() {
+            return Err(core.refused(format!(
+                "create_account needs the attribute(s) {} (DigiCert requires a first name, a \
+                 last name and an email)",
+                missing.join(", ")
+            )));
+        }
+        if let Some(container) = request.attributes.get("container_id") {
+            if !container.is_null() && numeric(container).is_none() {
+                return Err(core.refused(format!(
+                    "attribute container_id must be a DigiCert container id (a number), not \
+                     {container}"
+                )));
+            }
+        }
+        let (role, role_name) = match &request.entitlement {
+            Some((kind, id)) if kind.eq_ignore_ascii_case(ROLE) => {
+                (id.as_str(), request.entitlement_name.as_deref())
+            }
+            Some((kind, _)) => {
+                return Err(core.refused(format!(
+                    "create_account takes a {ROLE} entitlement, not `{kind}` (give the \
+                     container as the attribute container_id)"
+                )))
+            }
+            None => (self.default_role.as_str(), None),
+        };
+        self.role_number(role)?;
+        let context = TemplateContext::from_request(core.target(), request)
+            .with_entitlement(ROLE, role, role_name);
+        let body = core
+            .templates()
+            .render("create_account", &context)
+            .map_err(|err| core.template_failed(err))?;
+        let username = body
+            .get("username")
+            .and_then(Value::as_str)
+            .unwrap_or(&request.account_name)
+            .to_string();
+        let email = body
+            .get("email")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let url = self.http.url(&["user"], &[])?;
+        match self.http.send(Method::POST, url, Some(&body)).await {
+            Ok(response) => {
+                let created: Created = self.http.parse_json("POST /user", &response.body)?;
+                Ok(ProvisionOutcome::Done {
+                    account_id: Some(created.id.to_string()),
+                })
+            }
+            Err(err) if is_refusal_saying(&err, "duplicate") => {
+                let holder = self.holder(&username).await?;
+                judge_duplicate(core, &username, email.as_deref(), holder, err)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Changes the user with the `update_account` template's fields: reads the user, merges
+    /// the changes and `PUT`s the whole user back (PUT replaces: every field read is carried
+    /// over). `AlreadyDone` when every value is already in place.
+    async fn update_account(
+        &self,
+        request: &ProvisionRequest,
+    ) -> Result<ProvisionOutcome, ConnectorError> {
+        let core = &self.core;
+        let account = core.account_id(request)?;
+        let context = TemplateContext::from_request(core.target(), request);
+        let changes = core
+            .templates()
+            .render("update_account", &context)
+            .and_then(|body| expect_object(core.target(), "update_account", body))
+            .map_err(|err| core.template_failed(err))?;
+        if changes.is_empty() {
+            return Err(core.refused(
+                "update_account changes firstname, lastname, email, title, phonenumber on \
+                 DigiCert; the task sets none of them",
+            ));
+        }
+        let mut body = replacement(&self.user(account).await?);
+        let mut changed = false;
+        for (field, value) in changes {
+            if body.get(&field) != Some(&value) {
+                changed = true;
+                body.insert(field, value);
+            }
+        }
+        if !changed {
+            return Ok(ProvisionOutcome::AlreadyDone {
+                account_id: Some(account.to_string()),
+            });
+        }
+        self.put_user(account, body).await?;
+        Ok(ProvisionOutcome::Done {
+            account_id: Some(account.to_string()),
+        })
+    }
+
+    /// With `disable_strategy = "delete"` (the only way it is declared): deletes the user.
+    async fn disable_account(
+        &self,
+        request: &ProvisionRequest,
+    ) -> Result<ProvisionOutcome, ConnectorError> {
+        match self.disable_strategy {
+            DisableStrategy::Delete => self.remove_account(request).await,
+            DisableStrategy::Unsupported => Err(self.core.unsupported(
+                request.operation,
+                unsupported_reason(request.operation, None),
+            )),
+        }
+    }
+
+    /// Deletes the user (`DELETE /user/{id}`). A 404 (already gone) is `AlreadyDone`.
+    async fn remove_account(
+        &self,
+        request: &ProvisionRequest,
+    ) -> Result<ProvisionOutcome, ConnectorError> {
+        let account = self.core.account_id(request)?;
+        let url = self.http.url(&["user", account.as_str()], &[])?;
+        let sent = self.http.send(Method::DELETE, url, None).await;
+        already_done_if(
+            sent.map(|_| ProvisionOutcome::Done { account_id: None }),
+            is_not_found,
+        )
+    }
+
+    /// A `role`: the whole role list with it (`PUT /user/{id}/role`); held already is
+    /// `AlreadyDone`. A `container`: moves the user there (a full `PUT /user/{id}`); there
+    /// already is `AlreadyDone`.
+    async fn add_access(
+        &self,
+        request: &ProvisionRequest,
+        entitlement: Entitlement<'_>,
+    ) -> Result<ProvisionOutcome, ConnectorError> {
+        let account = self.core.account_id(request)?;
+        if entitlement.is(CONTAINER) {
+            return self.move_to_container(account, entitlement.id).await;
+        }
+        let role = self.role_number(entitlement.id)?;
+        let mut roles = role_ids(&self.user(account).await?);
+        if roles
+            .iter()
+            .any(|held| held.to_string() == entitlement.id.trim())
+        {
+            return Ok(ProvisionOutcome::AlreadyDone { account_id: None });
+        }
+        roles.push(NativeId::Number(role));
+        self.set_roles(account, &roles).await
+    }
+
+    /// A `role`: the whole role list without it (`PUT /user/{id}/role`); not held is
+    /// `AlreadyDone`, and the user's last role is refused (a DigiCert user needs one).
+    async fn remove_access(
+        &self,
+        request: &ProvisionRequest,
+        entitlement: Entitlement<'_>,
+    ) -> Result<ProvisionOutcome, ConnectorError> {
+        let account = self.core.account_id(request)?;
+        let held = role_ids(&self.user(account).await?);
+        let wanted = entitlement.id.trim();
+        if !held.iter().any(|role| role.to_string() == wanted) {
+            return Ok(ProvisionOutcome::AlreadyDone { account_id: None });
+        }
+        let rest: Vec<NativeId> = held
+            .into_iter()
+            .filter(|role| role.to_string() != wanted)
+            .collect();
+        if rest.is_empty() {
+            return Err(self.core.refused(format!(
+                "cannot remove role {wanted} from user {account}: it is the user's last role \
+                 and a DigiCert user needs at least one (add another role first)"
+            )));
+        }
+        self.set_roles(account, &rest).await
+    }
+}
+
+impl DigicertConnector {
+    /// Moves the user to container `container_id`: reads the user and `PUT`s it whole with
+    /// the new container. Already there is `AlreadyDone`.
+    async fn move_to_container(
+        &self,
+        account: AccountId<'_>,
+        container_id: &str,
+    ) -> Result<ProvisionOutcome, ConnectorError> {
+        let container = container_id.trim().parse::<u64>().map_err(|_| {
+            self.core.refused(format!(
+                "container id `{container_id}` is not a DigiCert container id (a number)"
+            ))
+        })?;
+        let mut body = replacement(&self.user(account).await?);
+        let wanted = json!({ "id": container });
+        if body.get("container") == Some(&wanted) {
+            return Ok(ProvisionOutcome::AlreadyDone { account_id: None });
+        }
+        body.insert("container".to_string(), wanted);
+        self.put_user(account, body).await?;
+        Ok(ProvisionOutcome::Done { account_id: None })
+    }
+
+    /// `PUT /user/{id}/role` with the whole list.
+    async fn set_roles(
+        &self,
+        account: AccountId<'_>,
+        roles: &[NativeId],
+    ) -> Result<ProvisionOutcome, ConnectorError> {
+        let list: Vec<Value> = roles
+            .iter()
+            .map(|role| json!({ "id": role.as_json() }))
+            .collect();
+        let url = self.http.url(&["user", account.as_str(), "role"], &[])?;
+        self.http
+            .send(Method::PUT, url, Some(&json!({ "access_roles": list })))
+            .await?;
+        Ok(ProvisionOutcome::Done { account_id: None })
+    }
+
+    /// `PUT /user/{id}` with the whole user.
+    async fn put_user(
+        &self,
+        account: AccountId<'_>,
+        body: serde_json::Map<String, Value>,
+    ) -> Result<(), ConnectorError> {
+        let url = self.http.url(&["user", account.as_str()], &[])?;
+        self.http
+            .send(Method::PUT, url, Some(&Value::Object(body)))
+            .await?;
+        Ok(())
+    }
+
+    /// A role id as the number DigiCert's bodies take.
+    fn role_number(&self, role_id: &str) -> Result<i64, ConnectorError> {
+        role_id.trim().parse::<u32>().map(i64::from).map_err(|_| {
+            self.core.refused(format!(
+                "role id `{role_id}` is not a DigiCert access role id (a number)"
+            ))
+        })
+    }
+}

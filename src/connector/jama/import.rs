@@ -1,0 +1,249 @@
+//! Reading Jama: the users (accounts), the user groups (entitlements) and each group's
+//! members (grants), every listing paged by `startAt`/`maxResults`; one user by name.
+//!
+//! Jama clamps `maxResults` at 50 silently, so the pager advances by what a page holds
+//! (`meta.pageInfo.resultCount`) and stops at `totalResults`, never on a short page.
+
+use std::collections::VecDeque;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use serde_json::Value;
+
+use super::wire::{map_group, map_members, map_user, GroupRef, ListBody, UserRef};
+use super::JamaConnector;
+use crate::connector::kit::idempotency::Holder;
+use crate::connector::kit::Reads;
+use crate::connector::mapping::{first_id, parse};
+use crate::connector::paging::{StartIndexPage, StartIndexPager};
+use crate::connector::{ConnectorError, PageStream};
+use crate::model::{AccountRecord, EntitlementRecord, GrantRecord};
+
+/// Where the grant stream is.
+enum GrantState {
+    /// Reading the group list (ids and names).
+    Groups {
+        pager: StartIndexPager,
+        groups: Vec<GroupRef>,
+    },
+    /// Reading the members of each group in turn.
+    Members {
+        groups: VecDeque<GroupRef>,
+        current: Option<(GroupRef, StartIndexPager)>,
+    },
+}
+
+#[async_trait]
+impl Reads for JamaConnector {
+    /// One cheap read with a token: the first user.
+    async fn probe(&self) -> Result<(), ConnectorError> {
+        let url = self.http.url(
+            &["users"],
+            &[
+                ("startAt", "0".to_string()),
+                ("maxResults", "1".to_string()),
+            ],
+        )?;
+        let _: ListBody = self.http.get_json(url).await?;
+        Ok(())
+    }
+
+    /// Every account: `GET /users?includeInactive=true` (without it Jama hides deactivated
+    /// users, and an import would take each for a deleted one), one stream item per page.
+    fn account_pages(&self) -> PageStream<'_, AccountRecord> {
+        self.pages(
+            &["users"],
+            &[("includeInactive", "true")],
+            "users",
+            |target, users| users.iter().map(|user| map_user(target, user)).collect(),
+        )
+    }
+
+    /// Every entitlement: `GET /usergroups` (type `usergroup`), one stream item per page.
+    fn entitlement_pages(&self) -> PageStream<'_, EntitlementRecord> {
+        self.pages(&["usergroups"], &[], "user groups", |target, groups| {
+            groups
+                .iter()
+                .map(|group| map_group(target, group))
+                .collect()
+        })
+    }
+
+    /// Every grant: the group ids first (40–1000 of them, kept in memory), then `GET
+    /// /usergroups/{id}/users` for each group, one stream item per member page.
+    fn grant_pages(&self) -> PageStream<'_, GrantRecord> {
+        let target = self.core.target();
+        let page_size = self.core.page_size();
+        let start = GrantState::Groups {
+            pager: StartIndexPager::new(target, "user groups", page_size),
+            groups: Vec::new(),
+        };
+        futures::stream::try_unfold(Some(start), move |state| async move {
+            let Some(mut state) = state else {
+                return Ok(None);
+            };
+            loop {
+                state = match state {
+                    GrantState::Groups {
+                        mut pager,
+                        mut groups,
+                    } => match self.next_page(&["usergroups"], &[], &mut pager).await? {
+                        Some(page) => {
+                            for value in &page {
+                                let group = map_group(target, value)?;
+                                groups.push(GroupRef {
+                                    id: group.id,
+                                    name: group.name,
+                                });
+                            }
+                            GrantState::Groups { pager, groups }
+                        }
+                        None => GrantState::Members {
+                            groups: groups.into(),
+                            current: None,
+                        },
+                    },
+                    GrantState::Members {
+                        mut groups,
+                        current,
+                    } => {
+                        let (group, mut pager) = match current {
+                            Some(current) => current,
+                            None => match groups.pop_front() {
+                                Some(group) => {
+                                    let what = format!("members of user group {}", group.id);
+                                    (group, StartIndexPager::new(target, &what, page_size))
+                                }
+                                None => return Ok(None),
+                            },
+                        };
+                        let path = ["usergroups", group.id.as_str(), "users"];
+                        match self.next_page(&path, &[], &mut pager).await? {
+                            Some(users) => {
+                                let grants = map_members(target, &group, &users)?;
+                                let next = GrantState::Members {
+                                    groups,
+                                    current: Some((group, pager)),
+                                };
+                                if !grants.is_empty() {
+                                    return Ok(Some((grants, Some(next))));
+                                }
+                                next
+                            }
+                            None => GrantState::Members {
+                                groups,
+                                current: None,
+                            },
+                        }
+                    }
+                };
+            }
+        })
+        .boxed()
+    }
+
+    async fn find_account(&self, name: &str) -> Result<Option<AccountRecord>, ConnectorError> {
+        match self.find_user(name).await? {
+            Some(user) => Ok(Some(map_user(self.core.target(), &user)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+impl JamaConnector {
+    /// The user object named `username` (without letter case), as Jama returned it, through
+    /// `GET /users?username=…&includeInactive=true`, paging on in case the filter is ignored.
+    pub(super) async fn find_user(&self, username: &str) -> Result<Option<Value>, ConnectorError> {
+        let filter = [
+            ("username", username.to_string()),
+            ("includeInactive", "true".to_string()),
+        ];
+        let target = self.core.target();
+        let mut pager = StartIndexPager::new(target, "users by name", self.core.page_size());
+        while let Some(users) = self.next_page(&["users"], &filter, &mut pager).await? {
+            for value in users {
+                let user: UserRef = parse(target, "user", &value)?;
+                if user.username.eq_ignore_ascii_case(username) {
+                    return Ok(Some(value));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Who holds login name `username`, for judging a duplicate create.
+    pub(super) async fn holder(&self, username: &str) -> Result<Option<Holder>, ConnectorError> {
+        match self.find_user(username).await? {
+            Some(value) => {
+                let user: UserRef = parse(self.core.target(), "user", &value)?;
+                Ok(Some(Holder {
+                    id: user.id.to_string(),
+                    email: user.email,
+                }))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// One paged listing as a stream of pages, each turned into records by `map`. The stream
+    /// ends at the first error, whether reading or mapping.
+    fn pages<T: Send + 'static>(
+        &self,
+        path: &'static [&'static str],
+        filter: &'static [(&'static str, &'static str)],
+        what: &'static str,
+        map: fn(&str, &[Value]) -> Result<Vec<T>, ConnectorError>,
+    ) -> PageStream<'_, T> {
+        let pager = StartIndexPager::new(self.core.target(), what, self.core.page_size());
+        let filter: Vec<(&str, String)> = filter
+            .iter()
+            .map(|(key, value)| (*key, (*value).to_string()))
+            .collect();
+        futures::stream::try_unfold(pager, move |mut pager| {
+            let filter = filter.clone();
+            async move {
+                match self.next_page(path, &filter, &mut pager).await? {
+                    None => Ok(None),
+                    Some(page) => Ok(Some((map(self.core.target(), &page)?, pager))),
+                }
+            }
+        })
+        .boxed()
+    }
+
+    /// Fetches the page of listing `path` (narrowed by `filter`) the pager asks for next and
+    /// checks it; `None` once the listing has been read.
+    async fn next_page(
+        &self,
+        path: &[&str],
+        filter: &[(&str, String)],
+        pager: &mut StartIndexPager,
+    ) -> Result<Option<Vec<Value>>, ConnectorError> {
+        let Some(request) = pager.next_request() else {
+            return Ok(None);
+        };
+        let mut query = vec![
+            ("startAt", request.offset.to_string()),
+            ("maxResults", request.limit.to_string()),
+        ];
+        query.extend(filter.iter().cloned());
+        let url = self.http.url(path, &query)?;
+        let body: ListBody = self.http.get_json(url.clone()).await?;
+        let data = body.data.ok_or_else(|| {
+            self.core
+                .malformed(format!("the response to {} has no data list", url.path()))
+        })?;
+        let info = body
+            .meta
+            .and_then(|meta| meta.page_info)
+            .unwrap_or_default();
+        pager.record(StartIndexPage {
+            items: data.len(),
+            start_index: info.start_index,
+            result_count: info.result_count,
+            total_results: info.total_results,
+            first_key: first_id(&data),
+        })?;
+        Ok(Some(data))
+    }
+}

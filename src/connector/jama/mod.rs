@@ -1,0 +1,108 @@
+//! Jama Connect REST API v1: OAuth client credentials, `startAt`/`maxResults` paging.
+//!
+//! * **Accounts**: `GET /users?includeInactive=true`, one stream item per page.
+//! * **Entitlements**: `GET /usergroups` (type `usergroup`).
+//! * **Grants**: `GET /usergroups/{id}/users` for each group.
+//! * **Paging**: Jama clamps `maxResults` at 50 silently, so the pager advances by what a page
+//!   holds and stops at `totalResults`, never on a short page.
+//! * **Auth**: a [`TokenCache`] is the API client's credential: it fetches `POST
+//!   {base_url}/rest/oauth/token`, refreshes ahead of expiry, and after a 401 refreshes once
+//!   and the call is repeated once. The API root is `{base_url}/rest/v1`.
+//! * **Pacing**: 10 requests per second by default (Jama's limit for the whole tenant,
+//!   answered with bare 429s and no `Retry-After`).
+//! * **Provisioning**: create, update, enable, disable, and add / remove `usergroup`
+//!   membership. Jama has no user delete: `remove_account` is refused unless
+//!   `remove_strategy = "disable"` deactivates the user. A duplicate create counts as done
+//!   only for the same person (same email); "already exists" on add and 404 on remove count
+//!   as done.
+//!
+//! Files: [`config`] (settings), `import` (reads), `provision` (changes), `wire` (JSON and
+//! mapping), `tests`.
+
+use std::sync::Arc;
+
+use crate::config::{ConfigProblem, RemoveStrategy, TargetConfig};
+use crate::connector::http::{ClientDefaults, HttpClient};
+use crate::connector::kit::{self, Adapter, Core};
+use crate::connector::template::TemplateCatalog;
+use crate::connector::token::{ClientCredentials, TokenCache};
+use crate::connector::ConnectorError;
+use crate::model::Operation;
+
+pub mod config;
+mod import;
+mod provision;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use self::provision::{capabilities, unsupported_reason, DEFAULT_LICENSE_TYPE, TEMPLATES};
+pub use self::config::DEFAULT_PAGE_SIZE;
+pub use self::wire::{error_message, read_error};
+
+/// Entitlement type of a user group.
+pub const USERGROUP: &str = "usergroup";
+
+/// The Jama Connect connector of one target.
+#[derive(Debug)]
+pub struct JamaConnector {
+    core: Core,
+    http: HttpClient,
+    remove_strategy: RemoveStrategy,
+}
+
+impl JamaConnector {
+    /// Builds the connector of target `name` (see [`kit::build`]): the client secret is
+    /// resolved now; no token is fetched until the first call.
+    pub fn new(name: &str, target: &TargetConfig) -> Result<Self, ConnectorError> {
+        kit::build(name, target)
+    }
+}
+
+impl Adapter for JamaConnector {
+    const NAME: &'static str = "Jama";
+    const SETTINGS: &'static [&'static str] = config::SETTINGS;
+    const TEMPLATES: TemplateCatalog = TEMPLATES;
+    type Settings = config::Settings;
+
+    fn settings(name: &str, target: &TargetConfig) -> Result<Self::Settings, Vec<ConfigProblem>> {
+        config::Settings::read(name, target)
+    }
+
+    fn with_settings(
+        name: &str,
+        target: &TargetConfig,
+        settings: Self::Settings,
+    ) -> Result<Self, ConnectorError> {
+        let credentials = ClientCredentials::new(settings.client_id, settings.client_secret);
+        let tokens = TokenCache::new(name, target, &config::TOKEN_PATH, &credentials, read_error)?;
+        let mut api = target.clone();
+        api.base_url = config::api_root(name, &target.base_url)?;
+        let defaults = ClientDefaults {
+            rate_limits: config::default_rate_limits(),
+            read_error,
+        };
+        let http = HttpClient::new(name, &api, defaults, Arc::new(tokens))?;
+        let capabilities = capabilities(settings.remove_strategy);
+        Ok(Self {
+            core: Core::new(
+                name,
+                Self::NAME,
+                settings.page_size,
+                capabilities,
+                settings.templates,
+            ),
+            http,
+            remove_strategy: settings.remove_strategy,
+        })
+    }
+
+    fn core(&self) -> &Core {
+        &self.core
+    }
+
+    fn why_unsupported(&self, operation: Operation, entitlement_type: Option<&str>) -> String {
+        unsupported_reason(operation, entitlement_type)
+    }
+}

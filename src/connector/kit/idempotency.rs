@@ -1,0 +1,86 @@
+//! Judging answers that mean "already in place": a duplicate create, a delete of something
+//! already gone, a grant already held. Idempotent where the target allows, never at the cost
+//! of the wrong person.
+
+use super::core::Core;
+use crate::connector::{ConnectorError, ProvisionOutcome};
+
+/// Whether the target answered HTTP 404 (the account or the membership is not there).
+pub fn is_not_found(err: &ConnectorError) -> bool {
+    matches!(
+        err,
+        ConnectorError::Permanent {
+            status: Some(404),
+            ..
+        }
+    )
+}
+
+/// Whether the target refused the request with HTTP 400 and a message containing `phrase`
+/// (without letter case): how a REST target says "duplicate" or "already exists".
+pub fn is_refusal_saying(err: &ConnectorError, phrase: &str) -> bool {
+    matches!(
+        err,
+        ConnectorError::Permanent { status: Some(400), message, .. }
+            if message.to_ascii_lowercase().contains(&phrase.to_ascii_lowercase())
+    )
+}
+
+/// The outcome of a call whose error `already` recognises as "already in place": that error
+/// becomes `AlreadyDone` (no account id), any other passes through.
+pub fn already_done_if(
+    result: Result<ProvisionOutcome, ConnectorError>,
+    already: impl Fn(&ConnectorError) -> bool,
+) -> Result<ProvisionOutcome, ConnectorError> {
+    match result {
+        Err(err) if already(&err) => Ok(ProvisionOutcome::AlreadyDone { account_id: None }),
+        other => other,
+    }
+}
+
+/// An account the target holds under the login name a create wanted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// Its target-native id.
+    pub id: String,
+    /// Its email, when the target has one.
+    pub email: Option<String>,
+}
+
+/// Judges a create that the target refused as a duplicate (`original`), knowing who holds
+/// the name (`holder`, looked up by the adapter):
+/// * the same person (the task's `email`, compared without case and surrounding spaces) is
+///   `AlreadyDone` with the holder's id;
+/// * anyone else is `Permanent` "username X taken by account id N";
+/// * nobody holding the name keeps the target's own words (`original`).
+pub fn judge_duplicate(
+    core: &Core,
+    username: &str,
+    email: Option<&str>,
+    holder: Option<Holder>,
+    original: ConnectorError,
+) -> Result<ProvisionOutcome, ConnectorError> {
+    let Some(holder) = holder else {
+        return Err(original);
+    };
+    let same_email = match (email, holder.email.as_deref()) {
+        (Some(wanted), Some(found)) => wanted.trim().eq_ignore_ascii_case(found.trim()),
+        _ => false,
+    };
+    if same_email {
+        tracing::info!(
+            target = %core.target(),
+            account_id = %holder.id,
+            "The user to create already exists with the task's email; counting it as done."
+        );
+        Ok(ProvisionOutcome::AlreadyDone {
+            account_id: Some(holder.id),
+        })
+    } else {
+        Err(ConnectorError::Permanent {
+            target: core.target().to_string(),
+            status: Some(400),
+            message: format!("username {username} taken by account id {}", holder.id),
+        })
+    }
+}
