@@ -33,8 +33,8 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use self::provision::{capabilities, unsupported_reason, TEMPLATES};
 pub use self::config::DEFAULT_PAGE_SIZE;
+pub use self::provision::{capabilities, unsupported_reason, TEMPLATES};
 pub use self::wire::{error_message, read_error};
 
 /// Entitlement type of an access role.

@@ -44,8 +44,8 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use self::provision::{capabilities, template_for, unsupported_reason, TEMPLATES};
 pub use self::config::{DEFAULT_ENTITY_ID, DEFAULT_PAGE_SIZE};
+pub use self::provision::{capabilities, template_for, unsupported_reason, TEMPLATES};
 pub use self::wire::{is_login_fault, read_error};
 
 /// Entitlement type of a role (users hold roles).

@@ -37,8 +37,8 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use self::provision::{capabilities, unsupported_reason, DEFAULT_LICENSE_TYPE, TEMPLATES};
 pub use self::config::DEFAULT_PAGE_SIZE;
+pub use self::provision::{capabilities, unsupported_reason, DEFAULT_LICENSE_TYPE, TEMPLATES};
 pub use self::wire::{error_message, read_error};
 
 /// Entitlement type of a user group.
