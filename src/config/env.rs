@@ -6,6 +6,16 @@
 //! cannot be addressed). A value starting with `{` or `[` is read as a TOML inline table or
 //! array (`IDSYNC__TARGETS__DIGICERT__API_KEY='{ file = "/run/key" }'`); any other value is a
 //! string, which deserialization turns into a number or a boolean where the key needs one.
+//!
+//! Why not the `config` crate (0.15, tried against it): its `Environment` source would lose
+//! precision the loader promises. It retypes every value or none (`try_parsing` makes a
+//! password `"007"` the number 7 and `"nan"` a float); it keeps `{ file = "…" }` a string; it
+//! silently replaces a string or an array with a table when a variable sets a key below it
+//! (no "is not a table"); it files a bad name (`IDSYNC__TARGETS____X`) as the top-level key
+//! `targets..x`; it stops at a non-UTF-8 value with a message quoting it; overlapping
+//! variables apply in hash order; and nothing in its merged tree says which variable set a
+//! key. Its TOML errors quote the line and datetimes come out as strings. Working around all
+//! of that would leave it only the merge below, so it is not used.
 
 use toml::{Table, Value};
 
@@ -242,6 +252,27 @@ mod tests {
         let text = format!("{problems:?} {}", problems[0]);
         assert!(!text.contains("s3cr3t-inline"), "{text}");
         assert!(text.contains("IDSYNC__TARGETS__X__API_KEY"), "{text}");
+    }
+
+    #[test]
+    fn the_prefix_is_matched_in_any_case() {
+        let mut root = Table::new();
+        let mut problems = Vec::new();
+        let applied = apply(
+            &mut root,
+            &env(&[
+                ("idsync__log__level", "debug"),
+                ("IdSync__Server__Listen", "0.0.0.0:9000"),
+                ("IDSYNC_LOG__FORMAT", "json"),
+            ]),
+            &mut problems,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(root["log"]["level"].as_str(), Some("debug"));
+        assert_eq!(root["server"]["listen"].as_str(), Some("0.0.0.0:9000"));
+        assert!(root["log"].get("format").is_none());
+        assert_eq!(applied.len(), 2);
+        assert!(applied.iter().any(|o| o.var == "IdSync__Server__Listen"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Loading the config file: parse the TOML, apply `IDSYNC__*` environment overrides,
 //! deserialize entry by entry and validate, reporting every problem at once.
 
+use std::ffi::OsString;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -47,17 +48,7 @@ pub fn load(path: &Path, rules: &dyn TargetRules) -> Result<LoadedConfig, Config
         )],
     })?;
     let mut problems = Vec::new();
-    let mut vars = Vec::new();
-    for (name, value) in std::env::vars_os() {
-        let name = name.to_string_lossy().into_owned();
-        if !env::has_prefix(&name) {
-            continue;
-        }
-        match value.into_string() {
-            Ok(value) => vars.push((name, value)),
-            Err(_) => problems.push(ConfigProblem::new(name, "the value is not valid UTF-8")),
-        }
-    }
+    let vars = override_vars(std::env::vars_os(), &mut problems);
     let mode = file_mode(path);
     load_inner(
         &text,
@@ -68,6 +59,26 @@ pub fn load(path: &Path, rules: &dyn TargetRules) -> Result<LoadedConfig, Config
         rules,
         crate::clock::now(),
     )
+}
+
+/// The `IDSYNC__*` variables among `vars`; each whose value is not UTF-8 is reported (by name:
+/// the value may be a secret).
+fn override_vars(
+    vars: impl IntoIterator<Item = (OsString, OsString)>,
+    problems: &mut Vec<ConfigProblem>,
+) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for (name, value) in vars {
+        let name = name.to_string_lossy().into_owned();
+        if !env::has_prefix(&name) {
+            continue;
+        }
+        match value.into_string() {
+            Ok(value) => found.push((name, value)),
+            Err(_) => problems.push(ConfigProblem::new(name, "the value is not valid UTF-8")),
+        }
+    }
+    found
 }
 
 /// Loads and validates a config from text, with explicit environment overrides (tests): the
@@ -460,6 +471,119 @@ schedule = "*/5 * * * *"
         assert_eq!(config.log.level, "debug");
         // A numeric-looking secret stays a string.
         assert!(config.server.api_token.as_ref().unwrap().is_literal());
+    }
+
+    /// Numeric- and boolean-looking override values stay exactly the string a string key needs;
+    /// only a key that needs a number gets one.
+    #[test]
+    fn env_override_strings_are_typed_only_where_the_key_needs_it() {
+        use secrecy::ExposeSecret;
+        let text = r#"
+[targets.jama]
+kind = "jama"
+base_url = "https://example.jamacloud.com"
+client_id = "c"
+client_secret = "s"
+
+[targets.dc]
+kind = "duckcreek"
+base_url = "https://dc.example.com/Server/Server.asmx"
+username = "u"
+password = "p"
+"#;
+        let env: Vec<(String, String)> = [
+            ("IDSYNC__TARGETS__JAMA__CLIENT_ID", "007"),
+            ("IDSYNC__TARGETS__JAMA__CLIENT_SECRET", "12345"),
+            ("IDSYNC__TARGETS__JAMA__PAGE_SIZE", "050"),
+            ("IDSYNC__TARGETS__DC__USERNAME", "true"),
+            ("IDSYNC__TARGETS__DC__PASSWORD", "nan"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let config = load_from_str(text, "test.toml", &env, &GenericOnly)
+            .unwrap()
+            .config;
+        let jama = &config.targets["jama"];
+        assert_eq!(jama.client_id.as_deref(), Some("007"));
+        let secret = jama.client_secret.as_ref().unwrap().resolve().unwrap();
+        assert_eq!(secret.expose_secret(), "12345");
+        assert_eq!(jama.page_size, Some(50));
+        let dc = &config.targets["dc"];
+        assert_eq!(dc.username.as_deref(), Some("true"));
+        let password = dc.password.as_ref().unwrap().resolve().unwrap();
+        assert_eq!(password.expose_secret(), "nan");
+    }
+
+    /// A variable never silently replaces a value that is not a table, whatever the order the
+    /// environment lists the variables in; an inline table replaces the whole key.
+    #[test]
+    fn env_overrides_below_a_non_table_are_refused() {
+        let text = VALID.replace(
+            "api_key = \"literal-key-for-tests\"",
+            "api_key = \"k\"\nrate_limit = [{ requests = 1, per = \"1s\" }]",
+        );
+        let problems = problems_with_env(
+            &text,
+            &[
+                ("IDSYNC__SERVER__API_TOKEN__FILE", "/x"),
+                ("IDSYNC__TARGETS__DIGICERT__RATE_LIMIT__REQUESTS", "7"),
+                ("IDSYNC__SERVER__API_TOKEN", "t"),
+            ],
+        );
+        assert_eq!(problems.len(), 2, "{problems:#?}");
+        let problem = find(&problems, "targets.digicert.rate_limit.requests");
+        assert!(
+            problem.message.contains(
+                "cannot be set by IDSYNC__TARGETS__DIGICERT__RATE_LIMIT__REQUESTS: \
+                 targets.digicert.rate_limit is not a table"
+            ),
+            "{problem}"
+        );
+        let problem = find(&problems, "server.api_token.file");
+        assert!(
+            problem.message.contains("server.api_token is not a table"),
+            "{problem}"
+        );
+
+        let problems = problems_with_env(
+            VALID,
+            &[(
+                "IDSYNC__TARGETS__DIGICERT__API_KEY",
+                "{ file = \"/nonexistent/idsync/key\" }",
+            )],
+        );
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        let problem = find(&problems, "targets.digicert.api_key");
+        assert!(
+            problem.message.contains("/nonexistent/idsync/key")
+                && problem
+                    .message
+                    .contains("(set by IDSYNC__TARGETS__DIGICERT__API_KEY)"),
+            "{problem}"
+        );
+    }
+
+    #[test]
+    fn non_utf8_override_values_are_reported_by_name_only() {
+        use std::os::unix::ffi::OsStringExt;
+        let vars = [
+            ("idsync__log__level", b"debug".to_vec()),
+            ("IDSYNC__TARGETS__X__PASSWORD", b"s3cr3t\xff".to_vec()),
+            ("IDSYNC_CONFIG", b"\xff".to_vec()),
+            ("PATH", b"/bin".to_vec()),
+        ]
+        .map(|(name, value)| (OsString::from(name), OsString::from_vec(value)));
+        let mut problems = Vec::new();
+        let found = override_vars(vars, &mut problems);
+        assert_eq!(
+            found,
+            [("idsync__log__level".to_string(), "debug".to_string())]
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "IDSYNC__TARGETS__X__PASSWORD");
+        assert_eq!(problems[0].value, None);
+        assert!(!format!("{problems:?}").contains("s3cr3t"), "{problems:?}");
     }
 
     fn write_config(mode: u32) -> (tempfile::TempDir, std::path::PathBuf) {
