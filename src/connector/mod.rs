@@ -66,6 +66,30 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
+    /// The capabilities of an adapter whose imports produce `entitlement_types`, that runs the
+    /// `account` operations, and the `access` operations on the entitlement types they name.
+    pub fn new<'a>(
+        entitlement_types: &[&str],
+        account: impl IntoIterator<Item = Operation>,
+        access: impl IntoIterator<Item = (Operation, &'a str)>,
+    ) -> Self {
+        let account = account.into_iter().map(|operation| Capability {
+            operation,
+            entitlement_type: None,
+        });
+        let access = access.into_iter().map(|(operation, kind)| Capability {
+            operation,
+            entitlement_type: Some(kind.to_string()),
+        });
+        Self {
+            entitlement_types: entitlement_types
+                .iter()
+                .map(|kind| kind.to_string())
+                .collect(),
+            operations: account.chain(access).collect(),
+        }
+    }
+
     /// Whether `operation` is declared, for entitlement type `entitlement_type` (access
     /// operations; compared without letter case) or for the account (`None`).
     pub fn supports(&self, operation: Operation, entitlement_type: Option<&str>) -> bool {
@@ -80,7 +104,8 @@ impl Capabilities {
     }
 }
 
-/// A provisioning request handed to a connector (filled by the provisioning issue).
+/// One provisioning operation as a connector receives it: a task of the queue, resolved
+/// against the store (account id, entitlement name).
 #[derive(Debug, Clone)]
 pub struct ProvisionRequest {
     /// The operation.
@@ -115,6 +140,17 @@ pub enum ProvisionOutcome {
         /// The native id of the account that already existed.
         account_id: Option<String>,
     },
+}
+
+impl ProvisionOutcome {
+    /// `Done` when the call changed something, else `AlreadyDone`; either with `account_id`.
+    pub fn changed(changed: bool, account_id: Option<String>) -> Self {
+        if changed {
+            ProvisionOutcome::Done { account_id }
+        } else {
+            ProvisionOutcome::AlreadyDone { account_id }
+        }
+    }
 }
 
 /// The contract every adapter implements.

@@ -3,12 +3,10 @@
 
 use secrecy::SecretString;
 
+use std::ops::RangeInclusive;
+
 use crate::config::{ConfigDuration, ConfigProblem, DisableStrategy, RateLimit, TargetConfig};
 use crate::connector::kit::settings::{self, Problems};
-use crate::connector::kit::Adapter;
-use crate::connector::template::TemplateSet;
-
-use super::DigicertConnector;
 
 /// Users per page when the target's `page_size` is unset.
 pub const DEFAULT_PAGE_SIZE: u32 = 1000;
@@ -19,14 +17,6 @@ pub const DEFAULT_API_KEY_HEADER: &str = "X-DC-DEVKEY";
 /// The role given to a created user when the task names none and `default_role` is unset
 /// (Standard User).
 pub const DEFAULT_ROLE: &str = "5";
-
-/// The kind-specific keys a DigiCert target reads.
-pub const SETTINGS: &[&str] = &[
-    "api_key",
-    "api_key_header",
-    "default_role",
-    "disable_strategy",
-];
 
 /// The pacing DigiCert needs: its documented per-key limits (100 per 5 s, 1000 per 3 min, on
 /// rolling windows), kept at 90 %.
@@ -50,19 +40,23 @@ pub struct Settings {
     pub api_key: SecretString,
     /// The header that carries it.
     pub api_key_header: String,
-    /// Users per page (1 to 1000).
-    pub page_size: u32,
     /// The role of a created user whose task names none.
     pub default_role: String,
     /// What `disable_account` does.
     pub disable_strategy: DisableStrategy,
-    /// The compiled templates.
-    pub templates: TemplateSet,
 }
 
-impl Settings {
-    /// Reads the settings of target `name`: every problem at once, keyed relative to it.
-    pub fn read(name: &str, target: &TargetConfig) -> Result<Self, Vec<ConfigProblem>> {
+impl settings::Settings for Settings {
+    const KEYS: &'static [&'static str] = &[
+        "api_key",
+        "api_key_header",
+        "default_role",
+        "disable_strategy",
+    ];
+    const PAGE_SIZES: RangeInclusive<u32> = 1..=1000;
+    const DEFAULT_PAGE_SIZE: u32 = DEFAULT_PAGE_SIZE;
+
+    fn read(target: &TargetConfig) -> Result<Self, Vec<ConfigProblem>> {
         let mut problems = Problems::default();
         let api_key = problems.take(settings::required_secret(
             target,
@@ -92,24 +86,12 @@ impl Settings {
                 "must be a DigiCert access role id, e.g. \"5\" (Standard User)",
             );
         }
-        let page_size = problems.take(settings::page_size(target, 1..=1000, DEFAULT_PAGE_SIZE));
-        let templates = problems.take_all(settings::templates(
-            name,
-            target,
-            &DigicertConnector::TEMPLATES,
-            settings::no_extra_checks,
-        ));
-        let read = match (api_key, page_size, templates) {
-            (Some(api_key), Some(page_size), Some(templates)) => Some(Self {
-                api_key,
-                api_key_header,
-                page_size,
-                default_role,
-                disable_strategy: target.disable_strategy.unwrap_or_default(),
-                templates,
-            }),
-            _ => None,
-        };
+        let read = api_key.map(|api_key| Self {
+            api_key,
+            api_key_header,
+            default_role,
+            disable_strategy: target.disable_strategy.unwrap_or_default(),
+        });
         problems.finish(read)
     }
 }

@@ -18,11 +18,11 @@
 
 use std::sync::Arc;
 
-use crate::config::{ConfigProblem, DisableStrategy, TargetConfig};
+use crate::config::TargetConfig;
 use crate::connector::http::{ClientDefaults, HttpClient, StaticHeader};
-use crate::connector::kit::{self, Adapter, Core};
-use crate::connector::template::TemplateCatalog;
-use crate::connector::ConnectorError;
+use crate::connector::kit::{Adapter, Core};
+use crate::connector::template::{TemplateCatalog, TemplateSet};
+use crate::connector::{Capabilities, ConnectorError};
 use crate::model::Operation;
 
 pub mod config;
@@ -49,50 +49,33 @@ pub struct DigicertConnector {
     core: Core,
     http: HttpClient,
     default_role: String,
-    disable_strategy: DisableStrategy,
-}
-
-impl DigicertConnector {
-    /// Builds the connector of target `name` (see [`kit::build`]): the API key is resolved
-    /// now; no request is made.
-    pub fn new(name: &str, target: &TargetConfig) -> Result<Self, ConnectorError> {
-        kit::build(name, target)
-    }
 }
 
 impl Adapter for DigicertConnector {
     const NAME: &'static str = "DigiCert";
-    const SETTINGS: &'static [&'static str] = config::SETTINGS;
     const TEMPLATES: TemplateCatalog = TEMPLATES;
     type Settings = config::Settings;
 
-    fn settings(name: &str, target: &TargetConfig) -> Result<Self::Settings, Vec<ConfigProblem>> {
-        config::Settings::read(name, target)
+    fn capabilities(settings: &config::Settings, _: &TemplateSet) -> Capabilities {
+        capabilities(settings.disable_strategy)
     }
 
-    fn with_settings(
-        name: &str,
+    fn assemble(
+        core: Core,
         target: &TargetConfig,
-        settings: Self::Settings,
+        settings: config::Settings,
     ) -> Result<Self, ConnectorError> {
+        let name = core.target();
         let credential = StaticHeader::new(name, &settings.api_key_header, settings.api_key)?;
         let defaults = ClientDefaults {
             rate_limits: config::default_rate_limits(),
             read_error,
         };
         let http = HttpClient::new(name, target, defaults, Arc::new(credential))?;
-        let capabilities = capabilities(settings.disable_strategy);
         Ok(Self {
-            core: Core::new(
-                name,
-                Self::NAME,
-                settings.page_size,
-                capabilities,
-                settings.templates,
-            ),
+            core,
             http,
             default_role: settings.default_role,
-            disable_strategy: settings.disable_strategy,
         })
     }
 

@@ -1,11 +1,9 @@
 //! Changing DigiCert: the request-body templates, what the target supports, and one method
 //! per operation.
 
-use std::collections::BTreeSet;
-
 use async_trait::async_trait;
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::wire::{numeric, replacement, role_ids, Created};
 use super::{DigicertConnector, CONTAINER, ROLE};
@@ -13,12 +11,10 @@ use crate::config::DisableStrategy;
 use crate::connector::kit::idempotency::{
     already_done_if, is_not_found, is_refusal_saying, judge_duplicate,
 };
-use crate::connector::kit::{AccountId, Entitlement, Operations};
+use crate::connector::kit::{refusal, rest, AccountId, Adapter, Entitlement, Operations};
 use crate::connector::mapping::NativeId;
-use crate::connector::template::{expect_object, Escape, TemplateCatalog, TemplateContext};
-use crate::connector::{
-    Capabilities, Capability, ConnectorError, ProvisionOutcome, ProvisionRequest,
-};
+use crate::connector::template::{Escape, TemplateCatalog, TemplateContext};
+use crate::connector::{Capabilities, ConnectorError, ProvisionOutcome, ProvisionRequest};
 use crate::model::Operation;
 
 /// The built-in `create_account` body (`POST /user`): the task's names, email, title and
@@ -72,33 +68,27 @@ pub const ONE_CONTAINER: &str = "a DigiCert user has exactly one container; move
 /// The attributes a create needs (DigiCert requires a first name, a last name and an email).
 const REQUIRED_ON_CREATE: [&str; 3] = ["firstname", "lastname", "email"];
 
+/// What the built-in `update_account` template changes.
+const UPDATE_FIELDS: &str = "firstname, lastname, email, title, phonenumber on DigiCert";
+
 /// What a DigiCert target supports with `disable_strategy`: create, update and remove
 /// accounts, add and remove `role`s, add (move to) a `container`, and `disable_account` only
 /// with the `delete` strategy.
 pub fn capabilities(disable: DisableStrategy) -> Capabilities {
-    let account = |operation| Capability {
-        operation,
-        entitlement_type: None,
-    };
-    let access = |operation, kind: &str| Capability {
-        operation,
-        entitlement_type: Some(kind.to_string()),
-    };
-    let mut operations = BTreeSet::from([
-        account(Operation::CreateAccount),
-        account(Operation::UpdateAccount),
-        account(Operation::RemoveAccount),
-        access(Operation::AddAccess, ROLE),
-        access(Operation::RemoveAccess, ROLE),
-        access(Operation::AddAccess, CONTAINER),
-    ]);
+    let mut account = vec![
+        Operation::CreateAccount,
+        Operation::UpdateAccount,
+        Operation::RemoveAccount,
+    ];
     if disable == DisableStrategy::Delete {
-        operations.insert(account(Operation::DisableAccount));
+        account.push(Operation::DisableAccount);
     }
-    Capabilities {
-        entitlement_types: vec![ROLE.to_string(), CONTAINER.to_string()],
-        operations,
-    }
+    let access = [
+        (Operation::AddAccess, ROLE),
+        (Operation::RemoveAccess, ROLE),
+        (Operation::AddAccess, CONTAINER),
+    ];
+    Capabilities::new(&[ROLE, CONTAINER], account, access)
 }
 
 /// Why a DigiCert target refuses `operation` on `entitlement_type` (see [`capabilities`]).
@@ -111,13 +101,13 @@ pub fn unsupported_reason(operation: Operation, entitlement_type: Option<&str>) 
         (Operation::RemoveAccess, Some(kind)) if kind.eq_ignore_ascii_case(CONTAINER) => {
             ONE_CONTAINER.to_string()
         }
-        (Operation::AddAccess | Operation::RemoveAccess, Some(kind)) => {
-            format!("DigiCert grants entitlement types {ROLE} and {CONTAINER}, not `{kind}`")
-        }
-        (Operation::AddAccess | Operation::RemoveAccess, None) => {
-            format!("{operation} needs an entitlement ({ROLE}:ID or {CONTAINER}:ID)")
-        }
-        _ => format!("DigiCert does not support {operation}"),
+        _ => refusal(
+            DigicertConnector::NAME,
+            operation,
+            entitlement_type,
+            &[ROLE, CONTAINER],
+            "ID",
+        ),
     }
 }
 
@@ -135,24 +125,12 @@ impl Operations for DigicertConnector {
         request: &ProvisionRequest,
     ) -> Result<ProvisionOutcome, ConnectorError> {
         let core = &self.core;
-        if request.account_name.trim().is_empty() {
-            return Err(core.refused("create_account needs a username"));
-        }
-        let missing: Vec<&str> = REQUIRED_ON_CREATE
-            .into_iter()
-            .filter(|key| match request.attributes.get(*key) {
-                None | Some(Value::Null) => true,
-                Some(Value::String(text)) => text.trim().is_empty(),
-                Some(_) => false,
-            })
-            .collect();
-        if !missing.is_empty() {
-            return Err(core.refused(format!(
-                "create_account needs the attribute(s) {} (DigiCert requires a first name, a \
-                 last name and an email)",
-                missing.join(", ")
-            )));
-        }
+        rest::check_create(
+            core,
+            request,
+            &REQUIRED_ON_CREATE,
+            "DigiCert requires a first name, a last name and an email",
+        )?;
         if let Some(container) = request.attributes.get("container_id") {
             if !container.is_null() && numeric(container).is_none() {
                 return Err(core.refused(format!(
@@ -180,15 +158,9 @@ impl Operations for DigicertConnector {
             .templates()
             .render("create_account", &context)
             .map_err(|err| core.template_failed(err))?;
-        let username = body
-            .get("username")
-            .and_then(Value::as_str)
-            .unwrap_or(&request.account_name)
-            .to_string();
-        let email = body
-            .get("email")
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        let username =
+            rest::body_text(&body, "username").unwrap_or_else(|| request.account_name.clone());
+        let email = rest::body_text(&body, "email");
         let url = self.http.url(&["user"], &[])?;
         match self.http.send(Method::POST, url, Some(&body)).await {
             Ok(response) => {
@@ -212,51 +184,22 @@ impl Operations for DigicertConnector {
         &self,
         request: &ProvisionRequest,
     ) -> Result<ProvisionOutcome, ConnectorError> {
-        let core = &self.core;
-        let account = core.account_id(request)?;
-        let context = TemplateContext::from_request(core.target(), request);
-        let changes = core
-            .templates()
-            .render("update_account", &context)
-            .and_then(|body| expect_object(core.target(), "update_account", body))
-            .map_err(|err| core.template_failed(err))?;
-        if changes.is_empty() {
-            return Err(core.refused(
-                "update_account changes firstname, lastname, email, title, phonenumber on \
-                 DigiCert; the task sets none of them",
-            ));
-        }
-        let mut body = replacement(&self.user(account).await?);
-        let mut changed = false;
-        for (field, value) in changes {
-            if body.get(&field) != Some(&value) {
-                changed = true;
-                body.insert(field, value);
-            }
-        }
-        if !changed {
-            return Ok(ProvisionOutcome::AlreadyDone {
-                account_id: Some(account.to_string()),
-            });
-        }
-        self.put_user(account, body).await?;
-        Ok(ProvisionOutcome::Done {
-            account_id: Some(account.to_string()),
-        })
+        let account = self.core.account_id(request)?;
+        let changes = rest::update_changes(&self.core, request, UPDATE_FIELDS)?;
+        let current = replacement(&self.user(account).await?);
+        let changed = rest::replace(current, changes, |body| self.put_user(account, body)).await?;
+        Ok(ProvisionOutcome::changed(
+            changed,
+            Some(account.to_string()),
+        ))
     }
 
-    /// With `disable_strategy = "delete"` (the only way it is declared): deletes the user.
+    /// Deletes the user: declared only with `disable_strategy = "delete"`.
     async fn disable_account(
         &self,
         request: &ProvisionRequest,
     ) -> Result<ProvisionOutcome, ConnectorError> {
-        match self.disable_strategy {
-            DisableStrategy::Delete => self.remove_account(request).await,
-            DisableStrategy::Unsupported => Err(self.core.unsupported(
-                request.operation,
-                unsupported_reason(request.operation, None),
-            )),
-        }
+        self.remove_account(request).await
     }
 
     /// Deletes the user (`DELETE /user/{id}`). A 404 (already gone) is `AlreadyDone`.
@@ -337,14 +280,10 @@ impl DigicertConnector {
                 "container id `{container_id}` is not a DigiCert container id (a number)"
             ))
         })?;
-        let mut body = replacement(&self.user(account).await?);
-        let wanted = json!({ "id": container });
-        if body.get("container") == Some(&wanted) {
-            return Ok(ProvisionOutcome::AlreadyDone { account_id: None });
-        }
-        body.insert("container".to_string(), wanted);
-        self.put_user(account, body).await?;
-        Ok(ProvisionOutcome::Done { account_id: None })
+        let current = replacement(&self.user(account).await?);
+        let changes = Map::from_iter([("container".to_string(), json!({ "id": container }))]);
+        let changed = rest::replace(current, changes, |body| self.put_user(account, body)).await?;
+        Ok(ProvisionOutcome::changed(changed, None))
     }
 
     /// `PUT /user/{id}/role` with the whole list.
@@ -368,7 +307,7 @@ impl DigicertConnector {
     async fn put_user(
         &self,
         account: AccountId<'_>,
-        body: serde_json::Map<String, Value>,
+        body: Map<String, Value>,
     ) -> Result<(), ConnectorError> {
         let url = self.http.url(&["user", account.as_str()], &[])?;
         self.http

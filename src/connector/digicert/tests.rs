@@ -14,6 +14,9 @@ use super::wire::{
     error_message, is_top_level, map_container, map_roles, map_user, map_user_grants,
 };
 use super::*;
+use crate::connector::kit::testing::{
+    access, already_done, done, provisioned, refused, request, target_config,
+};
 use crate::connector::{Connector, ErrorClass, ProvisionOutcome, ProvisionRequest};
 use crate::model::{AccountRecord, AccountStatus, EntitlementRecord, GrantRecord, Operation};
 
@@ -192,14 +195,14 @@ fn reads_digicert_error_bodies() {
     assert_eq!(error_message(br#"{"errors":[]}"#), None);
 }
 
-/// A target config pointing at `base`, with no pacing and tiny backoffs.
+/// A target config pointing at `base`.
 fn config(base: &str, extra: &str) -> TargetConfig {
-    toml::from_str(&format!(
-        "kind = \"digicert\"\nbase_url = \"{base}/services/v2\"\napi_key = \"{KEY}\"\n\
-         rate_limit = []\n\
-         read_retry = {{ max_attempts = 2, initial_backoff = \"1ms\", max_backoff = \"5ms\" }}\n{extra}"
-    ))
-    .unwrap()
+    let base_url = format!("{base}/services/v2");
+    target_config(
+        "digicert",
+        &base_url,
+        &format!("api_key = \"{KEY}\"\n{extra}"),
+    )
 }
 
 fn user(id: u64) -> Value {
@@ -282,7 +285,7 @@ fn user_requests(requests: &[Request]) -> Vec<String> {
 #[tokio::test]
 async fn pages_through_2500_users() {
     let server = server_with(Users::new(2500)).await;
-    let connector = DigicertConnector::new("dc", &config(&server.uri(), "")).unwrap();
+    let connector = DigicertConnector::build("dc", &config(&server.uri(), "")).unwrap();
     let pages: Vec<Vec<AccountRecord>> = connector.accounts().try_collect().await.unwrap();
     assert_eq!(
         pages.iter().map(Vec::len).collect::<Vec<_>>(),
@@ -308,7 +311,7 @@ async fn follows_a_server_that_clamps_the_page_size() {
         ..Users::new(2500)
     })
     .await;
-    let connector = DigicertConnector::new("dc", &config(&server.uri(), "")).unwrap();
+    let connector = DigicertConnector::build("dc", &config(&server.uri(), "")).unwrap();
     let pages: Vec<Vec<AccountRecord>> = connector.accounts().try_collect().await.unwrap();
     assert_eq!(pages.iter().map(Vec::len).sum::<usize>(), 2500);
     assert_eq!(pages.len(), 7);
@@ -323,7 +326,7 @@ async fn a_page_that_ignores_the_offset_fails_rather_than_loops() {
         ..Users::new(2500)
     })
     .await;
-    let connector = DigicertConnector::new("dc", &config(&server.uri(), "")).unwrap();
+    let connector = DigicertConnector::build("dc", &config(&server.uri(), "")).unwrap();
     let err = connector
         .accounts()
         .try_collect::<Vec<_>>()
@@ -345,7 +348,7 @@ async fn a_total_that_changes_mid_read_fails() {
         ..Users::new(2500)
     })
     .await;
-    let connector = DigicertConnector::new("dc", &config(&server.uri(), "")).unwrap();
+    let connector = DigicertConnector::build("dc", &config(&server.uri(), "")).unwrap();
     let mut stream = connector.grants();
     let first = stream.try_next().await.unwrap().unwrap();
     assert_eq!(first.len(), 2000, "a role and a container per user");
@@ -372,7 +375,8 @@ async fn a_bad_user_fails_its_page() {
         .mount(&server)
         .await;
     // Two pages of two: the first is bad, and nothing is read after it.
-    let connector = DigicertConnector::new("dc", &config(&server.uri(), "page_size = 2")).unwrap();
+    let connector =
+        DigicertConnector::build("dc", &config(&server.uri(), "page_size = 2")).unwrap();
     let mut stream = connector.accounts();
     let err = stream.try_next().await.unwrap_err();
     assert!(err.to_string().contains("`locked`"), "{err}");
@@ -410,7 +414,7 @@ async fn reads_containers_and_deduplicated_roles() {
         )
         .mount(&server)
         .await;
-    let connector = DigicertConnector::new("dc", &config(&server.uri(), "")).unwrap();
+    let connector = DigicertConnector::build("dc", &config(&server.uri(), "")).unwrap();
     let records: Vec<EntitlementRecord> = connector
         .entitlements()
         .try_collect::<Vec<_>>()
@@ -464,7 +468,7 @@ async fn a_failing_role_read_fails_the_entitlement_stream() {
         ))
         .mount(&server)
         .await;
-    let connector = DigicertConnector::new("dc", &config(&server.uri(), "")).unwrap();
+    let connector = DigicertConnector::build("dc", &config(&server.uri(), "")).unwrap();
     let err = connector
         .entitlements()
         .try_collect::<Vec<_>>()
@@ -481,7 +485,7 @@ async fn a_failing_role_read_fails_the_entitlement_stream() {
 #[tokio::test]
 async fn test_connection_reads_one_user_with_the_key() {
     let server = server_with(Users::new(3)).await;
-    let connector = DigicertConnector::new("dc", &config(&server.uri(), "")).unwrap();
+    let connector = DigicertConnector::build("dc", &config(&server.uri(), "")).unwrap();
     connector.test_connection().await.unwrap();
     assert_eq!(
         user_requests(&server.received_requests().await.unwrap()),
@@ -498,7 +502,7 @@ async fn a_rejected_key_is_an_auth_error_that_never_shows_the_key() {
         ))
         .mount(&server)
         .await;
-    let connector = DigicertConnector::new("dc", &config(&server.uri(), "")).unwrap();
+    let connector = DigicertConnector::build("dc", &config(&server.uri(), "")).unwrap();
     let err = connector.test_connection().await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::Auth);
     assert!(err.to_string().contains("invalid_api_key"), "{err}");
@@ -519,7 +523,7 @@ async fn the_key_header_name_is_configurable() {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "users": [] })))
         .mount(&server)
         .await;
-    let connector = DigicertConnector::new(
+    let connector = DigicertConnector::build(
         "dc",
         &config(&server.uri(), "api_key_header = \"x-api-key\""),
     )
@@ -538,7 +542,7 @@ fn declared(connector: &DigicertConnector) -> Vec<(String, Option<String>)> {
 
 #[test]
 fn capabilities_follow_the_disable_strategy() {
-    let connector = DigicertConnector::new("dc", &config("https://dc.example", "")).unwrap();
+    let connector = DigicertConnector::build("dc", &config("https://dc.example", "")).unwrap();
     assert_eq!(
         connector.capabilities().entitlement_types,
         ["role", "container"]
@@ -566,7 +570,7 @@ fn capabilities_follow_the_disable_strategy() {
         .unsupported_reason(Operation::RemoveAccess, Some("container"))
         .contains("exactly one container"));
 
-    let deleting = DigicertConnector::new(
+    let deleting = DigicertConnector::build(
         "dc",
         &config("https://dc.example", "disable_strategy = \"delete\""),
     )
@@ -576,26 +580,6 @@ fn capabilities_follow_the_disable_strategy() {
     assert!(!deleting
         .capabilities()
         .supports(Operation::EnableAccount, None));
-}
-
-fn task(operation: Operation, account_id: Option<&str>, attributes: Value) -> ProvisionRequest {
-    ProvisionRequest {
-        operation,
-        account_id: account_id.map(str::to_string),
-        account_name: "jane.doe".into(),
-        entitlement: None,
-        attributes: attributes.as_object().cloned().unwrap_or_default(),
-        entitlement_name: None,
-        task_id: Some(9),
-        request_id: None,
-    }
-}
-
-fn access(operation: Operation, account_id: &str, kind: &str, id: &str) -> ProvisionRequest {
-    ProvisionRequest {
-        entitlement: Some((kind.into(), id.into())),
-        ..task(operation, Some(account_id), json!({}))
-    }
 }
 
 fn jane() -> Value {
@@ -628,45 +612,33 @@ async fn create_posts_the_templated_body_and_reads_the_id() {
         .expect(1)
         .mount(&server)
         .await;
-    let connector = DigicertConnector::new("dc", &config(&server.uri(), "")).unwrap();
-    let outcome = connector
-        .provision(&task(Operation::CreateAccount, None, jane()))
-        .await
-        .unwrap();
-    assert_eq!(
-        outcome,
-        ProvisionOutcome::Done {
-            account_id: Some("1538858".into())
-        }
-    );
+    let connector = DigicertConnector::build("dc", &config(&server.uri(), "")).unwrap();
+    let outcome = provisioned(&connector, &request(Operation::CreateAccount, None, jane())).await;
+    assert_eq!(outcome, done(Some("1538858")));
     let with_role = ProvisionRequest {
         entitlement: Some(("role".into(), "3".into())),
-        ..task(
+        ..request(
             Operation::CreateAccount,
             None,
             json!({ "firstname": "Jane", "lastname": "Doe", "email": "j@example.com", "container_id": 7 }),
         )
     };
-    assert_eq!(
-        connector.provision(&with_role).await.unwrap(),
-        ProvisionOutcome::Done {
-            account_id: Some("2".into())
-        }
-    );
+    assert_eq!(provisioned(&connector, &with_role).await, done(Some("2")));
 }
 
 #[tokio::test]
 async fn create_refuses_bad_input_before_sending() {
     let server = MockServer::start().await;
-    let connector = DigicertConnector::new("dc", &config(&server.uri(), "")).unwrap();
-    let err = connector
-        .provision(&task(
+    let connector = DigicertConnector::build("dc", &config(&server.uri(), "")).unwrap();
+    let err = refused(
+        &connector,
+        &request(
             Operation::CreateAccount,
             None,
             json!({ "firstname": "Jane" }),
-        ))
-        .await
-        .unwrap_err();
+        ),
+    )
+    .await;
     assert!(
         err.to_string()
             .contains("create_account needs the attribute(s) lastname, email"),
@@ -674,10 +646,11 @@ async fn create_refuses_bad_input_before_sending() {
     );
     let mut attributes = jane();
     attributes["container_id"] = json!("top");
-    let err = connector
-        .provision(&task(Operation::CreateAccount, None, attributes))
-        .await
-        .unwrap_err();
+    let err = refused(
+        &connector,
+        &request(Operation::CreateAccount, None, attributes),
+    )
+    .await;
     assert!(err.to_string().contains("container_id"), "{err}");
     assert!(server.received_requests().await.unwrap().is_empty());
 }
@@ -700,12 +673,9 @@ async fn a_template_override_shapes_the_body() {
 {"username": "${ account.name }", "first_name": "${ user.firstname }", "last_name": "${ user.lastname }",
  "email": "${ user.email }", "job_title": "${ user.department } / ${ task.id }",
  "access_roles": [{"id": ${ entitlementValue.entitlementID }}]}'''"#;
-    let connector = DigicertConnector::new("dc", &config(&server.uri(), template)).unwrap();
-    connector
-        .provision(&task(Operation::CreateAccount, None, jane()))
-        .await
-        .unwrap();
-    let broken = DigicertConnector::new(
+    let connector = DigicertConnector::build("dc", &config(&server.uri(), template)).unwrap();
+    provisioned(&connector, &request(Operation::CreateAccount, None, jane())).await;
+    let broken = DigicertConnector::build(
         "dc",
         &config(
             &server.uri(),
@@ -737,20 +707,22 @@ async fn remove_deletes_and_counts_404_as_done() {
         ))
         .mount(&server)
         .await;
-    let connector = DigicertConnector::new("dc", &config(&server.uri(), "")).unwrap();
+    let connector = DigicertConnector::build("dc", &config(&server.uri(), "")).unwrap();
     assert_eq!(
-        connector
-            .provision(&task(Operation::RemoveAccount, Some("11"), json!({})))
-            .await
-            .unwrap(),
-        ProvisionOutcome::Done { account_id: None }
+        provisioned(
+            &connector,
+            &request(Operation::RemoveAccount, Some("11"), json!({}))
+        )
+        .await,
+        done(None)
     );
     assert_eq!(
-        connector
-            .provision(&task(Operation::RemoveAccount, Some("12"), json!({})))
-            .await
-            .unwrap(),
-        ProvisionOutcome::AlreadyDone { account_id: None }
+        provisioned(
+            &connector,
+            &request(Operation::RemoveAccount, Some("12"), json!({}))
+        )
+        .await,
+        already_done(None)
     );
 }
 
@@ -773,43 +745,36 @@ async fn update_puts_the_whole_user_with_the_changes() {
         .expect(1)
         .mount(&server)
         .await;
-    let connector = DigicertConnector::new("dc", &config(&server.uri(), "")).unwrap();
-    let outcome = connector
-        .provision(&task(
+    let connector = DigicertConnector::build("dc", &config(&server.uri(), "")).unwrap();
+    let outcome = provisioned(
+        &connector,
+        &request(
             Operation::UpdateAccount,
             Some("125038"),
             json!({ "lastname": "Smith", "department": "ignored" }),
-        ))
-        .await
-        .unwrap();
-    assert_eq!(
-        outcome,
-        ProvisionOutcome::Done {
-            account_id: Some("125038".into())
-        }
-    );
-    let unchanged = connector
-        .provision(&task(
+        ),
+    )
+    .await;
+    assert_eq!(outcome, done(Some("125038")));
+    let unchanged = provisioned(
+        &connector,
+        &request(
             Operation::UpdateAccount,
             Some("125038"),
             json!({ "title": "Engineer" }),
-        ))
-        .await
-        .unwrap();
-    assert_eq!(
-        unchanged,
-        ProvisionOutcome::AlreadyDone {
-            account_id: Some("125038".into())
-        }
-    );
-    let err = connector
-        .provision(&task(
+        ),
+    )
+    .await;
+    assert_eq!(unchanged, already_done(Some("125038")));
+    let err = refused(
+        &connector,
+        &request(
             Operation::UpdateAccount,
             Some("125038"),
             json!({ "department": "x" }),
-        ))
-        .await
-        .unwrap_err();
+        ),
+    )
+    .await;
     assert!(
         err.to_string().contains("the task sets none of them"),
         "{err}"
@@ -825,12 +790,9 @@ async fn enable_and_disable_are_refused_unless_disable_deletes() {
         .expect(1)
         .mount(&server)
         .await;
-    let connector = DigicertConnector::new("dc", &config(&server.uri(), "")).unwrap();
+    let connector = DigicertConnector::build("dc", &config(&server.uri(), "")).unwrap();
     for operation in [Operation::EnableAccount, Operation::DisableAccount] {
-        let err = connector
-            .provision(&task(operation, Some("11"), json!({})))
-            .await
-            .unwrap_err();
+        let err = refused(&connector, &request(operation, Some("11"), json!({}))).await;
         assert_eq!(err.class(), ErrorClass::Unsupported);
         assert!(
             err.to_string()
@@ -839,22 +801,24 @@ async fn enable_and_disable_are_refused_unless_disable_deletes() {
         );
     }
     assert!(server.received_requests().await.unwrap().is_empty());
-    let deleting = DigicertConnector::new(
+    let deleting = DigicertConnector::build(
         "dc",
         &config(&server.uri(), "disable_strategy = \"delete\""),
     )
     .unwrap();
     assert_eq!(
-        deleting
-            .provision(&task(Operation::DisableAccount, Some("11"), json!({})))
-            .await
-            .unwrap(),
-        ProvisionOutcome::Done { account_id: None }
+        provisioned(
+            &deleting,
+            &request(Operation::DisableAccount, Some("11"), json!({}))
+        )
+        .await,
+        done(None)
     );
-    let err = deleting
-        .provision(&task(Operation::EnableAccount, Some("11"), json!({})))
-        .await
-        .unwrap_err();
+    let err = refused(
+        &deleting,
+        &request(Operation::EnableAccount, Some("11"), json!({})),
+    )
+    .await;
     assert_eq!(err.class(), ErrorClass::Unsupported);
 }
 
@@ -878,7 +842,7 @@ async fn sim() -> (crate::sim::DigicertServer, DigicertConnector) {
         server.control().api_key()
     ))
     .unwrap();
-    let connector = DigicertConnector::new("dc", &config).unwrap();
+    let connector = DigicertConnector::build("dc", &config).unwrap();
     (server, connector)
 }
 
@@ -904,9 +868,9 @@ async fn sim_create_duplicates_and_lookup() {
     let (server, connector) = sim().await;
     let with_role = ProvisionRequest {
         entitlement: Some(("role".into(), "4".into())),
-        ..task(Operation::CreateAccount, None, jane())
+        ..request(Operation::CreateAccount, None, jane())
     };
-    let id = created_id(connector.provision(&with_role).await.unwrap());
+    let id = created_id(provisioned(&connector, &with_role).await);
     let user = sim_user(&server, &id).unwrap();
     assert_eq!(
         (
@@ -922,10 +886,7 @@ async fn sim_create_duplicates_and_lookup() {
     let mut same = jane();
     same["email"] = json!("jane.doe@EXAMPLE.com");
     assert_eq!(
-        connector
-            .provision(&task(Operation::CreateAccount, None, same))
-            .await
-            .unwrap(),
+        provisioned(&connector, &request(Operation::CreateAccount, None, same)).await,
         ProvisionOutcome::AlreadyDone {
             account_id: Some(id.clone())
         }
@@ -933,10 +894,7 @@ async fn sim_create_duplicates_and_lookup() {
     // Someone else with that name.
     let mut other = jane();
     other["email"] = json!("other.jane@example.com");
-    let err = connector
-        .provision(&task(Operation::CreateAccount, None, other))
-        .await
-        .unwrap_err();
+    let err = refused(&connector, &request(Operation::CreateAccount, None, other)).await;
     assert_eq!(err.class(), ErrorClass::Permanent);
     assert!(
         err.to_string()
@@ -946,9 +904,9 @@ async fn sim_create_duplicates_and_lookup() {
     // DigiCert's own words for a username it does not accept.
     let bad = ProvisionRequest {
         account_name: "jane doe!".into(),
-        ..task(Operation::CreateAccount, None, jane())
+        ..request(Operation::CreateAccount, None, jane())
     };
-    let err = connector.provision(&bad).await.unwrap_err();
+    let err = refused(&connector, &bad).await;
     assert_eq!(err.class(), ErrorClass::Permanent);
     assert!(
         err.to_string().contains("invalid_field|username") && err.to_string().contains("HTTP 400"),
@@ -967,23 +925,20 @@ async fn sim_create_duplicates_and_lookup() {
 #[tokio::test]
 async fn sim_update_roles_container_and_remove() {
     let (server, connector) = sim().await;
-    let id = created_id(
-        connector
-            .provision(&task(Operation::CreateAccount, None, jane()))
-            .await
-            .unwrap(),
-    );
+    let id =
+        created_id(provisioned(&connector, &request(Operation::CreateAccount, None, jane())).await);
     assert_eq!(sim_user(&server, &id).unwrap().access_roles, [5]);
 
     // Update: a full PUT that keeps the title and phone.
-    connector
-        .provision(&task(
+    provisioned(
+        &connector,
+        &request(
             Operation::UpdateAccount,
             Some(&id),
             json!({ "lastname": "Smith" }),
-        ))
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     let user = sim_user(&server, &id).unwrap();
     assert_eq!(user.last_name, "Smith");
     assert_eq!(user.job_title.as_deref(), Some("Engineer"));
@@ -991,28 +946,17 @@ async fn sim_update_roles_container_and_remove() {
 
     // Roles: add, add again, remove, remove again, the last one refused.
     let add = access(Operation::AddAccess, &id, "role", "2");
-    assert_eq!(
-        connector.provision(&add).await.unwrap(),
-        ProvisionOutcome::Done { account_id: None }
-    );
+    assert_eq!(provisioned(&connector, &add).await, done(None));
     assert_eq!(sim_user(&server, &id).unwrap().access_roles, [2, 5]);
-    assert_eq!(
-        connector.provision(&add).await.unwrap(),
-        ProvisionOutcome::AlreadyDone { account_id: None }
-    );
+    assert_eq!(provisioned(&connector, &add).await, already_done(None));
     let remove = access(Operation::RemoveAccess, &id, "Role", "5");
-    assert_eq!(
-        connector.provision(&remove).await.unwrap(),
-        ProvisionOutcome::Done { account_id: None }
-    );
-    assert_eq!(
-        connector.provision(&remove).await.unwrap(),
-        ProvisionOutcome::AlreadyDone { account_id: None }
-    );
-    let err = connector
-        .provision(&access(Operation::RemoveAccess, &id, "role", "2"))
-        .await
-        .unwrap_err();
+    assert_eq!(provisioned(&connector, &remove).await, done(None));
+    assert_eq!(provisioned(&connector, &remove).await, already_done(None));
+    let err = refused(
+        &connector,
+        &access(Operation::RemoveAccess, &id, "role", "2"),
+    )
+    .await;
     assert_eq!(err.class(), ErrorClass::Permanent);
     assert!(err.to_string().contains("last role"), "{err}");
     assert_eq!(sim_user(&server, &id).unwrap().access_roles, [2]);
@@ -1020,39 +964,36 @@ async fn sim_update_roles_container_and_remove() {
     // Container: a move keeps everything else; removal is not supported.
     assert_eq!(sim_user(&server, &id).unwrap().container_id, 1);
     let to_two = access(Operation::AddAccess, &id, "container", "2");
-    assert_eq!(
-        connector.provision(&to_two).await.unwrap(),
-        ProvisionOutcome::Done { account_id: None }
-    );
+    assert_eq!(provisioned(&connector, &to_two).await, done(None));
     let moved = sim_user(&server, &id).unwrap();
     assert_eq!(moved.container_id, 2);
     assert_eq!(moved.access_roles, [2]);
     assert_eq!(moved.job_title.as_deref(), Some("Engineer"));
-    assert_eq!(
-        connector.provision(&to_two).await.unwrap(),
-        ProvisionOutcome::AlreadyDone { account_id: None }
-    );
-    let err = connector
-        .provision(&access(Operation::RemoveAccess, &id, "container", "2"))
-        .await
-        .unwrap_err();
+    assert_eq!(provisioned(&connector, &to_two).await, already_done(None));
+    let err = refused(
+        &connector,
+        &access(Operation::RemoveAccess, &id, "container", "2"),
+    )
+    .await;
     assert_eq!(err.class(), ErrorClass::Unsupported);
 
     // Disable with the delete strategy, then remove: already gone.
     assert_eq!(
-        connector
-            .provision(&task(Operation::DisableAccount, Some(&id), json!({})))
-            .await
-            .unwrap(),
-        ProvisionOutcome::Done { account_id: None }
+        provisioned(
+            &connector,
+            &request(Operation::DisableAccount, Some(&id), json!({}))
+        )
+        .await,
+        done(None)
     );
     assert!(sim_user(&server, &id).is_none());
     assert_eq!(
-        connector
-            .provision(&task(Operation::RemoveAccount, Some(&id), json!({})))
-            .await
-            .unwrap(),
-        ProvisionOutcome::AlreadyDone { account_id: None }
+        provisioned(
+            &connector,
+            &request(Operation::RemoveAccount, Some(&id), json!({}))
+        )
+        .await,
+        already_done(None)
     );
     server.shutdown().await.unwrap();
 }
@@ -1062,7 +1003,7 @@ fn a_missing_key_is_a_clear_build_error() {
     let config: TargetConfig =
         toml::from_str("kind = \"digicert\"\nbase_url = \"https://dc.example/services/v2\"")
             .unwrap();
-    let err = DigicertConnector::new("dc", &config).unwrap_err();
+    let err = DigicertConnector::build("dc", &config).unwrap_err();
     assert!(
         err.to_string()
             .contains("api_key: is required for kind = \"digicert\""),
@@ -1072,7 +1013,7 @@ fn a_missing_key_is_a_clear_build_error() {
         "kind = \"digicert\"\nbase_url = \"https://dc.example\"\napi_key = { env = \"IDSYNC_TEST_NO_SUCH_VAR_4B1D\" }",
     )
     .unwrap();
-    let err = DigicertConnector::new("dc", &config).unwrap_err();
+    let err = DigicertConnector::build("dc", &config).unwrap_err();
     assert!(
         err.to_string().contains("IDSYNC_TEST_NO_SUCH_VAR_4B1D"),
         "{err}"
@@ -1085,7 +1026,7 @@ fn paces_at_ninety_percent_of_the_documented_limits_by_default() {
         "kind = \"digicert\"\nbase_url = \"https://dc.example\"\napi_key = \"{KEY}\""
     ))
     .unwrap();
-    let connector = DigicertConnector::new("dc", &config).unwrap();
+    let connector = DigicertConnector::build("dc", &config).unwrap();
     let windows: Vec<(u32, u64)> = connector
         .http
         .rate_limits()

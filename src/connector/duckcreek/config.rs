@@ -2,36 +2,20 @@
 //! the constructor).
 
 use std::collections::HashMap;
+use std::ops::RangeInclusive;
 
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{ConfigProblem, RequestWrapper, SoapVersion, TargetConfig};
 use crate::connector::kit::settings::{self, Problems};
-use crate::connector::kit::Adapter;
-use crate::connector::template::TemplateSet;
 use crate::connector::xml::{escape, forbidden_char, is_local_name};
 use crate::model::Operation;
-
-use super::provision::check_requests;
-use super::DuckCreekConnector;
 
 /// Records handed to the store at a time when the target's `page_size` is unset.
 pub const DEFAULT_PAGE_SIZE: u32 = 1000;
 
 /// The entity whose users are imported when `entity_id` is unset.
 pub const DEFAULT_ENTITY_ID: &str = "1";
-
-/// The kind-specific keys a Duck Creek target reads.
-pub const SETTINGS: &[&str] = &[
-    "username",
-    "password",
-    "entity_id",
-    "soap_action",
-    "soap_version",
-    "content_type",
-    "request_wrapper",
-    "already_done_codes",
-];
 
 /// The error code of an add whose grant is already in place (counts as done).
 pub const ALREADY_ASSIGNED: &str = "AlreadyAssigned";
@@ -70,15 +54,24 @@ pub struct Settings {
     pub wrapper: (String, String),
     /// Per operation, the failure codes that mean the change is already in place.
     pub already_done: HashMap<Operation, Vec<String>>,
-    /// Users handed to the store at a time.
-    pub page_size: u32,
-    /// The compiled templates.
-    pub templates: TemplateSet,
 }
 
-impl Settings {
-    /// Reads the settings of target `name`: every problem at once, keyed relative to it.
-    pub fn read(name: &str, target: &TargetConfig) -> Result<Self, Vec<ConfigProblem>> {
+impl settings::Settings for Settings {
+    const KEYS: &'static [&'static str] = &[
+        "username",
+        "password",
+        "entity_id",
+        "soap_action",
+        "soap_version",
+        "content_type",
+        "request_wrapper",
+        "already_done_codes",
+    ];
+    // Duck Creek lists come whole; this is only the batch handed to the store.
+    const PAGE_SIZES: RangeInclusive<u32> = 1..=10_000;
+    const DEFAULT_PAGE_SIZE: u32 = DEFAULT_PAGE_SIZE;
+
+    fn read(target: &TargetConfig) -> Result<Self, Vec<ConfigProblem>> {
         let mut problems = Problems::default();
         let username = match target.username.as_deref() {
             None => {
@@ -156,29 +149,16 @@ impl Settings {
         }
         check_already_done_codes(target, &mut problems);
         let wrapper = wrapper_tags(target.request_wrapper.as_ref(), &mut problems);
-        // Duck Creek lists come whole; this is only the batch handed to the store.
-        let page_size = problems.take(settings::page_size(target, 1..=10_000, DEFAULT_PAGE_SIZE));
-        let templates = problems.take_all(settings::templates(
-            name,
-            target,
-            &DuckCreekConnector::TEMPLATES,
-            check_requests,
-        ));
-        let read = match (username, password, page_size, templates) {
-            (Some(username), Some(password), Some(page_size), Some(templates)) => Some(Self {
-                username,
-                password,
-                entity_id,
-                soap_version: target.soap_version.unwrap_or_default(),
-                soap_action: target.soap_action.clone().unwrap_or_default(),
-                content_type: target.content_type.clone(),
-                wrapper,
-                already_done: already_done_table(target),
-                page_size,
-                templates,
-            }),
-            _ => None,
-        };
+        let read = username.zip(password).map(|(username, password)| Self {
+            username,
+            password,
+            entity_id,
+            soap_version: target.soap_version.unwrap_or_default(),
+            soap_action: target.soap_action.clone().unwrap_or_default(),
+            content_type: target.content_type.clone(),
+            wrapper,
+            already_done: already_done_table(target),
+        });
         problems.finish(read)
     }
 }

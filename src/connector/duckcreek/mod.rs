@@ -26,13 +26,13 @@ use std::sync::Arc;
 
 use secrecy::SecretString;
 
-use crate::config::{ConfigProblem, TargetConfig};
+use crate::config::TargetConfig;
 use crate::connector::http::{ClientDefaults, HttpClient};
-use crate::connector::kit::{self, Adapter, Core};
+use crate::connector::kit::{Adapter, Core};
 use crate::connector::soap::{BodySecret, SoapClient, SoapSettings};
-use crate::connector::template::TemplateCatalog;
+use crate::connector::template::{TemplateCatalog, TemplateError, TemplateSet};
 use crate::connector::xml::DEFAULT_MAX_DEPTH;
-use crate::connector::ConnectorError;
+use crate::connector::{Capabilities, ConnectorError};
 use crate::model::Operation;
 
 pub mod batch;
@@ -45,6 +45,7 @@ mod wire;
 mod tests;
 
 pub use self::config::{DEFAULT_ENTITY_ID, DEFAULT_PAGE_SIZE};
+use self::provision::check_requests;
 pub use self::provision::{capabilities, template_for, unsupported_reason, TEMPLATES};
 pub use self::wire::{is_login_fault, read_error};
 
@@ -82,28 +83,19 @@ pub struct DuckCreekConnector {
     already_done: HashMap<Operation, Vec<String>>,
 }
 
-impl DuckCreekConnector {
-    /// Builds the connector of target `name` (see [`kit::build`]): the password is resolved
-    /// and the templates compiled now; no request is made.
-    pub fn new(name: &str, target: &TargetConfig) -> Result<Self, ConnectorError> {
-        kit::build(name, target)
-    }
-}
-
 impl Adapter for DuckCreekConnector {
     const NAME: &'static str = "Duck Creek";
-    const SETTINGS: &'static [&'static str] = config::SETTINGS;
     const TEMPLATES: TemplateCatalog = TEMPLATES;
     type Settings = config::Settings;
 
-    fn settings(name: &str, target: &TargetConfig) -> Result<Self::Settings, Vec<ConfigProblem>> {
-        config::Settings::read(name, target)
+    fn capabilities(_: &config::Settings, templates: &TemplateSet) -> Capabilities {
+        capabilities(templates)
     }
 
-    fn with_settings(
-        name: &str,
+    fn assemble(
+        core: Core,
         target: &TargetConfig,
-        settings: Self::Settings,
+        settings: config::Settings,
     ) -> Result<Self, ConnectorError> {
         // No pacing by default: the target names no limit.
         let defaults = ClientDefaults {
@@ -111,7 +103,7 @@ impl Adapter for DuckCreekConnector {
             read_error,
         };
         let credential = Arc::new(BodySecret::new(settings.password.clone()));
-        let http = HttpClient::new(name, target, defaults, credential)?;
+        let http = HttpClient::new(core.target(), target, defaults, credential)?;
         let soap_settings = SoapSettings {
             version: settings.soap_version,
             action: settings.soap_action,
@@ -119,15 +111,8 @@ impl Adapter for DuckCreekConnector {
             max_depth: DEFAULT_MAX_DEPTH,
         };
         let soap = SoapClient::new(http, &soap_settings, is_login_fault)?;
-        let capabilities = capabilities(&settings.templates);
         Ok(Self {
-            core: Core::new(
-                name,
-                Self::NAME,
-                settings.page_size,
-                capabilities,
-                settings.templates,
-            ),
+            core,
             soap,
             username: settings.username,
             password: settings.password,
@@ -135,6 +120,10 @@ impl Adapter for DuckCreekConnector {
             wrapper: settings.wrapper,
             already_done: settings.already_done,
         })
+    }
+
+    fn check_templates(templates: &TemplateSet) -> Vec<TemplateError> {
+        check_requests(templates)
     }
 
     fn core(&self) -> &Core {

@@ -4,22 +4,18 @@
 //! `already_done_codes` (built in: `AlreadyAssigned` on add, `NotAssigned` on remove,
 //! `UserNotFound` on `remove_account`) count as already done.
 
-use std::collections::BTreeSet;
-
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
 
 use super::batch::{Answer, RequestFailure};
 use super::{DuckCreekConnector, CLOSE, ENTITY, LOGIN, PRIVILEGE, ROLE};
-use crate::connector::kit::{Entitlement, Operations};
+use crate::connector::kit::{refusal, Adapter, Entitlement, Operations};
 use crate::connector::password::generate_password;
 use crate::connector::soap::{redact_secret, CallKind};
 use crate::connector::template::{
     template_key, Escape, TemplateCatalog, TemplateContext, TemplateError, TemplateSet,
 };
-use crate::connector::{
-    Capabilities, Capability, ConnectorError, ProvisionOutcome, ProvisionRequest,
-};
+use crate::connector::{Capabilities, ConnectorError, ProvisionOutcome, ProvisionRequest};
 use crate::model::Operation;
 
 /// The built-in `disable_account` request.
@@ -86,35 +82,23 @@ pub fn template_for(operation: Operation, kind: Option<&str>) -> Option<&'static
 /// What a Duck Creek target supports: enable and disable, add and remove `Role` and `Entity`,
 /// and create, update and remove accounts only where `templates` has one configured.
 pub fn capabilities(templates: &TemplateSet) -> Capabilities {
-    let account = |operation| Capability {
-        operation,
-        entitlement_type: None,
-    };
-    let access = |operation, kind: &str| Capability {
-        operation,
-        entitlement_type: Some(kind.to_string()),
-    };
-    let mut operations = BTreeSet::from([
-        account(Operation::EnableAccount),
-        account(Operation::DisableAccount),
-        access(Operation::AddAccess, ROLE),
-        access(Operation::RemoveAccess, ROLE),
-        access(Operation::AddAccess, ENTITY),
-        access(Operation::RemoveAccess, ENTITY),
-    ]);
-    for operation in [
-        Operation::CreateAccount,
-        Operation::UpdateAccount,
-        Operation::RemoveAccount,
-    ] {
-        if templates.has(operation.as_str()) {
-            operations.insert(account(operation));
-        }
-    }
-    Capabilities {
-        entitlement_types: vec![ROLE.to_string(), ENTITY.to_string(), PRIVILEGE.to_string()],
-        operations,
-    }
+    let mut account = vec![Operation::EnableAccount, Operation::DisableAccount];
+    account.extend(
+        [
+            Operation::CreateAccount,
+            Operation::UpdateAccount,
+            Operation::RemoveAccount,
+        ]
+        .into_iter()
+        .filter(|operation| templates.has(operation.as_str())),
+    );
+    let access = [
+        (Operation::AddAccess, ROLE),
+        (Operation::RemoveAccess, ROLE),
+        (Operation::AddAccess, ENTITY),
+        (Operation::RemoveAccess, ENTITY),
+    ];
+    Capabilities::new(&[ROLE, ENTITY, PRIVILEGE], account, access)
 }
 
 /// Why a Duck Creek target refuses `operation` on `entitlement_type` (see [`capabilities`]).
@@ -138,13 +122,13 @@ pub fn unsupported_reason(
              a role that carries the privilege"
                 .to_string()
         }
-        (Operation::AddAccess | Operation::RemoveAccess, Some(kind)) => {
-            format!("Duck Creek grants types {ROLE} and {ENTITY} only, not `{kind}`")
-        }
-        (Operation::AddAccess | Operation::RemoveAccess, None) => {
-            format!("{operation} needs an entitlement ({ROLE}:NAME or {ENTITY}:NAME)")
-        }
-        _ => format!("Duck Creek does not support {operation}"),
+        _ => refusal(
+            DuckCreekConnector::NAME,
+            operation,
+            entitlement_type,
+            &[ROLE, ENTITY],
+            "NAME",
+        ),
     }
 }
 

@@ -9,9 +9,10 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 use super::batch::Item;
 use super::wire::{map_entity, map_privilege, map_role, map_user, map_user_grants, Catalogue};
 use super::*;
+use crate::connector::kit::testing::{already_done, done, provisioned, refused, target_config};
 use crate::connector::soap::SOAP_1_1;
 use crate::connector::xml::{escape, Element};
-use crate::connector::{Connector, ErrorClass, ProvisionOutcome, ProvisionRequest};
+use crate::connector::{Connector, ErrorClass, ProvisionRequest};
 use crate::model::{AccountRecord, AccountStatus, EntitlementRecord, GrantRecord};
 
 const PASSWORD: &str = "dc-PASS&<word>-UNMISTAKABLE";
@@ -63,17 +64,14 @@ fn catalogue_answer() -> String {
 }
 
 fn config(base: &str, extra: &str) -> TargetConfig {
-    toml::from_str(&format!(
-        "kind = \"duckcreek\"\nbase_url = \"{base}/Server/Server.asmx\"\nusername = \"svc_idsync\"\n\
-         password = \"{}\"\n\
-         read_retry = {{ max_attempts = 2, initial_backoff = \"1ms\", max_backoff = \"5ms\" }}\n{extra}",
-        PASSWORD.replace('\\', "\\\\")
-    ))
-    .unwrap()
+    let base_url = format!("{base}/Server/Server.asmx");
+    let password = PASSWORD.replace('\\', "\\\\");
+    let login = format!("username = \"svc_idsync\"\npassword = \"{password}\"\n{extra}");
+    target_config("duckcreek", &base_url, &login)
 }
 
 fn connector(server: &MockServer, extra: &str) -> DuckCreekConnector {
-    DuckCreekConnector::new("dc", &config(&server.uri(), extra)).unwrap()
+    DuckCreekConnector::build("dc", &config(&server.uri(), extra)).unwrap()
 }
 
 fn body_of(request: &Request) -> String {
@@ -460,20 +458,22 @@ async fn lock_and_unlock_send_the_templates_and_judge_the_status() {
         .mount(&server)
         .await;
     let connector = connector(&server, "");
-    let done = connector
-        .provision(&request(Operation::DisableAccount, None, json!({})))
-        .await
-        .unwrap();
-    assert_eq!(done, ProvisionOutcome::Done { account_id: None });
+    let outcome = provisioned(
+        &connector,
+        &request(Operation::DisableAccount, None, json!({})),
+    )
+    .await;
+    assert_eq!(outcome, done(None));
     let body = body_of(&server.received_requests().await.unwrap()[0]);
     assert!(
         body.contains(r#"<Security.lockUserAccountRq userID="1001" userName="o&apos;brien &amp; co"/><Session.closeRq/>"#),
         "{body}"
     );
-    let err = connector
-        .provision(&request(Operation::EnableAccount, None, json!({})))
-        .await
-        .unwrap_err();
+    let err = refused(
+        &connector,
+        &request(Operation::EnableAccount, None, json!({})),
+    )
+    .await;
     assert_eq!(err.class(), ErrorClass::Permanent);
     assert!(
         err.to_string()
@@ -511,11 +511,8 @@ async fn grants_and_revokes_count_already_in_place_as_done() {
     let connector = connector(&server, "");
     let role = Some(("role", "10", "Underwriter <Senior>"));
     assert_eq!(
-        connector
-            .provision(&request(Operation::AddAccess, role, json!({})))
-            .await
-            .unwrap(),
-        ProvisionOutcome::AlreadyDone { account_id: None }
+        provisioned(&connector, &request(Operation::AddAccess, role, json!({}))).await,
+        already_done(None)
     );
     let body = body_of(&server.received_requests().await.unwrap()[0]);
     assert!(
@@ -524,17 +521,19 @@ async fn grants_and_revokes_count_already_in_place_as_done() {
     );
     let entity = Some(("Entity", "3", "Branch 2"));
     assert_eq!(
-        connector
-            .provision(&request(Operation::RemoveAccess, entity, json!({})))
-            .await
-            .unwrap(),
-        ProvisionOutcome::Done { account_id: None }
+        provisioned(
+            &connector,
+            &request(Operation::RemoveAccess, entity, json!({}))
+        )
+        .await,
+        done(None)
     );
     // NotAssigned on an add is not "already done": it fails.
-    let err = connector
-        .provision(&request(Operation::AddAccess, entity, json!({})))
-        .await
-        .unwrap_err();
+    let err = refused(
+        &connector,
+        &request(Operation::AddAccess, entity, json!({})),
+    )
+    .await;
     assert_eq!(err.class(), ErrorClass::Permanent, "{err}");
 }
 
@@ -567,24 +566,23 @@ async fn configured_already_done_codes_replace_the_built_in_ones() {
     );
     let role = Some(("Role", "10", "Underwriter"));
     // add_access: the configured list replaced AlreadyAssigned.
-    let err = configured
-        .provision(&request(Operation::AddAccess, role, json!({})))
-        .await
-        .unwrap_err();
+    let err = refused(&configured, &request(Operation::AddAccess, role, json!({}))).await;
     assert_eq!(err.class(), ErrorClass::Permanent, "{err}");
     assert!(err.to_string().contains("AlreadyAssigned: no"), "{err}");
     // remove_access: not configured, so the built-in NotAssigned still counts.
-    let outcome = configured
-        .provision(&request(Operation::RemoveAccess, role, json!({})))
-        .await
-        .unwrap();
-    assert_eq!(outcome, ProvisionOutcome::AlreadyDone { account_id: None });
+    let outcome = provisioned(
+        &configured,
+        &request(Operation::RemoveAccess, role, json!({})),
+    )
+    .await;
+    assert_eq!(outcome, already_done(None));
     // disable_account: a configured code, matched without letter case.
-    let outcome = configured
-        .provision(&request(Operation::DisableAccount, None, json!({})))
-        .await
-        .unwrap();
-    assert_eq!(outcome, ProvisionOutcome::AlreadyDone { account_id: None });
+    let outcome = provisioned(
+        &configured,
+        &request(Operation::DisableAccount, None, json!({})),
+    )
+    .await;
+    assert_eq!(outcome, already_done(None));
     // Without the setting, the same lock failure fails the task.
     let err = connector(&server, "")
         .provision(&request(Operation::DisableAccount, None, json!({})))
@@ -596,7 +594,7 @@ async fn configured_already_done_codes_replace_the_built_in_ones() {
         r#"already_done_codes = { create_account = ["UserExists"] }"#,
         r#"already_done_codes = { grant = ["X"] }"#,
     ] {
-        let err = DuckCreekConnector::new("dc", &config(&server.uri(), bad)).unwrap_err();
+        let err = DuckCreekConnector::build("dc", &config(&server.uri(), bad)).unwrap_err();
         assert!(
             err.to_string().contains("already_done_codes."),
             "{bad}: {err}"
@@ -618,10 +616,7 @@ async fn privileges_and_unconfigured_account_operations_are_unsupported() {
         Operation::RemoveAccount,
     ] {
         assert!(!caps.supports(op, None), "{op}");
-        let err = connector
-            .provision(&request(op, None, json!({})))
-            .await
-            .unwrap_err();
+        let err = refused(&connector, &request(op, None, json!({}))).await;
         assert_eq!(err.class(), ErrorClass::Unsupported);
         assert!(
             err.to_string()
@@ -631,14 +626,15 @@ async fn privileges_and_unconfigured_account_operations_are_unsupported() {
     }
     let reason = connector.unsupported_reason(Operation::AddAccess, Some("Privilege"));
     assert!(reason.contains("attach to roles"), "{reason}");
-    let err = connector
-        .provision(&request(
+    let err = refused(
+        &connector,
+        &request(
             Operation::AddAccess,
             Some(("Privilege", "1", "Q")),
             json!({}),
-        ))
-        .await
-        .unwrap_err();
+        ),
+    )
+    .await;
     assert_eq!(err.class(), ErrorClass::Unsupported);
     assert!(server.received_requests().await.unwrap().is_empty());
 }
@@ -671,14 +667,15 @@ create_account = '<Security.createUserRq userName="${ user.username }" email="${
     assert!(connector
         .capabilities()
         .supports(Operation::CreateAccount, None));
-    let err = connector
-        .provision(&request(
+    let err = refused(
+        &connector,
+        &request(
             Operation::CreateAccount,
             None,
             json!({ "email": "o@example.com" }),
-        ))
-        .await
-        .unwrap_err();
+        ),
+    )
+    .await;
     let text = err.to_string();
     assert!(text.contains("password [REDACTED] rejected"), "{text}");
     let body = body_of(&server.received_requests().await.unwrap()[0]);
@@ -701,22 +698,22 @@ fn templates_that_log_in_or_are_malformed_fail_the_check() {
         r#"<Session.loginRq userName="x" password="y"/><Security.addUserRoleRq userName="${ account.name }"/>"#
             .into(),
     );
-    let errors = kit::check_config::<DuckCreekConnector>("dc", &config);
+    let errors = DuckCreekConnector::check_config("dc", &config);
     let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
     assert_eq!(errors.len(), 1, "{text:?}");
     assert!(text[0].starts_with("templates.enable_account"), "{text:?}");
     assert!(text[0].contains("not well-formed"), "{text:?}");
     config.templates.remove("enable_account");
-    let errors = kit::check_config::<DuckCreekConnector>("dc", &config);
+    let errors = DuckCreekConnector::check_config("dc", &config);
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0].key, "templates.add_access_role");
     assert!(errors[0]
         .message
         .contains("must not contain <Session.loginRq>"));
-    let err = DuckCreekConnector::new("dc", &config).unwrap_err();
+    let err = DuckCreekConnector::build("dc", &config).unwrap_err();
     assert!(err.to_string().contains("add_access_role"), "{err}");
     config.templates.clear();
-    assert!(kit::check_config::<DuckCreekConnector>("dc", &config).is_empty());
+    assert!(DuckCreekConnector::check_config("dc", &config).is_empty());
 }
 
 #[tokio::test]
@@ -787,7 +784,7 @@ async fn a_configured_wrapper_holds_the_server_document() {
         r#"request_wrapper = { element = "w:Run" }"#,
         r#"request_wrapper = { element = "Run", namespace = "urn:\u0001" }"#,
     ] {
-        let err = DuckCreekConnector::new("dc", &config(&server.uri(), bad)).unwrap_err();
+        let err = DuckCreekConnector::build("dc", &config(&server.uri(), bad)).unwrap_err();
         assert!(err.to_string().contains("request_wrapper"), "{bad}: {err}");
     }
 }

@@ -1,16 +1,14 @@
 //! The settings a Jama target reads, and their checks (the same for `check-config` and the
 //! constructor).
 
+use std::ops::RangeInclusive;
+
 use secrecy::SecretString;
 use url::Url;
 
 use crate::config::{ConfigDuration, ConfigProblem, RateLimit, RemoveStrategy, TargetConfig};
 use crate::connector::kit::settings::{self, Problems};
-use crate::connector::kit::Adapter;
-use crate::connector::template::TemplateSet;
 use crate::connector::ConnectorError;
-
-use super::JamaConnector;
 
 /// Records per page when the target's `page_size` is unset (Jama's own maximum).
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -20,9 +18,6 @@ pub const TOKEN_PATH: [&str; 3] = ["rest", "oauth", "token"];
 
 /// The API root, under `base_url`.
 pub const API_PATH: [&str; 2] = ["rest", "v1"];
-
-/// The kind-specific keys a Jama target reads.
-pub const SETTINGS: &[&str] = &["client_id", "client_secret", "remove_strategy"];
 
 /// The pacing Jama needs: 10 calls per second for the whole tenant.
 pub fn default_rate_limits() -> Vec<RateLimit> {
@@ -39,17 +34,18 @@ pub struct Settings {
     pub client_id: String,
     /// The OAuth client secret.
     pub client_secret: SecretString,
-    /// Records per page asked for (Jama serves at most 50).
-    pub page_size: u32,
     /// What `remove_account` does.
     pub remove_strategy: RemoveStrategy,
-    /// The compiled templates.
-    pub templates: TemplateSet,
 }
 
-impl Settings {
-    /// Reads the settings of target `name`: every problem at once, keyed relative to it.
-    pub fn read(name: &str, target: &TargetConfig) -> Result<Self, Vec<ConfigProblem>> {
+impl settings::Settings for Settings {
+    const KEYS: &'static [&'static str] = &["client_id", "client_secret", "remove_strategy"];
+    // Jama serves at most 50 per page whatever is asked; the adapter follows what it serves,
+    // so a larger request is harmless.
+    const PAGE_SIZES: RangeInclusive<u32> = 1..=1000;
+    const DEFAULT_PAGE_SIZE: u32 = DEFAULT_PAGE_SIZE;
+
+    fn read(target: &TargetConfig) -> Result<Self, Vec<ConfigProblem>> {
         let mut problems = Problems::default();
         let client_id = match target.client_id.as_deref() {
             None => {
@@ -99,27 +95,13 @@ impl Settings {
                 "must be longer than 0s (a token is refreshed this long before it expires)",
             );
         }
-        // Jama serves at most 50 per page whatever is asked; the adapter follows what it
-        // serves, so a larger request is harmless.
-        let page_size = problems.take(settings::page_size(target, 1..=1000, DEFAULT_PAGE_SIZE));
-        let templates = problems.take_all(settings::templates(
-            name,
-            target,
-            &JamaConnector::TEMPLATES,
-            settings::no_extra_checks,
-        ));
-        let read = match (client_id, client_secret, page_size, templates) {
-            (Some(client_id), Some(client_secret), Some(page_size), Some(templates)) => {
-                Some(Self {
-                    client_id,
-                    client_secret,
-                    page_size,
-                    remove_strategy: target.remove_strategy.unwrap_or_default(),
-                    templates,
-                })
-            }
-            _ => None,
-        };
+        let read = client_id
+            .zip(client_secret)
+            .map(|(client_id, client_secret)| Self {
+                client_id,
+                client_secret,
+                remove_strategy: target.remove_strategy.unwrap_or_default(),
+            });
         problems.finish(read)
     }
 }

@@ -21,12 +21,12 @@
 
 use std::sync::Arc;
 
-use crate::config::{ConfigProblem, RemoveStrategy, TargetConfig};
+use crate::config::TargetConfig;
 use crate::connector::http::{ClientDefaults, HttpClient};
-use crate::connector::kit::{self, Adapter, Core};
-use crate::connector::template::TemplateCatalog;
+use crate::connector::kit::{Adapter, Core};
+use crate::connector::template::{TemplateCatalog, TemplateSet};
 use crate::connector::token::{ClientCredentials, TokenCache};
-use crate::connector::ConnectorError;
+use crate::connector::{Capabilities, ConnectorError};
 use crate::model::Operation;
 
 pub mod config;
@@ -49,32 +49,23 @@ pub const USERGROUP: &str = "usergroup";
 pub struct JamaConnector {
     core: Core,
     http: HttpClient,
-    remove_strategy: RemoveStrategy,
-}
-
-impl JamaConnector {
-    /// Builds the connector of target `name` (see [`kit::build`]): the client secret is
-    /// resolved now; no token is fetched until the first call.
-    pub fn new(name: &str, target: &TargetConfig) -> Result<Self, ConnectorError> {
-        kit::build(name, target)
-    }
 }
 
 impl Adapter for JamaConnector {
     const NAME: &'static str = "Jama";
-    const SETTINGS: &'static [&'static str] = config::SETTINGS;
     const TEMPLATES: TemplateCatalog = TEMPLATES;
     type Settings = config::Settings;
 
-    fn settings(name: &str, target: &TargetConfig) -> Result<Self::Settings, Vec<ConfigProblem>> {
-        config::Settings::read(name, target)
+    fn capabilities(settings: &config::Settings, _: &TemplateSet) -> Capabilities {
+        capabilities(settings.remove_strategy)
     }
 
-    fn with_settings(
-        name: &str,
+    fn assemble(
+        core: Core,
         target: &TargetConfig,
-        settings: Self::Settings,
+        settings: config::Settings,
     ) -> Result<Self, ConnectorError> {
+        let name = core.target();
         let credentials = ClientCredentials::new(settings.client_id, settings.client_secret);
         let tokens = TokenCache::new(name, target, &config::TOKEN_PATH, &credentials, read_error)?;
         let mut api = target.clone();
@@ -84,18 +75,7 @@ impl Adapter for JamaConnector {
             read_error,
         };
         let http = HttpClient::new(name, &api, defaults, Arc::new(tokens))?;
-        let capabilities = capabilities(settings.remove_strategy);
-        Ok(Self {
-            core: Core::new(
-                name,
-                Self::NAME,
-                settings.page_size,
-                capabilities,
-                settings.templates,
-            ),
-            http,
-            remove_strategy: settings.remove_strategy,
-        })
+        Ok(Self { core, http })
     }
 
     fn core(&self) -> &Core {

@@ -1,12 +1,10 @@
 //! Changing Jama: the request-body templates, what the target supports, and one method per
 //! operation.
 
-use std::collections::BTreeSet;
-
 use async_trait::async_trait;
 use reqwest::Method;
 use secrecy::ExposeSecret;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use url::Url;
 
 use super::wire::ItemBody;
@@ -16,12 +14,10 @@ use crate::connector::http::HttpResponse;
 use crate::connector::kit::idempotency::{
     already_done_if, is_not_found, is_refusal_saying, judge_duplicate,
 };
-use crate::connector::kit::{AccountId, Entitlement, Operations};
+use crate::connector::kit::{refusal, rest, AccountId, Adapter, Entitlement, Operations};
 use crate::connector::password::generate_password;
-use crate::connector::template::{expect_object, Escape, TemplateCatalog, TemplateContext};
-use crate::connector::{
-    Capabilities, Capability, ConnectorError, ProvisionOutcome, ProvisionRequest,
-};
+use crate::connector::template::{Escape, TemplateCatalog, TemplateContext};
+use crate::connector::{Capabilities, ConnectorError, ProvisionOutcome, ProvisionRequest};
 use crate::model::{Attributes, Operation};
 
 /// The built-in `create_account` body (`POST /users`): the username, the generated
@@ -100,29 +96,20 @@ const WRITABLE_FIELDS: [&str; 8] = [
 /// accounts, add and remove `usergroup` membership, and `remove_account` only with the
 /// `disable` strategy.
 pub fn capabilities(remove: RemoveStrategy) -> Capabilities {
-    let account = |operation| Capability {
-        operation,
-        entitlement_type: None,
-    };
-    let access = |operation| Capability {
-        operation,
-        entitlement_type: Some(USERGROUP.to_string()),
-    };
-    let mut operations = BTreeSet::from([
-        account(Operation::CreateAccount),
-        account(Operation::UpdateAccount),
-        account(Operation::EnableAccount),
-        account(Operation::DisableAccount),
-        access(Operation::AddAccess),
-        access(Operation::RemoveAccess),
-    ]);
+    let mut account = vec![
+        Operation::CreateAccount,
+        Operation::UpdateAccount,
+        Operation::EnableAccount,
+        Operation::DisableAccount,
+    ];
     if remove == RemoveStrategy::Disable {
-        operations.insert(account(Operation::RemoveAccount));
+        account.push(Operation::RemoveAccount);
     }
-    Capabilities {
-        entitlement_types: vec![USERGROUP.to_string()],
-        operations,
-    }
+    let access = [
+        (Operation::AddAccess, USERGROUP),
+        (Operation::RemoveAccess, USERGROUP),
+    ];
+    Capabilities::new(&[USERGROUP], account, access)
 }
 
 /// Why a Jama target refuses `operation` on `entitlement_type` (see [`capabilities`]).
@@ -132,13 +119,13 @@ pub fn unsupported_reason(operation: Operation, entitlement_type: Option<&str>) 
             "{NO_USER_DELETE} (or set remove_strategy = \"disable\" to deactivate the user on \
              remove_account)"
         ),
-        (Operation::AddAccess | Operation::RemoveAccess, Some(kind)) => {
-            format!("Jama grants user groups only (type {USERGROUP}), not `{kind}`")
-        }
-        (Operation::AddAccess | Operation::RemoveAccess, None) => {
-            format!("{operation} needs an entitlement ({USERGROUP}:ID)")
-        }
-        _ => format!("Jama does not support {operation}"),
+        _ => refusal(
+            JamaConnector::NAME,
+            operation,
+            entitlement_type,
+            &[USERGROUP],
+            "ID",
+        ),
     }
 }
 
@@ -157,24 +144,13 @@ impl Operations for JamaConnector {
     ) -> Result<ProvisionOutcome, ConnectorError> {
         let core = &self.core;
         let username = request.account_name.as_str();
-        if username.trim().is_empty() {
-            return Err(core.refused("create_account needs a username"));
-        }
+        rest::check_create(
+            core,
+            request,
+            &REQUIRED_ON_CREATE,
+            "Jama requires a first name, a last name and an email",
+        )?;
         self.check_attributes(&request.attributes)?;
-        let mut missing = Vec::new();
-        for key in REQUIRED_ON_CREATE {
-            match self.attribute_text(&request.attributes, key)? {
-                Some(text) if !text.trim().is_empty() => {}
-                _ => missing.push(key),
-            }
-        }
-        if !missing.is_empty() {
-            return Err(core.refused(format!(
-                "create_account needs the attribute(s) {} (Jama requires a first name, a last \
-                 name and an email)",
-                missing.join(", ")
-            )));
-        }
         let password = generate_password();
         let context =
             TemplateContext::from_request(core.target(), request).with_password(&password);
@@ -183,10 +159,7 @@ impl Operations for JamaConnector {
             .render("create_account", &context)
             .map_err(|err| core.template_failed(err))?;
         drop(context);
-        let email = body
-            .get("email")
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        let email = rest::body_text(&body, "email");
         let url = self.http.url(&["users"], &[])?;
         let sent = self.http.send(Method::POST, url, Some(&body)).await;
         drop(body);
@@ -214,55 +187,34 @@ impl Operations for JamaConnector {
         &self,
         request: &ProvisionRequest,
     ) -> Result<ProvisionOutcome, ConnectorError> {
-        let core = &self.core;
-        let account = core.account_id(request)?;
+        let account = self.core.account_id(request)?;
         self.check_attributes(&request.attributes)?;
-        let context = TemplateContext::from_request(core.target(), request);
-        let changes = core
-            .templates()
-            .render("update_account", &context)
-            .and_then(|body| expect_object(core.target(), "update_account", body))
-            .map_err(|err| core.template_failed(err))?;
-        if changes.is_empty() {
-            return Err(core.refused(format!(
-                "update_account changes {} on Jama; the task sets none of them",
-                ATTRIBUTES.join(", ")
-            )));
-        }
+        let fields = format!("{} on Jama", ATTRIBUTES.join(", "));
+        let mut changes = rest::update_changes(&self.core, request, &fields)?;
+        changes.remove("password");
         let url = self.http.url(&["users", account.as_str()], &[])?;
         let current: ItemBody = self.http.get_json(url.clone()).await?;
         let Some(Value::Object(user)) = current.data else {
-            return Err(core.malformed(format!(
+            return Err(self.core.malformed(format!(
                 "the response to GET /users/{account} has no user object in data"
             )));
         };
-        let mut body = Map::new();
-        for field in WRITABLE_FIELDS {
-            if let Some(value) = user.get(field).filter(|value| !value.is_null()) {
-                body.insert(field.to_string(), value.clone());
-            }
-        }
-        let mut changed = false;
-        for (field, value) in changes {
-            if field == "password" {
-                continue;
-            }
-            if body.get(&field) != Some(&value) {
-                changed = true;
-                body.insert(field, value);
-            }
-        }
-        if !changed {
-            return Ok(ProvisionOutcome::AlreadyDone {
-                account_id: Some(account.to_string()),
-            });
-        }
-        self.http
-            .send(Method::PUT, url, Some(&Value::Object(body)))
-            .await?;
-        Ok(ProvisionOutcome::Done {
-            account_id: Some(account.to_string()),
-        })
+        let writable = WRITABLE_FIELDS.iter().filter_map(|field| {
+            let value = user.get(*field).filter(|value| !value.is_null())?;
+            Some((field.to_string(), value.clone()))
+        });
+        let put = |body| async move {
+            let body = Value::Object(body);
+            self.http
+                .send(Method::PUT, url, Some(&body))
+                .await
+                .map(|_| ())
+        };
+        let changed = rest::replace(writable.collect(), changes, put).await?;
+        Ok(ProvisionOutcome::changed(
+            changed,
+            Some(account.to_string()),
+        ))
     }
 
     /// Enables the user (`PUT /users/{id}/active` with `{"active": true}`).
@@ -281,19 +233,12 @@ impl Operations for JamaConnector {
         self.set_active(self.core.account_id(request)?, false).await
     }
 
-    /// With `remove_strategy = "disable"` (the only way it is declared): deactivates the
-    /// user.
+    /// Deactivates the user: declared only with `remove_strategy = "disable"`.
     async fn remove_account(
         &self,
         request: &ProvisionRequest,
     ) -> Result<ProvisionOutcome, ConnectorError> {
-        match self.remove_strategy {
-            RemoveStrategy::Disable => self.disable_account(request).await,
-            RemoveStrategy::Unsupported => Err(self.core.unsupported(
-                request.operation,
-                unsupported_reason(request.operation, None),
-            )),
-        }
+        self.disable_account(request).await
     }
 
     /// Adds the user to the group (`POST /usergroups/{id}/users` with `{"user": <id>}`).

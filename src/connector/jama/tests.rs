@@ -17,9 +17,12 @@ use url::Url;
 use super::config::api_root;
 use super::wire::{error_message, map_group, map_members, map_user, GroupRef};
 use super::*;
+use crate::connector::kit::testing::{
+    access, already_done, done, provisioned, refused, request, target_config,
+};
 use crate::connector::password::PASSWORD_LENGTH;
 use crate::connector::ErrorClass;
-use crate::connector::{Connector, ProvisionOutcome, ProvisionRequest};
+use crate::connector::{Connector, ProvisionRequest};
 use crate::model::{AccountRecord, AccountStatus, EntitlementRecord, GrantRecord};
 
 const SECRET: &str = "jama-SECRET-unmistakable-5c2e";
@@ -181,14 +184,10 @@ fn the_api_root_is_appended_to_the_tenant_url() {
     assert_eq!(root.as_str(), "https://host/jama/rest/v1");
 }
 
-/// A target config pointing at `base`, with no pacing and tiny backoffs.
+/// A target config pointing at `base`.
 fn config(base: &str, extra: &str) -> TargetConfig {
-    toml::from_str(&format!(
-        "kind = \"jama\"\nbase_url = \"{base}\"\nclient_id = \"idsync\"\n\
-         client_secret = \"{SECRET}\"\nrate_limit = []\n\
-         read_retry = {{ max_attempts = 2, initial_backoff = \"1ms\", max_backoff = \"5ms\" }}\n{extra}"
-    ))
-    .unwrap()
+    let credentials = format!("client_id = \"idsync\"\nclient_secret = \"{SECRET}\"\n{extra}");
+    target_config("jama", base, &credentials)
 }
 
 /// A mock server with the token endpoint answering [`TOKEN`].
@@ -205,7 +204,7 @@ async fn jama() -> MockServer {
 }
 
 fn connector(server: &MockServer, extra: &str) -> JamaConnector {
-    JamaConnector::new("jama", &config(&server.uri(), extra)).unwrap()
+    JamaConnector::build("jama", &config(&server.uri(), extra)).unwrap()
 }
 
 fn user(id: u64) -> Value {
@@ -458,7 +457,7 @@ async fn a_rejected_secret_fails_test_connection_clearly() {
 #[test]
 fn defaults_pace_at_ten_per_second_and_declare_the_operations() {
     let connector =
-        JamaConnector::new("jama", &config_with_pacing("https://jama.example")).unwrap();
+        JamaConnector::build("jama", &config_with_pacing("https://jama.example")).unwrap();
     let windows: Vec<(u32, u64)> = connector
         .http
         .rate_limits()
@@ -504,7 +503,7 @@ fn config_with_pacing(base: &str) -> TargetConfig {
 fn missing_credentials_are_clear_build_errors() {
     let config: TargetConfig =
         toml::from_str("kind = \"jama\"\nbase_url = \"https://jama.example\"").unwrap();
-    let err = JamaConnector::new("jama", &config).unwrap_err();
+    let err = JamaConnector::build("jama", &config).unwrap_err();
     let text = err.to_string();
     assert!(
         text.contains("client_id: is required for kind = \"jama\""),
@@ -514,19 +513,6 @@ fn missing_credentials_are_clear_build_errors() {
         text.contains("client_secret: is required"),
         "every problem at once: {text}"
     );
-}
-
-fn request(operation: Operation, account_id: Option<&str>, attributes: Value) -> ProvisionRequest {
-    ProvisionRequest {
-        operation,
-        account_id: account_id.map(str::to_string),
-        account_name: "jane.doe".into(),
-        entitlement: None,
-        attributes: attributes.as_object().cloned().unwrap_or_default(),
-        entitlement_name: None,
-        task_id: None,
-        request_id: None,
-    }
 }
 
 fn jane() -> Value {
@@ -578,13 +564,8 @@ async fn create_account_posts_the_user_with_a_fresh_password_and_reads_meta_id()
     let connector = connector(&server, "");
     let task = request(Operation::CreateAccount, None, jane());
     for _ in 0..2 {
-        let outcome = connector.provision(&task).await.unwrap();
-        assert_eq!(
-            outcome,
-            ProvisionOutcome::Done {
-                account_id: Some("321".into())
-            }
-        );
+        let outcome = provisioned(&connector, &task).await;
+        assert_eq!(outcome, done(Some("321")));
     }
     let bodies = bodies.lock().unwrap().clone();
     let mut first = bodies[0].clone();
@@ -612,16 +593,12 @@ async fn create_account_takes_the_license_type_and_falls_back_to_location() {
     let connector = connector(&server, "");
     let mut attributes = jane();
     attributes["license_type"] = json!("STAKEHOLDER");
-    let outcome = connector
-        .provision(&request(Operation::CreateAccount, None, attributes))
-        .await
-        .unwrap();
-    assert_eq!(
-        outcome,
-        ProvisionOutcome::Done {
-            account_id: Some("77".into())
-        }
-    );
+    let outcome = provisioned(
+        &connector,
+        &request(Operation::CreateAccount, None, attributes),
+    )
+    .await;
+    assert_eq!(outcome, done(Some("77")));
     assert_eq!(bodies.lock().unwrap()[0]["licenseType"], "STAKEHOLDER");
 }
 
@@ -634,7 +611,7 @@ async fn create_account_needs_names_and_email_and_sends_nothing_without_them() {
         None,
         json!({ "firstname": "Jane", "lastname": " " }),
     );
-    let err = connector.provision(&task).await.unwrap_err();
+    let err = refused(&connector, &task).await;
     assert_eq!(err.class(), ErrorClass::Permanent);
     assert!(
         err.to_string()
@@ -659,10 +636,7 @@ async fn a_rejected_create_never_shows_the_password() {
         .mount(&server)
         .await;
     let connector = connector(&server, "");
-    let err = connector
-        .provision(&request(Operation::CreateAccount, None, jane()))
-        .await
-        .unwrap_err();
+    let err = refused(&connector, &request(Operation::CreateAccount, None, jane())).await;
     assert_eq!(err.class(), ErrorClass::Permanent);
     let text = err.to_string();
     assert!(
@@ -696,16 +670,8 @@ async fn a_duplicate_with_the_tasks_email_is_already_done_with_its_id() {
     existing["email"] = json!("jane.doe@EXAMPLE.com");
     users_named(&server, vec![user(54), existing]).await;
     let connector = connector(&server, "");
-    let outcome = connector
-        .provision(&request(Operation::CreateAccount, None, jane()))
-        .await
-        .unwrap();
-    assert_eq!(
-        outcome,
-        ProvisionOutcome::AlreadyDone {
-            account_id: Some("55".into())
-        }
-    );
+    let outcome = provisioned(&connector, &request(Operation::CreateAccount, None, jane())).await;
+    assert_eq!(outcome, already_done(Some("55")));
 }
 
 #[tokio::test]
@@ -717,10 +683,7 @@ async fn a_duplicate_held_by_someone_else_is_permanent() {
     existing["email"] = json!("other.jane@example.com");
     users_named(&server, vec![existing]).await;
     let connector = connector(&server, "");
-    let err = connector
-        .provision(&request(Operation::CreateAccount, None, jane()))
-        .await
-        .unwrap_err();
+    let err = refused(&connector, &request(Operation::CreateAccount, None, jane())).await;
     assert_eq!(err.class(), ErrorClass::Permanent);
     assert!(
         err.to_string()
@@ -735,10 +698,7 @@ async fn a_duplicate_with_no_user_of_that_name_keeps_jamas_message() {
     users_post(&server, 400, duplicate()).await;
     users_named(&server, vec![user(57)]).await;
     let connector = connector(&server, "");
-    let err = connector
-        .provision(&request(Operation::CreateAccount, None, jane()))
-        .await
-        .unwrap_err();
+    let err = refused(&connector, &request(Operation::CreateAccount, None, jane())).await;
     assert!(err.to_string().contains("already exists"), "{err}");
 }
 
@@ -773,13 +733,8 @@ async fn update_account_puts_the_whole_user_with_the_changes() {
         json!({ "lastname": "Smith", "email": "jane.smith@example.com", "title": "Lead",
                 "firstname": "Jane", "department": "ignored" }),
     );
-    let outcome = connector.provision(&task).await.unwrap();
-    assert_eq!(
-        outcome,
-        ProvisionOutcome::Done {
-            account_id: Some("123".into())
-        }
-    );
+    let outcome = provisioned(&connector, &task).await;
+    assert_eq!(outcome, done(Some("123")));
 }
 
 #[tokio::test]
@@ -791,43 +746,37 @@ async fn an_update_with_nothing_new_is_already_done_without_a_put() {
         .mount(&server)
         .await;
     let connector = connector(&server, "");
-    let outcome = connector
-        .provision(&request(
+    let outcome = provisioned(
+        &connector,
+        &request(
             Operation::UpdateAccount,
             Some("123"),
             json!({ "title": "Engineer" }),
-        ))
-        .await
-        .unwrap();
-    assert_eq!(
-        outcome,
-        ProvisionOutcome::AlreadyDone {
-            account_id: Some("123".into())
-        }
-    );
+        ),
+    )
+    .await;
+    assert_eq!(outcome, already_done(Some("123")));
     let requests = server.received_requests().await.unwrap();
     assert!(!requests.iter().any(|r| r.method.as_str() == "PUT"));
 
-    let err = connector
-        .provision(&request(
+    let err = refused(
+        &connector,
+        &request(
             Operation::UpdateAccount,
             Some("123"),
             json!({ "department": "x" }),
-        ))
-        .await
-        .unwrap_err();
+        ),
+    )
+    .await;
     assert!(
         err.to_string().contains("the task sets none of them"),
         "{err}"
     );
-    let err = connector
-        .provision(&request(
-            Operation::UpdateAccount,
-            None,
-            json!({ "title": "x" }),
-        ))
-        .await
-        .unwrap_err();
+    let err = refused(
+        &connector,
+        &request(Operation::UpdateAccount, None, json!({ "title": "x" })),
+    )
+    .await;
     assert!(
         err.to_string().contains("needs the account's Jama id"),
         "{err}"
@@ -850,18 +799,8 @@ async fn enable_and_disable_put_the_active_flag() {
     }
     let connector = connector(&server, "");
     for operation in [Operation::EnableAccount, Operation::DisableAccount] {
-        let outcome = connector
-            .provision(&request(operation, Some("123"), json!({})))
-            .await
-            .unwrap();
-        assert_eq!(outcome, ProvisionOutcome::Done { account_id: None });
-    }
-}
-
-fn access(operation: Operation, kind: &str, group: &str) -> ProvisionRequest {
-    ProvisionRequest {
-        entitlement: Some((kind.to_string(), group.to_string())),
-        ..request(operation, Some("123"), json!({}))
+        let outcome = provisioned(&connector, &request(operation, Some("123"), json!({}))).await;
+        assert_eq!(outcome, done(None));
     }
 }
 
@@ -892,37 +831,42 @@ async fn add_access_posts_the_user_and_counts_a_member_as_done() {
         .await;
     let connector = connector(&server, "");
     assert_eq!(
-        connector
-            .provision(&access(Operation::AddAccess, "usergroup", "7"))
-            .await
-            .unwrap(),
-        ProvisionOutcome::Done { account_id: None }
+        provisioned(
+            &connector,
+            &access(Operation::AddAccess, "123", "usergroup", "7")
+        )
+        .await,
+        done(None)
     );
     assert_eq!(
-        connector
-            .provision(&access(Operation::AddAccess, "UserGroup", "8"))
-            .await
-            .unwrap(),
-        ProvisionOutcome::AlreadyDone { account_id: None }
+        provisioned(
+            &connector,
+            &access(Operation::AddAccess, "123", "UserGroup", "8")
+        )
+        .await,
+        already_done(None)
     );
-    let err = connector
-        .provision(&access(Operation::AddAccess, "usergroup", "9"))
-        .await
-        .unwrap_err();
+    let err = refused(
+        &connector,
+        &access(Operation::AddAccess, "123", "usergroup", "9"),
+    )
+    .await;
     assert_eq!(err.class(), ErrorClass::Permanent);
     assert!(err.to_string().contains("Invalid user"), "{err}");
-    let err = connector
-        .provision(&access(Operation::AddAccess, "role", "7"))
-        .await
-        .unwrap_err();
+    let err = refused(
+        &connector,
+        &access(Operation::AddAccess, "123", "role", "7"),
+    )
+    .await;
     assert_eq!(err.class(), ErrorClass::Unsupported);
-    let err = connector
-        .provision(&ProvisionRequest {
+    let err = refused(
+        &connector,
+        &ProvisionRequest {
             account_id: Some("not-a-number".into()),
-            ..access(Operation::AddAccess, "usergroup", "7")
-        })
-        .await
-        .unwrap_err();
+            ..access(Operation::AddAccess, "123", "usergroup", "7")
+        },
+    )
+    .await;
     assert!(err.to_string().contains("is not a Jama user id"), "{err}");
 }
 
@@ -950,14 +894,15 @@ async fn remove_access_deletes_the_membership_and_counts_404_as_done() {
         .await;
     let connector = connector(&server, "");
     for (group, want) in [
-        ("7", ProvisionOutcome::Done { account_id: None }),
-        ("8", ProvisionOutcome::Done { account_id: None }),
-        ("9", ProvisionOutcome::AlreadyDone { account_id: None }),
+        ("7", done(None)),
+        ("8", done(None)),
+        ("9", already_done(None)),
     ] {
-        let outcome = connector
-            .provision(&access(Operation::RemoveAccess, "usergroup", group))
-            .await
-            .unwrap();
+        let outcome = provisioned(
+            &connector,
+            &access(Operation::RemoveAccess, "123", "usergroup", group),
+        )
+        .await;
         assert_eq!(outcome, want, "group {group}");
     }
 }
@@ -966,10 +911,11 @@ async fn remove_access_deletes_the_membership_and_counts_404_as_done() {
 async fn remove_account_is_refused_with_the_reason() {
     let server = jama().await;
     let connector = connector(&server, "");
-    let err = connector
-        .provision(&request(Operation::RemoveAccount, Some("123"), json!({})))
-        .await
-        .unwrap_err();
+    let err = refused(
+        &connector,
+        &request(Operation::RemoveAccount, Some("123"), json!({})),
+    )
+    .await;
     assert_eq!(err.class(), ErrorClass::Unsupported);
     assert!(
         err.to_string()
@@ -995,11 +941,12 @@ async fn remove_with_the_disable_strategy_deactivates_the_user() {
     assert!(connector
         .capabilities()
         .supports(Operation::RemoveAccount, None));
-    let outcome = connector
-        .provision(&request(Operation::RemoveAccount, Some("123"), json!({})))
-        .await
-        .unwrap();
-    assert_eq!(outcome, ProvisionOutcome::Done { account_id: None });
+    let outcome = provisioned(
+        &connector,
+        &request(Operation::RemoveAccount, Some("123"), json!({})),
+    )
+    .await;
+    assert_eq!(outcome, done(None));
     let default = connector_default_reason(&server);
     assert!(default.contains("remove_strategy"), "{default}");
 }
@@ -1030,10 +977,7 @@ async fn a_template_override_shapes_the_create_body_and_the_password_stays_secre
         \"lastName\": \"${ user.lastname }\", \"email\": \"${ user.email }\", \
         \"licenseType\": \"STAKEHOLDER\", \"location\": \"${ user.department }\"}'''";
     let connector = connector(&server, template);
-    connector
-        .provision(&request(Operation::CreateAccount, None, jane()))
-        .await
-        .unwrap();
+    provisioned(&connector, &request(Operation::CreateAccount, None, jane())).await;
     let mut body = bodies.lock().unwrap()[0].clone();
     assert_eq!(body["password"].as_str().unwrap().len(), PASSWORD_LENGTH);
     body.as_object_mut().unwrap().remove("password");
@@ -1073,10 +1017,11 @@ async fn an_expired_token_mid_provisioning_is_refreshed_and_the_call_repeated() 
         .mount(&server)
         .await;
     let connector = connector(&server, "");
-    let outcome = connector
-        .provision(&request(Operation::DisableAccount, Some("123"), json!({})))
-        .await
-        .unwrap();
-    assert_eq!(outcome, ProvisionOutcome::Done { account_id: None });
+    let outcome = provisioned(
+        &connector,
+        &request(Operation::DisableAccount, Some("123"), json!({})),
+    )
+    .await;
+    assert_eq!(outcome, done(None));
     assert_eq!(issued.load(Ordering::SeqCst), 2);
 }

@@ -1,49 +1,43 @@
-//! The static side of an adapter (how a target of its kind is checked and built) and the
-//! one `Connector` implementation every adapter gets from the kit.
+//! An adapter's kind (how a target of its kind is checked and built) and the one `Connector`
+//! implementation every adapter gets from the kit.
 
 use async_trait::async_trait;
 
 use super::core::Core;
 use super::operations::{provision, Operations};
 use super::reads::Reads;
+use super::settings::{self, Settings};
 use crate::config::{ConfigProblem, TargetConfig};
-use crate::connector::template::TemplateCatalog;
+use crate::connector::template::{TemplateCatalog, TemplateError, TemplateSet};
 use crate::connector::{
     Capabilities, Connector, ConnectorError, PageStream, ProvisionOutcome, ProvisionRequest,
 };
 use crate::model::{AccountRecord, EntitlementRecord, GrantRecord, Operation};
 
-/// One kind of target: its name in messages, the settings it owns, its request-body
-/// templates, how its connector is built from a target's config, and what it refuses.
+/// One kind of target: its name in messages, its settings, its request-body templates, what
+/// it supports, and how its connector is put together.
 ///
-/// Reading the settings is one function ([`settings`](Adapter::settings)) used by both
-/// `check-config` ([`check_config`]) and the constructor ([`build`]), so the rules cannot
-/// drift apart. An adapter that also implements [`Reads`] and [`Operations`] is a
-/// [`Connector`].
+/// Reading the settings is one pass ([`Settings::read`] plus the page size and templates
+/// every kind has) used by both `check-config` ([`check_config`](Adapter::check_config)) and
+/// the constructor ([`build`](Adapter::build)), so the rules cannot drift apart. An adapter
+/// that also implements [`Reads`] and [`Operations`] is a [`Connector`].
 pub trait Adapter: Send + Sync + Sized + 'static {
     /// The target's product name, as messages spell it (`"DigiCert"`).
     const NAME: &'static str;
 
-    /// The kind-specific keys of `[targets.NAME]` this adapter reads (see
-    /// [`TargetConfig::kind_specific_keys`]); the registry refuses the others on its targets.
-    const SETTINGS: &'static [&'static str];
-
     /// The request-body templates: built-in bodies by key, keys without one, and the format.
     const TEMPLATES: TemplateCatalog;
 
-    /// The kind's settings of one target, read and checked (secrets resolved, templates
-    /// compiled).
-    type Settings;
+    /// The kind's own settings of one target, read and checked.
+    type Settings: Settings;
 
-    /// Reads and checks the kind-specific settings and the templates of target `name`:
-    /// every problem at once, keyed relative to the target (`api_key`,
-    /// `templates.create_account`). Resolves secrets; a problem never shows a secret.
-    fn settings(name: &str, target: &TargetConfig) -> Result<Self::Settings, Vec<ConfigProblem>>;
+    /// What a target with these settings and templates supports.
+    fn capabilities(settings: &Self::Settings, templates: &TemplateSet) -> Capabilities;
 
-    /// Builds the connector of target `name` from settings that passed the check (sets up
-    /// its HTTP client; makes no request).
-    fn with_settings(
-        name: &str,
+    /// Puts the connector together from its core and its checked settings (sets up its HTTP
+    /// client; makes no request).
+    fn assemble(
+        core: Core,
         target: &TargetConfig,
         settings: Self::Settings,
     ) -> Result<Self, ConnectorError>;
@@ -55,22 +49,34 @@ pub trait Adapter: Send + Sync + Sized + 'static {
     /// access operations) when its capabilities do not declare it: what is missing and what
     /// to do instead.
     fn why_unsupported(&self, operation: Operation, entitlement_type: Option<&str>) -> String;
-}
 
-/// Every problem with the kind-specific settings of target `name` (the `check-config` pass),
-/// keyed relative to the target.
-pub fn check_config<A: Adapter>(name: &str, target: &TargetConfig) -> Vec<ConfigProblem> {
-    A::settings(name, target).err().unwrap_or_default()
-}
+    /// Problems of the compiled templates beyond rendering against the sample context
+    /// (none by default).
+    fn check_templates(templates: &TemplateSet) -> Vec<TemplateError> {
+        let _ = templates;
+        Vec::new()
+    }
 
-/// Builds the connector of target `name`. Fails (class `Permanent`) with every problem
-/// [`check_config`] would report, or when the client cannot be set up.
-pub fn build<A: Adapter>(name: &str, target: &TargetConfig) -> Result<A, ConnectorError> {
-    let settings = A::settings(name, target).map_err(|problems| {
-        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        ConnectorError::config(name, text.join("; "))
-    })?;
-    A::with_settings(name, target, settings)
+    /// Every problem with the kind-specific settings of target `name` (the `check-config`
+    /// pass), keyed relative to the target. Resolves secrets; a problem never shows one.
+    fn check_config(name: &str, target: &TargetConfig) -> Vec<ConfigProblem> {
+        settings::read::<Self>(name, target)
+            .err()
+            .unwrap_or_default()
+    }
+
+    /// Builds the connector of target `name`. Fails (class `Permanent`) with every problem
+    /// [`check_config`](Adapter::check_config) would report, or when the client cannot be
+    /// set up.
+    fn build(name: &str, target: &TargetConfig) -> Result<Self, ConnectorError> {
+        let (own, common) = settings::read::<Self>(name, target).map_err(|problems| {
+            let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            ConnectorError::config(name, text.join("; "))
+        })?;
+        let capabilities = Self::capabilities(&own, &common.templates);
+        let core = Core::new::<Self>(name, common.page_size, capabilities, common.templates);
+        Self::assemble(core, target, own)
+    }
 }
 
 /// Every adapter is a connector: reads through [`Reads`], changes through the one dispatch

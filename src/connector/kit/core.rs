@@ -1,5 +1,6 @@
 //! What every connector holds besides its client, and the refusals built from it.
 
+use super::adapter::Adapter;
 use super::operations::AccountId;
 use crate::connector::template::{TemplateError, TemplateSet};
 use crate::connector::{Capabilities, ConnectorError, ProvisionRequest};
@@ -18,17 +19,16 @@ pub struct Core {
 }
 
 impl Core {
-    /// The core of target `target` of an adapter named `product` (`"DigiCert"`).
-    pub fn new(
+    /// The core of target `target` of adapter `A`.
+    pub fn new<A: Adapter>(
         target: &str,
-        product: &'static str,
         page_size: u32,
         capabilities: Capabilities,
         templates: TemplateSet,
     ) -> Self {
         Self {
             target: target.to_string(),
-            product,
+            product: A::NAME,
             page_size: page_size.max(1),
             capabilities,
             templates,

@@ -12,6 +12,7 @@
 //!   ([`AccountId`], [`Entitlement`]) so that two ids can never be swapped.
 //! * [`idempotency`]: how a duplicate create, a 404 on a delete or an "already a member" is
 //!   judged.
+//! * [`rest`]: what the JSON adapters share (create checks, full-replace updates).
 //! * [`settings`]: reading and checking kind-specific settings, every problem at once.
 
 mod adapter;
@@ -19,9 +20,13 @@ mod core;
 pub mod idempotency;
 mod operations;
 mod reads;
+pub mod rest;
 pub mod settings;
+#[cfg(test)]
+pub mod testing;
 
-pub use self::adapter::{build, check_config, Adapter};
+pub use self::adapter::Adapter;
 pub use self::core::Core;
-pub use self::operations::{provision, AccountId, Entitlement, Operations};
+pub use self::operations::{provision, refusal, AccountId, Entitlement, Operations};
 pub use self::reads::Reads;
+pub use self::settings::{Common, Settings};

@@ -160,6 +160,32 @@ pub async fn provision<A: Operations>(
     }
 }
 
+/// The reason an adapter gives for what no target of its kind supports: an access operation
+/// without an entitlement, an entitlement type it does not grant (`grantable` lists those it
+/// does, `id` says what names one: `ID` or `NAME`), or any other operation.
+pub fn refusal(
+    product: &str,
+    operation: Operation,
+    entitlement_type: Option<&str>,
+    grantable: &[&str],
+    id: &str,
+) -> String {
+    match (operation.is_access(), entitlement_type) {
+        (true, None) => {
+            let forms: Vec<String> = grantable
+                .iter()
+                .map(|kind| format!("{kind}:{id}"))
+                .collect();
+            format!("{operation} needs an entitlement ({})", forms.join(" or "))
+        }
+        (true, Some(kind)) => format!(
+            "{product} grants only {} entitlements, not `{kind}`",
+            grantable.join(" and ")
+        ),
+        (false, _) => format!("{product} does not support {operation}"),
+    }
+}
+
 /// The error of an operation the adapter declared but did not implement.
 fn not_implemented<A: Operations>(adapter: &A, request: &ProvisionRequest) -> ConnectorError {
     let kind = request.entitlement.as_ref().map(|(kind, _)| kind.as_str());

@@ -1,12 +1,67 @@
-//! Reading an adapter's kind-specific settings from a target's config, collecting every
-//! problem (keyed relative to the target) instead of stopping at the first.
+//! Reading an adapter's settings from a target's config, collecting every problem (keyed
+//! relative to the target) instead of stopping at the first.
 
 use std::ops::RangeInclusive;
 
 use secrecy::SecretString;
 
+use super::adapter::Adapter;
 use crate::config::{ConfigProblem, SecretSpec, TargetConfig};
-use crate::connector::template::{TemplateCatalog, TemplateError, TemplateSet};
+use crate::connector::template::{TemplateError, TemplateSet};
+
+/// An adapter's own settings of one target: the kind-specific keys it reads, read and
+/// checked (secrets resolved).
+pub trait Settings: Sized {
+    /// The kind-specific keys of `[targets.NAME]` the adapter reads (see
+    /// [`TargetConfig::kind_specific_keys`]); the registry refuses the others on its targets.
+    const KEYS: &'static [&'static str];
+
+    /// The `page_size` values the adapter accepts.
+    const PAGE_SIZES: RangeInclusive<u32>;
+
+    /// Records per page when `page_size` is unset.
+    const DEFAULT_PAGE_SIZE: u32;
+
+    /// Reads and checks the adapter's own keys of `target`: every problem at once, keyed
+    /// relative to the target.
+    fn read(target: &TargetConfig) -> Result<Self, Vec<ConfigProblem>>;
+}
+
+/// The settings every adapter has: the page size and the compiled templates.
+#[derive(Debug)]
+pub struct Common {
+    /// Records per page.
+    pub page_size: u32,
+    /// The target's templates over the adapter's built-in ones, compiled and checked.
+    pub templates: TemplateSet,
+}
+
+/// Reads the settings of target `name` for adapter `A`, its own and the common ones: every
+/// problem of both at once.
+pub fn read<A: Adapter>(
+    name: &str,
+    target: &TargetConfig,
+) -> Result<(A::Settings, Common), Vec<ConfigProblem>> {
+    let mut problems = Problems::default();
+    let own = problems.take_all(A::Settings::read(target));
+    let page_size = problems.take(page_size(
+        target,
+        A::Settings::PAGE_SIZES,
+        A::Settings::DEFAULT_PAGE_SIZE,
+    ));
+    let templates = problems.take_all(templates::<A>(name, target));
+    let read = match (own, page_size, templates) {
+        (Some(own), Some(page_size), Some(templates)) => Some((
+            own,
+            Common {
+                page_size,
+                templates,
+            },
+        )),
+        _ => None,
+    };
+    problems.finish(read)
+}
 
 /// The problems found while reading one target's settings.
 #[derive(Debug, Default)]
@@ -73,7 +128,7 @@ pub fn required(target: &TargetConfig, key: &str, how: &str) -> ConfigProblem {
 }
 
 /// The target's `page_size`, which must lie in `range`; unset: `default`.
-pub fn page_size(
+fn page_size(
     target: &TargetConfig,
     range: RangeInclusive<u32>,
     default: u32,
@@ -95,32 +150,24 @@ pub fn page_size(
     }
 }
 
-/// The templates of target `name` (`catalog` with the target's `templates` over it),
-/// compiled and rendered against the sample context; once all render, `extra` may find
-/// more problems (Duck Creek: a template must not log in). Every problem, keyed
-/// `templates.KEY`.
-pub fn templates(
+/// The templates of target `name` (`A`'s catalogue with the target's `templates` over it),
+/// compiled and rendered against the sample context; once all render, the adapter's own
+/// [`check_templates`](Adapter::check_templates). Every problem, keyed `templates.KEY`.
+fn templates<A: Adapter>(
     name: &str,
     target: &TargetConfig,
-    catalog: &TemplateCatalog,
-    extra: fn(&TemplateSet) -> Vec<TemplateError>,
 ) -> Result<TemplateSet, Vec<ConfigProblem>> {
-    let set = TemplateSet::from_catalog(name, catalog, &target.templates)
+    let set = TemplateSet::from_catalog(name, &A::TEMPLATES, &target.templates)
         .map_err(|errors| relative(name, errors))?;
     let mut errors = set.check();
     if errors.is_empty() {
-        errors = extra(&set);
+        errors = A::check_templates(&set);
     }
     if errors.is_empty() {
         Ok(set)
     } else {
         Err(relative(name, errors))
     }
-}
-
-/// No checks beyond rendering (the `extra` of most adapters).
-pub fn no_extra_checks(_: &TemplateSet) -> Vec<TemplateError> {
-    Vec::new()
 }
 
 /// Template errors as problems keyed relative to target `name`.

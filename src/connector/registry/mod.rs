@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::digicert::DigicertConnector;
 use super::duckcreek::DuckCreekConnector;
 use super::jama::JamaConnector;
-use super::kit::{self, Adapter};
+use super::kit::{Adapter, Settings};
 use super::{Connector, ConnectorError};
 use crate::config::{Config, ConfigProblem, TargetConfig, TargetKind, TargetRules};
 
@@ -21,9 +21,9 @@ impl TargetRules for AdapterRules {
     fn check(&self, name: &str, target: &TargetConfig) -> Vec<ConfigProblem> {
         let mut problems = foreign_settings(target);
         problems.extend(match target.kind {
-            TargetKind::Digicert => kit::check_config::<DigicertConnector>(name, target),
-            TargetKind::Jama => kit::check_config::<JamaConnector>(name, target),
-            TargetKind::Duckcreek => kit::check_config::<DuckCreekConnector>(name, target),
+            TargetKind::Digicert => DigicertConnector::check_config(name, target),
+            TargetKind::Jama => JamaConnector::check_config(name, target),
+            TargetKind::Duckcreek => DuckCreekConnector::check_config(name, target),
         });
         problems
     }
@@ -32,9 +32,9 @@ impl TargetRules for AdapterRules {
 /// The kind-specific keys each kind reads, by kind.
 fn settings_of(kind: TargetKind) -> &'static [&'static str] {
     match kind {
-        TargetKind::Digicert => DigicertConnector::SETTINGS,
-        TargetKind::Jama => JamaConnector::SETTINGS,
-        TargetKind::Duckcreek => DuckCreekConnector::SETTINGS,
+        TargetKind::Digicert => <DigicertConnector as Adapter>::Settings::KEYS,
+        TargetKind::Jama => <JamaConnector as Adapter>::Settings::KEYS,
+        TargetKind::Duckcreek => <DuckCreekConnector as Adapter>::Settings::KEYS,
     }
 }
 
@@ -78,9 +78,9 @@ pub fn build_connector(
     target: &TargetConfig,
 ) -> Result<Arc<dyn Connector>, ConnectorError> {
     Ok(match target.kind {
-        TargetKind::Digicert => Arc::new(kit::build::<DigicertConnector>(name, target)?),
-        TargetKind::Jama => Arc::new(kit::build::<JamaConnector>(name, target)?),
-        TargetKind::Duckcreek => Arc::new(kit::build::<DuckCreekConnector>(name, target)?),
+        TargetKind::Digicert => Arc::new(DigicertConnector::build(name, target)?),
+        TargetKind::Jama => Arc::new(JamaConnector::build(name, target)?),
+        TargetKind::Duckcreek => Arc::new(DuckCreekConnector::build(name, target)?),
     })
 }
 
