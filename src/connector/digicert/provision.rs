@@ -8,10 +8,9 @@ use serde_json::{json, Map, Value};
 use super::wire::{numeric, replacement, role_ids, Created};
 use super::{DigicertConnector, CONTAINER, ROLE};
 use crate::config::DisableStrategy;
-use crate::connector::kit::idempotency::{
-    already_done_if, is_not_found, is_refusal_saying, judge_duplicate,
+use crate::connector::kit::{
+    idempotency, refusal, rest, AccountId, Adapter, Entitlement, Operations,
 };
-use crate::connector::kit::{refusal, rest, AccountId, Adapter, Entitlement, Operations};
 use crate::connector::mapping::NativeId;
 use crate::connector::template::{Escape, TemplateCatalog, TemplateContext};
 use crate::connector::{Capabilities, ConnectorError, ProvisionOutcome, ProvisionRequest};
@@ -119,7 +118,7 @@ impl Operations for DigicertConnector {
     /// that container.
     ///
     /// `Done` with the new id (the 201's `id`). A duplicate username is judged by
-    /// [`judge_duplicate`]: the same person (same email) is `AlreadyDone` with its id.
+    /// [`judge_duplicate`](idempotency::judge_duplicate): the same person (same email) is `AlreadyDone` with its id.
     async fn create_account(
         &self,
         request: &ProvisionRequest,
@@ -169,9 +168,9 @@ impl Operations for DigicertConnector {
                     account_id: Some(created.id.to_string()),
                 })
             }
-            Err(err) if is_refusal_saying(&err, "duplicate") => {
+            Err(err) if idempotency::is_refusal_saying(&err, "duplicate") => {
                 let holder = self.holder(&username).await?;
-                judge_duplicate(core, &username, email.as_deref(), holder, err)
+                idempotency::judge_duplicate(core, &username, email.as_deref(), holder, err)
             }
             Err(err) => Err(err),
         }
@@ -210,9 +209,9 @@ impl Operations for DigicertConnector {
         let account = self.core.account_id(request)?;
         let url = self.http.url(&["user", account.as_str()], &[])?;
         let sent = self.http.send(Method::DELETE, url, None).await;
-        already_done_if(
+        idempotency::already_done_if(
             sent.map(|_| ProvisionOutcome::Done { account_id: None }),
-            is_not_found,
+            idempotency::is_not_found,
         )
     }
 

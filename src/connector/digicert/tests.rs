@@ -15,10 +15,12 @@ use super::wire::{
 };
 use super::*;
 use crate::connector::kit::testing::{
-    access, already_done, done, provisioned, refused, request, target_config,
+    access, account_summary, already_done, assert_error, assert_update_is_idempotent, done, grant,
+    kind_id_name, pacing, provisioned, queries, read_all, read_error, refused, request,
+    target_config,
 };
 use crate::connector::{Connector, ErrorClass, ProvisionOutcome, ProvisionRequest};
-use crate::model::{AccountRecord, AccountStatus, EntitlementRecord, GrantRecord, Operation};
+use crate::model::{AccountRecord, AccountStatus, Operation};
 
 const KEY: &str = "dc-key-UNMISTAKABLE-4b1d";
 
@@ -36,11 +38,16 @@ fn sheet_user() -> Value {
 #[test]
 fn maps_the_sheets_user() {
     let record = map_user("dc", &sheet_user()).unwrap();
-    assert_eq!(record.id, "125038");
-    assert_eq!(record.name, "jane.doe");
-    assert_eq!(record.display_name.as_deref(), Some("Jane Doe"));
-    assert_eq!(record.email.as_deref(), Some("jane.doe@example.com"));
-    assert_eq!(record.status, AccountStatus::Active);
+    assert_eq!(
+        account_summary(&record),
+        (
+            "125038",
+            "jane.doe",
+            Some("Jane Doe"),
+            Some("jane.doe@example.com"),
+            AccountStatus::Active
+        )
+    );
     assert_eq!(
         Value::Object(record.attributes),
         json!({
@@ -115,18 +122,8 @@ fn maps_the_sheets_user_to_grants() {
     assert_eq!(
         grants,
         vec![
-            GrantRecord {
-                account_id: "125038".into(),
-                entitlement_type: "role".into(),
-                entitlement_id: "1".into(),
-                entitlement_name: Some("Administrator".into()),
-            },
-            GrantRecord {
-                account_id: "125038".into(),
-                entitlement_type: "container".into(),
-                entitlement_id: "5".into(),
-                entitlement_name: Some("Company".into()),
-            },
+            grant("125038", "role", "1", "Administrator"),
+            grant("125038", "container", "5", "Company"),
         ]
     );
 }
@@ -139,14 +136,7 @@ fn maps_containers_and_roles() {
                  "parent_id": 0, "template_id": 4, "is_active": true, "ekey": "x" }),
     )
     .unwrap();
-    assert_eq!(
-        (
-            record.entitlement_type.as_str(),
-            record.id.as_str(),
-            record.name.as_str()
-        ),
-        ("container", "5", "Company")
-    );
+    assert_eq!(kind_id_name(&record), ("container", "5", "Company"));
     assert_eq!(
         Value::Object(record.attributes.clone()),
         json!({ "public_id": "abc", "description": "HQ", "parent_id": 0, "template_id": 4, "is_active": true })
@@ -274,14 +264,6 @@ async fn server_with(users: Users) -> MockServer {
     server
 }
 
-fn user_requests(requests: &[Request]) -> Vec<String> {
-    requests
-        .iter()
-        .filter(|r| r.url.path() == "/services/v2/user")
-        .map(|r| r.url.query().unwrap_or("").to_string())
-        .collect()
-}
-
 #[tokio::test]
 async fn pages_through_2500_users() {
     let server = server_with(Users::new(2500)).await;
@@ -295,7 +277,10 @@ async fn pages_through_2500_users() {
     assert_eq!(ids.len(), 2500);
     assert_eq!(pages[2][499].name, "user2500");
     assert_eq!(
-        user_requests(&server.received_requests().await.unwrap()),
+        queries(
+            &server.received_requests().await.unwrap(),
+            "/services/v2/user"
+        ),
         [
             "offset=0&limit=1000",
             "offset=1000&limit=1000",
@@ -315,7 +300,10 @@ async fn follows_a_server_that_clamps_the_page_size() {
     let pages: Vec<Vec<AccountRecord>> = connector.accounts().try_collect().await.unwrap();
     assert_eq!(pages.iter().map(Vec::len).sum::<usize>(), 2500);
     assert_eq!(pages.len(), 7);
-    let requests = user_requests(&server.received_requests().await.unwrap());
+    let requests = queries(
+        &server.received_requests().await.unwrap(),
+        "/services/v2/user",
+    );
     assert_eq!(requests[1], "offset=400&limit=1000");
 }
 
@@ -327,16 +315,11 @@ async fn a_page_that_ignores_the_offset_fails_rather_than_loops() {
     })
     .await;
     let connector = DigicertConnector::build("dc", &config(&server.uri(), "")).unwrap();
-    let err = connector
-        .accounts()
-        .try_collect::<Vec<_>>()
-        .await
-        .unwrap_err();
-    assert_eq!(err.class(), ErrorClass::Permanent);
-    assert!(
-        err.to_string()
-            .contains("asked for offset 1000 but the target returned offset 0"),
-        "{err}"
+    let err = read_error(connector.accounts()).await;
+    assert_error(
+        &err,
+        ErrorClass::Permanent,
+        "asked for offset 1000 but the target returned offset 0",
     );
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }
@@ -415,14 +398,7 @@ async fn reads_containers_and_deduplicated_roles() {
         .mount(&server)
         .await;
     let connector = DigicertConnector::build("dc", &config(&server.uri(), "")).unwrap();
-    let records: Vec<EntitlementRecord> = connector
-        .entitlements()
-        .try_collect::<Vec<_>>()
-        .await
-        .unwrap()
-        .into_iter()
-        .flatten()
-        .collect();
+    let records = read_all(connector.entitlements()).await;
     let keys: Vec<(String, String)> = records
         .iter()
         .map(|r| (r.entitlement_type.clone(), r.id.clone()))
@@ -469,16 +445,11 @@ async fn a_failing_role_read_fails_the_entitlement_stream() {
         .mount(&server)
         .await;
     let connector = DigicertConnector::build("dc", &config(&server.uri(), "")).unwrap();
-    let err = connector
-        .entitlements()
-        .try_collect::<Vec<_>>()
-        .await
-        .unwrap_err();
-    assert_eq!(err.class(), ErrorClass::Forbidden);
-    assert!(
-        err.to_string()
-            .contains("access_denied|missing_permission: No."),
-        "{err}"
+    let err = read_error(connector.entitlements()).await;
+    assert_error(
+        &err,
+        ErrorClass::Forbidden,
+        "access_denied|missing_permission: No.",
     );
 }
 
@@ -488,7 +459,10 @@ async fn test_connection_reads_one_user_with_the_key() {
     let connector = DigicertConnector::build("dc", &config(&server.uri(), "")).unwrap();
     connector.test_connection().await.unwrap();
     assert_eq!(
-        user_requests(&server.received_requests().await.unwrap()),
+        queries(
+            &server.received_requests().await.unwrap(),
+            "/services/v2/user"
+        ),
         ["offset=0&limit=1"]
     );
 }
@@ -504,8 +478,7 @@ async fn a_rejected_key_is_an_auth_error_that_never_shows_the_key() {
         .await;
     let connector = DigicertConnector::build("dc", &config(&server.uri(), "")).unwrap();
     let err = connector.test_connection().await.unwrap_err();
-    assert_eq!(err.class(), ErrorClass::Auth);
-    assert!(err.to_string().contains("invalid_api_key"), "{err}");
+    assert_error(&err, ErrorClass::Auth, "invalid_api_key");
     for text in [
         err.to_string(),
         format!("{err:?}"),
@@ -756,29 +729,7 @@ async fn update_puts_the_whole_user_with_the_changes() {
     )
     .await;
     assert_eq!(outcome, done(Some("125038")));
-    let unchanged = provisioned(
-        &connector,
-        &request(
-            Operation::UpdateAccount,
-            Some("125038"),
-            json!({ "title": "Engineer" }),
-        ),
-    )
-    .await;
-    assert_eq!(unchanged, already_done(Some("125038")));
-    let err = refused(
-        &connector,
-        &request(
-            Operation::UpdateAccount,
-            Some("125038"),
-            json!({ "department": "x" }),
-        ),
-    )
-    .await;
-    assert!(
-        err.to_string().contains("the task sets none of them"),
-        "{err}"
-    );
+    assert_update_is_idempotent(&connector, "125038", json!({ "title": "Engineer" })).await;
 }
 
 #[tokio::test]
@@ -793,11 +744,10 @@ async fn enable_and_disable_are_refused_unless_disable_deletes() {
     let connector = DigicertConnector::build("dc", &config(&server.uri(), "")).unwrap();
     for operation in [Operation::EnableAccount, Operation::DisableAccount] {
         let err = refused(&connector, &request(operation, Some("11"), json!({}))).await;
-        assert_eq!(err.class(), ErrorClass::Unsupported);
-        assert!(
-            err.to_string()
-                .contains("CertCentral has no enable/disable call"),
-            "{err}"
+        assert_error(
+            &err,
+            ErrorClass::Unsupported,
+            "CertCentral has no enable/disable call",
         );
     }
     assert!(server.received_requests().await.unwrap().is_empty());
@@ -957,8 +907,7 @@ async fn sim_update_roles_container_and_remove() {
         &access(Operation::RemoveAccess, &id, "role", "2"),
     )
     .await;
-    assert_eq!(err.class(), ErrorClass::Permanent);
-    assert!(err.to_string().contains("last role"), "{err}");
+    assert_error(&err, ErrorClass::Permanent, "last role");
     assert_eq!(sim_user(&server, &id).unwrap().access_roles, [2]);
 
     // Container: a move keeps everything else; removal is not supported.
@@ -1027,11 +976,6 @@ fn paces_at_ninety_percent_of_the_documented_limits_by_default() {
     ))
     .unwrap();
     let connector = DigicertConnector::build("dc", &config).unwrap();
-    let windows: Vec<(u32, u64)> = connector
-        .http
-        .rate_limits()
-        .iter()
-        .map(|w| (w.requests, w.per.get().as_secs()))
-        .collect();
+    let windows = pacing(&connector.http);
     assert_eq!(windows, [(90, 5), (900, 180)]);
 }

@@ -43,9 +43,7 @@ pub fn error_message(body: &[u8]) -> Option<String> {
     }
     #[derive(Deserialize)]
     struct ErrorItem {
-        #[serde(default)]
         code: Option<String>,
-        #[serde(default)]
         message: Option<String>,
     }
     let parsed: ErrorBody = serde_json::from_slice(body).ok()?;
@@ -114,18 +112,14 @@ pub(super) fn numeric(value: &Value) -> Option<u64> {
 #[derive(Deserialize)]
 pub(super) struct UsersPage {
     pub(super) users: Vec<Value>,
-    #[serde(default)]
     pub(super) page: Option<PageMeta>,
 }
 
 /// The `page` object of a DigiCert listing.
 #[derive(Deserialize, Default)]
 pub(super) struct PageMeta {
-    #[serde(default)]
     pub(super) total: Option<u64>,
-    #[serde(default)]
     pub(super) limit: Option<u64>,
-    #[serde(default)]
     pub(super) offset: Option<u64>,
 }
 
@@ -147,23 +141,15 @@ pub(super) struct RolesBody {
 struct User {
     id: NativeId,
     username: String,
-    #[serde(default)]
     first_name: Option<String>,
-    #[serde(default)]
     last_name: Option<String>,
-    #[serde(default)]
     email: Option<String>,
-    #[serde(default)]
     job_title: Option<String>,
-    #[serde(default)]
     telephone: Option<String>,
-    #[serde(default)]
     status: Option<String>,
-    #[serde(default)]
     container: Option<ContainerRef>,
-    #[serde(default)]
     access_roles: Option<Vec<Role>>,
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     user_type: Option<String>,
 }
 
@@ -171,7 +157,6 @@ struct User {
 #[derive(Deserialize)]
 struct ContainerRef {
     id: NativeId,
-    #[serde(default)]
     name: Option<String>,
 }
 
@@ -179,7 +164,6 @@ struct ContainerRef {
 #[derive(Deserialize)]
 struct Role {
     id: NativeId,
-    #[serde(default)]
     name: Option<String>,
 }
 
@@ -188,15 +172,10 @@ struct Role {
 struct Container {
     id: NativeId,
     name: String,
-    #[serde(default)]
     public_id: Option<String>,
-    #[serde(default)]
     description: Option<String>,
-    #[serde(default)]
     parent_id: Option<NativeId>,
-    #[serde(default)]
     template_id: Option<NativeId>,
-    #[serde(default)]
     is_active: Option<bool>,
 }
 

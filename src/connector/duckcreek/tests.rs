@@ -9,7 +9,9 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 use super::batch::Item;
 use super::wire::{map_entity, map_privilege, map_role, map_user, map_user_grants, Catalogue};
 use super::*;
-use crate::connector::kit::testing::{already_done, done, provisioned, refused, target_config};
+use crate::connector::kit::testing::{
+    already_done, assert_error, done, provisioned, read_error, refused, target_config,
+};
 use crate::connector::soap::SOAP_1_1;
 use crate::connector::xml::{escape, Element};
 use crate::connector::{Connector, ErrorClass, ProvisionRequest};
@@ -347,11 +349,7 @@ async fn a_refused_login_is_an_auth_error_without_the_password() {
         let server = MockServer::start().await;
         Mock::given(method("POST")).respond_with(response).mount(&server).await;
         let connector = connector(&server, "");
-        let err = connector
-            .accounts()
-            .try_collect::<Vec<_>>()
-            .await
-            .unwrap_err();
+        let err = read_error(connector.accounts()).await;
         assert_eq!(err.class(), ErrorClass::Auth, "{err}");
         assert!(err.to_string().contains("svc_idsync"), "{err}");
         assert_no_password(&format!("{err} {err:?} {connector:?}"));
@@ -395,11 +393,7 @@ async fn a_failed_list_a_truncated_answer_and_a_bomb_are_clear_errors() {
             .mount(&server)
             .await;
         let connector = connector(&server, "page_size = 5");
-        let err = connector
-            .accounts()
-            .try_collect::<Vec<_>>()
-            .await
-            .unwrap_err();
+        let err = read_error(connector.accounts()).await;
         assert_eq!(err.class(), ErrorClass::Permanent, "{wanted}: {err}");
         assert!(err.to_string().contains(wanted), "{wanted}: {err}");
     }
@@ -474,11 +468,10 @@ async fn lock_and_unlock_send_the_templates_and_judge_the_status() {
         &request(Operation::EnableAccount, None, json!({})),
     )
     .await;
-    assert_eq!(err.class(), ErrorClass::Permanent);
-    assert!(
-        err.to_string()
-            .contains("Security.unlockUserAccountRq failed: UserNotFound: No such user"),
-        "{err}"
+    assert_error(
+        &err,
+        ErrorClass::Permanent,
+        "Security.unlockUserAccountRq failed: UserNotFound: No such user",
     );
     // A write is sent once, whatever comes back.
     assert_eq!(server.received_requests().await.unwrap().len(), 2);

