@@ -8,50 +8,26 @@ use serde_json::{json, Map, Value};
 use super::wire::{numeric, replacement, role_ids, Created};
 use super::{DigicertConnector, CONTAINER, ROLE};
 use crate::config::DisableStrategy;
-use crate::connector::kit::{
-    idempotency, refusal, rest, AccountId, Adapter, Entitlement, Operations,
-};
+use crate::connector::kit::Adapter;
+use crate::connector::kit::{self, idempotency, rest, AccountId, Entitlement, Operations};
 use crate::connector::mapping::NativeId;
 use crate::connector::template::{Escape, TemplateCatalog, TemplateContext};
 use crate::connector::{Capabilities, ConnectorError, ProvisionOutcome, ProvisionRequest};
 use crate::model::Operation;
 
-/// The built-in `create_account` body (`POST /user`): the task's names, email, title and
-/// phone, its `container_id` attribute when set, and the role.
-pub const CREATE_ACCOUNT_TEMPLATE: &str = r#"{
-  "username": "${ account.name }",
-  "first_name": "${ user.firstname }",
-  "last_name": "${ user.lastname }",
-  "email": "${ user.email }",
-{%- if user.title %}
-  "job_title": "${ user.title }",
-{%- endif %}
-{%- if user.phonenumber %}
-  "telephone": "${ user.phonenumber }",
-{%- endif %}
-{%- if user.container_id %}
-  "container": { "id": ${ user.container_id } },
-{%- endif %}
-  "access_roles": [{ "id": ${ entitlementValue.entitlementID } }]
-}"#;
-
-/// The built-in `update_account` changes: each of the task's `firstname`, `lastname`,
-/// `email`, `title` and `phonenumber` that is set, as the user field it changes. They are
-/// merged into the user as read, and the whole user is `PUT` back.
-pub const UPDATE_ACCOUNT_TEMPLATE: &str = r#"
-{%- set fields = {"firstname": "first_name", "lastname": "last_name", "email": "email",
-                  "title": "job_title", "phonenumber": "telephone"} -%}
-{
-{%- for key, field in fields|items if user[key] is defined %}
-  "${ field }": "${ user[key] }"{% if not loop.last %},{% endif %}
-{%- endfor %}
-}"#;
-
-/// The request-body templates: `create_account` and `update_account`, JSON.
+/// The built-in request-body templates (`templates/`): `create_account` (`POST /user`) and `update_account` (the
+/// changes merged into the user as read before the whole user is `PUT` back), JSON; each
+/// file says what it sends.
 pub const TEMPLATES: TemplateCatalog = TemplateCatalog {
     defaults: &[
-        ("create_account", CREATE_ACCOUNT_TEMPLATE),
-        ("update_account", UPDATE_ACCOUNT_TEMPLATE),
+        (
+            "create_account",
+            include_str!("templates/create_account.json.jinja"),
+        ),
+        (
+            "update_account",
+            include_str!("templates/update_account.json.jinja"),
+        ),
     ],
     optional: &[],
     escape: Escape::Json,
@@ -100,7 +76,7 @@ pub fn unsupported_reason(operation: Operation, entitlement_type: Option<&str>) 
         (Operation::RemoveAccess, Some(kind)) if kind.eq_ignore_ascii_case(CONTAINER) => {
             ONE_CONTAINER.to_string()
         }
-        _ => refusal(
+        _ => kit::refusal(
             DigicertConnector::NAME,
             operation,
             entitlement_type,

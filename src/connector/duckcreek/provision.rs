@@ -18,35 +18,34 @@ use crate::connector::template::{
 use crate::connector::{Capabilities, ConnectorError, ProvisionOutcome, ProvisionRequest};
 use crate::model::Operation;
 
-/// The built-in `disable_account` request.
-pub const DISABLE_ACCOUNT_TEMPLATE: &str =
-    r#"<Security.lockUserAccountRq userID="${ account.accountID }" userName="${ account.name }"/>"#;
-
-/// The built-in `enable_account` request.
-pub const ENABLE_ACCOUNT_TEMPLATE: &str =
-    r#"<Security.unlockUserAccountRq userName="${ account.name }"/>"#;
-
-/// The built-in `add_access` request for a `Role` (a placeholder name: override it with the
-/// request your deployment uses).
-pub const ADD_ROLE_TEMPLATE: &str = r#"<Security.addUserRoleRq userName="${ account.name }" roleName="${ entitlementValue.entitlement_value }"/>"#;
-
-/// The built-in `remove_access` request for a `Role` (a placeholder name).
-pub const REMOVE_ROLE_TEMPLATE: &str = r#"<Security.removeUserRoleRq userName="${ account.name }" roleName="${ entitlementValue.entitlement_value }"/>"#;
-
-/// The built-in `add_access` request for an `Entity` (a placeholder name).
-pub const ADD_ENTITY_TEMPLATE: &str = r#"<OnlineData.addEntityMembershipRq userName="${ account.name }" entityName="${ entitlementValue.entitlement_value }"/>"#;
-
-/// The built-in `remove_access` request for an `Entity` (a placeholder name).
-pub const REMOVE_ENTITY_TEMPLATE: &str = r#"<OnlineData.removeEntityMembershipRq userName="${ account.name }" entityName="${ entitlementValue.entitlement_value }"/>"#;
-
-/// The templates with a built-in request, by key.
+/// The templates with a built-in request (`templates/`), by key: lock and unlock, and the
+/// sheet's placeholder requests for roles and entities (override them with the requests your
+/// deployment uses).
 const BUILT_IN: [(&str, &str); 6] = [
-    ("disable_account", DISABLE_ACCOUNT_TEMPLATE),
-    ("enable_account", ENABLE_ACCOUNT_TEMPLATE),
-    ("add_access_role", ADD_ROLE_TEMPLATE),
-    ("remove_access_role", REMOVE_ROLE_TEMPLATE),
-    ("add_access_entity", ADD_ENTITY_TEMPLATE),
-    ("remove_access_entity", REMOVE_ENTITY_TEMPLATE),
+    (
+        "disable_account",
+        include_str!("templates/disable_account.xml.jinja"),
+    ),
+    (
+        "enable_account",
+        include_str!("templates/enable_account.xml.jinja"),
+    ),
+    (
+        "add_access_role",
+        include_str!("templates/add_access_role.xml.jinja"),
+    ),
+    (
+        "remove_access_role",
+        include_str!("templates/remove_access_role.xml.jinja"),
+    ),
+    (
+        "add_access_entity",
+        include_str!("templates/add_access_entity.xml.jinja"),
+    ),
+    (
+        "remove_access_entity",
+        include_str!("templates/remove_access_entity.xml.jinja"),
+    ),
 ];
 
 /// The templates with no built-in request: the operation is supported only when the target

@@ -11,48 +11,26 @@ use super::wire::ItemBody;
 use super::{JamaConnector, USERGROUP};
 use crate::config::RemoveStrategy;
 use crate::connector::http::HttpResponse;
-use crate::connector::kit::{
-    idempotency, refusal, rest, AccountId, Adapter, Entitlement, Operations,
-};
+use crate::connector::kit::Adapter;
+use crate::connector::kit::{self, idempotency, rest, AccountId, Entitlement, Operations};
 use crate::connector::password::generate_password;
 use crate::connector::template::{Escape, TemplateCatalog, TemplateContext};
 use crate::connector::{Capabilities, ConnectorError, ProvisionOutcome, ProvisionRequest};
 use crate::model::{Attributes, Operation};
 
-/// The built-in `create_account` body (`POST /users`): the username, the generated
-/// password, names and email, phone, title and location when set, and the license type
-/// (default [`DEFAULT_LICENSE_TYPE`]).
-pub const CREATE_ACCOUNT_TEMPLATE: &str = r#"{
-  "username": "${ account.name }",
-  "password": "${ password }",
-  "firstName": "${ user.firstname }",
-  "lastName": "${ user.lastname }",
-  "email": "${ user.email }",
-{%- for key, field in {"phonenumber": "phone", "title": "title", "location": "location"}|items
-    if user[key] %}
-  "${ field }": "${ user[key] }",
-{%- endfor %}
-  "licenseType": "{% if user.license_type %}${ user.license_type }{% else %}NAMED{% endif %}"
-}"#;
-
-/// The built-in `update_account` changes: each of the task's `firstname`, `lastname`,
-/// `email`, `phonenumber`, `title`, `location` and `license_type` that is set, as the Jama
-/// field it changes. They are merged into the user as read, and the whole user is `PUT` back.
-pub const UPDATE_ACCOUNT_TEMPLATE: &str = r#"
-{%- set fields = {"firstname": "firstName", "lastname": "lastName", "email": "email",
-                  "phonenumber": "phone", "title": "title", "location": "location",
-                  "license_type": "licenseType"} -%}
-{
-{%- for key, field in fields|items if user[key] is defined %}
-  "${ field }": "${ user[key] }"{% if not loop.last %},{% endif %}
-{%- endfor %}
-}"#;
-
-/// The request-body templates: `create_account` and `update_account`, JSON.
+/// The built-in request-body templates (`templates/`): `create_account` (`POST /users`,
+/// with the generated password) and `update_account` (the changes merged into the user as
+/// read before the whole user is `PUT` back), JSON; each file says what it sends.
 pub const TEMPLATES: TemplateCatalog = TemplateCatalog {
     defaults: &[
-        ("create_account", CREATE_ACCOUNT_TEMPLATE),
-        ("update_account", UPDATE_ACCOUNT_TEMPLATE),
+        (
+            "create_account",
+            include_str!("templates/create_account.json.jinja"),
+        ),
+        (
+            "update_account",
+            include_str!("templates/update_account.json.jinja"),
+        ),
     ],
     optional: &[],
     escape: Escape::Json,
@@ -118,7 +96,7 @@ pub fn unsupported_reason(operation: Operation, entitlement_type: Option<&str>) 
             "{NO_USER_DELETE} (or set remove_strategy = \"disable\" to deactivate the user on \
              remove_account)"
         ),
-        _ => refusal(
+        _ => kit::refusal(
             JamaConnector::NAME,
             operation,
             entitlement_type,
