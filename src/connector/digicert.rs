@@ -2042,10 +2042,10 @@ mod tests {
 
     // --- Against the DigiCert simulator. ---
 
-    async fn sim() -> (crate::sim::DigicertServer, DigicertConnector) {
-        let server = crate::sim::DigicertSim::start(
-            crate::sim::DigicertSimConfig {
-                seed: crate::sim::DigicertSeed::empty(),
+    async fn sim() -> (idsync_sim::DigicertServer, DigicertConnector) {
+        let server = idsync_sim::DigicertSim::start(
+            idsync_sim::DigicertSimConfig {
+                seed: idsync_sim::DigicertSeed::empty(),
                 rate_limits: Vec::new(),
                 ..Default::default()
             },
@@ -2064,7 +2064,7 @@ mod tests {
         (server, connector)
     }
 
-    fn sim_user(server: &crate::sim::DigicertServer, id: &str) -> Option<crate::sim::SimUser> {
+    fn sim_user(server: &idsync_sim::DigicertServer, id: &str) -> Option<idsync_sim::SimUser> {
         server
             .control()
             .users()

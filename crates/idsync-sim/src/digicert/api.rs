@@ -17,8 +17,8 @@ use super::data::{
     all_roles, ContainerView, Directory, RoleSet, UserFields, UserView, TOP_CONTAINER_ID,
 };
 use super::{DigicertControl, SimState, API_ROOT, DEVKEY_HEADER};
-use crate::sim::control::delay;
-use crate::sim::faults::RequestFacts;
+use crate::control::delay;
+use crate::faults::RequestFacts;
 
 /// One entry of an error body `{"errors":[{"code":"…","message":"…"}]}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,11 +1,12 @@
 //! A DigiCert CertCentral Services API v2 simulator, served over real HTTP on loopback.
 //!
-//! It follows `targets/digicert.md`: the API lives under `/services/v2`, every request needs
-//! `X-DC-DEVKEY`, lists page with `offset`/`limit` and a `page` object, creates answer 201,
-//! updates and deletes 204, `PUT /user/{id}` is a full replace, and requests beyond either
-//! rolling window get a bare 429. The key can be revoked mid-run, and latency and failures
-//! can be injected — from Rust through [`DigicertControl`], or over HTTP through the control
-//! routes under `/_sim/` (no key needed, not rate limited):
+//! It follows DigiCert's public Services API documentation (users, containers, errors and
+//! rate limits): the API lives under `/services/v2`, every request needs `X-DC-DEVKEY`,
+//! lists page with `offset`/`limit` and a `page` object, creates answer 201, updates and
+//! deletes 204, `PUT /user/{id}` is a full replace, and requests beyond either rolling window
+//! get a bare 429. The key can be revoked mid-run, and latency and failures can be injected —
+//! from Rust through [`DigicertControl`], or over HTTP through the control routes under
+//! `/_sim/` (no key needed, not rate limited):
 //!
 //! | route | does |
 //! |---|---|

@@ -29,8 +29,8 @@ use super::batch::{Op, LOGIN};
 use super::response_faults::{self, ResponseFault};
 use super::soap::{self, Batch, FaultCode, ParseError};
 use super::{DuckCreekControl, DuckCreekState, API_ROOT};
-use crate::sim::control::delay;
-use crate::sim::faults::RequestFacts;
+use crate::control::delay;
+use crate::faults::RequestFacts;
 
 /// The route label SOAP calls are counted under.
 pub(crate) const ROUTE: &str = "POST /Server/Server.asmx";

@@ -1,10 +1,12 @@
 //! A Duck Creek SOAP simulator, served over real HTTP on loopback.
 //!
-//! It follows `targets/duckcreek.md`: one SOAP 1.1 endpoint, [`API_ROOT`], taking `POST`ed
-//! batches — `Envelope/Body/server/requests/*`, or the same wrapped in
-//! `processRequestsAsDOM` — that log in with `Session.loginRq userName password` first and
-//! carry their credentials in every call. Each request is answered in order by a `…Rs`
-//! element under `Body/processRequestsAsDOMResponse/result/server/responses`, with
+//! Duck Creek does not publish its security-administration API. The simulator follows its
+//! XML "server request" protocol as public integration packages show it, carried in SOAP
+//! 1.1, with request names of our own where real deployments differ: one SOAP 1.1 endpoint,
+//! [`API_ROOT`], taking `POST`ed batches — `Envelope/Body/server/requests/*`, or the same
+//! wrapped in `processRequestsAsDOM` — that log in with `Session.loginRq userName password`
+//! first and carry their credentials in every call. Each request is answered in order by a
+//! `…Rs` element under `Body/processRequestsAsDOMResponse/result/server/responses`, with
 //! `status="Success"` or `status="Failure"` and `<Errors><Error code text/></Errors>`. Data
 //! travels in XML attributes, escaped; element names are matched by local name, so any
 //! envelope prefix works. Bad credentials, a missing login and XML that is not well-formed
@@ -52,7 +54,7 @@
 //! Control errors are `{"error":"…"}` with 400 (bad input) or 404 (no such user, role or
 //! entity).
 //!
-//! Choices where the sheet is silent (`api.rs` lists the order of checks): only `POST` to
+//! Choices where nothing published says (`api.rs` lists the order of checks): only `POST` to
 //! the endpoint (any letter case in the path, as IIS); other methods 405, other paths 404.
 //! `Content-Type` must be `text/xml`, else 415; a `SOAPAction` header must be present (any
 //! value). A SOAP 1.2 envelope gets a SOAP 1.1 `VersionMismatch` fault. An empty batch needs
@@ -122,8 +124,8 @@ pub struct DuckCreekSimConfig {
     pub password: SecretString,
     /// The tenant's data at start.
     pub seed: DuckCreekSeed,
-    /// Rolling rate windows over every SOAP call, all enforced; empty (the default: the
-    /// sheet names no limit): no limit.
+    /// Rolling rate windows over every SOAP call, all enforced; empty (the default: no
+    /// published limit): no limit.
     pub rate_limits: Vec<RateWindow>,
     /// Delay before every SOAP answer.
     pub latency: Duration,
@@ -173,7 +175,7 @@ pub struct DuckCreekSim {
 impl DuckCreekSim {
     /// Builds the tenant from `config.seed` (50 000 users take a fraction of a second).
     pub fn new(config: DuckCreekSimConfig) -> Self {
-        let prefix = if crate::connector::xml::is_local_name(&config.envelope_prefix) {
+        let prefix = if soap::is_ncname(&config.envelope_prefix) {
             config.envelope_prefix
         } else {
             DEFAULT_ENVELOPE_PREFIX.to_owned()

@@ -26,8 +26,8 @@ use super::data::{
 };
 use super::tokens::{basic_credentials, bearer_token, TokenCheck};
 use super::{JamaControl, JamaState, API_ROOT, DEFAULT_MAX_RESULTS, TOKEN_PATH};
-use crate::sim::control::delay;
-use crate::sim::faults::RequestFacts;
+use crate::control::delay;
+use crate::faults::RequestFacts;
 
 /// The route label the token endpoint is counted under.
 pub(crate) const TOKEN_ROUTE: &str = "POST /rest/oauth/token";
@@ -208,7 +208,7 @@ impl Meta<'_> {
     fn new(status: &'static str) -> Self {
         Meta {
             status,
-            timestamp: crate::clock::now()
+            timestamp: chrono::Utc::now()
                 .format("%Y-%m-%dT%H:%M:%S%.3f+0000")
                 .to_string(),
             page_info: None,

@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::sim::{FaultRule, SimControl, SimStats};
+use crate::{FaultRule, SimControl, SimStats};
 
 /// 137 users, 12 of them inactive, 12 groups; no rate limit.
 fn config() -> JamaSimConfig {

@@ -64,7 +64,7 @@ pub trait CoreAccess {
 /// The levers every simulator's control handle has ([`DigicertControl`](super::DigicertControl),
 /// [`JamaControl`](super::JamaControl), [`DuckCreekControl`](super::DuckCreekControl)):
 /// latency, rate windows, fault rules and counters. Bring it into scope to pull them
-/// (`use idsync::sim::SimControl;`); each handle's own docs say which requests they apply to.
+/// (`use idsync_sim::SimControl;`); each handle's own docs say which requests they apply to.
 pub trait SimControl: CoreAccess {
     /// Delays every API answer by `latency` (zero: none).
     fn set_latency(&self, latency: Duration) {

@@ -1,6 +1,6 @@
 //! A Jama Connect REST API simulator, served over real HTTP on loopback.
 //!
-//! It follows `targets/jama.md` and the official Python client (`py-jama-rest-client`
+//! It follows Jama's public REST documentation and the official Python client (`py-jama-rest-client`
 //! 1.17.1, which `scripts/check-jama-client.sh` runs against it unmodified): OAuth client
 //! credentials at `POST /rest/oauth/token` with tokens that expire, the `/rest/v1` envelope
 //! with `startAt`/`maxResults` paging silently clamped at 50, `includeInactive`, 201 with
@@ -27,7 +27,7 @@
 //! | `GET /_sim/groups` · `GET /_sim/groups/{id}/members` | groups ([`JamaGroup`]) / member ids |
 //! | `POST /_sim/groups/{id}/members` `{"user":N}` · `DELETE /_sim/groups/{id}/members/{userId}` | add / remove a member |
 //!
-//! Choices where the sheet is silent: the token endpoint is not rate limited; a missing,
+//! Choices where Jama's documentation is silent: the token endpoint is not rate limited; a missing,
 //! unknown or expired token is refused before the rate windows count the request; group
 //! member lists include inactive members; `PUT /users/{id}` keeps `licenseType` and
 //! `authenticationType` when the body leaves them out (the official client never sends
