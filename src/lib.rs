@@ -16,8 +16,7 @@
 //! * [`telemetry`] — logging setup and metric names.
 //! * [`clock`] — the one place that reads the wall clock.
 //! * [`app`] — wiring a config into a running daemon.
-//! * [`cli`] — the command line.
-//! * [`demo`] — `idsync demo` and `idsync sim` (feature `sim`).
+//! * [`cli`] — the command line, with `idsync demo` and `idsync sim` (feature `sim`).
 //!
 //! The simulators of the target APIs are the workspace crate `idsync-sim` (`idsync_sim`):
 //! `idsync demo` and `idsync sim` use it (feature `sim`, on by default), and the tests and
@@ -37,8 +36,6 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod connector;
-#[cfg(feature = "sim")]
-pub mod demo;
 pub mod model;
 pub mod scheduler;
 pub mod server;

@@ -8,9 +8,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::args::{DemoArgs, SimArgs, SimKind};
+use super::{print_summary, OutputFormat, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::app::{self, App};
-use crate::cli::args::{DemoArgs, SimArgs, SimKind};
-use crate::cli::{print_summary, OutputFormat, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::config::{self, LogConfig, LogFormat};
 use crate::model::{ImportMode, Trigger};
 use crate::sync::{ImportParts, ImportRequest};
@@ -350,7 +350,7 @@ async fn provision_demo_tasks(app: &App, ids: &[i64], format: OutputFormat) -> i
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    crate::cli::print_tasks(&tasks, format);
+    super::print_tasks(&tasks, format);
     if tasks
         .iter()
         .all(|task| task.status == TaskStatus::Succeeded)
@@ -363,7 +363,7 @@ async fn provision_demo_tasks(app: &App, ids: &[i64], format: OutputFormat) -> i
 }
 
 /// `idsync demo [--once]`.
-pub async fn run(args: DemoArgs, format: OutputFormat) -> i32 {
+pub(super) async fn run(args: DemoArgs, format: OutputFormat) -> i32 {
     let _ = telemetry::init_logging(&LogConfig {
         level: "info".into(),
         format: LogFormat::Text,
@@ -442,7 +442,7 @@ async fn once(app: &App, format: OutputFormat) -> i32 {
             dry_run: false,
             allow_deletions: false,
             trigger: Trigger::Cli,
-            actor: crate::cli::cli_actor(),
+            actor: super::cli_actor(),
             started: None,
         };
         match app.imports.run(request, &CancellationToken::new()).await {
@@ -624,7 +624,7 @@ async fn start_jama_with(
 /// `idsync sim [digicert|jama|all] [--port N]`: prints a config fragment per simulator and
 /// serves until interrupted. With `all`, DigiCert listens on `--port` and Jama on the next
 /// port (both on any free port when `--port 0`).
-pub async fn run_sims(args: SimArgs) -> i32 {
+pub(super) async fn run_sims(args: SimArgs) -> i32 {
     let _ = telemetry::init_logging(&LogConfig {
         level: "info".into(),
         format: LogFormat::Text,
