@@ -14,10 +14,14 @@
 //!
 //! Tests steer a running simulator from Rust through its control handle (revoke the
 //! credentials, add latency, set rate windows, inject failures, change data, read counters)
-//! or over HTTP through the routes under `/_sim/`.
+//! or over HTTP through the routes under `/_sim/`. Time is a parameter: every simulator reads
+//! the time through its [`SimClock`] (real time by default), so a test can start one on a
+//! manual clock and advance it to expire tokens, roll rate windows or release a delayed
+//! answer without waiting.
 //!
-//! Shared building blocks: [`SimServer`] (a running server), [`SimControl`] (the levers every
-//! control handle has: latency, rate windows, faults, counters), [`RateWindow`] (rolling rate
+//! Shared building blocks: [`SimServer`] (a running server), [`SimClock`] (the simulators'
+//! time), [`SimControl`] (the levers every control handle has: clock, latency, rate windows,
+//! faults, counters), [`RateWindow`] (rolling rate
 //! limits), [`FaultRule`] (injected failures), [`SimStats`] (counters), the control routes
 //! every simulator has under `/_sim/`, and the seed arithmetic.
 #![cfg_attr(
@@ -30,6 +34,7 @@
     )
 )]
 
+pub mod clock;
 mod control;
 pub mod digicert;
 pub mod duckcreek;
@@ -41,6 +46,7 @@ mod server;
 mod sorted;
 mod stats;
 
+pub use clock::SimClock;
 pub use control::SimControl;
 pub use digicert::{
     ApiError, ControlError, DigicertControl, DigicertSeed, DigicertServer, DigicertSim,

@@ -127,7 +127,11 @@ pub(super) async fn entry(
         key,
         body: &body,
     };
-    let reply = control.lock().handle(&request, Instant::now());
+    let reply = {
+        let mut state = control.lock();
+        let now = state.core.clock.now();
+        state.handle(&request, now)
+    };
     tracing::debug!(method = %method, path, status = reply.status, "DigiCert simulator request.");
     reply.into_response()
 }

@@ -136,7 +136,11 @@ pub(super) async fn entry(
         soap_action: headers.contains_key("soapaction"),
         body: &body,
     };
-    let reply = control.lock().handle(&request, Instant::now());
+    let reply = {
+        let mut state = control.lock();
+        let now = state.core.clock.now();
+        state.handle(&request, now)
+    };
     reply.into_response()
 }
 

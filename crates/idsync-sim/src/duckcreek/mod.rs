@@ -44,6 +44,7 @@
 //! | `POST /_sim/faults` [`FaultRule`](super::FaultRule) · `GET` · `DELETE /_sim/faults` | add / list / clear fault rules (`request` picks calls carrying that request) |
 //! | `POST /_sim/response_faults` [`ResponseFaultRule`] · `GET` · `DELETE` | add / list / clear response faults |
 //! | `GET /_sim/stats` · `DELETE /_sim/stats` | counters ([`SimStats`](super::SimStats)) / reset them |
+//! | `POST /_sim/advance_clock` `{"ms":2000}` | move the simulator's clock forward ([`SimClock`]) |
 //! | `GET /_sim/users[?name=N]` · `GET /_sim/users/{id}` | users ([`DcUser`]) |
 //! | `POST /_sim/users` [`DcUserSpec`] → 201 `{"id":N}` · `DELETE /_sim/users/{id}` | add / remove a user |
 //! | `POST /_sim/users/{id}/status` `{"status":"Locked"}` | lock / unlock a user |
@@ -87,6 +88,7 @@ use std::time::Duration;
 use axum::Router;
 use secrecy::{ExposeSecret, SecretString};
 
+use super::clock::SimClock;
 use super::control::{CoreAccess, SimCore};
 use super::ratelimit::RateWindow;
 use super::server::{toml_key, toml_string, SimServer};
@@ -129,6 +131,9 @@ pub struct DuckCreekSimConfig {
     pub rate_limits: Vec<RateWindow>,
     /// Delay before every SOAP answer.
     pub latency: Duration,
+    /// The clock answers are decided by (rate windows, latency); real time by default, or
+    /// [`SimClock::manual`] for a test that advances time itself.
+    pub clock: SimClock,
     /// The prefix written on `Envelope`, `Body` and `Fault` (`soap`, `soapenv`, `s`, …), so
     /// tests can show a client does not depend on it; one that is not an XML name falls back
     /// to `soap`.
@@ -146,6 +151,7 @@ impl Default for DuckCreekSimConfig {
             seed: DuckCreekSeed::default(),
             rate_limits: Vec::new(),
             latency: Duration::ZERO,
+            clock: SimClock::real(),
             envelope_prefix: DEFAULT_ENVELOPE_PREFIX.to_owned(),
             require_wrapper: false,
         }
@@ -186,7 +192,7 @@ impl DuckCreekSim {
             credentials_revoked: false,
             prefix,
             require_wrapper: config.require_wrapper,
-            core: SimCore::new(config.latency, &config.rate_limits),
+            core: SimCore::new(config.clock, config.latency, &config.rate_limits),
             response_faults: ResponseFaultSet::default(),
             dir: config.seed.generate(),
         };
