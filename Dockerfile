@@ -4,10 +4,13 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY .cargo ./.cargo
+# The simulators' crate is not built into the image, but cargo loads every workspace member.
+COPY crates ./crates
 COPY src ./src
 COPY migrations ./migrations
 COPY benches ./benches
-RUN cargo build --release --locked --bin idsync
+# Without the simulators: no `idsync demo` or `idsync sim` in production.
+RUN cargo build --release --locked --no-default-features --bin idsync
 
 FROM debian:bookworm-slim
 RUN apt-get update \

@@ -67,8 +67,8 @@ use idsync::connector::duckcreek::{CLOSE, DEFAULT_ENTITY_ID, LIST_USERS, LOGIN};
 use idsync::connector::soap::{envelope, SoapVersion};
 use idsync::connector::xml::escape;
 use idsync::model::{JobKind, RunOutcome};
-use idsync::sim::SimStats;
 use idsync::sync::ImportParts;
+use idsync_sim::SimStats;
 
 /// The sizes run when neither `IDSYNC_BENCH_DC_SIZES` nor arguments name any.
 const DEFAULT_SIZES: &[u64] = &[5_000, 50_000];

@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 use idsync::app::App;
 use idsync::config::TargetKind;
 use idsync::model::JobKind;
-use idsync::sim::SimStats;
+use idsync_sim::SimStats;
 
 /// How long the simulator may take to build its tenant and print its fragment.
 const SIM_START_TIMEOUT: Duration = Duration::from_secs(300);

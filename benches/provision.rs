@@ -64,10 +64,10 @@ use std::time::{Duration, Instant};
 use idsync::app::App;
 use idsync::config::TargetKind;
 use idsync::model::{AccountStatus, Attributes, Operation, TaskStatus};
-use idsync::sim::SimStats;
 use idsync::store::{AccountFilter, EntitlementFilter, Store, TaskFilter};
 use idsync::sync::tasks::EntitlementRef;
 use idsync::sync::{tasks, SubmitRequest};
+use idsync_sim::SimStats;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 

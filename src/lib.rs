@@ -15,10 +15,12 @@
 //! * [`server`] — health, metrics and the `/api/v1` API.
 //! * [`telemetry`] — logging setup and metric names.
 //! * [`clock`] — the one place that reads the wall clock.
-//! * [`sim`] — simulators of the target APIs (feature `sim`).
 //! * [`app`] — wiring a config into a running daemon.
-//! * [`cli`] — the command line.
-//! * [`demo`] — `idsync demo` and `idsync sim` (feature `sim`).
+//! * [`cli`] — the command line, with `idsync demo` and `idsync sim` (feature `sim`).
+//!
+//! The simulators of the target APIs are the workspace crate `idsync-sim` (`idsync_sim`):
+//! `idsync demo` and `idsync sim` use it (feature `sim`, on by default), and the tests and
+//! benches always do.
 #![cfg_attr(
     test,
     allow(
@@ -34,13 +36,9 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod connector;
-#[cfg(feature = "sim")]
-pub mod demo;
 pub mod model;
 pub mod scheduler;
 pub mod server;
-#[cfg(feature = "sim")]
-pub mod sim;
 pub mod store;
 pub mod sync;
 pub mod telemetry;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::{
     digicert, free_port, jama_target, jama_with, run_cli, text, BIN, JAMA_SECRET, SIM_KEY,
 };
-use idsync::sim::{DigicertServer, SimControl};
+use idsync_sim::{DigicertServer, SimControl};
 
 const API_TOKEN: &str = "api-token-Kp4w9-never-print-me";
 
@@ -439,7 +439,7 @@ schedule = "0 0 0 30 2 *"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_logs_output_or_the_store_even_at_trace_level() {
     let sim = digicert(120).await;
-    let jama_seed = idsync::sim::JamaSeed {
+    let jama_seed = idsync_sim::JamaSeed {
         users: 60,
         inactive_users: 3,
         groups: 3,
@@ -556,6 +556,10 @@ async fn no_secret_reaches_logs_output_or_the_store_even_at_trace_level() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "sim"),
+    ignore = "the binary has `idsync demo` only with feature `sim`"
+)]
 async fn demo_once_imports_every_simulated_target() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("demo.db");
@@ -610,7 +614,7 @@ async fn demo_once_imports_every_simulated_target() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_tasks_with_instant_provisioning_run_at_once_and_are_counted() {
     let sim = digicert(5).await;
-    let jama_seed = idsync::sim::JamaSeed {
+    let jama_seed = idsync_sim::JamaSeed {
         users: 5,
         inactive_users: 0,
         groups: 2,

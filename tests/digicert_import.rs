@@ -14,9 +14,9 @@ use common::{
     Env, Opts,
 };
 use idsync::model::{AccountStatus, GrantStatus, ImportMode, JobKind, RunOutcome};
-use idsync::sim::{FaultRule, RateWindow, SimControl};
 use idsync::store::{RunFilter, Store};
 use idsync::sync::ImportParts;
+use idsync_sim::{FaultRule, RateWindow, SimControl};
 use std::time::Duration;
 
 #[tokio::test]

@@ -20,12 +20,12 @@ use idsync::connector::ErrorClass;
 use idsync::model::{
     AccountStatus, EntitlementStatus, GrantStatus, Operation, RunOutcome, TaskStatus,
 };
-use idsync::sim::{
-    DcUserStatus, DuckCreekSeed, DuckCreekServer, FaultRule, ResponseFault, SimControl,
-};
 use idsync::store::{Store, Submitted};
 use idsync::sync::tasks;
 use idsync::sync::ImportParts;
+use idsync_sim::{
+    DcUserStatus, DuckCreekSeed, DuckCreekServer, FaultRule, ResponseFault, SimControl,
+};
 
 const TARGET: &str = "duckcreek";
 const LIST_USERS: &str = "OnlineData.listEntityUsersRq";

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::{
     duckcreek_target, duckcreek_with, idsync_env, text, write_cli_config, BIN, DC_PASSWORD,
 };
-use idsync::sim::{DcUserStatus, DuckCreekSeed, ResponseFault, SimControl};
+use idsync_sim::{DcUserStatus, DuckCreekSeed, ResponseFault, SimControl};
 
 /// `idsync --config CONFIG ARGS…` with `envs`, run off the async runtime (which keeps
 /// serving the simulator).
@@ -165,6 +165,10 @@ async fn the_password_never_appears_in_output_or_the_store_at_trace_level() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "sim"),
+    ignore = "the binary has `idsync sim` only with feature `sim`"
+)]
 async fn sim_duckcreek_prints_a_fragment_a_config_can_use() {
     for extra in [None, Some("--require-wrapper")] {
         let mut args = vec!["sim", "duckcreek", "--port", "0", "--users", "25"];

@@ -18,8 +18,8 @@ use common::{
 };
 use idsync::connector::{ConnectorError, ErrorClass, ProvisionOutcome, ProvisionRequest};
 use idsync::model::{AccountStatus, Attributes, GrantStatus, Operation, RunOutcome};
-use idsync::sim::{JamaSeed, SimControl};
 use idsync::sync::ImportParts;
+use idsync_sim::{JamaSeed, SimControl};
 
 fn seed(users: u32, inactive: u32, groups: u32) -> JamaSeed {
     JamaSeed {
@@ -30,7 +30,7 @@ fn seed(users: u32, inactive: u32, groups: u32) -> JamaSeed {
     }
 }
 
-async fn env_for(sim: &idsync::sim::JamaServer, target_extra: &str) -> (Env, idsync::app::App) {
+async fn env_for(sim: &idsync_sim::JamaServer, target_extra: &str) -> (Env, idsync::app::App) {
     let env = Env::with_targets(&jama_target(sim, target_extra), "");
     let app = env.app().await;
     (env, app)
@@ -235,7 +235,7 @@ async fn a_failing_page_leaves_the_jama_store_untouched() {
     control.hide_user(control.users()[3].id);
     control
         .fail_when(
-            idsync::sim::FaultRule::new(500)
+            idsync_sim::FaultRule::new(500)
                 .with_path_prefix("/rest/v1/users")
                 .with_query("startAt=50")
                 .with_times(50),
@@ -476,7 +476,7 @@ async fn provisioning_operations_against_the_simulator() {
 #[tokio::test]
 async fn pacing_keeps_jama_under_its_tenant_limit() {
     let sim = jama_with(seed(200, 0, 3), |config| {
-        config.rate_limits = idsync::sim::jama::jama_rate_limits()
+        config.rate_limits = idsync_sim::jama::jama_rate_limits()
     })
     .await;
     let (_env, app) = env_for(&sim, "page_size = 50").await;

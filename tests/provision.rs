@@ -17,10 +17,10 @@ use common::{
 };
 use idsync::app::App;
 use idsync::model::{AccountStatus, Attributes, GrantStatus, Operation, Task, TaskStatus};
-use idsync::sim::{FaultRule, JamaSeed, JamaServer, SimControl};
 use idsync::store::{Store, Submitted, TaskFilter};
 use idsync::sync::provision::ProvisionRunner;
 use idsync::sync::tasks::SubmitRequest;
+use idsync_sim::{FaultRule, JamaSeed, JamaServer, SimControl};
 use tokio_util::sync::CancellationToken;
 
 const FAST_RETRY: &str = r#"retry = { max_attempts = 4, initial_backoff = "20ms", max_backoff = "50ms", give_up_after = "1m" }"#;
@@ -380,7 +380,7 @@ async fn a_slow_target_does_not_delay_another() {
     pass.await.unwrap().unwrap();
 }
 
-async fn digicert_app(sim: &idsync::sim::DigicertServer) -> (Env, App) {
+async fn digicert_app(sim: &idsync_sim::DigicertServer) -> (Env, App) {
     let env = Env::new(sim, &format!("{FAST_RETRY}\nrate_limit = []"), "");
     let app = env.app().await;
     (env, app)

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use common::{
     free_port, idsync_env, jama_target, jama_with, text, write_cli_config, BIN, JAMA_SECRET,
 };
-use idsync::sim::{JamaSeed, JamaSim, JamaSimConfig, SimControl};
+use idsync_sim::{JamaSeed, JamaSim, JamaSimConfig, SimControl};
 use secrecy::SecretString;
 use serde_json::Value;
 
@@ -334,7 +334,7 @@ retry = { max_attempts = 5, initial_backoff = "1s", max_backoff = "2s", give_up_
 /// the answer leaves `answer_delay` later, so a process killed while waiting has changed
 /// the target without knowing it.
 struct JamaProxy {
-    control: idsync::sim::JamaControl,
+    control: idsync_sim::JamaControl,
     base: String,
     passwords: Arc<Mutex<Vec<String>>>,
 }

@@ -15,8 +15,8 @@ use std::time::Duration;
 use common::{assert_same, digicert, import, store_snapshot, Env, Opts};
 use idsync::model::{JobKind, RunOutcome, Trigger};
 use idsync::scheduler::{catch_up, JobRunner, TriggerError};
-use idsync::sim::SimControl;
 use idsync::store::{LockOutcome, RunFilter, Store};
+use idsync_sim::SimControl;
 
 const JOBS: &str = r#"
 [jobs.accounts]

@@ -1,4 +1,5 @@
-//! The command line (contract: DESIGN.md "Contract: command line").
+//! The command line: commands, arguments and defaults. Scripts depend on them, so they
+//! change only in ways that keep existing invocations working.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

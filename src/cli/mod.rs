@@ -1,5 +1,7 @@
 //! The command line: argument definitions, dispatch, and output. `main.rs` only parses and
-//! calls [`run`]; every command returns its contract exit code.
+//! calls [`run`]; every command returns its contract exit code. With feature `sim`,
+//! `idsync demo` and `idsync sim` (in `demo.rs`) run the simulators of the `idsync-sim`
+//! crate; nothing outside this module uses them.
 
 use std::path::Path;
 use std::time::Instant;
@@ -18,6 +20,8 @@ use crate::sync::{ImportParts, ImportRequest, ImportSummary, PassReport, Provisi
 use crate::telemetry;
 
 pub mod args;
+#[cfg(feature = "sim")]
+mod demo;
 pub mod output;
 
 use args::{
@@ -39,9 +43,9 @@ pub async fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::CheckConfig => check_config(&cli.config, cli.output),
         #[cfg(feature = "sim")]
-        Command::Demo(args) => crate::demo::run(args, cli.output).await,
+        Command::Demo(args) => demo::run(args, cli.output).await,
         #[cfg(feature = "sim")]
-        Command::Sim(args) => crate::demo::run_sims(args).await,
+        Command::Sim(args) => demo::run_sims(args).await,
         command => {
             let Some(loaded) = load_config(&cli.config) else {
                 return EXIT_USAGE;
@@ -167,7 +171,7 @@ fn target_names(app: &App) -> String {
 }
 
 /// The actor of CLI commands: `cli:<os user>`.
-pub fn cli_actor() -> String {
+fn cli_actor() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".to_string());
@@ -224,7 +228,7 @@ async fn import(app: &App, args: ImportArgs, format: OutputFormat) -> i32 {
 }
 
 /// Prints what an import did (or, for a dry run, would do).
-pub fn print_summary(summary: &ImportSummary, format: OutputFormat) {
+fn print_summary(summary: &ImportSummary, format: OutputFormat) {
     if format == OutputFormat::Json {
         print_json(summary);
         return;
@@ -764,7 +768,7 @@ fn print_task(task: &Task, format: OutputFormat) {
 }
 
 /// Prints tasks as a table or a JSON array.
-pub fn print_tasks(rows: &[Task], format: OutputFormat) {
+fn print_tasks(rows: &[Task], format: OutputFormat) {
     print_list(
         format,
         rows,

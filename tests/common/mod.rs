@@ -15,14 +15,14 @@ use std::process::{Command, Output, Stdio};
 use idsync::app::App;
 
 use idsync::model::{Account, Attributes, Entitlement, Grant, ImportMode, Operation, Trigger};
-use idsync::sim::{
-    DigicertSeed, DigicertServer, DigicertSim, DigicertSimConfig, DuckCreekSeed, DuckCreekServer,
-    DuckCreekSim, DuckCreekSimConfig, JamaSeed, JamaServer, JamaSim, JamaSimConfig,
-};
 use idsync::store::{AccountFilter, EntitlementFilter, GrantFilter, Store, Submitted, TaskFilter};
 use idsync::sync::provision::ProvisionRunner;
 use idsync::sync::tasks::{self, EntitlementRef, SubmitRequest};
 use idsync::sync::{ImportParts, ImportRequest, ImportSummary};
+use idsync_sim::{
+    DigicertSeed, DigicertServer, DigicertSim, DigicertSimConfig, DuckCreekSeed, DuckCreekServer,
+    DuckCreekSim, DuckCreekSimConfig, JamaSeed, JamaServer, JamaSim, JamaSimConfig,
+};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 

@@ -774,10 +774,10 @@ async fn enable_and_disable_are_refused_unless_disable_deletes() {
 
 // --- Against the DigiCert simulator. ---
 
-async fn sim() -> (crate::sim::DigicertServer, DigicertConnector) {
-    let server = crate::sim::DigicertSim::start(
-        crate::sim::DigicertSimConfig {
-            seed: crate::sim::DigicertSeed::empty(),
+async fn sim() -> (idsync_sim::DigicertServer, DigicertConnector) {
+    let server = idsync_sim::DigicertSim::start(
+        idsync_sim::DigicertSimConfig {
+            seed: idsync_sim::DigicertSeed::empty(),
             rate_limits: Vec::new(),
             ..Default::default()
         },
@@ -796,7 +796,7 @@ async fn sim() -> (crate::sim::DigicertServer, DigicertConnector) {
     (server, connector)
 }
 
-fn sim_user(server: &crate::sim::DigicertServer, id: &str) -> Option<crate::sim::SimUser> {
+fn sim_user(server: &idsync_sim::DigicertServer, id: &str) -> Option<idsync_sim::SimUser> {
     server
         .control()
         .users()

@@ -1,6 +1,6 @@
 //! A Jama Connect REST API simulator, served over real HTTP on loopback.
 //!
-//! It follows `targets/jama.md` and the official Python client (`py-jama-rest-client`
+//! It follows Jama's public REST documentation and the official Python client (`py-jama-rest-client`
 //! 1.17.1, which `scripts/check-jama-client.sh` runs against it unmodified): OAuth client
 //! credentials at `POST /rest/oauth/token` with tokens that expire, the `/rest/v1` envelope
 //! with `startAt`/`maxResults` paging silently clamped at 50, `includeInactive`, 201 with
@@ -20,6 +20,7 @@
 //! | `POST /_sim/fail_next` `{"count":2,"status":503}` | fail the next `/rest/v1` requests |
 //! | `POST /_sim/faults` [`FaultRule`](super::FaultRule) · `GET` · `DELETE /_sim/faults` | add / list / clear fault rules (`path_prefix` `/rest/oauth/token` targets the token endpoint) |
 //! | `GET /_sim/stats` · `DELETE /_sim/stats` | counters ([`SimStats`](super::SimStats)) / reset them |
+//! | `POST /_sim/advance_clock` `{"ms":3600000}` | move the simulator's clock forward: tokens expire, windows roll ([`SimClock`]) |
 //! | `GET /_sim/users[?username=U]` · `GET /_sim/users/{id}` | users ([`JamaUser`]) |
 //! | `POST /_sim/users` [`JamaUserSpec`] → 201 `{"id":N}` · `DELETE /_sim/users/{id}` | add / remove a user |
 //! | `POST /_sim/users/{id}/active` `{"active":false}` | activate / deactivate a user |
@@ -27,7 +28,7 @@
 //! | `GET /_sim/groups` · `GET /_sim/groups/{id}/members` | groups ([`JamaGroup`]) / member ids |
 //! | `POST /_sim/groups/{id}/members` `{"user":N}` · `DELETE /_sim/groups/{id}/members/{userId}` | add / remove a member |
 //!
-//! Choices where the sheet is silent: the token endpoint is not rate limited; a missing,
+//! Choices where Jama's documentation is silent: the token endpoint is not rate limited; a missing,
 //! unknown or expired token is refused before the rate windows count the request; group
 //! member lists include inactive members; `PUT /users/{id}` keeps `licenseType` and
 //! `authenticationType` when the body leaves them out (the official client never sends
@@ -49,8 +50,8 @@ use std::time::Duration;
 use axum::Router;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
 
+use super::clock::SimClock;
 use super::control::{CoreAccess, SimCore};
 use super::ratelimit::RateWindow;
 use super::server::{toml_key, toml_string, SimServer};
@@ -104,6 +105,10 @@ pub struct JamaSimConfig {
     pub rate_limits: Vec<RateWindow>,
     /// Delay before every token and API answer.
     pub latency: Duration,
+    /// The clock answers are decided by (token lifetimes, rate windows, latency,
+    /// `meta.timestamp`); real time by default, or [`SimClock::manual`] for a test that
+    /// advances time itself.
+    pub clock: SimClock,
 }
 
 impl Default for JamaSimConfig {
@@ -116,6 +121,7 @@ impl Default for JamaSimConfig {
             max_results_cap: DEFAULT_MAX_RESULTS_CAP,
             rate_limits: jama_rate_limits(),
             latency: Duration::ZERO,
+            clock: SimClock::real(),
         }
     }
 }
@@ -156,7 +162,7 @@ impl JamaSim {
             token_lifetime: config.token_lifetime,
             tokens: TokenStore::default(),
             max_results_cap: config.max_results_cap.max(1),
-            core: SimCore::new(config.latency, &config.rate_limits),
+            core: SimCore::new(config.clock, config.latency, &config.rate_limits),
             dir: config.seed.generate(),
         };
         Self {
@@ -185,6 +191,10 @@ impl JamaSim {
     pub fn router(&self) -> Router {
         admin::routes()
             .fallback(api::entry)
+            .layer(axum::middleware::from_fn_with_state(
+                self.control.clone(),
+                api::at_sim_time,
+            ))
             .with_state(self.control.clone())
     }
 
@@ -448,12 +458,15 @@ impl JamaControl {
     /// Ends the lifetime of every token issued so far: the next API request with any of
     /// them gets 401 (as if an hour had passed).
     pub fn expire_tokens(&self) {
-        self.lock().tokens.expire_all(Instant::now());
+        let mut state = self.lock();
+        let now = state.core.clock.now();
+        state.tokens.expire_all(now);
     }
 
-    /// How many issued tokens are still valid.
+    /// How many issued tokens are still valid (on the simulator's clock).
     pub fn live_tokens(&self) -> usize {
-        self.lock().tokens.live(Instant::now())
+        let state = self.lock();
+        state.tokens.live(state.core.clock.now())
     }
 
     /// A snapshot of every visible user, by id.

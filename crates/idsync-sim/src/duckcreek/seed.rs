@@ -1,6 +1,6 @@
 //! Deterministic seed data for the Duck Creek simulator: users `dc.user00001`, …, roles,
 //! entities and privileges, each computed from `(seed, index)` by pure arithmetic (see
-//! [`crate::sim::seedgen`]).
+//! [`crate::seedgen`]).
 //!
 //! A few values carry XML-special characters on purpose — the entity `R&D <Labs>`, full
 //! names such as `Liam O'Brien`, role descriptions with quotes — so every response exercises
@@ -9,7 +9,7 @@
 use super::data::{
     DcUserStatus, Directory, EntityRecord, PrivilegeRecord, RoleRecord, UserRecord, ROOT_ENTITY,
 };
-use crate::sim::seedgen::{mix, numbered, pick, FIRST_NAMES, LAST_NAMES};
+use crate::seedgen::{mix, numbered, pick, FIRST_NAMES, LAST_NAMES};
 
 /// The id of the first seeded user; later users count up from it.
 pub(crate) const FIRST_USER_ID: u64 = 1001;

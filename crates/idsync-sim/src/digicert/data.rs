@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use serde::ser::{SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
 
-use crate::sim::sorted::{self, ById};
+use crate::sorted::{self, ById};
 
 /// The built-in access roles, by id.
 pub(crate) const ACCESS_ROLES: [(u32, &str); 5] = [

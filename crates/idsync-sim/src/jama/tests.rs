@@ -7,7 +7,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::sim::{FaultRule, SimControl, SimStats};
+use crate::clock::until_waiting;
+use crate::{FaultRule, SimClock, SimControl, SimStats};
 
 /// 137 users, 12 of them inactive, 12 groups; no rate limit.
 fn config() -> JamaSimConfig {
@@ -312,8 +313,10 @@ async fn the_token_endpoint_takes_basic_client_credentials() {
 
 #[tokio::test]
 async fn tokens_expire_after_their_lifetime() {
+    let clock = SimClock::manual();
     let server = start(JamaSimConfig {
         token_lifetime: Duration::from_secs(1),
+        clock: clock.clone(),
         ..config()
     })
     .await;
@@ -324,7 +327,15 @@ async fn tokens_expire_after_their_lifetime() {
         .await;
     assert_eq!(issued.body["expires_in"], 1);
     assert_eq!(api.get("/users/current").await.status, 200);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Valid to the last millisecond of its lifetime, expired from its end on.
+    clock.advance(Duration::from_millis(999));
+    assert_eq!(api.get("/users/current").await.status, 200);
+    assert_eq!(
+        control.live_tokens(),
+        2,
+        "both tokens issued at the same instant"
+    );
+    clock.advance(Duration::from_millis(1));
     let expired = api.get("/users/current").await;
     assert_eq!(expired.status, 401);
     assert!(
@@ -344,6 +355,44 @@ async fn tokens_expire_after_their_lifetime() {
     assert!((forced.status == 401) && forced.message().contains("expired"));
     api.refresh().await;
     assert_eq!(api.get("/users/current").await.status, 200);
+    // An hour on, that token has expired too.
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(api.get("/users/current").await.status, 401);
+    assert_eq!(control.live_tokens(), 0);
+}
+
+#[tokio::test]
+async fn meta_timestamps_come_from_the_simulators_clock() {
+    let clock = SimClock::manual();
+    let server = start(JamaSimConfig {
+        clock: clock.clone(),
+        ..config()
+    })
+    .await;
+    let api = Api::new(&server).await;
+    let stamp = |answer: &Answer| {
+        answer.body["meta"]["timestamp"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let expected = || {
+        clock
+            .now_utc()
+            .format("%Y-%m-%dT%H:%M:%S%.3f+0000")
+            .to_string()
+    };
+    assert_eq!(stamp(&api.get("/users?maxResults=1").await), expected());
+    clock.advance(Duration::from_millis(1500));
+    // API answers, errors and control-route refusals alike.
+    assert_eq!(stamp(&api.get("/users/current").await), expected());
+    assert_eq!(stamp(&api.get("/nowhere").await), expected());
+    let refused = api
+        .admin(Method::POST, "/_sim/faults", Some(json!({"status": 200})))
+        .await;
+    assert_eq!((refused.status, stamp(&refused)), (400, expected()));
+    let elsewhere = api.admin(Method::GET, "/elsewhere", None).await;
+    assert_eq!((elsewhere.status, stamp(&elsewhere)), (404, expected()));
 }
 
 #[tokio::test]
@@ -838,8 +887,10 @@ async fn every_route_accepts_a_trailing_slash_and_unknown_routes_get_a_meta_body
 
 #[tokio::test]
 async fn the_tenant_window_answers_bare_429s_and_skips_the_token_endpoint() {
+    let clock = SimClock::manual();
     let server = start(JamaSimConfig {
         rate_limits: vec![RateWindow::new(3, Duration::from_millis(400))],
+        clock: clock.clone(),
         ..config()
     })
     .await;
@@ -858,7 +909,7 @@ async fn the_tenant_window_answers_bare_429s_and_skips_the_token_endpoint() {
         .token_with(&api.client_id, &api.secret, "grant_type=client_credentials")
         .await;
     assert_eq!(token.status, 200);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    clock.advance(Duration::from_millis(400));
     assert_eq!(api.get("/users").await.status, 200);
     assert_eq!(control.stats().responses_429, 1);
     // The default is Jama's 10 per second.
@@ -871,8 +922,10 @@ async fn the_tenant_window_answers_bare_429s_and_skips_the_token_endpoint() {
 
 #[tokio::test]
 async fn the_default_limit_refuses_the_eleventh_request_in_a_second() {
+    let clock = SimClock::manual();
     let server = start(JamaSimConfig {
         rate_limits: jama_rate_limits(),
+        clock: clock.clone(),
         ..config()
     })
     .await;
@@ -880,6 +933,8 @@ async fn the_default_limit_refuses_the_eleventh_request_in_a_second() {
     let mut statuses = Vec::new();
     for _ in 0..11 {
         statuses.push(api.get("/users/current").await.status);
+        // Ten requests spread over 900 ms, the eleventh in the same second.
+        clock.advance(Duration::from_millis(90));
     }
     assert_eq!(statuses[..10], [200; 10]);
     assert_eq!(statuses[10], 429);
@@ -929,16 +984,42 @@ async fn a_fault_rule_hits_exactly_the_matching_page() {
 
 #[tokio::test]
 async fn latency_delays_token_and_api_answers() {
-    let server = start(config()).await;
+    let clock = SimClock::manual();
+    let server = start(JamaSimConfig {
+        clock: clock.clone(),
+        ..config()
+    })
+    .await;
     let control = server.control();
-    let api = Api::new(&server).await;
+    let api = std::sync::Arc::new(Api::new(&server).await);
     control.set_latency(Duration::from_millis(200));
-    let started = std::time::Instant::now();
-    assert_eq!(api.get("/users/current").await.status, 200);
-    api.token_with(&api.client_id, &api.secret, "grant_type=client_credentials")
-        .await;
-    assert!(started.elapsed() >= Duration::from_millis(400));
     assert_eq!(control.latency(), Duration::from_millis(200));
+    let mut user = tokio::spawn({
+        let api = api.clone();
+        async move { api.get("/users/current").await.status }
+    });
+    // Both wait on the simulator's clock for exactly the latency, unanswered...
+    until_waiting(&clock, 1, &mut user).await;
+    let mut token = tokio::spawn({
+        let api = api.clone();
+        async move {
+            api.token_with(&api.client_id, &api.secret, "grant_type=client_credentials")
+                .await
+                .status
+        }
+    });
+    until_waiting(&clock, 2, &mut token).await;
+    let before = control.stats();
+    assert_eq!(
+        clock.sleeping(),
+        [Duration::from_millis(200), Duration::from_millis(200)]
+    );
+    // ...and both are answered once it has moved that far.
+    clock.advance(Duration::from_millis(200));
+    assert_eq!((user.await.unwrap(), token.await.unwrap()), (200, 200));
+    let after = control.stats();
+    assert_eq!(after.requests - before.requests, 2);
+    assert_eq!(after.token_requests - before.token_requests, 1);
 }
 
 #[tokio::test]
@@ -974,6 +1055,20 @@ async fn control_routes_drive_the_simulator() {
         204
     );
     assert_eq!(api.get("/users").await.status, 401);
+    api.refresh().await;
+    // Moving the simulator's clock past the lifetime ages tokens as time would.
+    let advance = json!({"ms": 5_000});
+    assert_eq!(
+        api.admin(Method::POST, "/_sim/advance_clock", Some(advance))
+            .await
+            .status,
+        204
+    );
+    let aged = api.get("/users").await;
+    assert!(
+        aged.status == 401 && aged.message().contains("expired"),
+        "{aged:?}"
+    );
     api.refresh().await;
 
     let added = api
@@ -1114,7 +1209,7 @@ async fn control_routes_drive_the_simulator() {
 
     let stats = api.admin(Method::GET, "/_sim/stats", None).await;
     assert_eq!(stats.body["requests"], control.stats().requests);
-    assert_eq!(stats.body["token_requests"], 3);
+    assert_eq!(stats.body["token_requests"], 4);
     assert_eq!(stats.body["responses_429"], 1);
     assert_eq!(
         api.admin(Method::DELETE, "/_sim/stats", None).await.status,

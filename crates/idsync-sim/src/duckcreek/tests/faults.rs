@@ -1,6 +1,6 @@
 //! Injected trouble: broken responses, HTTP faults, latency, rate windows.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::*;
 
@@ -283,25 +283,50 @@ async fn fault_rules_pick_batches_by_request_and_5xx_is_a_server_fault() {
 
 #[tokio::test]
 async fn latency_delays_every_answer() {
+    let clock = SimClock::manual();
     let server = start(DuckCreekSimConfig {
         latency: Duration::from_millis(120),
+        clock: clock.clone(),
         ..config()
     })
     .await;
     let control = server.control();
-    let client = Client::new(&server);
-    let started = Instant::now();
-    assert_eq!(client.call(LIST_ROLES).await.status, 200);
-    assert_eq!(client.post("<broken".into()).await.status, 500);
-    assert!(started.elapsed() >= Duration::from_millis(240));
+    let client = std::sync::Arc::new(Client::new(&server));
+    let roles = envelope(
+        "soapenv",
+        &format!("{}{LIST_ROLES}<Session.closeRq/>", client.login()),
+    );
+    // A good call and a broken one: each waits on the simulator's clock for exactly the
+    // latency, unanswered, and is answered once the clock has moved that far.
+    for (answered, (body, status)) in [(roles, 200), ("<broken".to_owned(), 500)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut answer = tokio::spawn({
+            let client = client.clone();
+            async move { client.post(body).await.status }
+        });
+        until_waiting(&clock, 1, &mut answer).await;
+        assert_eq!(clock.sleeping(), [Duration::from_millis(120)]);
+        assert_eq!(control.stats().requests, answered as u64);
+        clock.advance(Duration::from_millis(120));
+        assert_eq!(answer.await.unwrap(), status);
+    }
     control.set_latency(Duration::ZERO);
     assert_eq!(control.latency(), Duration::ZERO);
+    assert_eq!(
+        client.call(LIST_ROLES).await.status,
+        200,
+        "no clock advance needed"
+    );
 }
 
 #[tokio::test]
 async fn rate_windows_answer_bare_429s() {
+    let clock = SimClock::manual();
     let server = start(DuckCreekSimConfig {
         rate_limits: vec![RateWindow::new(2, Duration::from_millis(400))],
+        clock: clock.clone(),
         ..config()
     })
     .await;
@@ -312,9 +337,15 @@ async fn rate_windows_answer_bare_429s() {
     let limited = client.call(LIST_ROLES).await;
     assert_eq!(limited.status, 429);
     assert!(limited.body.is_empty());
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    clock.advance(Duration::from_millis(399));
+    assert_eq!(
+        client.call(LIST_ROLES).await.status,
+        429,
+        "still inside the window"
+    );
+    clock.advance(Duration::from_millis(1));
     assert_eq!(client.call(LIST_ROLES).await.status, 200);
-    assert_eq!(control.stats().responses_429, 1);
+    assert_eq!(control.stats().responses_429, 2);
     assert_eq!(
         control.rate_limits(),
         [RateWindow::new(2, Duration::from_millis(400))]

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use serde::ser::{SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
 
-use crate::sim::sorted::{self, ById};
+use crate::sorted::{self, ById};
 
 /// Text that is usually one of the seed tables (no allocation) but may be anything.
 pub(crate) type Text = Cow<'static, str>;
@@ -45,7 +45,7 @@ pub enum LicenseType {
 }
 
 impl LicenseType {
-    /// Every license type, in the sheet's order.
+    /// Every license type, in the order Jama's documentation lists them.
     pub const ALL: [LicenseType; 11] = [
         LicenseType::Named,
         LicenseType::Floating,
@@ -85,8 +85,8 @@ impl LicenseType {
     }
 }
 
-/// The authentication types a user can have, by id *(assumed names; the sheet gives only the
-/// `{id,name}` shape)*.
+/// The authentication types a user can have, by id *(assumed names; Jama's documentation
+/// gives only the `{id,name}` shape)*.
 pub(crate) const AUTH_TYPES: [(u8, &str); 3] = [(1, "BASIC"), (2, "SAML"), (3, "LDAP")];
 
 /// The authentication type new users get.

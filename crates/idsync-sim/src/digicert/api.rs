@@ -17,8 +17,8 @@ use super::data::{
     all_roles, ContainerView, Directory, RoleSet, UserFields, UserView, TOP_CONTAINER_ID,
 };
 use super::{DigicertControl, SimState, API_ROOT, DEVKEY_HEADER};
-use crate::sim::control::delay;
-use crate::sim::faults::RequestFacts;
+use crate::control::delay;
+use crate::faults::RequestFacts;
 
 /// One entry of an error body `{"errors":[{"code":"…","message":"…"}]}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,7 +127,11 @@ pub(super) async fn entry(
         key,
         body: &body,
     };
-    let reply = control.lock().handle(&request, Instant::now());
+    let reply = {
+        let mut state = control.lock();
+        let now = state.core.clock.now();
+        state.handle(&request, now)
+    };
     tracing::debug!(method = %method, path, status = reply.status, "DigiCert simulator request.");
     reply.into_response()
 }

@@ -12,8 +12,6 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::{Namespace, ResolveResult};
 use quick_xml::{NsReader, XmlVersion};
 
-use crate::connector::xml::is_local_name;
-
 /// The SOAP 1.1 envelope namespace.
 pub(crate) const SOAP11_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 
@@ -245,11 +243,37 @@ impl Ns {
 fn local_name<'a>(start: &'a BytesStart<'_>, at: u64) -> Result<&'a str, ParseError> {
     let local = std::str::from_utf8(start.local_name().into_inner())
         .map_err(|_| malformed("an element name is not valid UTF-8", at))?;
-    if is_local_name(local) {
+    if is_ncname(local) {
         Ok(local)
     } else {
         Err(malformed("an element name is not a valid XML name", at))
     }
+}
+
+/// True for a name without a prefix as XML defines it (an `NCName` of Namespaces in XML 1.0,
+/// built from the `NameStartChar` and `NameChar` productions of XML 1.0, fifth edition):
+/// what a server accepts as an element or prefix name. This is the simulator's own reading
+/// of the specification, kept apart from idsync's client on purpose.
+pub(crate) fn is_ncname(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(is_name_start_char) && chars.all(is_name_char)
+}
+
+/// XML 1.0 `NameStartChar`, without `:` (a prefix separator in a namespaced document).
+fn is_name_start_char(c: char) -> bool {
+    matches!(c,
+        'A'..='Z' | '_' | 'a'..='z'
+        | '\u{C0}'..='\u{D6}' | '\u{D8}'..='\u{F6}' | '\u{F8}'..='\u{2FF}'
+        | '\u{370}'..='\u{37D}' | '\u{37F}'..='\u{1FFF}' | '\u{200C}'..='\u{200D}'
+        | '\u{2070}'..='\u{218F}' | '\u{2C00}'..='\u{2FEF}' | '\u{3001}'..='\u{D7FF}'
+        | '\u{F900}'..='\u{FDCF}' | '\u{FDF0}'..='\u{FFFD}' | '\u{10000}'..='\u{EFFFF}')
+}
+
+/// XML 1.0 `NameChar`, without `:`.
+fn is_name_char(c: char) -> bool {
+    is_name_start_char(c)
+        || matches!(c,
+            '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
 }
 
 /// Checks every attribute of an element is well-formed, with a value that unescapes.
@@ -561,6 +585,38 @@ mod tests {
             value.normalized_value(XmlVersion::Implicit1_0).unwrap(),
             "R&D <Labs> \"q\" 'a'\t\n\r\u{FFFD}"
         );
+    }
+
+    #[test]
+    fn names_follow_the_xml_productions() {
+        for name in [
+            "OnlineData.listEntityUsersRq",
+            "soap",
+            "SOAP-ENV",
+            "_x",
+            "Agency",
+            "\u{c9}tat",
+            "r\u{e9}sum\u{e9}",
+            "x\u{b7}y",
+            "\u{4e0a}\u{6d77}",
+        ] {
+            assert!(is_ncname(name), "{name}");
+        }
+        for name in [
+            "",
+            "1x",
+            "-x",
+            ".x",
+            "a:b",
+            "a b",
+            "a/b",
+            "a<b",
+            "\u{b7}x",
+            "x\u{d7}",
+            "a\u{2028}",
+        ] {
+            assert!(!is_ncname(name), "{name:?}");
+        }
     }
 
     #[test]

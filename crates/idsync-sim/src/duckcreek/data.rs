@@ -10,10 +10,9 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::soap::Xml;
-use crate::connector::xml::is_local_name;
+use super::soap::{is_ncname, Xml};
 
-use crate::sim::sorted::{self, ById};
+use crate::sorted::{self, ById};
 
 /// The id of the root organisation: listing its users lists every user.
 pub(crate) const ROOT_ENTITY: u64 = 1;
@@ -442,7 +441,7 @@ impl Directory {
     pub(crate) fn write_entities(&self, xml: &mut Xml) {
         xml.raw("<Entities>");
         for entity in &self.entities {
-            let element = if is_local_name(&entity.element) {
+            let element = if is_ncname(&entity.element) {
                 entity.element.as_str()
             } else {
                 "Entity"

@@ -1,10 +1,12 @@
 //! A Duck Creek SOAP simulator, served over real HTTP on loopback.
 //!
-//! It follows `targets/duckcreek.md`: one SOAP 1.1 endpoint, [`API_ROOT`], taking `POST`ed
-//! batches — `Envelope/Body/server/requests/*`, or the same wrapped in
-//! `processRequestsAsDOM` — that log in with `Session.loginRq userName password` first and
-//! carry their credentials in every call. Each request is answered in order by a `…Rs`
-//! element under `Body/processRequestsAsDOMResponse/result/server/responses`, with
+//! Duck Creek does not publish its security-administration API. The simulator follows its
+//! XML "server request" protocol as public integration packages show it, carried in SOAP
+//! 1.1, with request names of our own where real deployments differ: one SOAP 1.1 endpoint,
+//! [`API_ROOT`], taking `POST`ed batches — `Envelope/Body/server/requests/*`, or the same
+//! wrapped in `processRequestsAsDOM` — that log in with `Session.loginRq userName password`
+//! first and carry their credentials in every call. Each request is answered in order by a
+//! `…Rs` element under `Body/processRequestsAsDOMResponse/result/server/responses`, with
 //! `status="Success"` or `status="Failure"` and `<Errors><Error code text/></Errors>`. Data
 //! travels in XML attributes, escaped; element names are matched by local name, so any
 //! envelope prefix works. Bad credentials, a missing login and XML that is not well-formed
@@ -42,6 +44,7 @@
 //! | `POST /_sim/faults` [`FaultRule`](super::FaultRule) · `GET` · `DELETE /_sim/faults` | add / list / clear fault rules (`request` picks calls carrying that request) |
 //! | `POST /_sim/response_faults` [`ResponseFaultRule`] · `GET` · `DELETE` | add / list / clear response faults |
 //! | `GET /_sim/stats` · `DELETE /_sim/stats` | counters ([`SimStats`](super::SimStats)) / reset them |
+//! | `POST /_sim/advance_clock` `{"ms":2000}` | move the simulator's clock forward ([`SimClock`]) |
 //! | `GET /_sim/users[?name=N]` · `GET /_sim/users/{id}` | users ([`DcUser`]) |
 //! | `POST /_sim/users` [`DcUserSpec`] → 201 `{"id":N}` · `DELETE /_sim/users/{id}` | add / remove a user |
 //! | `POST /_sim/users/{id}/status` `{"status":"Locked"}` | lock / unlock a user |
@@ -52,7 +55,7 @@
 //! Control errors are `{"error":"…"}` with 400 (bad input) or 404 (no such user, role or
 //! entity).
 //!
-//! Choices where the sheet is silent (`api.rs` lists the order of checks): only `POST` to
+//! Choices where nothing published says (`api.rs` lists the order of checks): only `POST` to
 //! the endpoint (any letter case in the path, as IIS); other methods 405, other paths 404.
 //! `Content-Type` must be `text/xml`, else 415; a `SOAPAction` header must be present (any
 //! value). A SOAP 1.2 envelope gets a SOAP 1.1 `VersionMismatch` fault. An empty batch needs
@@ -85,6 +88,7 @@ use std::time::Duration;
 use axum::Router;
 use secrecy::{ExposeSecret, SecretString};
 
+use super::clock::SimClock;
 use super::control::{CoreAccess, SimCore};
 use super::ratelimit::RateWindow;
 use super::server::{toml_key, toml_string, SimServer};
@@ -122,11 +126,14 @@ pub struct DuckCreekSimConfig {
     pub password: SecretString,
     /// The tenant's data at start.
     pub seed: DuckCreekSeed,
-    /// Rolling rate windows over every SOAP call, all enforced; empty (the default: the
-    /// sheet names no limit): no limit.
+    /// Rolling rate windows over every SOAP call, all enforced; empty (the default: no
+    /// published limit): no limit.
     pub rate_limits: Vec<RateWindow>,
     /// Delay before every SOAP answer.
     pub latency: Duration,
+    /// The clock answers are decided by (rate windows, latency); real time by default, or
+    /// [`SimClock::manual`] for a test that advances time itself.
+    pub clock: SimClock,
     /// The prefix written on `Envelope`, `Body` and `Fault` (`soap`, `soapenv`, `s`, …), so
     /// tests can show a client does not depend on it; one that is not an XML name falls back
     /// to `soap`.
@@ -144,6 +151,7 @@ impl Default for DuckCreekSimConfig {
             seed: DuckCreekSeed::default(),
             rate_limits: Vec::new(),
             latency: Duration::ZERO,
+            clock: SimClock::real(),
             envelope_prefix: DEFAULT_ENVELOPE_PREFIX.to_owned(),
             require_wrapper: false,
         }
@@ -173,7 +181,7 @@ pub struct DuckCreekSim {
 impl DuckCreekSim {
     /// Builds the tenant from `config.seed` (50 000 users take a fraction of a second).
     pub fn new(config: DuckCreekSimConfig) -> Self {
-        let prefix = if crate::connector::xml::is_local_name(&config.envelope_prefix) {
+        let prefix = if soap::is_ncname(&config.envelope_prefix) {
             config.envelope_prefix
         } else {
             DEFAULT_ENVELOPE_PREFIX.to_owned()
@@ -184,7 +192,7 @@ impl DuckCreekSim {
             credentials_revoked: false,
             prefix,
             require_wrapper: config.require_wrapper,
-            core: SimCore::new(config.latency, &config.rate_limits),
+            core: SimCore::new(config.clock, config.latency, &config.rate_limits),
             response_faults: ResponseFaultSet::default(),
             dir: config.seed.generate(),
         };

@@ -8,18 +8,18 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::args::{DemoArgs, SimArgs, SimKind};
+use super::{print_summary, OutputFormat, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::app::{self, App};
-use crate::cli::args::{DemoArgs, SimArgs, SimKind};
-use crate::cli::{print_summary, OutputFormat, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::config::{LogConfig, LogFormat};
 use crate::model::{ImportMode, Trigger};
-use crate::sim::{
+use crate::sync::{ImportParts, ImportRequest};
+use crate::telemetry;
+use idsync_sim::{
     DcUserStatus, DigicertControl, DigicertSeed, DigicertServer, DigicertSim, DigicertSimConfig,
     DuckCreekControl, DuckCreekSeed, DuckCreekServer, DuckCreekSim, DuckCreekSimConfig,
     JamaControl, JamaSeed, JamaServer, JamaSim, JamaSimConfig, SimControl, UserSpec,
 };
-use crate::sync::{ImportParts, ImportRequest};
-use crate::telemetry;
 
 /// The demo's target name.
 const DEMO_TARGET: &str = "digicert";
@@ -188,7 +188,7 @@ async fn submit_demo_tasks(app: &App, sims: &DemoControls) -> Vec<i64> {
             }
         };
     // The hire's first attempt gets a 503 from the simulated DigiCert.
-    let fault = crate::sim::FaultRule::new(503)
+    let fault = idsync_sim::FaultRule::new(503)
         .with_method("POST")
         .with_path_prefix("/user")
         .with_times(1);
@@ -350,7 +350,7 @@ async fn provision_demo_tasks(app: &App, ids: &[i64], format: OutputFormat) -> i
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    crate::cli::print_tasks(&tasks, format);
+    super::print_tasks(&tasks, format);
     if tasks
         .iter()
         .all(|task| task.status == TaskStatus::Succeeded)
@@ -363,7 +363,7 @@ async fn provision_demo_tasks(app: &App, ids: &[i64], format: OutputFormat) -> i
 }
 
 /// `idsync demo [--once]`.
-pub async fn run(args: DemoArgs, format: OutputFormat) -> i32 {
+pub(super) async fn run(args: DemoArgs, format: OutputFormat) -> i32 {
     let _ = telemetry::init_logging(&LogConfig {
         level: "info".into(),
         format: LogFormat::Text,
@@ -442,7 +442,7 @@ async fn once(app: &App, format: OutputFormat) -> i32 {
             dry_run: false,
             allow_deletions: false,
             trigger: Trigger::Cli,
-            actor: crate::cli::cli_actor(),
+            actor: super::cli_actor(),
             started: None,
         };
         match app.imports.run(request, &CancellationToken::new()).await {
@@ -624,7 +624,7 @@ async fn start_jama_with(
 /// `idsync sim [digicert|jama|all] [--port N]`: prints a config fragment per simulator and
 /// serves until interrupted. With `all`, DigiCert listens on `--port` and Jama on the next
 /// port (both on any free port when `--port 0`).
-pub async fn run_sims(args: SimArgs) -> i32 {
+pub(super) async fn run_sims(args: SimArgs) -> i32 {
     let _ = telemetry::init_logging(&LogConfig {
         level: "info".into(),
         format: LogFormat::Text,
@@ -733,4 +733,51 @@ pub async fn run_sims(args: SimArgs) -> i32 {
         let _ = sim.shutdown().await;
     }
     EXIT_OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{TargetConfig, TargetKind};
+
+    /// Target `name` of a printed fragment, read as idsync's config reads a target table.
+    fn target(fragment: &str, name: &str) -> TargetConfig {
+        let table: toml::Table = toml::from_str(fragment).unwrap();
+        table["targets"][name].clone().try_into().unwrap()
+    }
+
+    fn url(text: &str) -> url::Url {
+        url::Url::parse(text).unwrap()
+    }
+
+    #[tokio::test]
+    async fn printed_fragments_are_targets_the_config_accepts() {
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        let digicert = start_digicert(any_port, 3, true).await.unwrap();
+        let jama = start_jama(any_port, 3, 1, true).await.unwrap();
+        let duckcreek = start_duckcreek(any_port, 3, true).await.unwrap();
+
+        let parsed = target(&digicert.toml_fragment(DEMO_TARGET), DEMO_TARGET);
+        assert_eq!(parsed.kind, TargetKind::Digicert);
+        assert_eq!(parsed.base_url, url(&digicert.base_url()));
+        assert!(parsed.api_key.is_some());
+
+        let parsed = target(&jama.toml_fragment(JAMA_TARGET), JAMA_TARGET);
+        assert_eq!(parsed.kind, TargetKind::Jama);
+        assert_eq!(parsed.base_url, url(&jama.base_url()));
+        assert!(parsed.client_id.is_some() && parsed.client_secret.is_some());
+
+        let parsed = target(&duckcreek.toml_fragment(DUCKCREEK_TARGET), DUCKCREEK_TARGET);
+        assert_eq!(parsed.kind, TargetKind::Duckcreek);
+        assert_eq!(parsed.base_url, url(&duckcreek.base_url()));
+        assert!(parsed.username.is_some() && parsed.password.is_some());
+        assert!(
+            parsed.request_wrapper.is_some(),
+            "the simulator requires it"
+        );
+
+        // A target name that needs quoting stays one key.
+        let quoted = target(&digicert.toml_fragment("my target"), "my target");
+        assert_eq!(quoted.kind, TargetKind::Digicert);
+    }
 }

@@ -1,11 +1,12 @@
 //! A DigiCert CertCentral Services API v2 simulator, served over real HTTP on loopback.
 //!
-//! It follows `targets/digicert.md`: the API lives under `/services/v2`, every request needs
-//! `X-DC-DEVKEY`, lists page with `offset`/`limit` and a `page` object, creates answer 201,
-//! updates and deletes 204, `PUT /user/{id}` is a full replace, and requests beyond either
-//! rolling window get a bare 429. The key can be revoked mid-run, and latency and failures
-//! can be injected — from Rust through [`DigicertControl`], or over HTTP through the control
-//! routes under `/_sim/` (no key needed, not rate limited):
+//! It follows DigiCert's public Services API documentation (users, containers, errors and
+//! rate limits): the API lives under `/services/v2`, every request needs `X-DC-DEVKEY`,
+//! lists page with `offset`/`limit` and a `page` object, creates answer 201, updates and
+//! deletes 204, `PUT /user/{id}` is a full replace, and requests beyond either rolling window
+//! get a bare 429. The key can be revoked mid-run, and latency and failures can be injected —
+//! from Rust through [`DigicertControl`], or over HTTP through the control routes under
+//! `/_sim/` (no key needed, not rate limited):
 //!
 //! | route | does |
 //! |---|---|
@@ -15,6 +16,7 @@
 //! | `POST /_sim/fail_next` `{"count":2,"status":503}` | fail the next API requests |
 //! | `POST /_sim/faults` [`FaultRule`](super::FaultRule) · `GET` · `DELETE /_sim/faults` | add / list / clear fault rules |
 //! | `GET /_sim/stats` · `DELETE /_sim/stats` | counters ([`SimStats`](super::SimStats)) / reset them |
+//! | `POST /_sim/advance_clock` `{"ms":2000}` | move the simulator's clock forward ([`SimClock`]) |
 //! | `GET /_sim/users[?username=U]` · `GET /_sim/users/{id}` | users ([`SimUser`]) |
 //! | `POST /_sim/users` [`UserSpec`] → 201 `{"id":N}` | add a user |
 //! | `DELETE /_sim/users/{id}` | remove a user |
@@ -35,6 +37,7 @@ use std::time::Duration;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
+use super::clock::SimClock;
 use super::control::{CoreAccess, SimCore};
 use super::ratelimit::RateWindow;
 use super::server::{toml_key, toml_string, SimServer};
@@ -73,6 +76,9 @@ pub struct DigicertSimConfig {
     pub rate_limits: Vec<RateWindow>,
     /// Delay before every API answer.
     pub latency: Duration,
+    /// The clock answers are decided by (rate windows, latency); real time by default, or
+    /// [`SimClock::manual`] for a test that advances time itself.
+    pub clock: SimClock,
 }
 
 impl Default for DigicertSimConfig {
@@ -83,6 +89,7 @@ impl Default for DigicertSimConfig {
             limit_cap: DEFAULT_LIMIT_CAP,
             rate_limits: digicert_rate_limits(),
             latency: Duration::ZERO,
+            clock: SimClock::real(),
         }
     }
 }
@@ -119,7 +126,7 @@ impl DigicertSim {
             api_key: config.api_key,
             key_revoked: false,
             limit_cap: config.limit_cap.max(1),
-            core: SimCore::new(config.latency, &config.rate_limits),
+            core: SimCore::new(config.clock, config.latency, &config.rate_limits),
             dir: config.seed.generate(),
         };
         Self {

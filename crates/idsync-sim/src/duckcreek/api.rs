@@ -29,8 +29,8 @@ use super::batch::{Op, LOGIN};
 use super::response_faults::{self, ResponseFault};
 use super::soap::{self, Batch, FaultCode, ParseError};
 use super::{DuckCreekControl, DuckCreekState, API_ROOT};
-use crate::sim::control::delay;
-use crate::sim::faults::RequestFacts;
+use crate::control::delay;
+use crate::faults::RequestFacts;
 
 /// The route label SOAP calls are counted under.
 pub(crate) const ROUTE: &str = "POST /Server/Server.asmx";
@@ -136,7 +136,11 @@ pub(super) async fn entry(
         soap_action: headers.contains_key("soapaction"),
         body: &body,
     };
-    let reply = control.lock().handle(&request, Instant::now());
+    let reply = {
+        let mut state = control.lock();
+        let now = state.core.clock.now();
+        state.handle(&request, now)
+    };
     reply.into_response()
 }
 

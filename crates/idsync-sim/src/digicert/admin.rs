@@ -1,7 +1,7 @@
 //! The control routes under `/_sim/`: the same levers as [`DigicertControl`], over HTTP, for
 //! tests that drive the simulator from another process. They need no key, are not rate
 //! limited, not delayed and not counted. The levers every simulator has (key, latency, rate
-//! windows, faults, counters) come from [`crate::sim::control`]; the user routes are here.
+//! windows, faults, counters) come from [`crate::control`]; the user routes are here.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::api::Reply;
 use super::{ControlError, DigicertControl, UserSpec};
-use crate::sim::control::{self, body, done, SimLevers};
+use crate::control::{self, body, done, SimLevers};
 
 /// The control routes, to be given the control handle as state.
 pub(super) fn routes() -> Router<DigicertControl> {

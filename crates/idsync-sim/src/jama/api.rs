@@ -12,9 +12,11 @@
 //!   rules, then the route. A trailing slash is accepted on every route.
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -26,8 +28,26 @@ use super::data::{
 };
 use super::tokens::{basic_credentials, bearer_token, TokenCheck};
 use super::{JamaControl, JamaState, API_ROOT, DEFAULT_MAX_RESULTS, TOKEN_PATH};
-use crate::sim::control::delay;
-use crate::sim::faults::RequestFacts;
+use crate::clock::SimClock;
+use crate::control::{delay, SimControl};
+use crate::faults::RequestFacts;
+
+tokio::task_local! {
+    /// When the answer being built is made, on the simulator's clock: `meta.timestamp`.
+    static ANSWER_TIME: DateTime<Utc>;
+}
+
+/// Middleware over every route (API and `/_sim/` alike): the request is answered at the
+/// simulator's time, so any `meta` body is stamped by the simulator's clock. The API entry
+/// stamps again once its latency is over.
+pub(super) async fn at_sim_time(
+    State(control): State<JamaControl>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let at = control.clock().now_utc();
+    ANSWER_TIME.scope(at, next.run(request)).await
+}
 
 /// The route label the token endpoint is counted under.
 pub(crate) const TOKEN_ROUTE: &str = "POST /rest/oauth/token";
@@ -208,7 +228,10 @@ impl Meta<'_> {
     fn new(status: &'static str) -> Self {
         Meta {
             status,
-            timestamp: crate::clock::now()
+            timestamp: ANSWER_TIME
+                .try_with(|at| *at)
+                // Only a reply built outside a request (none in the server) reads real time.
+                .unwrap_or_else(|_| SimClock::real().now_utc())
                 .format("%Y-%m-%dT%H:%M:%S%.3f+0000")
                 .to_string(),
             page_info: None,
@@ -259,10 +282,15 @@ pub(super) async fn entry(
         host: header_text(header::HOST).unwrap_or("localhost"),
         body: &body,
     };
-    let now = Instant::now();
-    let reply = match endpoint {
-        Endpoint::Token => control.lock().handle_token(&request, now),
-        Endpoint::Api(api_path) => control.lock().handle_api(&request, api_path, now),
+    let reply = {
+        let mut state = control.lock();
+        let now = state.core.clock.now();
+        // `meta.timestamp` says when the answer was made: after the latency, on this clock.
+        let at = state.core.clock.now_utc();
+        ANSWER_TIME.sync_scope(at, || match endpoint {
+            Endpoint::Token => state.handle_token(&request, now),
+            Endpoint::Api(api_path) => state.handle_api(&request, api_path, now),
+        })
     };
     // Bodies may carry passwords and tokens: only the method, path and status are logged.
     tracing::debug!(method = %method, path, status = reply.status, "Jama simulator request.");

@@ -1,7 +1,7 @@
 //! What every simulator shares for being steered while it runs: the [`SimCore`] state
-//! (latency, rate windows, fault rules, counters) each one embeds, the [`SimControl`] levers
-//! over it that every control handle has, and the control routes under `/_sim/` that drive
-//! them (revoke/restore the credential included). Each simulator adds its own data routes
+//! (clock, latency, rate windows, fault rules, counters) each one embeds, the [`SimControl`]
+//! levers over it that every control handle has, and the control routes under `/_sim/` that
+//! drive them (revoke/restore the credential included). Each simulator adds its own data routes
 //! and answers errors in its target's body shape.
 
 use std::time::Duration;
@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use super::clock::SimClock;
 use super::faults::{FaultRule, FaultSet};
 use super::ratelimit::{RateWindow, RollingLimiter};
 use super::stats::SimStats;
@@ -24,6 +25,8 @@ use super::stats::SimStats;
 /// once).
 #[derive(Debug)]
 pub struct SimCore {
+    /// The time every answer is decided at: rate windows, token lifetimes, latency.
+    pub(crate) clock: SimClock,
     /// Delay before every API answer.
     pub(crate) latency: Duration,
     /// The enforced rate windows and their recent history.
@@ -35,10 +38,11 @@ pub struct SimCore {
 }
 
 impl SimCore {
-    /// A core that delays every answer by `latency` and enforces `rate_limits`, with no fault
-    /// rules and zeroed counters.
-    pub(crate) fn new(latency: Duration, rate_limits: &[RateWindow]) -> Self {
+    /// A core on `clock` that delays every answer by `latency` and enforces `rate_limits`,
+    /// with no fault rules and zeroed counters.
+    pub(crate) fn new(clock: SimClock, latency: Duration, rate_limits: &[RateWindow]) -> Self {
         Self {
+            clock,
             latency,
             limiter: RollingLimiter::new(rate_limits),
             faults: FaultSet::default(),
@@ -63,10 +67,22 @@ pub trait CoreAccess {
 
 /// The levers every simulator's control handle has ([`DigicertControl`](super::DigicertControl),
 /// [`JamaControl`](super::JamaControl), [`DuckCreekControl`](super::DuckCreekControl)):
-/// latency, rate windows, fault rules and counters. Bring it into scope to pull them
-/// (`use idsync::sim::SimControl;`); each handle's own docs say which requests they apply to.
+/// the clock, latency, rate windows, fault rules and counters. Bring it into scope to pull them
+/// (`use idsync_sim::SimControl;`); each handle's own docs say which requests they apply to.
 pub trait SimControl: CoreAccess {
-    /// Delays every API answer by `latency` (zero: none).
+    /// The clock the simulator decides its answers by (the one its config gave it).
+    fn clock(&self) -> SimClock {
+        self.with_core(|core| core.clock.clone())
+    }
+
+    /// Moves the simulator's clock forward by `by`: tokens expire, rate windows roll and
+    /// delayed answers go as if that much time had passed ([`SimClock::advance`]). A real
+    /// clock jumps ahead and keeps running.
+    fn advance_clock(&self, by: Duration) {
+        self.clock().advance(by);
+    }
+
+    /// Delays every API answer by `latency` (zero: none), measured on the simulator's clock.
     fn set_latency(&self, latency: Duration) {
         self.with_core(|core| core.latency = latency);
     }
@@ -122,12 +138,10 @@ pub trait SimControl: CoreAccess {
 
 impl<C: CoreAccess> SimControl for C {}
 
-/// Sleeps the simulator's latency; every API answer waits for it first.
+/// Sleeps the simulator's latency on its clock; every API answer waits for it first.
 pub(crate) async fn delay<C: SimControl>(control: &C) {
-    let latency = control.latency();
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
+    let (clock, latency) = control.with_core(|core| (core.clock.clone(), core.latency));
+    clock.sleep(latency).await;
 }
 
 /// What the shared control routes need beyond [`SimControl`]: the simulator's name, its
@@ -163,6 +177,7 @@ pub(crate) fn routes<C: SimLevers>() -> Router<C> {
                 .delete(clear_faults::<C>),
         )
         .route("/_sim/stats", get(stats::<C>).delete(reset_stats::<C>))
+        .route("/_sim/advance_clock", post(advance_clock::<C>))
 }
 
 /// Parses a control body, answering the simulator's 400 when it does not fit.
@@ -187,14 +202,15 @@ async fn restore<C: SimLevers>(State(control): State<C>) -> Response {
     done::<C>("restore")
 }
 
+/// `{"ms":250}`: a duration in milliseconds (latency, a clock advance).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct LatencyBody {
+struct MillisBody {
     ms: u64,
 }
 
 async fn latency<C: SimLevers>(State(control): State<C>, bytes: Bytes) -> Response {
-    match body::<C, LatencyBody>(&bytes) {
+    match body::<C, MillisBody>(&bytes) {
         Ok(latency) => {
             control.set_latency(Duration::from_millis(latency.ms));
             done::<C>("latency")
@@ -277,4 +293,14 @@ async fn stats<C: SimLevers>(State(control): State<C>) -> Response {
 async fn reset_stats<C: SimLevers>(State(control): State<C>) -> Response {
     control.reset_stats();
     done::<C>("reset_stats")
+}
+
+async fn advance_clock<C: SimLevers>(State(control): State<C>, bytes: Bytes) -> Response {
+    match body::<C, MillisBody>(&bytes) {
+        Ok(by) => {
+            control.advance_clock(Duration::from_millis(by.ms));
+            done::<C>("advance_clock")
+        }
+        Err(refusal) => refusal.into_response(),
+    }
 }

@@ -1,11 +1,11 @@
 //! Deterministic seed data for the Jama simulator: users `jama.user00001`, …, user groups
 //! and memberships, each computed from `(seed, index)` by pure arithmetic (see
-//! [`crate::sim::seedgen`]).
+//! [`crate::seedgen`]).
 
 use std::borrow::Cow;
 
 use super::data::{Directory, Group, LicenseType, UserRecord, DEFAULT_AUTH_TYPE};
-use crate::sim::seedgen::{mix, numbered, pick, FIRST_NAMES, LAST_NAMES};
+use crate::seedgen::{mix, numbered, pick, FIRST_NAMES, LAST_NAMES};
 
 /// What the simulated tenant holds when it starts.
 ///

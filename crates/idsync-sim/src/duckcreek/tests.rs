@@ -15,7 +15,8 @@ use secrecy::ExposeSecret;
 use serde_json::Value;
 
 use super::*;
-use crate::sim::{FaultRule, SimControl, SimStats};
+use crate::clock::until_waiting;
+use crate::{FaultRule, SimClock, SimControl, SimStats};
 
 /// 60 users, 6 of them locked; no rate limit.
 fn config() -> DuckCreekSimConfig {

@@ -1,13 +1,14 @@
 //! The simulator over real HTTP on 127.0.0.1:0, driven with reqwest.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::header::RETRY_AFTER;
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::sim::{FaultRule, SimControl, SimStats};
+use crate::clock::until_waiting;
+use crate::{FaultRule, SimClock, SimControl, SimStats};
 
 fn config(users: u32) -> DigicertSimConfig {
     DigicertSimConfig {
@@ -502,8 +503,10 @@ async fn containers_and_roles() {
 
 #[tokio::test]
 async fn rolling_windows_answer_bare_429s_and_recover() {
+    let clock = SimClock::manual();
     let server = start(DigicertSimConfig {
         rate_limits: vec![RateWindow::new(10, Duration::from_millis(2000))],
+        clock: clock.clone(),
         ..config(3)
     })
     .await;
@@ -525,21 +528,25 @@ async fn rolling_windows_answer_bare_429s_and_recover() {
     assert_eq!(statuses[10..], [429; 5]);
     assert_eq!(server.control().stats().responses_429, 5);
 
-    // Still refused inside the window (the refused requests count too)...
+    // Still refused to the last millisecond of the window...
+    clock.advance(Duration::from_millis(1999));
     assert_eq!(api.get("/user/100001").await.status, 429);
-    // ...and served again once a whole window has passed.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // ...and served again once a whole window has passed since the tenth-last request.
+    clock.advance(Duration::from_millis(1));
     assert_eq!(api.get("/user/100001").await.status, 200);
+    assert_eq!(server.control().stats().responses_429, 6);
 }
 
 #[tokio::test]
 async fn both_windows_are_enforced() {
     // A short window that recovers quickly, and a long one that does not.
+    let clock = SimClock::manual();
     let server = start(DigicertSimConfig {
         rate_limits: vec![
             RateWindow::new(5, Duration::from_millis(1000)),
             RateWindow::new(8, Duration::from_secs(60)),
         ],
+        clock: clock.clone(),
         ..config(3)
     })
     .await;
@@ -550,12 +557,15 @@ async fn both_windows_are_enforced() {
     }
     assert_eq!(ok, 5);
     assert_eq!(api.get("/container").await.status, 429, "short window");
-    tokio::time::sleep(Duration::from_millis(1050)).await;
+    clock.advance(Duration::from_millis(1000));
     // Short window clear again; the long one has 6 counted and allows 2 more.
     assert_eq!(api.get("/container").await.status, 200);
     assert_eq!(api.get("/container").await.status, 200);
-    tokio::time::sleep(Duration::from_millis(1050)).await;
+    clock.advance(Duration::from_millis(1000));
     assert_eq!(api.get("/container").await.status, 429, "long window");
+    // The long window rolls too, a minute after the first requests.
+    clock.advance(Duration::from_secs(58));
+    assert_eq!(api.get("/container").await.status, 200);
 
     // Switching the limits off (as the demo may do) lets everything through.
     server.control().set_rate_limits(Vec::new());
@@ -603,22 +613,41 @@ async fn a_fault_rule_hits_exactly_the_matching_page() {
 
 #[tokio::test]
 async fn latency_is_applied_to_api_requests() {
+    let clock = SimClock::manual();
     let server = start(DigicertSimConfig {
         latency: Duration::from_millis(250),
+        clock: clock.clone(),
         ..config(3)
     })
     .await;
-    let api = Api::new(&server);
-    let started = Instant::now();
-    assert_eq!(api.get("/user/100001").await.status, 200);
-    assert!(started.elapsed() >= Duration::from_millis(250));
-
-    server.control().set_latency(Duration::from_millis(400));
-    let started = Instant::now();
-    assert_eq!(api.get("/container").await.status, 200);
-    assert!(started.elapsed() >= Duration::from_millis(400));
-    server.control().set_latency(Duration::ZERO);
-    assert_eq!(server.control().latency(), Duration::ZERO);
+    let control = server.control();
+    let api = std::sync::Arc::new(Api::new(&server));
+    for (answered, (path, latency)) in [("/user/100001", 250), ("/container", 400)]
+        .into_iter()
+        .enumerate()
+    {
+        control.set_latency(Duration::from_millis(latency));
+        let mut answer = tokio::spawn({
+            let api = api.clone();
+            async move { api.get(path).await.status }
+        });
+        // The request waits on the simulator's clock for exactly the latency, unanswered...
+        until_waiting(&clock, 1, &mut answer).await;
+        assert_eq!(clock.sleeping(), [Duration::from_millis(latency)], "{path}");
+        assert_eq!(control.stats().requests, answered as u64);
+        // ...and is answered once the clock has moved that far.
+        clock.advance(Duration::from_millis(latency));
+        assert_eq!(answer.await.unwrap(), 200, "{path}");
+        assert!(clock.sleeping().is_empty());
+    }
+    assert_eq!(control.stats().requests, 2);
+    control.set_latency(Duration::ZERO);
+    assert_eq!(control.latency(), Duration::ZERO);
+    assert_eq!(
+        api.get("/container").await.status,
+        200,
+        "no clock advance needed"
+    );
 }
 
 #[tokio::test]
@@ -715,6 +744,22 @@ async fn control_routes_drive_the_simulator() {
     );
     assert_eq!(api.get("/container").await.status, 200);
     assert_eq!(api.get("/container").await.status, 429);
+    // Moving the simulator's clock a whole window ahead lets the next request through.
+    let advance = json!({"ms": 60_000});
+    assert_eq!(
+        api.admin(Method::POST, "/_sim/advance_clock", Some(advance))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(server.control().clock().advanced(), Duration::from_secs(60));
+    assert_eq!(api.get("/container").await.status, 200);
+    assert_eq!(api.get("/container").await.status, 429);
+    let bad = json!({"ms": -1});
+    let refused = api
+        .admin(Method::POST, "/_sim/advance_clock", Some(bad))
+        .await;
+    assert_eq!(refused.status, 400);
     // Control routes are never limited.
     let added = api
         .admin(
@@ -794,8 +839,8 @@ async fn control_routes_drive_the_simulator() {
     assert_eq!(stats.status, 200);
     let counted = server.control().stats();
     assert_eq!(stats.body["requests"], counted.requests);
-    assert_eq!(counted.requests, 9, "control routes are not counted");
-    assert_eq!(stats.body["responses_429"], 1);
+    assert_eq!(counted.requests, 11, "control routes are not counted");
+    assert_eq!(stats.body["responses_429"], 2);
     assert_eq!(stats.body["by_route"]["GET /user/{id}"], 3);
     assert_eq!(
         api.admin(Method::DELETE, "/_sim/stats", None).await.status,
@@ -862,9 +907,6 @@ async fn toml_fragment_is_a_valid_target_table() {
     assert_eq!(target["api_key"].as_str(), Some(DEFAULT_API_KEY));
     assert!(server.base_url().starts_with("http://127.0.0.1:"));
     assert!(server.base_url().ends_with("/services/v2"));
-    // It is what the config loader accepts for a target.
-    let parsed: crate::config::TargetConfig = target.clone().try_into().unwrap();
-    assert_eq!(parsed.base_url.as_str(), server.base_url());
 
     let quoted: toml::Table = toml::from_str(&server.toml_fragment("my target")).unwrap();
     assert!(quoted["targets"].get("my target").is_some());

@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 
 use super::data::{Container, Directory, RoleSet, UserRecord, UserStatus, TOP_CONTAINER_ID};
-use crate::sim::seedgen::{mix, numbered, pick, FIRST_NAMES, LAST_NAMES};
+use crate::seedgen::{mix, numbered, pick, FIRST_NAMES, LAST_NAMES};
 
 /// What the simulated account holds when it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! The control routes under `/_sim/`: the same levers as [`JamaControl`], over HTTP, for
 //! tests and scripts that drive the simulator from another process. They need no token, are
 //! not rate limited, not delayed and not counted. The levers every simulator has come from
-//! [`crate::sim::control`]; the token, user and group routes are here. Errors use the API's
+//! [`crate::control`]; the token, user and group routes are here. Errors use the API's
 //! `meta` body.
 
 use std::time::Duration;
@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::api::Reply;
 use super::{JamaControl, JamaControlError, JamaUserSpec};
-use crate::sim::control::{self, body, done, SimLevers};
+use crate::control::{self, body, done, SimLevers};
 
 /// The control routes, to be given the control handle as state.
 pub(super) fn routes() -> Router<JamaControl> {

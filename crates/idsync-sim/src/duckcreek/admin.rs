@@ -1,7 +1,7 @@
 //! The control routes under `/_sim/`: the same levers as [`DuckCreekControl`], over HTTP,
 //! for tests and scripts that drive the simulator from another process. They need no
 //! credentials, are not rate limited, not delayed and not counted. The levers every
-//! simulator has come from [`crate::sim::control`]; the response-fault, user, role and
+//! simulator has come from [`crate::control`]; the response-fault, user, role and
 //! entity routes are here. The SOAP API has no JSON error body, so errors are
 //! `{"error":"…"}`.
 
@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::{DcUserSpec, DcUserStatus, DuckCreekControl, DuckCreekControlError, ResponseFaultRule};
-use crate::sim::control::{self, body, done, SimLevers};
+use crate::control::{self, body, done, SimLevers};
 
 /// The control routes, to be given the control handle as state.
 pub(super) fn routes() -> Router<DuckCreekControl> {
