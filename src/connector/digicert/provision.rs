@@ -9,15 +9,15 @@ use super::wire::{numeric, replacement, role_ids, Created};
 use super::{DigicertConnector, CONTAINER, ROLE};
 use crate::config::DisableStrategy;
 use crate::connector::kit::Adapter;
-use crate::connector::kit::{self, idempotency, rest, AccountId, Entitlement, Operations};
+use crate::connector::kit::{self, idempotency, rest, AccountId, Entitlement, Operations, Outcome};
 use crate::connector::mapping::NativeId;
 use crate::connector::template::{Escape, TemplateCatalog, TemplateContext};
 use crate::connector::{Capabilities, ConnectorError, ProvisionOutcome, ProvisionRequest};
 use crate::model::Operation;
 
-/// The built-in request-body templates (`templates/`): `create_account` (`POST /user`) and `update_account` (the
-/// changes merged into the user as read before the whole user is `PUT` back), JSON; each
-/// file says what it sends.
+/// The built-in request-body templates (`templates/`): `create_account` (`POST /user`) and
+/// `update_account` (the changes merged into the user as read before the whole user is `PUT`
+/// back), JSON; each file says what it sends.
 pub const TEMPLATES: TemplateCatalog = TemplateCatalog {
     defaults: &[
         (
@@ -94,11 +94,9 @@ impl Operations for DigicertConnector {
     /// that container.
     ///
     /// `Done` with the new id (the 201's `id`). A duplicate username is judged by
-    /// [`judge_duplicate`](idempotency::judge_duplicate): the same person (same email) is `AlreadyDone` with its id.
-    async fn create_account(
-        &self,
-        request: &ProvisionRequest,
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    /// [`judge_duplicate`](idempotency::judge_duplicate): the same person (same email) is
+    /// `AlreadyDone` with its id.
+    async fn create_account(&self, request: &ProvisionRequest) -> Outcome {
         let core = &self.core;
         rest::check_create(
             core,
@@ -155,10 +153,7 @@ impl Operations for DigicertConnector {
     /// Changes the user with the `update_account` template's fields: reads the user, merges
     /// the changes and `PUT`s the whole user back (PUT replaces: every field read is carried
     /// over). `AlreadyDone` when every value is already in place.
-    async fn update_account(
-        &self,
-        request: &ProvisionRequest,
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    async fn update_account(&self, request: &ProvisionRequest) -> Outcome {
         let account = self.core.account_id(request)?;
         let changes = rest::update_changes(&self.core, request, UPDATE_FIELDS)?;
         let current = replacement(&self.user(account).await?);
@@ -170,18 +165,12 @@ impl Operations for DigicertConnector {
     }
 
     /// Deletes the user: declared only with `disable_strategy = "delete"`.
-    async fn disable_account(
-        &self,
-        request: &ProvisionRequest,
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    async fn disable_account(&self, request: &ProvisionRequest) -> Outcome {
         self.remove_account(request).await
     }
 
     /// Deletes the user (`DELETE /user/{id}`). A 404 (already gone) is `AlreadyDone`.
-    async fn remove_account(
-        &self,
-        request: &ProvisionRequest,
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    async fn remove_account(&self, request: &ProvisionRequest) -> Outcome {
         let account = self.core.account_id(request)?;
         let url = self.http.url(&["user", account.as_str()], &[])?;
         let sent = self.http.send(Method::DELETE, url, None).await;
@@ -198,7 +187,7 @@ impl Operations for DigicertConnector {
         &self,
         request: &ProvisionRequest,
         entitlement: Entitlement<'_>,
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    ) -> Outcome {
         let account = self.core.account_id(request)?;
         if entitlement.is(CONTAINER) {
             return self.move_to_container(account, entitlement.id).await;
@@ -221,7 +210,7 @@ impl Operations for DigicertConnector {
         &self,
         request: &ProvisionRequest,
         entitlement: Entitlement<'_>,
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    ) -> Outcome {
         let account = self.core.account_id(request)?;
         let held = role_ids(&self.user(account).await?);
         let wanted = entitlement.id.trim();
@@ -245,11 +234,7 @@ impl Operations for DigicertConnector {
 impl DigicertConnector {
     /// Moves the user to container `container_id`: reads the user and `PUT`s it whole with
     /// the new container. Already there is `AlreadyDone`.
-    async fn move_to_container(
-        &self,
-        account: AccountId<'_>,
-        container_id: &str,
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    async fn move_to_container(&self, account: AccountId<'_>, container_id: &str) -> Outcome {
         let container = container_id.trim().parse::<u64>().map_err(|_| {
             self.core.refused(format!(
                 "container id `{container_id}` is not a DigiCert container id (a number)"
@@ -262,11 +247,7 @@ impl DigicertConnector {
     }
 
     /// `PUT /user/{id}/role` with the whole list.
-    async fn set_roles(
-        &self,
-        account: AccountId<'_>,
-        roles: &[NativeId],
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    async fn set_roles(&self, account: AccountId<'_>, roles: &[NativeId]) -> Outcome {
         let list: Vec<Value> = roles
             .iter()
             .map(|role| json!({ "id": role.as_json() }))

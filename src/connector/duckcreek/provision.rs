@@ -9,13 +9,13 @@ use secrecy::ExposeSecret;
 
 use super::batch::{Answer, RequestFailure};
 use super::{DuckCreekConnector, CLOSE, ENTITY, LOGIN, PRIVILEGE, ROLE};
-use crate::connector::kit::{refusal, Adapter, Entitlement, Operations};
+use crate::connector::kit::{refusal, Adapter, Entitlement, Operations, Outcome};
 use crate::connector::password::generate_password;
 use crate::connector::soap::{redact_secret, CallKind};
 use crate::connector::template::{
     template_key, Escape, TemplateCatalog, TemplateContext, TemplateError, TemplateSet,
 };
-use crate::connector::{Capabilities, ConnectorError, ProvisionOutcome, ProvisionRequest};
+use crate::connector::{Capabilities, ProvisionOutcome, ProvisionRequest};
 use crate::model::Operation;
 
 /// The templates with a built-in request (`templates/`), by key: lock and unlock, and the
@@ -170,42 +170,27 @@ fn rendered_requests(
 impl Operations for DuckCreekConnector {
     /// The configured `create_account` request (there is no built-in one), with a generated
     /// initial password bound as `password` and redacted from every error.
-    async fn create_account(
-        &self,
-        request: &ProvisionRequest,
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    async fn create_account(&self, request: &ProvisionRequest) -> Outcome {
         self.run(request, None).await
     }
 
     /// The configured `update_account` request (there is no built-in one).
-    async fn update_account(
-        &self,
-        request: &ProvisionRequest,
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    async fn update_account(&self, request: &ProvisionRequest) -> Outcome {
         self.run(request, None).await
     }
 
     /// `Security.unlockUserAccountRq` (built in).
-    async fn enable_account(
-        &self,
-        request: &ProvisionRequest,
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    async fn enable_account(&self, request: &ProvisionRequest) -> Outcome {
         self.run(request, None).await
     }
 
     /// `Security.lockUserAccountRq` (built in).
-    async fn disable_account(
-        &self,
-        request: &ProvisionRequest,
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    async fn disable_account(&self, request: &ProvisionRequest) -> Outcome {
         self.run(request, None).await
     }
 
     /// The configured `remove_account` request (there is no built-in one).
-    async fn remove_account(
-        &self,
-        request: &ProvisionRequest,
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    async fn remove_account(&self, request: &ProvisionRequest) -> Outcome {
         self.run(request, None).await
     }
 
@@ -214,7 +199,7 @@ impl Operations for DuckCreekConnector {
         &self,
         request: &ProvisionRequest,
         entitlement: Entitlement<'_>,
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    ) -> Outcome {
         self.run(request, Some(entitlement)).await
     }
 
@@ -223,7 +208,7 @@ impl Operations for DuckCreekConnector {
         &self,
         request: &ProvisionRequest,
         entitlement: Entitlement<'_>,
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    ) -> Outcome {
         self.run(request, Some(entitlement)).await
     }
 }
@@ -235,7 +220,7 @@ impl DuckCreekConnector {
         &self,
         request: &ProvisionRequest,
         entitlement: Option<Entitlement<'_>>,
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    ) -> Outcome {
         let operation = request.operation;
         let kind = entitlement.map(|entitlement| entitlement.kind);
         let key = template_for(operation, kind).filter(|key| self.core.templates().has(key));
@@ -260,7 +245,7 @@ impl DuckCreekConnector {
         request: &ProvisionRequest,
         key: &str,
         already: &[String],
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    ) -> Outcome {
         let password = (request.operation == Operation::CreateAccount).then(generate_password);
         let mut context = TemplateContext::from_request(self.core.target(), request);
         if let Some(password) = &password {
@@ -287,7 +272,7 @@ impl DuckCreekConnector {
         fragment: &str,
         names: &[String],
         already: &[String],
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    ) -> Outcome {
         let what = names.join(", ");
         let mut batch = self.open_batch(&what, fragment, CallKind::Write).await?;
         let mut failures = Vec::new();

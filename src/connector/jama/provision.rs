@@ -12,7 +12,7 @@ use super::{JamaConnector, USERGROUP};
 use crate::config::RemoveStrategy;
 use crate::connector::http::HttpResponse;
 use crate::connector::kit::Adapter;
-use crate::connector::kit::{self, idempotency, rest, AccountId, Entitlement, Operations};
+use crate::connector::kit::{self, idempotency, rest, AccountId, Entitlement, Operations, Outcome};
 use crate::connector::password::generate_password;
 use crate::connector::template::{Escape, TemplateCatalog, TemplateContext};
 use crate::connector::{Capabilities, ConnectorError, ProvisionOutcome, ProvisionRequest};
@@ -114,11 +114,9 @@ impl Operations for JamaConnector {
     /// for this attempt (sent to Jama only; users reset it through Jama).
     ///
     /// `Done` with the new id (`meta.id` of the 201). A duplicate username is judged by
-    /// [`judge_duplicate`](idempotency::judge_duplicate): the same person (same email) is `AlreadyDone` with its id.
-    async fn create_account(
-        &self,
-        request: &ProvisionRequest,
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    /// [`judge_duplicate`](idempotency::judge_duplicate): the same person (same email) is
+    /// `AlreadyDone` with its id.
+    async fn create_account(&self, request: &ProvisionRequest) -> Outcome {
         let core = &self.core;
         let username = request.account_name.as_str();
         rest::check_create(
@@ -160,10 +158,7 @@ impl Operations for JamaConnector {
     /// reads the user, merges the changes and `PUT`s the whole object back (Jama's PUT
     /// replaces; the password is never sent). `AlreadyDone` when every value is already in
     /// place.
-    async fn update_account(
-        &self,
-        request: &ProvisionRequest,
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    async fn update_account(&self, request: &ProvisionRequest) -> Outcome {
         let account = self.core.account_id(request)?;
         self.check_attributes(&request.attributes)?;
         let fields = format!("{} on Jama", ATTRIBUTES.join(", "));
@@ -195,26 +190,17 @@ impl Operations for JamaConnector {
     }
 
     /// Enables the user (`PUT /users/{id}/active` with `{"active": true}`).
-    async fn enable_account(
-        &self,
-        request: &ProvisionRequest,
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    async fn enable_account(&self, request: &ProvisionRequest) -> Outcome {
         self.set_active(self.core.account_id(request)?, true).await
     }
 
     /// Disables the user (`PUT /users/{id}/active` with `{"active": false}`).
-    async fn disable_account(
-        &self,
-        request: &ProvisionRequest,
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    async fn disable_account(&self, request: &ProvisionRequest) -> Outcome {
         self.set_active(self.core.account_id(request)?, false).await
     }
 
     /// Deactivates the user: declared only with `remove_strategy = "disable"`.
-    async fn remove_account(
-        &self,
-        request: &ProvisionRequest,
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    async fn remove_account(&self, request: &ProvisionRequest) -> Outcome {
         self.disable_account(request).await
     }
 
@@ -224,7 +210,7 @@ impl Operations for JamaConnector {
         &self,
         request: &ProvisionRequest,
         entitlement: Entitlement<'_>,
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    ) -> Outcome {
         let user = self.numeric_id(self.core.account_id(request)?)?;
         let url = self
             .http
@@ -245,7 +231,7 @@ impl Operations for JamaConnector {
         &self,
         request: &ProvisionRequest,
         entitlement: Entitlement<'_>,
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    ) -> Outcome {
         let account = self.core.account_id(request)?;
         let path = ["usergroups", entitlement.id, "users", account.as_str()];
         let url = self.http.url(&path, &[])?;
@@ -259,11 +245,7 @@ impl Operations for JamaConnector {
 
 impl JamaConnector {
     /// `PUT /users/{id}/active`.
-    async fn set_active(
-        &self,
-        account: AccountId<'_>,
-        active: bool,
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    async fn set_active(&self, account: AccountId<'_>, active: bool) -> Outcome {
         let url = self.http.url(&["users", account.as_str(), "active"], &[])?;
         self.http
             .send(Method::PUT, url, Some(&json!({ "active": active })))

@@ -27,6 +27,6 @@ pub mod testing;
 
 pub use self::adapter::Adapter;
 pub use self::core::Core;
-pub use self::operations::{provision, refusal, AccountId, Entitlement, Operations};
+pub use self::operations::{provision, refusal, AccountId, Entitlement, Operations, Outcome};
 pub use self::reads::Reads;
 pub use self::settings::{Common, Settings};

@@ -8,6 +8,9 @@ use super::adapter::Adapter;
 use crate::connector::{ConnectorError, ProvisionOutcome, ProvisionRequest};
 use crate::model::Operation;
 
+/// What a provisioning operation returns.
+pub type Outcome = Result<ProvisionOutcome, ConnectorError>;
+
 /// A target-native account id (never a login name, never an entitlement id), as a task
 /// carries it once the account is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,42 +63,27 @@ impl Entitlement<'_> {
 #[async_trait]
 pub trait Operations: Adapter {
     /// `create_account`.
-    async fn create_account(
-        &self,
-        request: &ProvisionRequest,
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    async fn create_account(&self, request: &ProvisionRequest) -> Outcome {
         Err(not_implemented(self, request))
     }
 
     /// `update_account`.
-    async fn update_account(
-        &self,
-        request: &ProvisionRequest,
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    async fn update_account(&self, request: &ProvisionRequest) -> Outcome {
         Err(not_implemented(self, request))
     }
 
     /// `enable_account`.
-    async fn enable_account(
-        &self,
-        request: &ProvisionRequest,
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    async fn enable_account(&self, request: &ProvisionRequest) -> Outcome {
         Err(not_implemented(self, request))
     }
 
     /// `disable_account`.
-    async fn disable_account(
-        &self,
-        request: &ProvisionRequest,
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    async fn disable_account(&self, request: &ProvisionRequest) -> Outcome {
         Err(not_implemented(self, request))
     }
 
     /// `remove_account`.
-    async fn remove_account(
-        &self,
-        request: &ProvisionRequest,
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    async fn remove_account(&self, request: &ProvisionRequest) -> Outcome {
         Err(not_implemented(self, request))
     }
 
@@ -104,7 +92,7 @@ pub trait Operations: Adapter {
         &self,
         request: &ProvisionRequest,
         entitlement: Entitlement<'_>,
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    ) -> Outcome {
         let _ = entitlement;
         Err(not_implemented(self, request))
     }
@@ -114,7 +102,7 @@ pub trait Operations: Adapter {
         &self,
         request: &ProvisionRequest,
         entitlement: Entitlement<'_>,
-    ) -> Result<ProvisionOutcome, ConnectorError> {
+    ) -> Outcome {
         let _ = entitlement;
         Err(not_implemented(self, request))
     }
@@ -124,10 +112,7 @@ pub trait Operations: Adapter {
 /// refused (`Permanent`), an operation (on an entitlement type) the capabilities do not
 /// declare is `Unsupported` with the adapter's reason, and anything else goes to the
 /// adapter's method for the operation.
-pub async fn provision<A: Operations>(
-    adapter: &A,
-    request: &ProvisionRequest,
-) -> Result<ProvisionOutcome, ConnectorError> {
+pub async fn provision<A: Operations>(adapter: &A, request: &ProvisionRequest) -> Outcome {
     let core = adapter.core();
     let operation = request.operation;
     let entitlement = request.entitlement.as_ref().map(|(kind, id)| Entitlement {
