@@ -1163,6 +1163,7 @@ mod tests {
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
     use super::*;
+    use crate::connector::kit::testing::assert_error;
     use crate::connector::ErrorClass;
 
     const KEY: &str = "k3y-DISTINCTIVE-7f3a9c51e0";
@@ -1566,11 +1567,10 @@ mod tests {
         let client = keyed_client(&format!("{}/services/v2", server.uri()), "");
         let elsewhere = Url::parse("http://127.0.0.1:9/services/v2/user").unwrap();
         let err = client.send(Method::GET, elsewhere, None).await.unwrap_err();
-        assert_eq!(err.class(), ErrorClass::Permanent);
-        assert!(
-            err.to_string()
-                .contains("refusing to send a request to http://127.0.0.1:9"),
-            "{err}"
+        assert_error(
+            &err,
+            ErrorClass::Permanent,
+            "refusing to send a request to http://127.0.0.1:9",
         );
     }
 
@@ -1590,11 +1590,10 @@ mod tests {
             .send(Method::GET, client.url(&["big"], &[]).unwrap(), None)
             .await
             .unwrap_err();
-        assert_eq!(err.class(), ErrorClass::Permanent);
-        assert!(
-            err.to_string()
-                .contains("larger than max_response_bytes (1000 bytes)"),
-            "{err}"
+        assert_error(
+            &err,
+            ErrorClass::Permanent,
+            "larger than max_response_bytes (1000 bytes)",
         );
         let ok = client
             .send(Method::GET, client.url(&["small"], &[]).unwrap(), None)

@@ -626,6 +626,7 @@ mod tests {
     use super::*;
     use crate::config::TargetConfig;
     use crate::connector::http::{ClientDefaults, ErrorReading};
+    use crate::connector::kit::testing::assert_error;
     use crate::connector::ErrorClass;
 
     const PASSWORD: &str = "pa<ss>&'w0rd-UNMISTAKABLE";
@@ -909,8 +910,7 @@ mod tests {
             .await;
         let client = client(&server, SoapVersion::V1_1, "");
         let err = client.call("x", "<x/>", CallKind::Write).await.unwrap_err();
-        assert_eq!(err.class(), ErrorClass::Permanent);
-        assert!(err.to_string().contains("Unknown request"), "{err}");
+        assert_error(&err, ErrorClass::Permanent, "Unknown request");
     }
 
     #[tokio::test]

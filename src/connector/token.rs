@@ -585,6 +585,7 @@ mod tests {
 
     use super::*;
     use crate::connector::http::ErrorReading;
+    use crate::connector::kit::testing::assert_error;
     use crate::connector::ErrorClass;
 
     const SECRET: &str = "cl13nt-SECRET-unmistakable-93e1";
@@ -995,11 +996,10 @@ mod tests {
             .mount(&server)
             .await;
         let err = new_cache(&server.uri(), "").bearer().await.unwrap_err();
-        assert_eq!(err.class(), ErrorClass::Auth);
-        assert!(
-            err.to_string()
-                .contains("client_id or client_secret rejected by target jama (token endpoint answered HTTP 400"),
-            "{err}"
+        assert_error(
+            &err,
+            ErrorClass::Auth,
+            "client_id or client_secret rejected by target jama (token endpoint answered HTTP 400",
         );
     }
 
@@ -1047,10 +1047,10 @@ mod tests {
             .mount(&server)
             .await;
         let err = new_cache(&server.uri(), "").bearer().await.unwrap_err();
-        assert_eq!(err.class(), ErrorClass::Transient);
-        assert!(
-            err.to_string().contains("token request failed: HTTP 502"),
-            "{err}"
+        assert_error(
+            &err,
+            ErrorClass::Transient,
+            "token request failed: HTTP 502",
         );
         assert_eq!(
             count(&server, TOKEN_PATH).await,
@@ -1063,11 +1063,10 @@ mod tests {
             .bearer()
             .await
             .unwrap_err();
-        assert_eq!(err.class(), ErrorClass::Permanent);
-        assert!(
-            err.to_string()
-                .contains("token request to /wrong/rest/oauth/token failed"),
-            "{err}"
+        assert_error(
+            &err,
+            ErrorClass::Permanent,
+            "token request to /wrong/rest/oauth/token failed",
         );
     }
 
