@@ -5,16 +5,19 @@
 //! cron schedule, provisions access changes back through a durable task queue, and exposes
 //! what it knows through a CLI, an HTTP API and Prometheus metrics.
 //!
-//! Module map:
-//! * [`config`] — the typed config file, secrets and the validation pass.
+//! Module map, lowest layer first (a module uses only those above it; `ARCHITECTURE.md`
+//! has the rules and where to add a target):
+//! * [`clock`] — the one place that reads the wall clock.
 //! * [`model`] — records, statuses and run reports shared by every layer.
+//! * [`config`] — the typed config file, secrets and the generic validation pass. It knows
+//!   no adapter: each kind's rules come in through [`config::TargetRules`].
+//! * [`telemetry`] — logging setup and metric names.
+//! * [`connector`] — the `Connector` trait, the shared building blocks (HTTP client, token
+//!   cache, paging guards, templates, SOAP), the adapter kit, and the adapters.
 //! * [`store`] — the `Store` trait and its SQLite implementation.
-//! * [`connector`] — the `Connector` trait, the shared HTTP client and the adapters.
-//! * [`sync`] — the import jobs.
+//! * [`sync`] — the jobs: imports, task submission, the provisioning engine.
 //! * [`scheduler`] — cron triggers, job locks and shutdown.
 //! * [`server`] — health, metrics and the `/api/v1` API.
-//! * [`telemetry`] — logging setup and metric names.
-//! * [`clock`] — the one place that reads the wall clock.
 //! * [`app`] — wiring a config into a running daemon.
 //! * [`cli`] — the command line, with `idsync demo` and `idsync sim` (feature `sim`).
 //!

@@ -1,5 +1,6 @@
 //! Records, statuses and run reports shared by the connectors, the store, the jobs and the
-//! API. Field names and status values here are part of the public contract (DESIGN.md).
+//! API. Field names and status values here are part of the public contract (the README's
+//! command line, API and JSON record sections).
 
 use std::fmt;
 use std::str::FromStr;

@@ -5,7 +5,8 @@
 //!   (`max_response_bytes`, enforced while streaming);
 //! * the security rules: redirects are never followed, requests go only to the scheme, host
 //!   and port of `base_url`, path values are percent-encoded single segments;
-//! * credentials, injected by a [`Credential`] (a static header today, a token cache later),
+//! * credentials, injected by a [`Credential`] (a static API-key header, the OAuth
+//!   [`TokenCache`](super::token::TokenCache), or a secret carried in the body),
 //!   with header values marked sensitive and secrets redacted from anything the target echoes;
 //! * error classification into [`ConnectorError`] classes, carrying the target's own message;
 //! * retries of idempotent reads ([`HttpClient::get_json`]) with backoff and jitter, honouring

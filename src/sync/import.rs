@@ -1,6 +1,5 @@
 //! The import job: reads every account (account import) or every entitlement and grant
-//! (access import) of one target and brings the store in step, following DESIGN.md's
-//! "Import semantics":
+//! (access import) of one target and brings the store in step:
 //!
 //! * all-or-nothing: pages are staged as they are read; if any page fails, or shutdown
 //!   interrupts the read, the staged rows are dropped and nothing is marked missing;

@@ -1,5 +1,5 @@
-//! The provisioning engine (the "WSRETRY" job), following DESIGN.md "Provisioning
-//! semantics".
+//! The provisioning engine: the job that carries queued tasks to the targets and retries
+//! them until they succeed or are judged failed (what Saviynt calls the WSRETRY job).
 //!
 //! A *pass* returns expired leases to the queue, fails tasks whose dependency failed, then
 //! claims due tasks and runs them until none is due, one worker group per target so that one

@@ -1,6 +1,5 @@
 //! Task submission, shared by the CLI (`idsync task submit`) and the API
-//! (`POST /api/v1/tasks`): everything is validated before anything is queued, following
-//! DESIGN.md "Provisioning semantics".
+//! (`POST /api/v1/tasks`): everything is validated before anything is queued.
 //!
 //! * the target exists and supports the operation for the entitlement type (else the
 //!   refusal names the operation, the target and why);

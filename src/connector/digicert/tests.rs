@@ -24,7 +24,7 @@ use crate::model::{AccountRecord, AccountStatus, Operation};
 
 const KEY: &str = "dc-key-UNMISTAKABLE-4b1d";
 
-/// The user object of the API sheet, as recorded.
+/// The user object of the target's API documentation, as recorded.
 fn sheet_user() -> Value {
     json!({ "id": 125038, "username": "jane.doe", "account_id": 1234,
       "first_name": "Jane", "last_name": "Doe", "email": "jane.doe@example.com",

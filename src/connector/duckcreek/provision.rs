@@ -19,7 +19,7 @@ use crate::connector::{Capabilities, ProvisionOutcome, ProvisionRequest};
 use crate::model::Operation;
 
 /// The templates with a built-in request (`templates/`), by key: lock and unlock, and the
-/// sheet's placeholder requests for roles and entities (override them with the requests your
+/// placeholder requests for roles and entities (override them with the requests your
 /// deployment uses).
 const BUILT_IN: [(&str, &str); 6] = [
     (

@@ -30,7 +30,7 @@ use crate::model::{AccountRecord, AccountStatus, GrantRecord};
 const SECRET: &str = "jama-SECRET-unmistakable-5c2e";
 const TOKEN: &str = "tok-UNMISTAKABLE-8812";
 
-/// The user object of the API sheet, as recorded.
+/// The user object of the target's API documentation, as recorded.
 fn sheet_user() -> Value {
     json!({ "id": 123, "username": "jane.doe", "firstName": "Jane", "lastName": "Doe",
       "email": "jane.doe@example.com", "phone": "555-0100", "title": "Engineer",
@@ -40,13 +40,13 @@ fn sheet_user() -> Value {
       "customData": [{ "name": "costCenter", "value": "42" }], "type": "users" })
 }
 
-/// A group object of the sheet.
+/// A group object of the API documentation.
 fn sheet_group() -> Value {
     json!({ "id": 7, "name": "Reviewers", "description": "Can review", "project": null,
             "type": "usergroups" })
 }
 
-/// The list envelope of the sheet around `data`.
+/// The list envelope of the API documentation around `data`.
 fn envelope(data: Vec<Value>, start: u64, total: u64) -> Value {
     json!({ "meta": { "status": "OK", "timestamp": "2026-05-26T16:11:23.071+0000",
               "pageInfo": { "startIndex": start, "resultCount": data.len(), "totalResults": total } },
