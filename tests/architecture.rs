@@ -42,7 +42,10 @@ fn module_of(src: &Path, file: &Path) -> Option<String> {
 
 /// The code of a file without its test code (test files, `#[cfg(test)] mod tests`).
 fn product_code(file: &Path) -> String {
-    let name = file.file_name().and_then(|name| name.to_str()).unwrap_or("");
+    let name = file
+        .file_name()
+        .and_then(|name| name.to_str())
+        .unwrap_or("");
     if matches!(name, "tests.rs" | "testing.rs" | "task_tests.rs") {
         return String::new();
     }

@@ -3,8 +3,8 @@
 //! request in order, each `status="Success"` or `status="Failure"` with
 //! `Errors/Error/@code @text`. No session survives between calls.
 //!
-//! The answer is read as a stream ([`Batch`]); lists inside it are read item by item
-//! ([`ListReader`]), so a large user list is never held as a document.
+//! The answer is read as a stream (`Batch`); lists inside it are read item by item
+//! (`ListReader`), so a large user list is never held as a document.
 
 use secrecy::ExposeSecret;
 
