@@ -84,3 +84,103 @@ pub fn judge_duplicate(
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connector::kit::testing::assert_error;
+    use crate::connector::template::{Escape, TemplateCatalog, TemplateSet};
+    use crate::connector::{Capabilities, ErrorClass};
+
+    fn core() -> Core {
+        let catalog = TemplateCatalog {
+            defaults: &[],
+            optional: &[],
+            escape: Escape::Json,
+        };
+        let templates = TemplateSet::from_catalog("t", &catalog, &Default::default()).unwrap();
+        Core::new::<crate::connector::jama::JamaConnector>(
+            "t",
+            50,
+            Capabilities::default(),
+            templates,
+        )
+    }
+
+    fn refused(status: u16, message: &str) -> ConnectorError {
+        ConnectorError::Permanent {
+            target: "t".into(),
+            status: Some(status),
+            message: message.into(),
+        }
+    }
+
+    fn holder(email: Option<&str>) -> Option<Holder> {
+        Some(Holder {
+            id: "7".into(),
+            email: email.map(str::to_string),
+        })
+    }
+
+    #[test]
+    fn refusals_are_recognised_by_status_and_words() {
+        assert!(is_refusal_saying(
+            &refused(400, "User Already EXISTS"),
+            "already exists"
+        ));
+        assert!(!is_refusal_saying(
+            &refused(409, "already exists"),
+            "already exists"
+        ));
+        assert!(!is_refusal_saying(
+            &refused(400, "invalid email"),
+            "already exists"
+        ));
+        assert!(is_not_found(&refused(404, "gone")));
+        assert!(!is_not_found(&refused(400, "gone")));
+        let done = already_done_if(Err(refused(404, "gone")), is_not_found).unwrap();
+        assert_eq!(done, ProvisionOutcome::AlreadyDone { account_id: None });
+        let err = already_done_if(Err(refused(400, "bad")), is_not_found).unwrap_err();
+        assert_error(&err, ErrorClass::Permanent, "bad");
+    }
+
+    #[test]
+    fn a_duplicate_is_done_only_for_the_same_person() {
+        let core = core();
+        let original = || refused(400, "duplicate username");
+        let same = judge_duplicate(
+            &core,
+            "jane",
+            Some(" Jane@Example.com "),
+            holder(Some("jane@example.com")),
+            original(),
+        );
+        assert_eq!(
+            same.unwrap(),
+            ProvisionOutcome::AlreadyDone {
+                account_id: Some("7".into())
+            }
+        );
+        for found in [holder(Some("other@example.com")), holder(None)] {
+            let err = judge_duplicate(&core, "jane", Some("jane@example.com"), found, original())
+                .unwrap_err();
+            assert_error(
+                &err,
+                ErrorClass::Permanent,
+                "username jane taken by account id 7",
+            );
+        }
+        let err = judge_duplicate(
+            &core,
+            "jane",
+            None,
+            holder(Some("jane@example.com")),
+            original(),
+        )
+        .unwrap_err();
+        assert_error(&err, ErrorClass::Permanent, "taken by account id 7");
+        let err =
+            judge_duplicate(&core, "jane", Some("jane@example.com"), None, original()).unwrap_err();
+        assert_error(&err, ErrorClass::Permanent, "duplicate username");
+    }
+}

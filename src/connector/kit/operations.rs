@@ -179,3 +179,39 @@ fn not_implemented<A: Operations>(adapter: &A, request: &ProvisionRequest) -> Co
         adapter.why_unsupported(request.operation, kind),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_name_the_missing_entitlement_the_grantable_types_or_the_operation() {
+        let reason = |operation, kind| refusal("Acme", operation, kind, &["role", "group"], "ID");
+        assert_eq!(
+            reason(Operation::AddAccess, None),
+            "add_access needs an entitlement (role:ID or group:ID)"
+        );
+        assert_eq!(
+            reason(Operation::RemoveAccess, Some("badge")),
+            "Acme grants only role and group entitlements, not `badge`"
+        );
+        assert_eq!(
+            reason(Operation::EnableAccount, None),
+            "Acme does not support enable_account"
+        );
+    }
+
+    #[test]
+    fn an_account_id_must_be_there_and_not_blank() {
+        let mut request = crate::connector::kit::testing::request(
+            Operation::UpdateAccount,
+            Some("  "),
+            serde_json::Value::Null,
+        );
+        assert_eq!(AccountId::of(&request), None);
+        request.account_id = Some("42".into());
+        assert_eq!(AccountId::of(&request).map(AccountId::as_str), Some("42"));
+        request.account_id = None;
+        assert_eq!(AccountId::of(&request), None);
+    }
+}

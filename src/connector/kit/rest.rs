@@ -90,3 +90,108 @@ where
     }
     Ok(changed)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::connector::kit::testing::{assert_error, request};
+    use crate::connector::template::{Escape, TemplateCatalog, TemplateSet};
+    use crate::connector::{Capabilities, ErrorClass};
+    use crate::model::Operation;
+
+    fn core() -> Core {
+        let templates = TemplateSet::from_catalog(
+            "t",
+            &TemplateCatalog {
+                defaults: &[(
+                    "update_account",
+                    r#"{% if user.title %}{"title": "${ user.title }"}{% else %}{}{% endif %}"#,
+                )],
+                optional: &[],
+                escape: Escape::Json,
+            },
+            &Default::default(),
+        )
+        .unwrap();
+        Core::new::<crate::connector::jama::JamaConnector>(
+            "t",
+            50,
+            Capabilities::default(),
+            templates,
+        )
+    }
+
+    #[test]
+    fn a_create_needs_a_username_and_every_required_attribute() {
+        let core = core();
+        let mut create = request(
+            Operation::CreateAccount,
+            None,
+            json!({ "firstname": "Jane", "lastname": " ", "email": null, "title": ["x"] }),
+        );
+        let err = check_create(
+            &core,
+            &create,
+            &["firstname", "lastname", "email", "title"],
+            "why",
+        )
+        .unwrap_err();
+        assert_error(
+            &err,
+            ErrorClass::Permanent,
+            "create_account needs the attribute(s) lastname, email (why)",
+        );
+        create.account_name = " ".into();
+        let err = check_create(&core, &create, &[], "why").unwrap_err();
+        assert_error(&err, ErrorClass::Permanent, "needs a username");
+        create.account_name = "jane".into();
+        assert!(check_create(&core, &create, &["firstname", "title"], "why").is_ok());
+    }
+
+    #[test]
+    fn an_update_is_refused_when_the_template_changes_nothing() {
+        let core = core();
+        let update = request(
+            Operation::UpdateAccount,
+            Some("1"),
+            json!({ "title": "Lead" }),
+        );
+        let changes = update_changes(&core, &update, "title on T").unwrap();
+        assert_eq!(changes.get("title"), Some(&json!("Lead")));
+        let nothing = request(
+            Operation::UpdateAccount,
+            Some("1"),
+            json!({ "department": "x" }),
+        );
+        let err = update_changes(&core, &nothing, "title on T").unwrap_err();
+        assert_error(
+            &err,
+            ErrorClass::Permanent,
+            "update_account changes title on T; the task sets none of them",
+        );
+    }
+
+    #[tokio::test]
+    async fn replace_sends_only_when_a_value_differs() {
+        let puts = AtomicUsize::new(0);
+        let put = |body: Map<String, Value>| {
+            puts.fetch_add(1, Ordering::SeqCst);
+            let seen = body.get("title").cloned();
+            async move {
+                assert_eq!(seen, Some(json!("Lead")));
+                Ok(())
+            }
+        };
+        let current = Map::from_iter([("title".to_string(), json!("Engineer"))]);
+        let changes = Map::from_iter([("title".to_string(), json!("Lead"))]);
+        assert!(replace(current.clone(), changes, put).await.unwrap());
+        assert_eq!(puts.load(Ordering::SeqCst), 1);
+        let same = Map::from_iter([("title".to_string(), json!("Engineer"))]);
+        let never = |_| async { panic!("nothing to send") };
+        assert!(!replace(current, same, never).await.unwrap());
+    }
+}
