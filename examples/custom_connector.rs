@@ -610,6 +610,7 @@ fn config_text(base_url: &str, store: &Path, secret_file: &Path) -> String {
 url = {store}
 
 [targets.acme]
+# Borrowed (see above); a real fourth target writes kind = "acme".
 kind = "jama"
 base_url = {base_url}
 client_id = "{CLIENT_ID}"
@@ -829,9 +830,10 @@ mod vendor_api {
     use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
     use axum::body::Bytes;
-    use axum::extract::{Path, Query, State};
+    use axum::extract::{Path, Query, Request, State};
     use axum::http::header::AUTHORIZATION;
     use axum::http::{HeaderMap, StatusCode};
+    use axum::middleware::{self, Next};
     use axum::response::{IntoResponse, Response};
     use axum::routing::{get, post};
     use axum::{Json, Router};
@@ -881,19 +883,20 @@ mod vendor_api {
     /// Starts the server on a free loopback port; returns its API root.
     pub async fn start(client_id: &str, client_secret: &str) -> std::io::Result<String> {
         let pair = format!("{client_id}:{client_secret}");
-        let basic = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(pair)
-        );
+        let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
         let api = Api {
             directory: Arc::new(Mutex::new(seed())),
-            basic,
+            basic: format!("Basic {encoded}"),
         };
+        // Everything but the token endpoint needs a bearer token.
+        let with_token = Router::new()
+            .route("/users", get(list_users).post(create_user))
+            .route("/groups", get(list_groups))
+            .route("/groups/{id}/members", post(add_member))
+            .route_layer(middleware::from_fn_with_state(api.clone(), require_token));
         let routes = Router::new()
             .route("/v1/oauth/token", post(token))
-            .route("/v1/users", get(list_users).post(create_user))
-            .route("/v1/groups", get(list_groups))
-            .route("/v1/groups/{id}/members", post(add_member))
+            .nest("/v1", with_token)
             .with_state(api);
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let addr = listener.local_addr()?;
@@ -902,7 +905,6 @@ mod vendor_api {
     }
 
     fn seed() -> Directory {
-        let departments = ["Engineering", "Sales", "Support"];
         let users: Vec<User> = (1..=25)
             .map(|n: usize| User {
                 id: format!("u{n:03}"),
@@ -910,33 +912,27 @@ mod vendor_api {
                 display_name: format!("User {n}"),
                 email: format!("user{n:02}@example.com"),
                 status: if n == 25 { "suspended" } else { "active" },
-                department: departments
-                    .get(n % 3)
-                    .copied()
-                    .unwrap_or_default()
-                    .to_string(),
+                department: match n % 3 {
+                    0 => "Engineering",
+                    1 => "Sales",
+                    _ => "Support",
+                }
+                .to_string(),
             })
             .collect();
         let members_of = |department: &str| {
             let members = users.iter().filter(|user| user.department == department);
             members.map(|user| user.id.clone()).collect()
         };
+        let group = |id: &str, name: &str, members: Vec<String>| Group {
+            id: id.into(),
+            name: name.into(),
+            members,
+        };
         let groups = vec![
-            Group {
-                id: "g1".into(),
-                name: "Engineering".into(),
-                members: members_of("Engineering"),
-            },
-            Group {
-                id: "g2".into(),
-                name: "Sales".into(),
-                members: members_of("Sales"),
-            },
-            Group {
-                id: "g3".into(),
-                name: "Admins".into(),
-                members: vec!["u001".into(), "u002".into()],
-            },
+            group("g1", "Engineering", members_of("Engineering")),
+            group("g2", "Sales", members_of("Sales")),
+            group("g3", "Admins", vec!["u001".into(), "u002".into()]),
         ];
         Directory {
             users,
@@ -950,40 +946,39 @@ mod vendor_api {
         (status, Json(body)).into_response()
     }
 
-    fn authorized(api: &Api, headers: &HeaderMap) -> bool {
-        let bearer = headers
-            .get(AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "));
-        bearer.is_some_and(|token| api.directory().tokens.iter().any(|known| known == token))
-    }
-
     /// `POST /v1/oauth/token`: HTTP Basic client credentials, form body
     /// `grant_type=client_credentials`.
     async fn token(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
-        let basic = headers
-            .get(AUTHORIZATION)
-            .and_then(|value| value.to_str().ok());
-        if basic != Some(api.basic.as_str()) {
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                "unknown client or wrong secret",
-            );
+        let basic = headers.get(AUTHORIZATION).map(|value| value.as_bytes());
+        if basic != Some(api.basic.as_bytes()) {
+            let message = "unknown client or wrong secret";
+            return error(StatusCode::UNAUTHORIZED, "invalid_client", message);
         }
         let grant = url::form_urlencoded::parse(&body)
             .any(|(key, value)| key == "grant_type" && value == "client_credentials");
         if !grant {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                "use client_credentials",
-            );
+            let message = "use client_credentials";
+            return error(StatusCode::BAD_REQUEST, "unsupported_grant_type", message);
         }
         let token = format!("acme-{:032x}", rand::random::<u128>());
         api.directory().tokens.push(token.clone());
         Json(json!({ "access_token": token, "token_type": "Bearer", "expires_in": 3600 }))
             .into_response()
+    }
+
+    /// Lets a request through only with a token the token endpoint handed out.
+    async fn require_token(State(api): State<Api>, request: Request, next: Next) -> Response {
+        let token = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        let known = token.is_some_and(|token| api.directory().tokens.iter().any(|t| t == token));
+        if !known {
+            let message = "a valid bearer token is required";
+            return error(StatusCode::UNAUTHORIZED, "invalid_token", message);
+        }
+        next.run(request).await
     }
 
     #[derive(Deserialize)]
@@ -1003,39 +998,18 @@ mod vendor_api {
         Json(body).into_response()
     }
 
-    async fn list_users(
-        State(api): State<Api>,
-        headers: HeaderMap,
-        Query(query): Query<ListQuery>,
-    ) -> Response {
-        if !authorized(&api, &headers) {
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                "bearer token required",
-            );
-        }
+    /// `GET /v1/users`, optionally only the user with login `login`.
+    async fn list_users(State(api): State<Api>, Query(query): Query<ListQuery>) -> Response {
         let directory = api.directory();
-        let wanted = |user: &&User| {
-            let login = query.login.as_deref();
-            login.is_none_or(|login| user.login.eq_ignore_ascii_case(login))
-        };
+        let login = query.login.as_deref();
+        let wanted =
+            |user: &&User| login.is_none_or(|login| user.login.eq_ignore_ascii_case(login));
         let users: Vec<&User> = directory.users.iter().filter(wanted).collect();
         page(&users, &query)
     }
 
-    async fn list_groups(
-        State(api): State<Api>,
-        headers: HeaderMap,
-        Query(query): Query<ListQuery>,
-    ) -> Response {
-        if !authorized(&api, &headers) {
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                "bearer token required",
-            );
-        }
+    /// `GET /v1/groups`, each with its members.
+    async fn list_groups(State(api): State<Api>, Query(query): Query<ListQuery>) -> Response {
         let directory = api.directory();
         let groups: Vec<&Group> = directory.groups.iter().collect();
         page(&groups, &query)
@@ -1050,24 +1024,10 @@ mod vendor_api {
     }
 
     /// `POST /v1/users`: 201 `{"id": …}`, or 409 when the login is taken.
-    async fn create_user(
-        State(api): State<Api>,
-        headers: HeaderMap,
-        Json(new): Json<NewUser>,
-    ) -> Response {
-        if !authorized(&api, &headers) {
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                "bearer token required",
-            );
-        }
+    async fn create_user(State(api): State<Api>, Json(new): Json<NewUser>) -> Response {
         let mut directory = api.directory();
-        if directory
-            .users
-            .iter()
-            .any(|user| user.login.eq_ignore_ascii_case(&new.login))
-        {
+        let taken = |user: &User| user.login.eq_ignore_ascii_case(&new.login);
+        if directory.users.iter().any(taken) {
             return error(StatusCode::CONFLICT, "conflict", "login already exists");
         }
         let id = format!("u{:03}", directory.users.len() + 1);
@@ -1091,26 +1051,18 @@ mod vendor_api {
     /// user is a member already.
     async fn add_member(
         State(api): State<Api>,
-        headers: HeaderMap,
         Path(group_id): Path<String>,
         Json(member): Json<NewMember>,
     ) -> Response {
-        if !authorized(&api, &headers) {
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                "bearer token required",
-            );
-        }
         let mut directory = api.directory();
         if !directory.users.iter().any(|user| user.id == member.user_id) {
             return error(StatusCode::NOT_FOUND, "not_found", "no such user");
         }
-        let Some(group) = directory
+        let group = directory
             .groups
             .iter_mut()
-            .find(|group| group.id == group_id)
-        else {
+            .find(|group| group.id == group_id);
+        let Some(group) = group else {
             return error(StatusCode::NOT_FOUND, "not_found", "no such group");
         };
         if group.members.contains(&member.user_id) {
