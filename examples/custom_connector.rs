@@ -515,10 +515,7 @@ mod acme {
                         })
                     }
                     Err(err) if is_conflict(&err) => {
-                        let holder = self.find_account(login).await?.map(|account| Holder {
-                            id: account.id,
-                            email: account.email,
-                        });
+                        let holder = self.find_account(login).await?.map(Holder::from);
                         let email = rest::body_text(&body, "email");
                         idempotency::judge_duplicate(core, login, email.as_deref(), holder, err)
                     }

@@ -155,16 +155,7 @@ impl DigicertConnector {
 
     /// Who holds login name `username`, for judging a duplicate create.
     pub(super) async fn holder(&self, username: &str) -> Result<Option<Holder>, ConnectorError> {
-        match self.find_user(username).await? {
-            Some(user) => {
-                let account = map_user(self.core.target(), &user)?;
-                Ok(Some(Holder {
-                    id: account.id,
-                    email: account.email,
-                }))
-            }
-            None => Ok(None),
-        }
+        Ok(self.find_account(username).await?.map(Holder::from))
     }
 
     /// The users, page by page, each page turned into records by `map` (accounts and grants

@@ -4,6 +4,7 @@
 
 use super::core::Core;
 use crate::connector::{ConnectorError, ProvisionOutcome};
+use crate::model::AccountRecord;
 
 /// Whether the target answered HTTP 404 (the account or the membership is not there).
 pub fn is_not_found(err: &ConnectorError) -> bool {
@@ -45,6 +46,16 @@ pub struct Holder {
     pub id: String,
     /// Its email, when the target has one.
     pub email: Option<String>,
+}
+
+impl From<AccountRecord> for Holder {
+    /// The holder an account record describes (what `Reads::find_account` returns).
+    fn from(account: AccountRecord) -> Self {
+        Self {
+            id: account.id,
+            email: account.email,
+        }
+    }
 }
 
 /// Judges a create that the target refused as a duplicate (`original`), knowing who holds
