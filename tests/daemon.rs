@@ -1,12 +1,6 @@
 //! The real `idsync` binary, spawned as a user would run it, against the DigiCert simulator
 //! served by the test on loopback: the daemon's schedule, metrics, API and signals; the
 //! CLI's exit codes; and that no secret reaches a log line or the store file.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 

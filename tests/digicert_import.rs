@@ -1,11 +1,5 @@
 //! Import of DigiCert accounts and access, end to end: the real adapter and HTTP client
 //! against the DigiCert simulator on loopback, into a real SQLite file.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 

@@ -1,11 +1,5 @@
 //! Duck Creek end to end: the real adapter, SOAP client and HTTP client against the Duck Creek
 //! simulator on loopback, into a real SQLite file, and through the provisioning queue.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 

@@ -1,12 +1,6 @@
 //! Duck Creek through the real `idsync` binary: `check-config` refuses a malformed request
 //! template, the password (in every request body) reaches neither the output nor the store
 //! even at trace level, and `idsync sim duckcreek` serves a tenant a config can use.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 

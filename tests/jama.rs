@@ -1,11 +1,5 @@
 //! Jama Connect end to end: the real adapter, token cache and HTTP client against the Jama
 //! simulator on loopback, into a real SQLite file.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 

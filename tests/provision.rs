@@ -1,11 +1,5 @@
 //! The provisioning queue end to end, in process: submission, the engine, the real adapters
 //! and HTTP client against the simulators on loopback, into a real SQLite file.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 

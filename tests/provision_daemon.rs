@@ -3,12 +3,6 @@
 //! every task exactly once; no password, client secret or bearer token reaches a log line or
 //! the store file, even at trace level; and `task submit|cancel` refuse what they must with
 //! exit 2.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 

@@ -1,12 +1,6 @@
 //! Job coordination: no overlap of a job with itself, one import per target at a time with at
 //! most one waiting, catch-up at start, graceful shutdown that marks nothing, and the store's
 //! lease lock against a second process.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 

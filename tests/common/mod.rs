@@ -1,12 +1,7 @@
 //! Shared set-up for integration tests: a DigiCert simulator on loopback and an idsync app
 //! built from a real TOML config against it, with a SQLite file in a temp directory.
-#![allow(
-    dead_code,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+// Each test binary uses some of these helpers.
+#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
