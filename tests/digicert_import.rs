@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::secrets::Exposed;
 use common::{
     accounts, assert_same, digicert, digicert_with, entitlements, grants, import, store_snapshot,
     Env, Opts,
@@ -460,7 +461,9 @@ async fn a_revoked_key_gives_a_clear_auth_error_and_changes_nothing() {
         error.contains("target digicert rejected the credentials"),
         "{error}"
     );
-    assert!(!error.contains(common::SIM_KEY));
+    Exposed::new()
+        .text("the run's error", &error)
+        .assert_free_of(&[common::SIM_KEY]);
     assert_eq!(
         sim.control().stats().responses_401,
         1,

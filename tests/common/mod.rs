@@ -3,6 +3,10 @@
 // Each test binary uses some of these helpers.
 #![allow(dead_code)]
 
+pub mod daemon;
+pub mod secrets;
+
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -437,4 +441,26 @@ pub fn text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
+}
+
+/// Polls `check` (every 20 ms) until it gives a value, failing the test as hung after
+/// [`daemon::HANG_GUARD`]. For waiting on an event another process or task brings about; the guard
+/// only stops a test that would otherwise hang, it proves nothing.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            started.elapsed() < daemon::HANG_GUARD,
+            "still waiting after {:?} for {what}",
+            daemon::HANG_GUARD
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
