@@ -476,7 +476,11 @@ async fn pacing_keeps_jama_under_its_tenant_limit() {
         config.rate_limits = idsync_sim::jama::jama_rate_limits()
     })
     .await;
-    let (_env, app) = env_for(&sim, "page_size = 50").await;
+    let env = Env::with_targets(
+        &common::jama_target_with_default_pacing(&sim, "page_size = 50"),
+        "",
+    );
+    let app = env.app().await;
     let summary = import_target(&app, "jama", Opts::default()).await;
     assert_eq!(summary.exit_code(), 0, "{summary:?}");
     let stats = sim.control().stats();

@@ -68,8 +68,30 @@ pub async fn jama_with(seed: JamaSeed, tweak: impl FnOnce(&mut JamaSimConfig)) -
         .unwrap()
 }
 
-/// The `[targets.jama]` table for `sim`, with `extra` lines appended.
+/// `rate_limit = []` unless `extra` sets `rate_limit`: the test simulators enforce no rate
+/// limit unless told to, so pacing against one only makes a test wait (Jama's default
+/// pacing is 10 requests a second). A test of pacing sets its windows, or uses the
+/// adapter's default through [`jama_target_with_default_pacing`].
+fn unpaced_unless_set(extra: &str) -> &'static str {
+    if extra.contains("rate_limit") {
+        ""
+    } else {
+        "rate_limit = []\n"
+    }
+}
+
+/// The `[targets.jama]` table for `sim`, with `extra` lines appended; unpaced unless
+/// `extra` sets `rate_limit`.
 pub fn jama_target(sim: &JamaServer, extra: &str) -> String {
+    jama_table(sim, &format!("{}{extra}", unpaced_unless_set(extra)))
+}
+
+/// [`jama_target`] paced as the adapter paces by default (no `rate_limit` line).
+pub fn jama_target_with_default_pacing(sim: &JamaServer, extra: &str) -> String {
+    jama_table(sim, extra)
+}
+
+fn jama_table(sim: &JamaServer, extra: &str) -> String {
     format!(
         r#"[targets.jama]
 kind = "jama"
@@ -130,7 +152,8 @@ pub struct Env {
 
 impl Env {
     /// A config with target `digicert` pointing at `sim`; `target_extra` is appended to the
-    /// target table (e.g. `page_size = 100`), `extra` to the file.
+    /// target table (e.g. `page_size = 100`), `extra` to the file. Unpaced unless
+    /// `target_extra` sets `rate_limit`.
     pub fn new(sim: &DigicertServer, target_extra: &str, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("idsync.db");
@@ -147,13 +170,14 @@ kind = "digicert"
 base_url = "{base}"
 api_key = "{key}"
 read_retry = {{ max_attempts = 3, initial_backoff = "10ms", max_backoff = "50ms" }}
-{target_extra}
+{unpaced}{target_extra}
 
 {extra}
 "#,
             store = store.display(),
             base = sim.base_url(),
             key = SIM_KEY,
+            unpaced = unpaced_unless_set(target_extra),
         );
         Self { dir, config }
     }
