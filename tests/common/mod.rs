@@ -6,12 +6,16 @@
 pub mod daemon;
 pub mod secrets;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
 
 use idsync::app::App;
+use idsync::connector::Connector;
 
 use idsync::model::{Account, Attributes, Entitlement, Grant, ImportMode, Operation, Trigger};
 use idsync::store::{AccountFilter, EntitlementFilter, GrantFilter, Store, Submitted, TaskFilter};
@@ -20,7 +24,7 @@ use idsync::sync::tasks::{self, EntitlementRef, SubmitRequest};
 use idsync::sync::{ImportParts, ImportRequest, ImportSummary};
 use idsync_sim::{
     DigicertSeed, DigicertServer, DigicertSim, DigicertSimConfig, DuckCreekSeed, DuckCreekServer,
-    DuckCreekSim, DuckCreekSimConfig, JamaSeed, JamaServer, JamaSim, JamaSimConfig,
+    DuckCreekSim, DuckCreekSimConfig, JamaSeed, JamaServer, JamaSim, JamaSimConfig, SimClock,
 };
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
@@ -200,11 +204,20 @@ read_retry = {{ max_attempts = 3, initial_backoff = "10ms", max_backoff = "50ms"
 
     /// Builds the app from the config.
     pub async fn app(&self) -> App {
-        let loaded =
-            idsync::app::load_config_str(&self.config, "test config", &[]).unwrap_or_else(|err| {
-                panic!("config problems: {:?}", err.problems);
-            });
-        App::build(loaded.config).await.unwrap()
+        App::build(self.loaded()).await.unwrap()
+    }
+
+    /// The connectors of the config's targets alone, without the store: for a test on
+    /// paused tokio time, which must not open the SQLite store (the pool's timeouts would
+    /// fire while tokio waits on SQLite's thread, which it cannot see).
+    pub fn connectors(&self) -> BTreeMap<String, Arc<dyn Connector>> {
+        idsync::connector::registry::build_connectors(&self.loaded()).unwrap()
+    }
+
+    fn loaded(&self) -> idsync::config::Config {
+        idsync::app::load_config_str(&self.config, "test config", &[])
+            .unwrap_or_else(|err| panic!("config problems: {:?}", err.problems))
+            .config
     }
 }
 
@@ -486,5 +499,23 @@ where
             daemon::HANG_GUARD
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs `until` while answering for the simulators on `clock` (a manual one): whenever an
+/// answer waits on the clock, moves it on by `step`. What real time would do for answers
+/// delayed by a latency of `step`, without the wait.
+pub async fn releasing_answers<F: Future>(clock: &SimClock, step: Duration, until: F) -> F::Output {
+    tokio::pin!(until);
+    loop {
+        tokio::select! {
+            biased;
+            done = &mut until => return done,
+            () = clock.until_sleeping(1) => {
+                clock.advance(step);
+                // Let the released answer leave before looking again.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
     }
 }
