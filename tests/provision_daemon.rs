@@ -12,9 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 
-use common::daemon::{Daemon, HANG_GUARD};
+use common::daemon::Daemon;
 use common::secrets::Exposed;
-use common::{eventually, idsync_env, jama_target, jama_with, text, write_cli_config, JAMA_SECRET};
+use common::{
+    eventually, idsync_env, jama_target, jama_with, text, write_cli_config, HANG_GUARD, JAMA_SECRET,
+};
 use idsync_sim::{JamaSeed, JamaSim, JamaSimConfig, SimControl};
 use secrecy::SecretString;
 use serde_json::Value;

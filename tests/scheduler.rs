@@ -33,13 +33,10 @@ schedule = "0 10 * * * *"
 "#;
 
 async fn wait_idle(runner: &JobRunner, jobs: &[&str]) {
-    for _ in 0..600 {
-        if jobs.iter().all(|job| !runner.is_running(job)) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("jobs still running after 30 s");
+    eventually("the jobs to finish", || async {
+        jobs.iter().all(|job| !runner.is_running(job)).then_some(())
+    })
+    .await;
 }
 
 /// The latency of the simulators on a manual clock: every page waits for the test to move

@@ -5,12 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use super::BIN;
-
-/// How long a daemon may take to come up, or to exit after a signal, before the test fails
-/// as hung. A guard against hanging forever, not a performance bound: nothing a test proves
-/// depends on it.
-pub const HANG_GUARD: Duration = Duration::from_secs(60);
+use super::{BIN, HANG_GUARD};
 
 /// How often the harness looks again (for the listening line, `/readyz`, the exit).
 const POLL: Duration = Duration::from_millis(20);

@@ -480,8 +480,13 @@ pub fn text(output: &Output) -> String {
     )
 }
 
+/// How long a test waits for something another process or task brings about (a daemon
+/// coming up or exiting, a job finishing) before it fails as hung. A guard against hanging
+/// forever, not a performance bound: nothing a test proves depends on it.
+pub const HANG_GUARD: Duration = Duration::from_secs(60);
+
 /// Polls `check` (every 20 ms) until it gives a value, failing the test as hung after
-/// [`daemon::HANG_GUARD`]. For waiting on an event another process or task brings about; the guard
+/// [`HANG_GUARD`]. For waiting on an event another process or task brings about; the guard
 /// only stops a test that would otherwise hang, it proves nothing.
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
@@ -494,11 +499,10 @@ where
             return value;
         }
         assert!(
-            started.elapsed() < daemon::HANG_GUARD,
-            "still waiting after {:?} for {what}",
-            daemon::HANG_GUARD
+            started.elapsed() < HANG_GUARD,
+            "still waiting after {HANG_GUARD:?} for {what}"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
