@@ -24,9 +24,11 @@
 //! The simulators of the target APIs are the workspace crate `idsync-sim` (`idsync_sim`):
 //! `idsync demo` and `idsync sim` use it (feature `sim`, on by default), and the tests and
 //! benches always do.
+// No panics in daemon code; unit tests may (the integration tests and benches are crates of
+// their own, without this denial).
 #![cfg_attr(
-    test,
-    allow(
+    not(test),
+    deny(
         clippy::unwrap_used,
         clippy::expect_used,
         clippy::panic,

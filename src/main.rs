@@ -1,4 +1,14 @@
 //! The `idsync` binary: parses the command line and hands it to [`idsync::cli::run`].
+// No panics in daemon code (as at the library root).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 use clap::Parser;
 

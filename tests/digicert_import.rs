@@ -1,14 +1,9 @@
 //! Import of DigiCert accounts and access, end to end: the real adapter and HTTP client
 //! against the DigiCert simulator on loopback, into a real SQLite file.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 
+use common::secrets::Exposed;
 use common::{
     accounts, assert_same, digicert, digicert_with, entitlements, grants, import, store_snapshot,
     Env, Opts,
@@ -16,8 +11,13 @@ use common::{
 use idsync::model::{AccountStatus, GrantStatus, ImportMode, JobKind, RunOutcome};
 use idsync::store::{RunFilter, Store};
 use idsync::sync::ImportParts;
-use idsync_sim::{FaultRule, RateWindow, SimControl};
+use idsync_sim::{
+    DigicertSeed, DigicertSim, DigicertSimConfig, FaultRule, RateWindow, SimClock, SimControl,
+};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::time::Instant;
 
 #[tokio::test]
 async fn imports_2500_users_across_pages_with_exact_fields() {
@@ -466,7 +466,9 @@ async fn a_revoked_key_gives_a_clear_auth_error_and_changes_nothing() {
         error.contains("target digicert rejected the credentials"),
         "{error}"
     );
-    assert!(!error.contains(common::SIM_KEY));
+    Exposed::new()
+        .text("the run's error", &error)
+        .assert_free_of(&[common::SIM_KEY]);
     assert_eq!(
         sim.control().stats().responses_401,
         1,
@@ -481,45 +483,108 @@ async fn a_revoked_key_gives_a_clear_auth_error_and_changes_nothing() {
     assert!(err.to_string().contains("rejected the credentials"));
 }
 
+/// Serves `sim` behind a layer that notes when each API request arrives (on tokio's clock,
+/// which the simulator's default clock follows). Returns the API root URL and the arrivals.
+async fn serve_noting_arrivals(sim: DigicertSim) -> (String, Arc<Mutex<Vec<Instant>>>) {
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let noted = arrivals.clone();
+    let router = sim.router().layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            noted.lock().unwrap().push(Instant::now());
+            next.run(request)
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let base = format!("http://{}/services/v2", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (base, arrivals)
+}
+
+/// The most arrivals within any span of `per`.
+fn busiest(arrivals: &[Instant], per: Duration) -> usize {
+    arrivals
+        .iter()
+        .enumerate()
+        .map(|(i, from)| {
+            arrivals[i..]
+                .iter()
+                .take_while(|at| at.duration_since(*from) < per)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 #[tokio::test]
-async fn pacing_keeps_429s_near_zero_against_the_rate_limits() {
-    // Small windows keep the test short; the client is told the same limits.
-    let windows = || {
-        vec![
-            RateWindow::new(20, Duration::from_secs(1)),
-            RateWindow::new(60, Duration::from_secs(5)),
-        ]
-    };
-    let sim = digicert_with(600, |config| config.rate_limits = windows()).await;
-    let env = Env::new(
-        &sim,
-        r#"page_size = 20
-rate_limit = [{ requests = 20, per = "1s" }, { requests = 60, per = "5s" }]"#,
+async fn pacing_keeps_429s_at_zero_against_the_rate_limits() {
+    // Two small windows, the client told the same: 2 per 20 ms and 30 per 800 ms. Each
+    // binds: a client paced by the long window alone would send its burst of 3 at once
+    // (over the short window), and one paced by the short window alone would send 41 in
+    // 800 ms (over the long window) once the import's 34 requests (16 account pages, 16
+    // access pages, roles and containers) pass 30. The import reads one page at a time, so
+    // paced requests cannot arrive closer together than they were sent: none is refused.
+    let windows = [
+        RateWindow::new(2, Duration::from_millis(20)),
+        RateWindow::new(30, Duration::from_millis(800)),
+    ];
+    let sim = DigicertSim::new(DigicertSimConfig {
+        api_key: common::SIM_KEY.to_string(),
+        seed: DigicertSeed::with_users(160),
+        rate_limits: windows.to_vec(),
+        ..DigicertSimConfig::default()
+    });
+    let control = sim.control();
+    let (base, arrivals) = serve_noting_arrivals(sim).await;
+    let env = Env::with_targets(
+        &format!(
+            r#"[targets.digicert]
+kind = "digicert"
+base_url = "{base}"
+api_key = "{key}"
+page_size = 10
+rate_limit = [{{ requests = 2, per = "20ms" }}, {{ requests = 30, per = "800ms" }}]
+"#,
+            key = common::SIM_KEY
+        ),
         "",
     );
     let app = env.app().await;
     let summary = import(&app, Opts::default()).await;
     assert_eq!(summary.exit_code(), 0, "{summary:?}");
-    let stats = sim.control().stats();
-    assert!(stats.requests >= 62, "{stats:?}");
-    assert!(
-        stats.responses_429 <= 1,
-        "paced client hit the limit {} times",
-        stats.responses_429
-    );
-    assert_eq!(accounts(&app).await.len(), 600);
+    assert_eq!(accounts(&app).await.len(), 160);
+
+    let stats = control.stats();
+    let arrivals = arrivals.lock().unwrap().clone();
+    assert_eq!(arrivals.len() as u64, stats.requests, "{stats:?}");
+    assert_eq!(stats.requests, 34, "{stats:?}");
+    assert_eq!(stats.responses_429, 0, "{stats:?}");
+    // Counted at the simulator: no window ever held more requests than it allows.
+    for window in windows {
+        let most = busiest(&arrivals, window.per);
+        assert!(
+            most <= window.requests as usize,
+            "{most} requests within {:?}, over {}",
+            window.per,
+            window.requests
+        );
+    }
 }
 
 #[tokio::test]
 async fn without_pacing_the_same_import_hits_the_limits() {
-    // The counterpart of the pacing test: it shows the limits bite when pacing is off.
+    // The counterpart of the pacing test: it shows the limits bite when pacing is off. The
+    // simulator's clock stands still, so its window never rolls: after 20 requests, every
+    // request is refused, however slowly the client goes.
     let sim = digicert_with(600, |config| {
         config.rate_limits = vec![RateWindow::new(20, Duration::from_secs(1))];
+        config.clock = SimClock::manual();
     })
     .await;
     let env = Env::new(&sim, "page_size = 20\nrate_limit = []", "");
     let app = env.app().await;
-    let _ = import(
+    let summary = import(
         &app,
         Opts {
             parts: ImportParts::Accounts,
@@ -527,7 +592,10 @@ async fn without_pacing_the_same_import_hits_the_limits() {
         },
     )
     .await;
-    assert!(sim.control().stats().responses_429 > 0);
+    assert_eq!(summary.exit_code(), 1, "{summary:?}");
+    let stats = sim.control().stats();
+    assert!(stats.requests > 20, "{stats:?}");
+    assert_eq!(stats.responses_429, stats.requests - 20, "{stats:?}");
 }
 
 #[tokio::test]

@@ -1,22 +1,19 @@
 //! Job coordination: no overlap of a job with itself, one import per target at a time with at
 //! most one waiting, catch-up at start, graceful shutdown that marks nothing, and the store's
 //! lease lock against a second process.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 
 use std::time::Duration;
 
-use common::{assert_same, digicert, import, store_snapshot, Env, Opts};
+use common::{
+    assert_same, digicert, digicert_with, eventually, import, releasing_answers, store_snapshot,
+    Env, Opts,
+};
 use idsync::model::{JobKind, RunOutcome, Trigger};
 use idsync::scheduler::{catch_up, JobRunner, TriggerError};
 use idsync::store::{LockOutcome, RunFilter, Store};
-use idsync_sim::SimControl;
+use idsync_sim::{DigicertControl, SimClock, SimControl};
 
 const JOBS: &str = r#"
 [jobs.accounts]
@@ -36,22 +33,26 @@ schedule = "0 10 * * * *"
 "#;
 
 async fn wait_idle(runner: &JobRunner, jobs: &[&str]) {
-    for _ in 0..600 {
-        if jobs.iter().all(|job| !runner.is_running(job)) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("jobs still running after 30 s");
+    eventually("the jobs to finish", || async {
+        jobs.iter().all(|job| !runner.is_running(job)).then_some(())
+    })
+    .await;
 }
+
+/// The latency of the simulators on a manual clock: every page waits for the test to move
+/// the clock on.
+const LATENCY: Duration = Duration::from_millis(300);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_never_overlaps_itself_and_one_target_runs_one_import_at_a_time() {
-    let sim = digicert(200).await;
+    // Every page waits on a clock that stands still: no job can finish before the test
+    // lets the answers go.
+    let clock = SimClock::manual();
+    let sim = digicert_with(200, |config| config.clock = clock.clone()).await;
     let env = Env::new(&sim, "page_size = 20", JOBS);
     let app = env.app().await;
     let runner = JobRunner::new(&app.config, app.imports.clone());
-    sim.control().set_latency(Duration::from_millis(40));
+    sim.control().set_latency(LATENCY);
 
     let first = runner
         .trigger("accounts", Trigger::Schedule, "scheduler".into(), false)
@@ -71,9 +72,12 @@ async fn a_job_never_overlaps_itself_and_one_target_runs_one_import_at_a_time() 
         runner.trigger("access-again", Trigger::Schedule, "scheduler".into(), false),
         Err(TriggerError::TargetBusy { .. })
     ));
-    let account_run = first.await.unwrap();
-    let access_run = waiting.await.unwrap();
-    wait_idle(&runner, &["accounts", "access"]).await;
+    let (account_run, access_run) = releasing_answers(&clock, LATENCY, async {
+        let runs = (first.await.unwrap(), waiting.await.unwrap());
+        wait_idle(&runner, &["accounts", "access"]).await;
+        runs
+    })
+    .await;
 
     let account = app.store.get_run(account_run).await.unwrap().unwrap();
     let access = app.store.get_run(access_run).await.unwrap().unwrap();
@@ -138,9 +142,20 @@ async fn catch_up_runs_missed_imports_at_start_accounts_first() {
     assert_eq!(after.len(), before);
 }
 
+/// Waits until the simulator on `clock` has answered `answered` user pages and holds the
+/// next one.
+async fn until_holding_page(clock: &SimClock, control: &DigicertControl, answered: u64) {
+    eventually("the next page held", || async {
+        (control.stats().route("GET /user") == answered && clock.sleeping().len() == 1)
+            .then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_interrupts_a_long_import_and_marks_nothing() {
-    let sim = digicert(1000).await;
+    let clock = SimClock::manual();
+    let sim = digicert_with(1000, |config| config.clock = clock.clone()).await;
     let env = Env::new(&sim, "page_size = 50", JOBS);
     let app = env.app().await;
     import(&app, Opts::default()).await;
@@ -149,20 +164,32 @@ async fn shutdown_interrupts_a_long_import_and_marks_nothing() {
     for user in control.users().iter().take(3) {
         control.remove_user(user.id);
     }
-    // 20 pages at 300 ms each: far longer than the grace period below.
-    control.set_latency(Duration::from_millis(300));
+    // Every page now waits for the test to move the clock on: the import (20 pages) reads
+    // two, then waits on the third while shutdown comes.
+    control.set_latency(LATENCY);
+    control.reset_stats();
     let runner = JobRunner::new(&app.config, app.imports.clone());
     let run_id = runner
         .trigger("accounts", Trigger::Schedule, "scheduler".into(), false)
         .unwrap()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    for answered in 0..2 {
+        until_holding_page(&clock, &control, answered).await;
+        clock.advance(LATENCY);
+    }
+    until_holding_page(&clock, &control, 2).await;
 
-    runner.shutdown(Duration::from_millis(200)).await;
+    // No grace: the held page cannot arrive, so the job is still running at the deadline.
+    runner.shutdown(Duration::ZERO).await;
     let run = app.store.get_run(run_id).await.unwrap().unwrap();
     assert_eq!(run.outcome, Some(RunOutcome::Failed));
     assert_eq!(run.error.as_deref(), Some("interrupted by shutdown"));
+    assert_eq!(
+        control.stats().route("GET /user"),
+        2,
+        "the import read two of its 20 pages"
+    );
     assert_same(
         &store_snapshot(&app).await,
         &before,

@@ -1,18 +1,21 @@
 //! Shared set-up for integration tests: a DigiCert simulator on loopback and an idsync app
 //! built from a real TOML config against it, with a SQLite file in a temp directory.
-#![allow(
-    dead_code,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+// Each test binary uses some of these helpers.
+#![allow(dead_code)]
 
+pub mod daemon;
+pub mod secrets;
+
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
 
 use idsync::app::App;
+use idsync::connector::Connector;
 
 use idsync::model::{Account, Attributes, Entitlement, Grant, ImportMode, Operation, Trigger};
 use idsync::store::{AccountFilter, EntitlementFilter, GrantFilter, Store, Submitted, TaskFilter};
@@ -21,7 +24,7 @@ use idsync::sync::tasks::{self, EntitlementRef, SubmitRequest};
 use idsync::sync::{ImportParts, ImportRequest, ImportSummary};
 use idsync_sim::{
     DigicertSeed, DigicertServer, DigicertSim, DigicertSimConfig, DuckCreekSeed, DuckCreekServer,
-    DuckCreekSim, DuckCreekSimConfig, JamaSeed, JamaServer, JamaSim, JamaSimConfig,
+    DuckCreekSim, DuckCreekSimConfig, JamaSeed, JamaServer, JamaSim, JamaSimConfig, SimClock,
 };
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
@@ -69,8 +72,30 @@ pub async fn jama_with(seed: JamaSeed, tweak: impl FnOnce(&mut JamaSimConfig)) -
         .unwrap()
 }
 
-/// The `[targets.jama]` table for `sim`, with `extra` lines appended.
+/// `rate_limit = []` unless `extra` sets `rate_limit`: the test simulators enforce no rate
+/// limit unless told to, so pacing against one only makes a test wait (Jama's default
+/// pacing is 10 requests a second). A test of pacing sets its windows, or uses the
+/// adapter's default through [`jama_target_with_default_pacing`].
+fn unpaced_unless_set(extra: &str) -> &'static str {
+    if extra.contains("rate_limit") {
+        ""
+    } else {
+        "rate_limit = []\n"
+    }
+}
+
+/// The `[targets.jama]` table for `sim`, with `extra` lines appended; unpaced unless
+/// `extra` sets `rate_limit`.
 pub fn jama_target(sim: &JamaServer, extra: &str) -> String {
+    jama_table(sim, &format!("{}{extra}", unpaced_unless_set(extra)))
+}
+
+/// [`jama_target`] paced as the adapter paces by default (no `rate_limit` line).
+pub fn jama_target_with_default_pacing(sim: &JamaServer, extra: &str) -> String {
+    jama_table(sim, extra)
+}
+
+fn jama_table(sim: &JamaServer, extra: &str) -> String {
     format!(
         r#"[targets.jama]
 kind = "jama"
@@ -131,7 +156,8 @@ pub struct Env {
 
 impl Env {
     /// A config with target `digicert` pointing at `sim`; `target_extra` is appended to the
-    /// target table (e.g. `page_size = 100`), `extra` to the file.
+    /// target table (e.g. `page_size = 100`), `extra` to the file. Unpaced unless
+    /// `target_extra` sets `rate_limit`.
     pub fn new(sim: &DigicertServer, target_extra: &str, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("idsync.db");
@@ -148,13 +174,14 @@ kind = "digicert"
 base_url = "{base}"
 api_key = "{key}"
 read_retry = {{ max_attempts = 3, initial_backoff = "10ms", max_backoff = "50ms" }}
-{target_extra}
+{unpaced}{target_extra}
 
 {extra}
 "#,
             store = store.display(),
             base = sim.base_url(),
             key = SIM_KEY,
+            unpaced = unpaced_unless_set(target_extra),
         );
         Self { dir, config }
     }
@@ -177,11 +204,20 @@ read_retry = {{ max_attempts = 3, initial_backoff = "10ms", max_backoff = "50ms"
 
     /// Builds the app from the config.
     pub async fn app(&self) -> App {
-        let loaded =
-            idsync::app::load_config_str(&self.config, "test config", &[]).unwrap_or_else(|err| {
-                panic!("config problems: {:?}", err.problems);
-            });
-        App::build(loaded.config).await.unwrap()
+        App::build(self.loaded()).await.unwrap()
+    }
+
+    /// The connectors of the config's targets alone, without the store: for a test on
+    /// paused tokio time, which must not open the SQLite store (the pool's timeouts would
+    /// fire while tokio waits on SQLite's thread, which it cannot see).
+    pub fn connectors(&self) -> BTreeMap<String, Arc<dyn Connector>> {
+        idsync::connector::registry::build_connectors(&self.loaded()).unwrap()
+    }
+
+    fn loaded(&self) -> idsync::config::Config {
+        idsync::app::load_config_str(&self.config, "test config", &[])
+            .unwrap_or_else(|err| panic!("config problems: {:?}", err.problems))
+            .config
     }
 }
 
@@ -442,4 +478,48 @@ pub fn text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
+}
+
+/// How long a test waits for something another process or task brings about (a daemon
+/// coming up or exiting, a job finishing) before it fails as hung. A guard against hanging
+/// forever, not a performance bound: nothing a test proves depends on it.
+pub const HANG_GUARD: Duration = Duration::from_secs(60);
+
+/// Polls `check` (every 20 ms) until it gives a value, failing the test as hung after
+/// [`HANG_GUARD`]. For waiting on an event another process or task brings about; the guard
+/// only stops a test that would otherwise hang, it proves nothing.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            started.elapsed() < HANG_GUARD,
+            "still waiting after {HANG_GUARD:?} for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs `until` while answering for the simulators on `clock` (a manual one): whenever an
+/// answer waits on the clock, moves it on by `step`. What real time would do for answers
+/// delayed by a latency of `step`, without the wait.
+pub async fn releasing_answers<F: Future>(clock: &SimClock, step: Duration, until: F) -> F::Output {
+    tokio::pin!(until);
+    loop {
+        tokio::select! {
+            biased;
+            done = &mut until => return done,
+            () = clock.until_sleeping(1) => {
+                clock.advance(step);
+                // Let the released answer leave before looking again.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
 }

@@ -24,9 +24,11 @@
 //! faults, counters), [`RateWindow`] (rolling rate
 //! limits), [`FaultRule`] (injected failures), [`SimStats`] (counters), the control routes
 //! every simulator has under `/_sim/`, and the seed arithmetic.
+// No panics in simulator code; unit tests may (the integration tests and benches are crates of
+// their own, without this denial).
 #![cfg_attr(
-    test,
-    allow(
+    not(test),
+    deny(
         clippy::unwrap_used,
         clippy::expect_used,
         clippy::panic,
