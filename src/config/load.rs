@@ -243,6 +243,7 @@ fn literal_secret_warnings(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::testing::{find, problems, VALID};
     use crate::config::TargetConfig;
     use std::io::Write;
 
@@ -256,42 +257,15 @@ mod tests {
         }
     }
 
-    /// A usable config with a literal secret (loaded with `load_from_str`, never a file mode).
-    const VALID: &str = r#"
-[targets.digicert]
-kind = "digicert"
-base_url = "https://www.digicert.com/services/v2"
-api_key = "literal-key-for-tests"
-
-[jobs.digicert-accounts]
-type = "account_import"
-target = "digicert"
-schedule = "0 */30 * * * *"
-"#;
-
     fn problems_of(text: &str) -> Vec<ConfigProblem> {
         problems_with_env(text, &[])
     }
 
+    /// The problems of `text` under the generic rules (it must not load).
     fn problems_with_env(text: &str, env: &[(&str, &str)]) -> Vec<ConfigProblem> {
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        match load_from_str(text, "test.toml", &env, &GenericOnly) {
-            Ok(loaded) => panic!("expected problems, loaded {:?}", loaded.config),
-            Err(err) => {
-                assert_eq!(err.source_name, "test.toml");
-                err.problems
-            }
-        }
-    }
-
-    fn find<'a>(problems: &'a [ConfigProblem], key: &str) -> &'a ConfigProblem {
-        problems
-            .iter()
-            .find(|p| p.key == key)
-            .unwrap_or_else(|| panic!("no problem at {key} in {problems:#?}"))
+        let found = problems(text, env, &GenericOnly);
+        assert!(!found.is_empty(), "expected problems, but it loaded");
+        found
     }
 
     #[test]

@@ -14,6 +14,8 @@ mod duration;
 mod env;
 mod load;
 mod secret;
+#[cfg(test)]
+pub(crate) mod testing;
 mod validate;
 
 pub use duration::ConfigDuration;

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::config::load_from_str;
+use crate::config::testing::{find, problems, VALID};
 
 #[test]
 fn builds_every_configured_target_and_names_a_broken_one() {
@@ -62,30 +63,7 @@ fn builds_every_configured_target_and_names_a_broken_one() {
     );
 }
 
-/// The problems of loading `text` with every rule, or none.
-fn problems_of(text: &str) -> Vec<ConfigProblem> {
-    match load_from_str(text, "test.toml", &[], &AdapterRules) {
-        Ok(_) => Vec::new(),
-        Err(err) => err.problems,
-    }
-}
-
-fn find<'a>(problems: &'a [ConfigProblem], key: &str) -> &'a ConfigProblem {
-    problems
-        .iter()
-        .find(|p| p.key == key)
-        .unwrap_or_else(|| panic!("no problem at {key} in {problems:#?}"))
-}
-
 const EXAMPLE: &str = include_str!("../../../config/idsync.example.toml");
-
-/// The problems `check-config` reports for a file with `targets` (and nothing else).
-fn target_problems(targets: &str) -> Vec<ConfigProblem> {
-    match load_from_str(targets, "test.toml", &[], &AdapterRules) {
-        Ok(_) => Vec::new(),
-        Err(err) => err.problems,
-    }
-}
 
 const DIGICERT: &str = "[targets.dc]\nkind = \"digicert\"\n\
     base_url = \"https://dc.example/services/v2\"\napi_key = \"k\"\n";
@@ -94,19 +72,19 @@ const JAMA: &str = "[targets.jama]\nkind = \"jama\"\nbase_url = \"https://jama.e
 
 #[test]
 fn built_in_templates_and_good_overrides_pass() {
-    assert_eq!(target_problems(&format!("{DIGICERT}{JAMA}")), []);
+    assert_eq!(problems_of(&format!("{DIGICERT}{JAMA}")), []);
     let text = format!(
         "{DIGICERT}default_role = \"3\"\ndisable_strategy = \"delete\"\n\
          [targets.dc.templates]\n\
          update_account = '''{{\"job_title\": \"${{ user.title }}\"}}'''\n\
          {JAMA}remove_strategy = \"disable\"\n"
     );
-    assert_eq!(target_problems(&text), []);
+    assert_eq!(problems_of(&text), []);
 }
 
 #[test]
 fn a_task_lease_must_outlast_a_request() {
-    let problems = target_problems(&format!("{JAMA}task_lease = \"10s\"\n"));
+    let problems = problems_of(&format!("{JAMA}task_lease = \"10s\"\n"));
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(problems[0].key, "targets.jama.task_lease");
     assert!(
@@ -114,7 +92,7 @@ fn a_task_lease_must_outlast_a_request() {
         "{problems:?}"
     );
     let text = format!("{JAMA}timeout = \"5s\"\ntask_lease = \"10s\"\n");
-    assert_eq!(target_problems(&text), []);
+    assert_eq!(problems_of(&text), []);
 }
 
 #[test]
@@ -123,7 +101,7 @@ fn a_broken_template_fails_check_config_with_its_key() {
         "{DIGICERT}[targets.dc.templates]\n\
          create_account = '''{{\"u\": \"${{ user.username \"}}'''\n"
     );
-    let problems = target_problems(&text);
+    let problems = problems_of(&text);
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(problems[0].key, "targets.dc.templates.create_account");
     assert!(problems[0].message.contains("syntax error"), "{problems:?}");
@@ -136,7 +114,7 @@ fn a_template_using_an_unknown_variable_fails_check_config() {
         "{JAMA}[targets.jama.templates]\n\
          update_account = '''\n{{\n\"title\": \"${{ user.costcenter }}\"}}'''\n"
     );
-    let problems = target_problems(&text);
+    let problems = problems_of(&text);
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(problems[0].key, "targets.jama.templates.update_account");
     assert!(
@@ -149,7 +127,7 @@ fn a_template_using_an_unknown_variable_fails_check_config() {
         "{JAMA}[targets.jama.templates]\n\
          update_account = '''{{\"title\": ${{ user.title }}}}'''\n"
     );
-    let problems = target_problems(&text);
+    let problems = problems_of(&text);
     assert!(
         problems[0].message.contains("not valid JSON"),
         "{problems:?}"
@@ -163,7 +141,7 @@ fn template_keys_and_policies_must_fit_the_kind() {
          [targets.dc.templates]\nenable_account = '{{}}'\n\
          {JAMA}disable_strategy = \"delete\"\ndefault_role = \"5\"\n"
     );
-    let keys: Vec<String> = target_problems(&text)
+    let keys: Vec<String> = problems_of(&text)
         .into_iter()
         .map(|problem| problem.key)
         .collect();
@@ -177,7 +155,7 @@ fn template_keys_and_policies_must_fit_the_kind() {
             "targets.jama.disable_strategy",
         ]
     );
-    let problems = target_problems(&format!("{DIGICERT}disable_strategy = \"lock\"\n"));
+    let problems = problems_of(&format!("{DIGICERT}disable_strategy = \"lock\"\n"));
     assert_eq!(
         problems[0].key, "targets.dc.disable_strategy",
         "{problems:?}"
@@ -546,31 +524,6 @@ fn example_file_loads_with_every_setting_uncommented() {
     );
 }
 
-/// A usable config with a literal secret.
-const VALID: &str = r#"
-[targets.digicert]
-kind = "digicert"
-base_url = "https://www.digicert.com/services/v2"
-api_key = "literal-key-for-tests"
-
-[jobs.digicert-accounts]
-type = "account_import"
-target = "digicert"
-schedule = "0 */30 * * * *"
-"#;
-
-/// The problems of loading `text` with environment overrides `env`.
-fn problems_with_env(text: &str, env: &[(&str, &str)]) -> Vec<ConfigProblem> {
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    match load_from_str(text, "test.toml", &env, &AdapterRules) {
-        Ok(loaded) => panic!("expected problems, loaded {:?}", loaded.config),
-        Err(err) => err.problems,
-    }
-}
-
 #[test]
 fn secret_values_never_reach_problems() {
     let secret = "s3cr3t-Zq81-never-print";
@@ -637,4 +590,16 @@ fn env_override_problems_name_the_variable() {
     assert!(find(&problems, "targets.digicert.page_size")
         .message
         .contains("IDSYNC__"));
+}
+
+/// The problems of `text` under every rule; none when it loads.
+fn problems_of(text: &str) -> Vec<ConfigProblem> {
+    problems(text, &[], &AdapterRules)
+}
+
+/// The problems of `text` with the overrides `env`, under every rule (it must not load).
+fn problems_with_env(text: &str, env: &[(&str, &str)]) -> Vec<ConfigProblem> {
+    let found = problems(text, env, &AdapterRules);
+    assert!(!found.is_empty(), "expected problems, but it loaded");
+    found
 }
