@@ -176,6 +176,13 @@ pub enum TargetKind {
 }
 
 impl TargetKind {
+    /// Every kind, in the order the config documents them.
+    pub const ALL: [TargetKind; 3] = [
+        TargetKind::Digicert,
+        TargetKind::Jama,
+        TargetKind::Duckcreek,
+    ];
+
     /// The config spelling.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -264,13 +264,6 @@ fn validate_target(name: &str, target: &TargetConfig, problems: &mut Vec<ConfigP
         problems.add("base_url", Some(quoted(url.as_str())), "has no host");
     }
 
-    // Never the value: the error names the variable or the path. (The adapters, which know
-    // which secrets their kind needs, resolve them again; the duplicate is dropped.)
-    for (field, spec) in target.secrets() {
-        if let Err(err) = spec.resolve() {
-            problems.add(field, None, err.to_string());
-        }
-    }
     for (field, value) in [
         ("timeout", target.timeout),
         ("connect_timeout", target.connect_timeout),

@@ -38,13 +38,6 @@ fn settings_of(kind: TargetKind) -> &'static [&'static str] {
     }
 }
 
-/// The kinds of target, in config order.
-const KINDS: [TargetKind; 3] = [
-    TargetKind::Digicert,
-    TargetKind::Jama,
-    TargetKind::Duckcreek,
-];
-
 /// Keys of other kinds set on `target`: each is refused, naming the kind it belongs to.
 fn foreign_settings(target: &TargetConfig) -> Vec<ConfigProblem> {
     let own = settings_of(target.kind);
@@ -53,7 +46,7 @@ fn foreign_settings(target: &TargetConfig) -> Vec<ConfigProblem> {
         .into_iter()
         .filter(|(key, set)| *set && !own.contains(key))
         .map(|(key, _)| {
-            let owners: Vec<String> = KINDS
+            let owners: Vec<String> = TargetKind::ALL
                 .into_iter()
                 .filter(|kind| settings_of(*kind).contains(&key))
                 .map(|kind| format!("kind = \"{}\"", kind.as_str()))

@@ -603,3 +603,57 @@ fn problems_with_env(text: &str, env: &[(&str, &str)]) -> Vec<ConfigProblem> {
     assert!(!found.is_empty(), "expected problems, but it loaded");
     found
 }
+
+#[test]
+fn missing_env_secret_names_the_variable() {
+    let var = "IDSYNC_TEST_LOAD_UNSET_API_KEY_7F3A";
+    let text = VALID.replace(
+        "\"literal-key-for-tests\"",
+        &format!("{{ env = \"{var}\" }}"),
+    );
+    let problems = problems_of(&text);
+    let problem = find(&problems, "targets.digicert.api_key");
+    assert!(problem.message.contains(var), "{problem}");
+    assert_eq!(problem.value, None);
+}
+
+#[test]
+fn missing_secret_file_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no-such-key");
+    let text = VALID.replace(
+        "\"literal-key-for-tests\"",
+        &format!(
+            "{{ file = {} }}",
+            toml::Value::String(path.display().to_string())
+        ),
+    );
+    let problems = problems_of(&text);
+    let problem = find(&problems, "targets.digicert.api_key");
+    assert!(
+        problem.message.contains(&path.display().to_string()),
+        "{problem}"
+    );
+}
+
+/// An inline-table override of a target's secret is resolved by its adapter, and the problem
+/// says which variable set it.
+#[test]
+fn an_inline_table_secret_override_names_its_variable() {
+    let problems = problems_with_env(
+        VALID,
+        &[(
+            "IDSYNC__TARGETS__DIGICERT__API_KEY",
+            "{ file = \"/nonexistent/idsync/key\" }",
+        )],
+    );
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    let problem = find(&problems, "targets.digicert.api_key");
+    assert!(
+        problem.message.contains("/nonexistent/idsync/key")
+            && problem
+                .message
+                .contains("(set by IDSYNC__TARGETS__DIGICERT__API_KEY)"),
+        "{problem}"
+    );
+}
