@@ -2,6 +2,7 @@
 //! submission and the per-target circuit breaker.
 
 pub mod breaker;
+pub mod heartbeat;
 pub mod import;
 pub mod provision;
 pub mod tasks;
