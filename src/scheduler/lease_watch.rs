@@ -30,15 +30,17 @@ pub struct LeaseWatch {
 }
 
 impl LeaseWatch {
-    /// Starts watching the store of `runner`: whenever the earliest task lease runs out, it
-    /// runs a provisioning pass of every target (which returns the expired tasks to the
-    /// queue and runs them: the next attempt of each reads the target first); and every
-    /// look it closes runs left open by a dead process.
+    /// Starts watching the store of `runner`. At once, it runs a provisioning pass of every
+    /// target, so tasks that came due while idsync was down do not wait for the next
+    /// scheduled pass. Then, whenever the earliest task lease runs out, it runs another (which
+    /// returns the expired tasks to the queue and runs them: the next attempt of each reads
+    /// the target first); and every look it closes runs left open by a dead process.
     pub fn start(runner: JobRunner) -> Self {
         let stop = CancellationToken::new();
         let stopped = stop.clone();
         let handle = tokio::spawn(async move {
             let store = runner.provisioning().store().clone();
+            provision_all(&runner);
             loop {
                 let now = clock::now();
                 let next = look(&runner, store.as_ref(), now).await;
@@ -83,11 +85,16 @@ async fn look(runner: &JobRunner, store: &dyn Store, now: DateTime<Utc>) -> Opti
     };
     match next {
         Some(at) if at < now => {
-            for target in runner.provisioning().connectors().keys() {
-                runner.provision_now(target);
-            }
+            provision_all(runner);
             None
         }
         other => other,
+    }
+}
+
+/// Starts a provisioning pass of every target in the background.
+fn provision_all(runner: &JobRunner) {
+    for target in runner.provisioning().connectors().keys() {
+        runner.provision_now(target);
     }
 }
