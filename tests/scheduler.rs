@@ -312,6 +312,16 @@ async fn a_scheduled_import_waits_out_the_lock_of_a_dead_process() {
         .unwrap()
         .await
         .unwrap();
+    // While it waits, its run is alive: closing abandoned runs leaves it alone.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(runner.is_running("accounts"));
+    assert_eq!(
+        app.store
+            .fail_open_runs("interrupted", idsync::clock::now())
+            .await
+            .unwrap(),
+        0
+    );
     wait_idle(&runner, &["accounts"]).await;
     let run = app.store.get_run(run).await.unwrap().unwrap();
     assert_eq!(run.outcome, Some(RunOutcome::Succeeded), "{run:?}");

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
 use tracing::warn;
 
-use crate::store::StoreError;
+use crate::store::{LockOutcome, Store, StoreError};
 
 /// When a lease of length `lease` taken at `now` runs out (far in the future if that
 /// overflows).
@@ -74,6 +74,54 @@ impl Heartbeat {
 
     /// Stops renewing (the lease then runs out on its own unless released).
     pub fn stop(self) {}
+}
+
+/// Renews the named store lock, held by `holder`, every third of `ttl` while the returned
+/// heartbeat lives.
+pub fn renew_lock(store: Arc<dyn Store>, name: String, holder: String, ttl: Duration) -> Heartbeat {
+    Heartbeat::start(format!("lock {name}"), renew_every(ttl), move || {
+        let store = store.clone();
+        let (name, holder) = (name.clone(), holder.clone());
+        async move { Ok(store.try_lock(&name, &holder, ttl).await? == LockOutcome::Acquired) }
+    })
+}
+
+/// How long a run's own lock lasts without its heartbeat.
+pub const RUN_LOCK_TTL: Duration = Duration::from_secs(30);
+
+/// The lock that marks run `run_id` as alive, taken at its start and renewed while the
+/// returned guard lives: every process then knows the run is not one a dead process left
+/// open. Dropping the guard stops the heartbeat; [`RunAlive::release`] also frees the lock.
+pub async fn run_alive(store: Arc<dyn Store>, run_id: i64) -> RunAlive {
+    let (name, holder) = (format!("run:{run_id}"), format!("run {run_id}"));
+    if let Err(err) = store.try_lock(&name, &holder, RUN_LOCK_TTL).await {
+        warn!(run_id, error = %err, "Cannot take the run's lock; another process may close the run as abandoned.");
+    }
+    let heartbeat = renew_lock(store.clone(), name.clone(), holder.clone(), RUN_LOCK_TTL);
+    RunAlive {
+        store,
+        name,
+        holder,
+        heartbeat,
+    }
+}
+
+/// A run's liveness lock; see [`run_alive`].
+pub struct RunAlive {
+    store: Arc<dyn Store>,
+    name: String,
+    holder: String,
+    heartbeat: Heartbeat,
+}
+
+impl RunAlive {
+    /// Stops the heartbeat and frees the lock (once the run is recorded as finished).
+    pub async fn release(self) {
+        drop(self.heartbeat);
+        if let Err(err) = self.store.unlock(&self.name, &self.holder).await {
+            warn!(lock = %self.name, error = %err, "Cannot release the run's lock; it lapses on its own.");
+        }
+    }
 }
 
 impl Drop for Heartbeat {

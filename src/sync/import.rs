@@ -290,6 +290,10 @@ impl ImportRunner {
         if let (Some(id), Some(tx)) = (run_id, started) {
             let _ = tx.send(id);
         }
+        let alive = match run_id {
+            Some(id) => Some(heartbeat::run_alive(self.store.clone(), id).await),
+            None => None,
+        };
         // A dry run stages under a run id no real run can have.
         let stage_id = run_id.unwrap_or_else(|| -i64::from(rand::random::<u32>()) - 1);
         let span = tracing::info_span!(
@@ -313,7 +317,11 @@ impl ImportRunner {
                 counts: run_counts_json(&report),
                 error: report.error.clone(),
             };
-            self.store.finish_run(id, &finish).await?;
+            let finished = self.store.finish_run(id, &finish).await;
+            if let Some(alive) = alive {
+                alive.release().await;
+            }
+            finished?;
             self.record_metrics(request, kind, &report, clock_start.elapsed());
         }
         Ok(report)
@@ -479,18 +487,11 @@ impl ImportRunner {
 
     /// Renews the target lock in the background while the run holds it.
     fn lock_heartbeat(&self, lease: &Lease<'_>) -> Heartbeat {
-        let store = self.store.clone();
-        let (name, holder) = (lease.name.clone(), lease.holder.clone());
-        Heartbeat::start(
-            format!("lock {name}"),
-            heartbeat::renew_every(LOCK_TTL),
-            move || {
-                let store = store.clone();
-                let (name, holder) = (name.clone(), holder.clone());
-                async move {
-                    Ok(store.try_lock(&name, &holder, LOCK_TTL).await? == LockOutcome::Acquired)
-                }
-            },
+        heartbeat::renew_lock(
+            self.store.clone(),
+            lease.name.clone(),
+            lease.holder.clone(),
+            LOCK_TTL,
         )
     }
 

@@ -309,6 +309,7 @@ impl ProvisionRunner {
         if let Some(tx) = started {
             let _ = tx.send(run_id);
         }
+        let alive = heartbeat::run_alive(self.store.clone(), run_id).await;
         let span = tracing::info_span!(
             "job_run",
             run_id,
@@ -339,7 +340,9 @@ impl ProvisionRunner {
             counts: serde_json::to_value(&report).unwrap_or_default(),
             error,
         };
-        self.store.finish_run(run_id, &finish).await?;
+        let finished = self.store.finish_run(run_id, &finish).await;
+        alive.release().await;
+        finished?;
         record_run_metrics(job, target, outcome, clock_start.elapsed());
         info!(
             run_id,
@@ -1355,6 +1358,48 @@ mod engine_tests {
         assert_eq!(rig.a.calls(), 1);
         let t = task(&rig, t.id).await;
         assert_eq!((t.status, t.attempts), (TaskStatus::Succeeded, 1));
+    }
+
+    #[tokio::test]
+    async fn a_running_provisioning_run_is_not_closed_as_abandoned() {
+        let rig = slow_rig(Duration::from_millis(800)).await;
+        seed(rig.store.as_ref(), "a", &[("11", "jane")], &[]).await;
+        queue(&rig, request("a", Operation::EnableAccount, "jane")).await;
+        let runner = rig.runner.clone();
+        let pass = tokio::spawn(async move {
+            runner
+                .run_recorded(
+                    "prov",
+                    Some("a"),
+                    Trigger::Schedule,
+                    "scheduler",
+                    None,
+                    &CancellationToken::new(),
+                )
+                .await
+                .unwrap()
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Another process (or the lease watch) closes runs whose process died.
+        assert_eq!(
+            rig.store
+                .fail_open_runs("interrupted", clock::now())
+                .await
+                .unwrap(),
+            0,
+            "a live run was closed"
+        );
+        let (run_id, _) = pass.await.unwrap();
+        let run = rig.store.get_run(run_id).await.unwrap().unwrap();
+        assert_eq!(run.outcome, Some(RunOutcome::Succeeded), "{run:?}");
+        // Its lock is gone with it: a run left open now would be closed.
+        assert_eq!(
+            rig.store
+                .try_lock(&format!("run:{run_id}"), "someone", Duration::from_secs(1))
+                .await
+                .unwrap(),
+            crate::store::LockOutcome::Acquired
+        );
     }
 
     #[tokio::test]

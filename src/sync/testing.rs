@@ -237,6 +237,18 @@ pub async fn seed(
             )
             .await
             .unwrap();
+        store
+            .finish_run(
+                run_id,
+                &crate::store::RunFinish {
+                    outcome: crate::model::RunOutcome::Succeeded,
+                    finished_at: now,
+                    counts: serde_json::json!({}),
+                    error: None,
+                },
+            )
+            .await
+            .unwrap();
     }
 }
 
