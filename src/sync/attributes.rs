@@ -14,8 +14,11 @@
 //!
 //! Keys compare without letter case (they are bound lower-cased); a null value is not given.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
 
 use crate::connector::template::AttributeReads;
 use crate::connector::Connector;
@@ -158,6 +161,59 @@ impl KnownAttributes {
             templates: self.templates.clone(),
         })
     }
+}
+
+/// What one operation of one target reads: a line of the listing `check-config` prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OperationKeys {
+    /// The target.
+    pub target: String,
+    /// The operation.
+    pub operation: Operation,
+    /// The entitlement type, for access operations.
+    pub entitlement_type: Option<String>,
+    /// The keys a submit may name, sorted; `None`: any key.
+    pub reads: Option<Vec<String>>,
+}
+
+impl fmt::Display for OperationKeys {
+    /// `jama create_account: email, firstname, …`, `… add_access usergroup: none`, `…: any
+    /// key`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.target, self.operation)?;
+        if let Some(kind) = &self.entitlement_type {
+            write!(f, " {kind}")?;
+        }
+        match self.reads.as_deref() {
+            None => f.write_str(": any key (a template reads the whole user map)"),
+            Some([]) => f.write_str(": none"),
+            Some(keys) => write!(f, ": {}", keys.join(", ")),
+        }
+    }
+}
+
+/// What every operation each target supports reads, target by target.
+pub fn listing(connectors: &BTreeMap<String, Arc<dyn Connector>>) -> Vec<OperationKeys> {
+    connectors
+        .iter()
+        .flat_map(|(target, connector)| {
+            connector
+                .capabilities()
+                .operations
+                .iter()
+                .map(|capability| {
+                    let kind = capability.entitlement_type.as_deref();
+                    let known = KnownAttributes::of(connector.as_ref(), capability.operation, kind);
+                    OperationKeys {
+                        target: target.clone(),
+                        operation: capability.operation,
+                        entitlement_type: capability.entitlement_type.clone(),
+                        reads: known.keys().map(|keys| keys.iter().cloned().collect()),
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// A submit named attributes that no template of the operation reads. The message names
