@@ -11,7 +11,7 @@ use std::process::Output;
 
 use common::daemon::Daemon;
 use common::{idsync_env, jama_target, jama_with, text, write_cli_config};
-use idsync_sim::{JamaSeed, JamaServer, SimControl};
+use idsync_sim::{JamaSeed, JamaServer};
 use serde_json::{json, Value};
 
 const API_TOKEN: &str = "api-token-Attr5-never-print-me";
