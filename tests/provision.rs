@@ -500,7 +500,10 @@ async fn retry_after_is_honoured() {
 #[tokio::test]
 async fn a_template_with_a_missing_variable_fails_check_config() {
     let sim = jama_with(seed(1, 1), |_| {}).await;
-    let target = jama_target(&sim, "[targets.jama.templates]\ncreate_account = '''{\"username\": \"${ user.no_such_field }\"}'''\n");
+    // A custom attribute is rendered with a sample value: the operator's key, not an error.
+    let custom = jama_target(&sim, "[targets.jama.templates]\ncreate_account = '''{\"username\": \"${ user.no_such_field }\"}'''\n");
+    assert!(idsync::app::load_config_str(&custom, "test", &[]).is_ok());
+    let target = jama_target(&sim, "[targets.jama.templates]\ncreate_account = '''{\"username\": \"${ account.no_such_field }\"}'''\n");
     let err = idsync::app::load_config_str(&target, "test", &[]).unwrap_err();
     let text = err
         .problems

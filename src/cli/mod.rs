@@ -15,6 +15,7 @@ use crate::store::{
     AccountFilter, EntitlementFilter, GrantFilter, RunFilter, Store, Submitted, TaskFilter,
     TaskStateError,
 };
+use crate::sync::attributes;
 use crate::sync::tasks::{self, EntitlementRef, SubmitRequest};
 use crate::sync::{ImportParts, ImportRequest, ImportSummary, PassReport, ProvisionError};
 use crate::telemetry;
@@ -112,13 +113,24 @@ fn load_config(path: &Path) -> Option<LoadedConfig> {
     }
 }
 
+/// `idsync check-config`: every problem, or "valid" with the warnings and, per target and
+/// operation, the task attributes a submit may name.
 fn check_config(path: &Path, format: OutputFormat) -> i32 {
     match crate::app::load_config(path) {
         Ok(loaded) => {
+            let connectors = match crate::connector::registry::build_connectors(&loaded.config) {
+                Ok(connectors) => connectors,
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    return EXIT_USAGE;
+                }
+            };
+            let reads = attributes::listing(&connectors);
             if format == OutputFormat::Json {
-                print_json(
-                    &serde_json::json!({ "ok": true, "problems": [], "warnings": loaded.warnings }),
-                );
+                print_json(&serde_json::json!({
+                    "ok": true, "problems": [], "warnings": loaded.warnings,
+                    "task_attributes": reads,
+                }));
             } else {
                 outln!(
                     "config {} is valid: {} target(s), {} job(s)",
@@ -128,6 +140,15 @@ fn check_config(path: &Path, format: OutputFormat) -> i32 {
                 );
                 for warning in &loaded.warnings {
                     outln!("  warning: {warning}");
+                }
+                if !reads.is_empty() {
+                    println!(
+                        "task attributes each operation reads (task submit --attr KEY=VALUE; \
+                         other keys are refused):"
+                    );
+                    for line in &reads {
+                        println!("  {line}");
+                    }
                 }
             }
             EXIT_OK
