@@ -526,9 +526,18 @@ impl ProvisionRunner {
                     Failure::Call(err) => (err, false),
                     Failure::IdUnread(err) => (err, true),
                 };
+                // A create that failed in transit (a timeout, a reset, a 5xx from a proxy)
+                // may have taken effect: its next attempt must read the target first. A 429
+                // was refused before any work.
+                let maybe_created = task.operation == Operation::CreateAccount
+                    && err.class() == ErrorClass::Transient;
                 let message = if id_unread {
                     format!(
                         "the account was created, but reading its id failed: {err}; the next attempt reads the target first"
+                    )
+                } else if maybe_created {
+                    format!(
+                        "{err}; the create may have taken effect, so the next attempt reads the target first"
                     )
                 } else {
                     err.to_string()
@@ -597,6 +606,8 @@ impl ProvisionRunner {
                 if id_unread {
                     // The change happened: whatever comes next must check the target first.
                     warn!(task_id = task.id, target = %target, error = %err, "The account was created, but reading its id failed; the task stays uncertain and its next attempt reads the target first.");
+                    (AttemptOutcome::Unknown, error, next)
+                } else if maybe_created {
                     (AttemptOutcome::Unknown, error, next)
                 } else {
                     (outcome, error, next)
@@ -1467,6 +1478,38 @@ mod engine_tests {
             .find(|event| event.action == "task_attempt")
             .expect("an audited attempt");
         assert_eq!(attempt.details["outcome"], "unknown", "{attempt:?}");
+    }
+
+    #[tokio::test]
+    async fn a_create_lost_in_transit_is_retried_as_uncertain() {
+        let rig = rig(3).await;
+        rig.a.then(Err(rig.a.transient()));
+        let t = queue(&rig, request("a", Operation::CreateAccount, "jane")).await;
+        rig.runner
+            .run_pass(Some("a"), &CancellationToken::new())
+            .await
+            .unwrap();
+        let t = task(&rig, t.id).await;
+        assert_eq!(t.status, TaskStatus::Pending, "{t:?}");
+        assert!(
+            t.uncertain,
+            "the create may have happened: read the target first"
+        );
+        assert!(t
+            .last_error
+            .unwrap_or_default()
+            .contains("may have taken effect"),);
+        // A disable lost in transit is simply retried: repeating it is harmless.
+        seed(rig.store.as_ref(), "a", &[("11", "carl")], &[]).await;
+        rig.a.then(Err(rig.a.transient()));
+        let d = queue(&rig, request("a", Operation::DisableAccount, "carl")).await;
+        rig.runner
+            .run_pass(Some("a"), &CancellationToken::new())
+            .await
+            .unwrap();
+        let d = task(&rig, d.id).await;
+        assert_eq!(d.status, TaskStatus::Pending, "{d:?}");
+        assert!(!d.uncertain);
     }
 
     #[tokio::test]
