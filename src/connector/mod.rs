@@ -39,9 +39,36 @@ pub mod token;
 pub mod xml;
 
 pub use error::{ConnectorError, ErrorClass};
+pub use mapping::Anomaly;
+
+/// One page of a connector stream: the records, and the [`Anomaly`] notes of what the
+/// mapping tolerated in them (an unknown status, a field of an unexpected type), which the
+/// import engine counts and logs once per run. An adapter with nothing to note builds one
+/// from its records: `Page::from(records)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The records of the page.
+    pub records: Vec<T>,
+    /// What the mapping tolerated in them.
+    pub anomalies: Vec<Anomaly>,
+}
+
+impl<T> Page<T> {
+    /// A page of `records` with the `anomalies` noted while mapping them.
+    pub fn new(records: Vec<T>, anomalies: Vec<Anomaly>) -> Self {
+        Self { records, anomalies }
+    }
+}
+
+impl<T> From<Vec<T>> for Page<T> {
+    /// A page with nothing noted.
+    fn from(records: Vec<T>) -> Self {
+        Self::new(records, Vec::new())
+    }
+}
 
 /// A page of records, as one item of a connector stream.
-pub type PageResult<T> = Result<Vec<T>, ConnectorError>;
+pub type PageResult<T> = Result<Page<T>, ConnectorError>;
 
 /// A stream of pages. Each item is one page as the target returned it; an `Err` item ends
 /// the stream and fails the whole run.

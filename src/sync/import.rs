@@ -17,12 +17,13 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
 
+use super::anomalies::{AnomalyTally, ObjectTally};
 use crate::clock;
 use crate::config::{Config, DeletionThreshold};
 use crate::connector::{Connector, ConnectorError, PageStream};
 use crate::model::{
-    AuditEvent, Change, ChangeCounts, ImportMode, JobKind, ObjectKind, RunCounts, RunOutcome,
-    Trigger,
+    AnomalyKind, AuditEvent, Change, ChangeCounts, ImportMode, JobKind, ObjectKind, RunCounts,
+    RunOutcome, Trigger,
 };
 use crate::store::{
     ApplyOptions, DiffEntry, LockOutcome, NewRun, RunFinish, SnapshotDiff, SnapshotId, Store,
@@ -344,6 +345,7 @@ impl ImportRunner {
             target: &request.target,
         };
         info!(mode = %request.mode, "Import started.");
+        let mut anomalies = AnomalyTally::default();
         let result = async {
             self.lock(&lease).await?;
             if kind == JobKind::AccessImport
@@ -356,8 +358,18 @@ impl ImportRunner {
                 return Err(RunError::NoAccountImport(request.target.clone()));
             }
             let staged = self
-                .stage(request, kind, connector, stage_id, &lease, cancel)
+                .stage(
+                    request,
+                    kind,
+                    connector,
+                    stage_id,
+                    &lease,
+                    cancel,
+                    &mut anomalies,
+                )
                 .await;
+            anomalies.warn();
+            report.counts.anomalies = anomalies.counts();
             let staged = match staged {
                 Ok(staged) => staged,
                 Err((snapshots, err)) => {
@@ -426,8 +438,10 @@ impl ImportRunner {
         }
     }
 
-    /// Reads every page of the run's object kinds into staged snapshots. On error, returns
-    /// the snapshots begun so far so the caller can drop them.
+    /// Reads every page of the run's object kinds into staged snapshots, tallying what the
+    /// mapping tolerated in `anomalies`. On error, returns the snapshots begun so far so the
+    /// caller can drop them.
+    #[allow(clippy::too_many_arguments)]
     async fn stage(
         &self,
         request: &ImportRequest,
@@ -436,6 +450,7 @@ impl ImportRunner {
         stage_id: i64,
         lease: &Lease<'_>,
         cancel: &CancellationToken,
+        anomalies: &mut AnomalyTally,
     ) -> Result<Staged, (Vec<SnapshotId>, RunError)> {
         let objects: &[ObjectKind] = match kind {
             JobKind::AccountImport => &[ObjectKind::Account],
@@ -462,6 +477,7 @@ impl ImportRunner {
                             ObjectKind::Account => {
                                 self.stage_stream(
                                     connector.accounts(),
+                                    anomalies.of(object),
                                     cancel,
                                     lease,
                                     &mut renewed,
@@ -474,6 +490,7 @@ impl ImportRunner {
                             ObjectKind::Entitlement => {
                                 self.stage_stream(
                                     connector.entitlements(),
+                                    anomalies.of(object),
                                     cancel,
                                     lease,
                                     &mut renewed,
@@ -486,6 +503,7 @@ impl ImportRunner {
                             ObjectKind::Grant => {
                                 self.stage_stream(
                                     connector.grants(),
+                                    anomalies.of(object),
                                     cancel,
                                     lease,
                                     &mut renewed,
@@ -511,11 +529,12 @@ impl ImportRunner {
         Ok(staged)
     }
 
-    /// Drains one page stream into the store, checking for shutdown between pages and
-    /// renewing the target lock as it goes. Returns the number of records read.
+    /// Drains one page stream into the store, tallying each page's anomalies, checking for shutdown between pages and renewing the target lock as it
+    /// goes. Returns the number of records read.
     async fn stage_stream<'s, T, F, Fut>(
         &self,
         mut pages: PageStream<'s, T>,
+        mut anomalies: ObjectTally<'_>,
         cancel: &CancellationToken,
         lease: &Lease<'_>,
         renewed: &mut Instant,
@@ -534,8 +553,9 @@ impl ImportRunner {
             };
             let Some(page) = next else { break };
             let page = page?;
-            read += page.len() as u64;
-            stage_page(page).await?;
+            anomalies.note(&page.anomalies);
+            read += page.records.len() as u64;
+            stage_page(page.records).await?;
             if renewed.elapsed() >= LOCK_RENEW_EVERY {
                 self.lock(lease).await?;
                 *renewed = Instant::now();
@@ -658,6 +678,21 @@ impl ImportRunner {
         )
         .increment(1);
         metrics::histogram!(telemetry::JOB_DURATION_SECONDS, &labels).record(took.as_secs_f64());
+        // What was read was read, whatever the outcome: anomalies count for every run.
+        for object in ObjectKind::ALL {
+            for anomaly in AnomalyKind::ALL {
+                let n = report.counts.anomalies.of(*object).get(*anomaly);
+                if n > 0 {
+                    metrics::counter!(
+                        telemetry::IMPORT_ANOMALIES_TOTAL,
+                        "target" => request.target.clone(),
+                        "object" => object.to_string(),
+                        "anomaly" => anomaly.to_string()
+                    )
+                    .increment(n);
+                }
+            }
+        }
         if report.outcome != RunOutcome::Succeeded {
             return;
         }
