@@ -29,7 +29,7 @@ use args::{
     SubmitArgs, TaskCommand,
 };
 pub use args::{Cli, Command, OutputFormat};
-use output::{cell, print_json, print_list};
+use output::{cell, outln, print_json, print_list};
 
 /// Exit code: success.
 pub const EXIT_OK: i32 = 0;
@@ -71,13 +71,19 @@ async fn with_config(command: Command, loaded: LoadedConfig, format: OutputForma
         }
     };
     match command {
-        Command::Run => match app::run_daemon(app, app::shutdown_signal(), |_| {}).await {
-            Ok(()) => EXIT_OK,
-            Err(err) => {
-                eprintln!("error: {err}");
-                EXIT_FAILED
+        Command::Run => {
+            let result = match app::shutdown_signal() {
+                Ok(signal) => app::run_daemon(app, signal, |_| {}).await,
+                Err(err) => Err(err),
+            };
+            match result {
+                Ok(()) => EXIT_OK,
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    EXIT_FAILED
+                }
             }
-        },
+        }
         Command::TestConnection { target } => test_connection(&app, &target).await,
         Command::Import(args) => import(&app, args, format).await,
         Command::Provision { target } => provision(&app, target.as_deref(), format).await,
@@ -114,14 +120,14 @@ fn check_config(path: &Path, format: OutputFormat) -> i32 {
                     &serde_json::json!({ "ok": true, "problems": [], "warnings": loaded.warnings }),
                 );
             } else {
-                println!(
+                outln!(
                     "config {} is valid: {} target(s), {} job(s)",
                     path.display(),
                     loaded.config.targets.len(),
                     loaded.config.jobs.len()
                 );
                 for warning in &loaded.warnings {
-                    println!("  warning: {warning}");
+                    outln!("  warning: {warning}");
                 }
             }
             EXIT_OK
@@ -130,9 +136,9 @@ fn check_config(path: &Path, format: OutputFormat) -> i32 {
             if format == OutputFormat::Json {
                 print_json(&serde_json::json!({ "ok": false, "problems": err.problems }));
             } else {
-                println!("{err}:");
+                outln!("{err}:");
                 for problem in &err.problems {
-                    println!("  - {problem}");
+                    outln!("  - {problem}");
                 }
             }
             EXIT_USAGE
@@ -151,7 +157,7 @@ async fn test_connection(app: &App, target: &str) -> i32 {
     let started = Instant::now();
     match connector.test_connection().await {
         Ok(()) => {
-            println!("target {target}: OK ({} ms)", started.elapsed().as_millis());
+            outln!("target {target}: OK ({} ms)", started.elapsed().as_millis());
             EXIT_OK
         }
         Err(err) => {
@@ -207,12 +213,7 @@ async fn import(app: &App, args: ImportArgs, format: OutputFormat) -> i32 {
         actor: cli_actor(),
         started: None,
     };
-    let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    let signals = tokio::spawn(async move {
-        app::shutdown_signal().await;
-        on_signal.cancel();
-    });
+    let (cancel, signals) = cancel_on_signal();
     let result = app.imports.run(request, &cancel).await;
     signals.abort();
     match result {
@@ -238,9 +239,13 @@ fn print_summary(summary: &ImportSummary, format: OutputFormat) {
             .run_id
             .map(|id| format!("run {id}"))
             .unwrap_or_else(|| "dry run".into());
-        println!(
+        outln!(
             "{} {} of {}: {} ({} read)",
-            id, run.kind, summary.target, run.outcome, run.counts.read
+            id,
+            run.kind,
+            summary.target,
+            run.outcome,
+            run.counts.read
         );
         for (object, counts) in [
             ("accounts", &run.counts.account),
@@ -250,7 +255,7 @@ fn print_summary(summary: &ImportSummary, format: OutputFormat) {
             if *counts == Default::default() {
                 continue;
             }
-            println!(
+            outln!(
                 "  {object:<13} created {}, updated {}, renamed {}, reactivated {}, unchanged {}, suspended {}, inactivated {}, removed {}",
                 counts.created,
                 counts.updated,
@@ -275,10 +280,10 @@ fn print_summary(summary: &ImportSummary, format: OutputFormat) {
             }
         }
         if let Some(error) = &run.error {
-            println!("  {error}");
+            outln!("  {error}");
         }
         if !run.diff.is_empty() {
-            println!(
+            outln!(
                 "  {}:",
                 if summary.dry_run {
                     "diff"
@@ -287,7 +292,7 @@ fn print_summary(summary: &ImportSummary, format: OutputFormat) {
                 }
             );
             for line in &run.diff {
-                println!(
+                outln!(
                     "    {:<12} {:<12} {} {}",
                     line.change.as_str(),
                     line.object.as_str(),
@@ -298,7 +303,7 @@ fn print_summary(summary: &ImportSummary, format: OutputFormat) {
         }
     }
     for skipped in &summary.skipped {
-        println!("{skipped}");
+        outln!("{skipped}");
     }
 }
 
@@ -474,7 +479,7 @@ async fn store(app: &App, command: StoreCommand) -> i32 {
     }
     match app.store.backup_to(&path).await {
         Ok(()) => {
-            println!("store copied to {}", path.display());
+            outln!("store copied to {}", path.display());
             EXIT_OK
         }
         Err(err) => store_failed(err),
@@ -487,13 +492,21 @@ fn store_failed(err: impl std::fmt::Display) -> i32 {
 }
 
 /// A cancellation token that fires on SIGTERM/SIGINT, and the task that watches for them.
+/// When the handlers cannot be installed, says so: the command still runs, and a signal
+/// then stops it the operating system's way (a run it interrupts is closed as failed later).
 fn cancel_on_signal() -> (CancellationToken, tokio::task::JoinHandle<()>) {
     let cancel = CancellationToken::new();
     let on_signal = cancel.clone();
-    let signals = tokio::spawn(async move {
-        app::shutdown_signal().await;
-        on_signal.cancel();
-    });
+    let signals = match app::shutdown_signal() {
+        Ok(signal) => tokio::spawn(async move {
+            signal.await;
+            on_signal.cancel();
+        }),
+        Err(err) => {
+            eprintln!("warning: {err}; a signal now stops this command at once, and a run it interrupts is closed as failed later");
+            tokio::spawn(async {})
+        }
+    };
     (cancel, signals)
 }
 
@@ -527,7 +540,7 @@ fn print_pass(run_id: Option<i64>, report: &PassReport, format: OutputFormat) {
         return;
     }
     let run = run_id.map(|id| format!("run {id}: ")).unwrap_or_default();
-    println!(
+    outln!(
         "{run}provisioning pass: {} claimed, {} succeeded ({} already done), {} retrying, {} requeued (circuit open), {} failed",
         report.claimed,
         report.succeeded,
@@ -538,13 +551,13 @@ fn print_pass(run_id: Option<i64>, report: &PassReport, format: OutputFormat) {
     );
     if !report.failed_tasks.is_empty() {
         let ids: Vec<String> = report.failed_tasks.iter().map(i64::to_string).collect();
-        println!("  failed tasks: {}", ids.join(", "));
+        outln!("  failed tasks: {}", ids.join(", "));
     }
     for error in &report.errors {
-        println!("  error: {error}");
+        outln!("  error: {error}");
     }
     if report.interrupted {
-        println!("  interrupted by shutdown");
+        outln!("  interrupted by shutdown");
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod anomalies;
 pub mod breaker;
+pub mod heartbeat;
 pub mod import;
 pub mod provision;
 pub mod tasks;
