@@ -25,6 +25,10 @@ use crate::model::{AccountStatus, AnomalyKind, Attributes};
 /// it sent none.
 pub const RAW_STATUS: &str = "raw_status";
 
+/// Maps one page of a JSON listing (the target's name, the records as sent) to records,
+/// noting what it tolerates.
+pub type PageMapper<T> = fn(&str, &[Value], &mut Vec<Anomaly>) -> Result<Vec<T>, ConnectorError>;
+
 /// How many characters of a raw status an [`Anomaly`] quotes.
 const QUOTED_STATUS_CHARS: usize = 40;
 
@@ -127,10 +131,8 @@ impl<'a> Fields<'a> {
     ) -> Result<(NativeId, Self), ConnectorError> {
         let one = format!("{} {what}", article(what));
         let Value::Object(object) = value else {
-            return Err(ConnectorError::malformed(
-                target,
-                format!("{one} is {}, not an object", json_kind(value)),
-            ));
+            let problem = format!("{one} is {}, not an object", json_kind(value));
+            return Err(cannot_skip(target, &problem));
         };
         let id = match object.get(id_key) {
             Some(raw) => NativeId::from_json(raw).ok_or_else(|| {
@@ -324,12 +326,19 @@ fn describe_unusable(value: &Value) -> String {
 
 /// The error for a record whose identity (`key`) is `found` instead of usable.
 fn unreadable_identity(target: &str, record: &str, key: &str, found: &str) -> ConnectorError {
+    cannot_skip(target, &format!("{record} has no usable `{key}` ({found})"))
+}
+
+/// The error for a record that cannot be told apart because of `problem` (`a user has no
+/// usable `id` (missing)`): a malformed response that says why the read fails rather than
+/// skip it, and what to do.
+pub fn cannot_skip(target: &str, problem: &str) -> ConnectorError {
     ConnectorError::malformed(
         target,
         format!(
-            "{record} has no usable `{key}` ({found}). A record that cannot be told apart \
-             cannot be skipped, because a full import would take it for a removal, so the \
-             read fails and nothing is changed; fix the record in the target and import again"
+            "{problem}. A record that cannot be told apart cannot be skipped, because a full \
+             import would take it for a removal, so the read fails and nothing is changed; \
+             fix the record in the target and import again"
         ),
     )
 }

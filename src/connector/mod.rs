@@ -1,13 +1,14 @@
 //! Talking to targets: the [`Connector`] trait the jobs call, its classified
 //! [`ConnectorError`], the shared building blocks every adapter is made of, and the adapters.
 //!
-//! * **The contract**: [`Connector`] streams accounts, entitlements and grants page by page,
-//!   applies one provisioning operation, and declares its [`Capabilities`] up front. The jobs
-//!   know nothing target-specific.
+//! * **The contract**: [`Connector`] streams accounts, entitlements and grants page by page
+//!   (each [`Page`] carrying what its mapping tolerated), applies one provisioning operation,
+//!   and declares its [`Capabilities`] up front. The jobs know nothing target-specific.
 //! * **Building blocks** (generic, no target in them): [`http`] (the client: timeouts, TLS,
 //!   pacing, body caps, error classification), [`retry`] (the read backoff), [`token`]
-//!   (OAuth client credentials), [`paging`] (pagination guards), [`mapping`] (JSON helpers),
-//!   [`template`] (request bodies), [`password`], [`soap`] and [`xml`].
+//!   (OAuth client credentials), [`paging`] (pagination guards), [`mapping`] (tolerant
+//!   record reading and the [`Anomaly`] notes it leaves), [`template`] (request bodies),
+//!   [`password`], [`soap`] and [`xml`].
 //! * **The adapter kit** ([`kit`]): what every adapter has in common: the [`kit::Adapter`]
 //!   trait the [`registry`] builds and checks targets through, the shared [`kit::Core`], the
 //!   one provisioning dispatch ([`kit::Operations`]), and duplicate and "already done"

@@ -15,9 +15,9 @@ use super::DigicertConnector;
 use crate::connector::kit::idempotency::Holder;
 use crate::connector::kit::AccountId;
 use crate::connector::kit::Reads;
-use crate::connector::mapping::first_id;
+use crate::connector::mapping::{first_id, PageMapper};
 use crate::connector::paging::{OffsetPager, PageInfo};
-use crate::connector::{Anomaly, ConnectorError, Page, PageStream};
+use crate::connector::{ConnectorError, Page, PageStream};
 use crate::model::{AccountRecord, EntitlementRecord, GrantRecord};
 
 /// Where the entitlement stream is.
@@ -176,10 +176,7 @@ impl DigicertConnector {
     /// The users, page by page, each page turned into records by `map` (accounts and grants
     /// both read the users), with what it noted. The stream ends at the first error, whether
     /// reading or mapping.
-    fn pages<T: Send + 'static>(
-        &self,
-        map: fn(&str, &[Value], &mut Vec<Anomaly>) -> Result<Vec<T>, ConnectorError>,
-    ) -> PageStream<'_, T> {
+    fn pages<T: Send + 'static>(&self, map: PageMapper<T>) -> PageStream<'_, T> {
         let pager = OffsetPager::new(self.core.target(), "users", self.core.page_size());
         futures::stream::try_unfold(pager, move |mut pager| async move {
             match self.next_page(&[], &mut pager).await? {

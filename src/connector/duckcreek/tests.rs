@@ -603,6 +603,7 @@ async fn a_user_without_an_id_fails_the_stream() {
         .await;
     let err = read_error(connector(&server, "").accounts()).await;
     assert_error(&err, ErrorClass::Permanent, "a user has no `id` attribute");
+    assert_error(&err, ErrorClass::Permanent, "cannot be skipped");
 }
 
 fn request(

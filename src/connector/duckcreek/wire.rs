@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::batch::Item;
 use super::{ENTITY, PRIVILEGE, ROLE};
 use crate::connector::http::ErrorReading;
-use crate::connector::mapping::RAW_STATUS;
+use crate::connector::mapping::{cannot_skip, RAW_STATUS};
 use crate::connector::soap::{classify_fault_body, Fault};
 use crate::connector::xml::Element;
 use crate::connector::{Anomaly, ConnectorError};
@@ -108,7 +108,8 @@ pub(super) struct Catalogue {
     pub(super) entities: NameIndex,
 }
 
-/// A required, non-blank attribute of `element`, or a malformed-response error naming it.
+/// A required, non-blank attribute of `element` (its identity), or a malformed-response
+/// error naming it: such a record cannot be skipped.
 fn required<'e>(
     target: &str,
     element: &'e Element,
@@ -124,9 +125,9 @@ fn required<'e>(
                 .attr("id")
                 .map(|id| format!(" (id {id})"))
                 .unwrap_or_default();
-            ConnectorError::malformed(
+            cannot_skip(
                 target,
-                format!("a {what}{id} has no `{attribute}` attribute"),
+                &format!("a {what}{id} has no `{attribute}` attribute"),
             )
         })
 }

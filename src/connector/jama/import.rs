@@ -14,9 +14,9 @@ use super::wire::{map_group, map_members, map_user, map_user_ref, GroupRef, List
 use super::JamaConnector;
 use crate::connector::kit::idempotency::Holder;
 use crate::connector::kit::Reads;
-use crate::connector::mapping::first_id;
+use crate::connector::mapping::{first_id, PageMapper};
 use crate::connector::paging::{StartIndexPage, StartIndexPager};
-use crate::connector::{Anomaly, ConnectorError, Page, PageStream};
+use crate::connector::{ConnectorError, Page, PageStream};
 use crate::model::{AccountRecord, EntitlementRecord, GrantRecord};
 
 /// Where the grant stream is.
@@ -206,7 +206,7 @@ impl JamaConnector {
         path: &'static [&'static str],
         filter: &'static [(&'static str, &'static str)],
         what: &'static str,
-        map: fn(&str, &[Value], &mut Vec<Anomaly>) -> Result<Vec<T>, ConnectorError>,
+        map: PageMapper<T>,
     ) -> PageStream<'_, T> {
         let pager = StartIndexPager::new(self.core.target(), what, self.core.page_size());
         let filter: Vec<(&str, String)> = filter
