@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use url::Url;
 
 use super::config::api_root;
-use super::wire::{error_message, map_group, map_members, map_user, GroupRef};
+use super::wire::{error_message, map_group, map_members, map_user, map_user_ref, GroupRef};
 use super::*;
 use crate::connector::kit::testing::{
     access, account_summary, already_done, any_json, assert_error, assert_update_is_idempotent,
@@ -296,6 +296,24 @@ fn maps_groups_and_members() {
             grant("123", "usergroup", "7", "Reviewers"),
             grant("124", "usergroup", "7", "Reviewers"),
         ]
+    );
+}
+
+#[test]
+fn a_user_found_by_name_reads_a_bad_email_as_none_but_needs_its_identity() {
+    let mut value = sheet_user();
+    value["email"] = json!([]);
+    value["active"] = json!("odd");
+    let found = map_user_ref("jama", &value).unwrap();
+    assert_eq!(
+        (found.id.to_string(), found.username.as_str(), found.email),
+        ("123".to_string(), "jane.doe", None)
+    );
+    let err = map_user_ref("jama", &json!({ "id": 5 })).err().unwrap();
+    assert_error(
+        &err,
+        ErrorClass::Permanent,
+        "user 5 has no usable `username`",
     );
 }
 
