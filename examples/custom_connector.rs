@@ -358,7 +358,7 @@ mod acme {
         use idsync::connector::kit::Reads;
         use idsync::connector::mapping::first_id;
         use idsync::connector::paging::{OffsetPager, PageInfo};
-        use idsync::connector::{ConnectorError, PageStream};
+        use idsync::connector::{ConnectorError, Page, PageStream};
         use idsync::model::{AccountRecord, EntitlementRecord, GrantRecord};
         use serde_json::Value;
 
@@ -420,7 +420,10 @@ mod acme {
 
         impl AcmeDirectory {
             /// Listing `path` as a stream of pages, each mapped by `map`. The first error,
-            /// reading or mapping, ends the stream and fails the run.
+            /// reading or mapping, ends the stream and fails the run. A page is a
+            /// `Page { records, anomalies }`; this adapter tolerates nothing, so it notes
+            /// nothing (`Page::from(records)`; see `idsync::connector::mapping::Fields` for
+            /// a tolerant reader whose notes the import engine counts and logs).
             fn pages<T: Send + 'static>(
                 &self,
                 path: &'static str,
@@ -429,7 +432,10 @@ mod acme {
                 let pager = OffsetPager::new(self.core.target(), path, self.core.page_size());
                 futures::stream::try_unfold(pager, move |mut pager| async move {
                     match self.next_page(path, &[], &mut pager).await? {
-                        Some(items) => Ok(Some((map(self.core.target(), &items)?, pager))),
+                        Some(items) => {
+                            let records = map(self.core.target(), &items)?;
+                            Ok(Some((Page::from(records), pager)))
+                        }
                         None => Ok(None),
                     }
                 })

@@ -132,6 +132,19 @@ string_enum!(
 );
 
 string_enum!(
+    /// Something odd in one target record that an import tolerated instead of failing the
+    /// read (the `anomaly` label of `idsync_import_anomalies_total`).
+    AnomalyKind {
+        /// A status the adapter does not know (or none): the account is read as `inactive`
+        /// and the raw value kept in its `attributes.raw_status`.
+        UnknownStatus => "unknown_status",
+        /// A field of an unexpected type (or an unreadable entry of a list field): the
+        /// record is read without it.
+        BadField => "bad_field",
+    }
+);
+
+string_enum!(
     /// The kinds of job the scheduler runs.
     JobKind {
         /// Reads accounts.
@@ -373,6 +386,82 @@ pub struct RunCounts {
     pub entitlement: ChangeCounts,
     /// Grant changes.
     pub grant: ChangeCounts,
+    /// What the mapping tolerated in the records read, per object kind (absent in runs
+    /// recorded before anomalies were counted).
+    #[serde(default)]
+    pub anomalies: RunAnomalies,
+}
+
+/// Per-anomaly counts for one object kind in one run: one per unknown status, one per
+/// skipped field.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnomalyCounts {
+    /// Accounts with a status the adapter does not know, read as `inactive`.
+    pub unknown_status: u64,
+    /// Fields of an unexpected type, skipped.
+    pub bad_field: u64,
+}
+
+impl AnomalyCounts {
+    /// The count for one anomaly kind.
+    pub fn get(&self, kind: AnomalyKind) -> u64 {
+        match kind {
+            AnomalyKind::UnknownStatus => self.unknown_status,
+            AnomalyKind::BadField => self.bad_field,
+        }
+    }
+
+    /// The count for one anomaly kind, for writing.
+    pub fn get_mut(&mut self, kind: AnomalyKind) -> &mut u64 {
+        match kind {
+            AnomalyKind::UnknownStatus => &mut self.unknown_status,
+            AnomalyKind::BadField => &mut self.bad_field,
+        }
+    }
+
+    /// Every anomaly, all kinds together.
+    pub fn total(&self) -> u64 {
+        self.unknown_status + self.bad_field
+    }
+}
+
+/// The anomalies of one import run, per object kind (`counts.anomalies` of the run record).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunAnomalies {
+    /// In the accounts read.
+    pub account: AnomalyCounts,
+    /// In the entitlements read.
+    pub entitlement: AnomalyCounts,
+    /// In the grants read (the records grants are read from, e.g. DigiCert users).
+    pub grant: AnomalyCounts,
+}
+
+impl RunAnomalies {
+    /// The counts of one object kind.
+    pub fn of(&self, object: ObjectKind) -> &AnomalyCounts {
+        match object {
+            ObjectKind::Account => &self.account,
+            ObjectKind::Entitlement => &self.entitlement,
+            ObjectKind::Grant => &self.grant,
+        }
+    }
+
+    /// The counts of one object kind, for writing.
+    pub fn of_mut(&mut self, object: ObjectKind) -> &mut AnomalyCounts {
+        match object {
+            ObjectKind::Account => &mut self.account,
+            ObjectKind::Entitlement => &mut self.entitlement,
+            ObjectKind::Grant => &mut self.grant,
+        }
+    }
+
+    /// Every anomaly of the run.
+    pub fn total(&self) -> u64 {
+        ObjectKind::ALL
+            .iter()
+            .map(|object| self.of(*object).total())
+            .sum()
+    }
 }
 
 impl RunCounts {

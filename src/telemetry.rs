@@ -15,6 +15,10 @@ pub const JOB_SKIPPED_TOTAL: &str = "idsync_job_skipped_total";
 pub const JOB_LAST_SUCCESS: &str = "idsync_job_last_success_timestamp_seconds";
 /// `idsync_import_objects_total{target,object,change}`.
 pub const IMPORT_OBJECTS_TOTAL: &str = "idsync_import_objects_total";
+/// `idsync_import_anomalies_total{target,object,anomaly}`; anomaly
+/// `unknown_status|bad_field`: what an import's mapping tolerated instead of failing the
+/// read (counted for runs that record, i.e. not dry runs).
+pub const IMPORT_ANOMALIES_TOTAL: &str = "idsync_import_anomalies_total";
 /// `idsync_target_requests_total{target,status_class}`; status_class
 /// `2xx|3xx|4xx|429|5xx|timeout|connect`.
 pub const TARGET_REQUESTS_TOTAL: &str = "idsync_target_requests_total";
@@ -36,6 +40,47 @@ pub const TASK_ATTEMPTS_TOTAL: &str = "idsync_task_attempts_total";
 pub const TASK_OLDEST_PENDING_AGE_SECONDS: &str = "idsync_task_oldest_pending_age_seconds";
 /// `idsync_build_info{version}` (gauge, always 1).
 pub const BUILD_INFO: &str = "idsync_build_info";
+
+/// The kind of a metric family, for its description.
+#[derive(Debug, Clone, Copy)]
+enum Family {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// The HELP text of every metric family.
+const DESCRIPTIONS: &[(&str, Family, &str)] = &[
+    (JOB_RUNS_TOTAL, Family::Counter, "Job runs, by job, target, kind and outcome."),
+    (JOB_DURATION_SECONDS, Family::Histogram, "How long job runs took, in seconds."),
+    (JOB_SKIPPED_TOTAL, Family::Counter, "Scheduled ticks skipped because the job was still running."),
+    (JOB_LAST_SUCCESS, Family::Gauge, "When the job last succeeded, as a Unix timestamp."),
+    (IMPORT_OBJECTS_TOTAL, Family::Counter, "Records an import changed (or left unchanged), by object and change."),
+    (IMPORT_ANOMALIES_TOTAL, Family::Counter, "Anomalies an import tolerated in the records it read: unknown_status (read as inactive) or bad_field (field left out)."),
+    (TARGET_REQUESTS_TOTAL, Family::Counter, "Requests to targets, by status class."),
+    (TARGET_REQUEST_DURATION_SECONDS, Family::Histogram, "How long target requests took, in seconds."),
+    (TARGET_CIRCUIT_OPEN, Family::Gauge, "1 while the target's circuit is open (tasks wait), else 0."),
+    (TOKEN_REFRESHES_TOTAL, Family::Counter, "OAuth token refreshes, by outcome."),
+    (TASKS, Family::Gauge, "Provisioning tasks, by status."),
+    (TASK_ATTEMPTS_TOTAL, Family::Counter, "Provisioning attempts that called the target, by operation and outcome."),
+    (TASK_OLDEST_PENDING_AGE_SECONDS, Family::Gauge, "Age of the oldest pending task, in seconds (0 when none)."),
+    (BUILD_INFO, Family::Gauge, "The running build (always 1)."),
+];
+
+/// Gives `recorder` the HELP text of every metric family.
+fn describe(recorder: &impl metrics::Recorder) {
+    for (name, family, text) in DESCRIPTIONS {
+        let (key, text) = (
+            metrics::KeyName::from(*name),
+            metrics::SharedString::from(*text),
+        );
+        match family {
+            Family::Counter => recorder.describe_counter(key, None, text),
+            Family::Gauge => recorder.describe_gauge(key, None, text),
+            Family::Histogram => recorder.describe_histogram(key, None, text),
+        }
+    }
+}
 
 /// Why logging could not start.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +143,7 @@ pub fn metrics_handle() -> &'static metrics_exporter_prometheus::PrometheusHandl
             Ok(builder) => builder.build_recorder(),
             Err(_) => PrometheusBuilder::new().build_recorder(),
         };
+        describe(&recorder);
         let handle = recorder.handle();
         // Fails only if another recorder was installed first; the handle still renders ours.
         let _ = metrics::set_global_recorder(recorder);

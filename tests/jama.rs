@@ -94,7 +94,7 @@ async fn read_everything(connector: &dyn Connector) -> usize {
     let mut accounts = 0;
     let mut pages = connector.accounts();
     while let Some(page) = pages.next().await {
-        accounts += page.unwrap().len();
+        accounts += page.unwrap().records.len();
     }
     let mut pages = connector.entitlements();
     while let Some(page) = pages.next().await {

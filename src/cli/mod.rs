@@ -288,6 +288,18 @@ fn print_summary(summary: &ImportSummary, format: OutputFormat) {
                 counts.removed
             );
         }
+        for (object, counts) in [
+            ("accounts", &run.counts.anomalies.account),
+            ("entitlements", &run.counts.anomalies.entitlement),
+            ("grants", &run.counts.anomalies.grant),
+        ] {
+            if counts.total() > 0 {
+                println!(
+                    "  {object:<13} tolerated: unknown status {} (read as inactive), bad field {} (left out); see the log's warnings",
+                    counts.unknown_status, counts.bad_field
+                );
+            }
+        }
         if let Some(error) = &run.error {
             outln!("  {error}");
         }

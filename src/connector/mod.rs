@@ -1,13 +1,14 @@
 //! Talking to targets: the [`Connector`] trait the jobs call, its classified
 //! [`ConnectorError`], the shared building blocks every adapter is made of, and the adapters.
 //!
-//! * **The contract**: [`Connector`] streams accounts, entitlements and grants page by page,
-//!   applies one provisioning operation, and declares its [`Capabilities`] up front. The jobs
-//!   know nothing target-specific.
+//! * **The contract**: [`Connector`] streams accounts, entitlements and grants page by page
+//!   (each [`Page`] carrying what its mapping tolerated), applies one provisioning operation,
+//!   and declares its [`Capabilities`] up front. The jobs know nothing target-specific.
 //! * **Building blocks** (generic, no target in them): [`http`] (the client: timeouts, TLS,
 //!   pacing, body caps, error classification), [`retry`] (the read backoff), [`token`]
-//!   (OAuth client credentials), [`paging`] (pagination guards), [`mapping`] (JSON helpers),
-//!   [`template`] (request bodies), [`password`], [`soap`] and [`xml`].
+//!   (OAuth client credentials), [`paging`] (pagination guards), [`mapping`] (tolerant
+//!   record reading and the [`Anomaly`] notes it leaves), [`template`] (request bodies),
+//!   [`password`], [`soap`] and [`xml`].
 //! * **The adapter kit** ([`kit`]): what every adapter has in common: the [`kit::Adapter`]
 //!   trait the [`registry`] builds and checks targets through, the shared [`kit::Core`], the
 //!   one provisioning dispatch ([`kit::Operations`]), and duplicate and "already done"
@@ -40,9 +41,36 @@ pub mod token;
 pub mod xml;
 
 pub use error::{ConnectorError, ErrorClass};
+pub use mapping::Anomaly;
+
+/// One page of a connector stream: the records, and the [`Anomaly`] notes of what the
+/// mapping tolerated in them (an unknown status, a field of an unexpected type), which the
+/// import engine counts and logs once per run. An adapter with nothing to note builds one
+/// from its records: `Page::from(records)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The records of the page.
+    pub records: Vec<T>,
+    /// What the mapping tolerated in them.
+    pub anomalies: Vec<Anomaly>,
+}
+
+impl<T> Page<T> {
+    /// A page of `records` with the `anomalies` noted while mapping them.
+    pub fn new(records: Vec<T>, anomalies: Vec<Anomaly>) -> Self {
+        Self { records, anomalies }
+    }
+}
+
+impl<T> From<Vec<T>> for Page<T> {
+    /// A page with nothing noted.
+    fn from(records: Vec<T>) -> Self {
+        Self::new(records, Vec::new())
+    }
+}
 
 /// A page of records, as one item of a connector stream.
-pub type PageResult<T> = Result<Vec<T>, ConnectorError>;
+pub type PageResult<T> = Result<Page<T>, ConnectorError>;
 
 /// A stream of pages. Each item is one page as the target returned it; an `Err` item ends
 /// the stream and fails the whole run.

@@ -17,12 +17,13 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
 
+use super::anomalies::{AnomalyTally, ObjectTally};
 use crate::clock;
 use crate::config::{Config, DeletionThreshold};
 use crate::connector::{Connector, ConnectorError, PageStream};
 use crate::model::{
-    AuditEvent, Change, ChangeCounts, ImportMode, JobKind, ObjectKind, RunCounts, RunOutcome,
-    Trigger,
+    AnomalyKind, AuditEvent, Change, ChangeCounts, ImportMode, JobKind, ObjectKind, RunCounts,
+    RunOutcome, Trigger,
 };
 use crate::store::{
     ApplyOptions, DiffEntry, LockOutcome, NewRun, RunFinish, SnapshotDiff, SnapshotId, Store,
@@ -356,6 +357,7 @@ impl ImportRunner {
             target: &request.target,
         };
         info!(mode = %request.mode, "Import started.");
+        let mut anomalies = AnomalyTally::default();
         let mut heartbeat = None;
         let result = async {
             self.acquire(&lease, request.trigger != Trigger::Cli, cancel)
@@ -380,8 +382,18 @@ impl ImportRunner {
                 }
             }
             let staged = self
-                .stage(request, kind, connector, stage_id, &lease, cancel)
+                .stage(
+                    request,
+                    kind,
+                    connector,
+                    stage_id,
+                    &lease,
+                    cancel,
+                    &mut anomalies,
+                )
                 .await;
+            anomalies.warn();
+            report.counts.anomalies = anomalies.counts();
             let staged = match staged {
                 Ok(staged) => staged,
                 Err((snapshots, err)) => {
@@ -510,8 +522,10 @@ impl ImportRunner {
         }
     }
 
-    /// Reads every page of the run's object kinds into staged snapshots. On error, returns
-    /// the snapshots begun so far so the caller can drop them.
+    /// Reads every page of the run's object kinds into staged snapshots, tallying what the
+    /// mapping tolerated in `anomalies`. On error, returns the snapshots begun so far so the
+    /// caller can drop them.
+    #[allow(clippy::too_many_arguments)]
     async fn stage(
         &self,
         request: &ImportRequest,
@@ -520,6 +534,7 @@ impl ImportRunner {
         stage_id: i64,
         lease: &Lease<'_>,
         cancel: &CancellationToken,
+        anomalies: &mut AnomalyTally,
     ) -> Result<Staged, (Vec<SnapshotId>, RunError)> {
         let objects: &[ObjectKind] = match kind {
             JobKind::AccountImport => &[ObjectKind::Account],
@@ -546,6 +561,7 @@ impl ImportRunner {
                             ObjectKind::Account => {
                                 self.stage_stream(
                                     connector.accounts(),
+                                    anomalies.of(object),
                                     cancel,
                                     lease,
                                     &mut renewed,
@@ -558,6 +574,7 @@ impl ImportRunner {
                             ObjectKind::Entitlement => {
                                 self.stage_stream(
                                     connector.entitlements(),
+                                    anomalies.of(object),
                                     cancel,
                                     lease,
                                     &mut renewed,
@@ -570,6 +587,7 @@ impl ImportRunner {
                             ObjectKind::Grant => {
                                 self.stage_stream(
                                     connector.grants(),
+                                    anomalies.of(object),
                                     cancel,
                                     lease,
                                     &mut renewed,
@@ -595,11 +613,13 @@ impl ImportRunner {
         Ok(staged)
     }
 
-    /// Drains one page stream into the store, checking for shutdown between pages and
-    /// renewing the target lock as it goes. Returns the number of records read.
+    /// Drains one page stream into the store, tallying each page's anomalies, checking for
+    /// shutdown between pages and renewing the target lock as it goes. Returns the number of
+    /// records read.
     async fn stage_stream<'s, T, F, Fut>(
         &self,
         mut pages: PageStream<'s, T>,
+        mut anomalies: ObjectTally<'_>,
         cancel: &CancellationToken,
         lease: &Lease<'_>,
         renewed: &mut Instant,
@@ -618,8 +638,9 @@ impl ImportRunner {
             };
             let Some(page) = next else { break };
             let page = page?;
-            read += page.len() as u64;
-            stage_page(page).await?;
+            anomalies.note(&page.anomalies);
+            read += page.records.len() as u64;
+            stage_page(page.records).await?;
             if renewed.elapsed() >= LOCK_RENEW_EVERY {
                 self.lock(lease).await?;
                 *renewed = Instant::now();
@@ -742,6 +763,21 @@ impl ImportRunner {
         )
         .increment(1);
         metrics::histogram!(telemetry::JOB_DURATION_SECONDS, &labels).record(took.as_secs_f64());
+        // What was read was read, whatever the outcome: anomalies count for every run.
+        for object in ObjectKind::ALL {
+            for anomaly in AnomalyKind::ALL {
+                let n = report.counts.anomalies.of(*object).get(*anomaly);
+                if n > 0 {
+                    metrics::counter!(
+                        telemetry::IMPORT_ANOMALIES_TOTAL,
+                        "target" => request.target.clone(),
+                        "object" => object.to_string(),
+                        "anomaly" => anomaly.to_string()
+                    )
+                    .increment(n);
+                }
+            }
+        }
         if report.outcome != RunOutcome::Succeeded {
             return;
         }

@@ -1,6 +1,7 @@
 //! The jobs: import (accounts, then access) and provisioning (the task queue), with task
 //! submission and the per-target circuit breaker.
 
+mod anomalies;
 pub mod attributes;
 pub mod breaker;
 pub mod heartbeat;

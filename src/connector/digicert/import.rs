@@ -15,9 +15,9 @@ use super::DigicertConnector;
 use crate::connector::kit::idempotency::Holder;
 use crate::connector::kit::AccountId;
 use crate::connector::kit::Reads;
-use crate::connector::mapping::first_id;
+use crate::connector::mapping::{first_id, PageMapper};
 use crate::connector::paging::{OffsetPager, PageInfo};
-use crate::connector::{ConnectorError, PageStream};
+use crate::connector::{ConnectorError, Page, PageStream};
 use crate::model::{AccountRecord, EntitlementRecord, GrantRecord};
 
 /// Where the entitlement stream is.
@@ -43,7 +43,12 @@ impl Reads for DigicertConnector {
 
     /// Every account: `GET /user`, one stream item per page.
     fn account_pages(&self) -> PageStream<'_, AccountRecord> {
-        self.pages(|target, users| users.iter().map(|user| map_user(target, user)).collect())
+        self.pages(|target, users, anomalies| {
+            users
+                .iter()
+                .map(|user| map_user(target, user, anomalies))
+                .collect()
+        })
     }
 
     /// Every entitlement: `GET /container` (type `container`), then `GET
@@ -58,10 +63,11 @@ impl Reads for DigicertConnector {
                     Some(EntitlementState::Containers) => {
                         let url = self.http.url(&["container"], &[])?;
                         let body: ContainersBody = self.http.get_json(url).await?;
+                        let mut anomalies = Vec::new();
                         let records = body
                             .containers
                             .iter()
-                            .map(|container| map_container(target, container))
+                            .map(|container| map_container(target, container, &mut anomalies))
                             .collect::<Result<Vec<_>, _>>()?;
                         let top_level = records
                             .iter()
@@ -72,26 +78,34 @@ impl Reads for DigicertConnector {
                             containers: top_level,
                             seen: HashSet::new(),
                         };
-                        Ok(Some((records, Some(next))))
+                        Ok(Some((Page::new(records, anomalies), Some(next))))
                     }
                     Some(EntitlementState::Roles {
                         mut containers,
                         mut seen,
                     }) => {
+                        // Notes of containers whose roles were all seen before ride on
+                        // the next page (or on an empty last one).
+                        let mut anomalies = Vec::new();
                         while let Some(container_id) = containers.pop_front() {
                             let roles = self.container_roles(&container_id).await?;
-                            let new: Vec<EntitlementRecord> = map_roles(target, &roles)?
-                                .into_iter()
-                                .filter(|role| seen.insert(role.id.clone()))
-                                .collect();
+                            let new: Vec<EntitlementRecord> =
+                                map_roles(target, &roles, &mut anomalies)?
+                                    .into_iter()
+                                    .filter(|role| seen.insert(role.id.clone()))
+                                    .collect();
                             if !new.is_empty() {
                                 return Ok(Some((
-                                    new,
+                                    Page::new(new, anomalies),
                                     Some(EntitlementState::Roles { containers, seen }),
                                 )));
                             }
                         }
-                        Ok(None)
+                        if anomalies.is_empty() {
+                            Ok(None)
+                        } else {
+                            Ok(Some((Page::new(Vec::new(), anomalies), None)))
+                        }
                     }
                 }
             },
@@ -102,10 +116,10 @@ impl Reads for DigicertConnector {
     /// Every grant: the user pages again; per user one `role` grant per access role and one
     /// `container` grant.
     fn grant_pages(&self) -> PageStream<'_, GrantRecord> {
-        self.pages(|target, users| {
+        self.pages(|target, users, anomalies| {
             let mut grants = Vec::new();
             for user in users {
-                grants.extend(map_user_grants(target, user)?);
+                grants.extend(map_user_grants(target, user, anomalies)?);
             }
             Ok(grants)
         })
@@ -113,7 +127,8 @@ impl Reads for DigicertConnector {
 
     async fn find_account(&self, name: &str) -> Result<Option<AccountRecord>, ConnectorError> {
         match self.find_user(name).await? {
-            Some(user) => Ok(Some(map_user(self.core.target(), &user)?)),
+            // A lookup, not an import: what the mapping tolerated is not counted.
+            Some(user) => Ok(Some(map_user(self.core.target(), &user, &mut Vec::new())?)),
             None => Ok(None),
         }
     }
@@ -170,16 +185,18 @@ impl DigicertConnector {
     }
 
     /// The users, page by page, each page turned into records by `map` (accounts and grants
-    /// both read the users). The stream ends at the first error, whether reading or mapping.
-    fn pages<T: Send + 'static>(
-        &self,
-        map: fn(&str, &[Value]) -> Result<Vec<T>, ConnectorError>,
-    ) -> PageStream<'_, T> {
+    /// both read the users), with what it noted. The stream ends at the first error, whether
+    /// reading or mapping.
+    fn pages<T: Send + 'static>(&self, map: PageMapper<T>) -> PageStream<'_, T> {
         let pager = OffsetPager::new(self.core.target(), "users", self.core.page_size());
         futures::stream::try_unfold(pager, move |mut pager| async move {
             match self.next_page(&[], &mut pager).await? {
                 None => Ok(None),
-                Some(users) => Ok(Some((map(self.core.target(), &users)?, pager))),
+                Some(users) => {
+                    let mut anomalies = Vec::new();
+                    let records = map(self.core.target(), &users, &mut anomalies)?;
+                    Ok(Some((Page::new(records, anomalies), pager)))
+                }
             }
         })
         .boxed()

@@ -15,12 +15,15 @@ use super::wire::{
 };
 use super::*;
 use crate::connector::kit::testing::{
-    access, account_summary, already_done, assert_error, assert_update_is_idempotent, done, grant,
-    kind_id_name, pacing, provisioned, queries, read_all, read_error, refused, request,
-    target_config,
+    access, account_summary, already_done, any_json, assert_error, assert_update_is_idempotent,
+    done, grant, kind_id_name, noted, pacing, provisioned, queries, read_all, read_error,
+    read_noted, refused, request, target_config,
 };
-use crate::connector::{Connector, ErrorClass, ProvisionOutcome, ProvisionRequest};
-use crate::model::{AccountRecord, AccountStatus, Operation};
+use crate::connector::mapping::RAW_STATUS;
+use crate::connector::{
+    Anomaly, Connector, ConnectorError, ErrorClass, Page, ProvisionOutcome, ProvisionRequest,
+};
+use crate::model::{AccountRecord, AccountStatus, AnomalyKind, GrantRecord, Operation};
 
 pub(super) const KEY: &str = "dc-key-UNMISTAKABLE-4b1d";
 
@@ -35,9 +38,32 @@ pub(super) fn sheet_user() -> Value {
       "type": "standard", "has_container_assignments": false })
 }
 
+/// `value` mapped to an account, with what the mapping noted.
+fn mapped_user(value: &Value) -> (AccountRecord, Vec<Anomaly>) {
+    let mut anomalies = Vec::new();
+    let record = map_user("dc", value, &mut anomalies).unwrap();
+    (record, anomalies)
+}
+
+/// `value` mapped to grants, with what the mapping noted.
+fn mapped_grants(value: &Value) -> (Vec<GrantRecord>, Vec<Anomaly>) {
+    let mut anomalies = Vec::new();
+    let grants = map_user_grants("dc", value, &mut anomalies).unwrap();
+    (grants, anomalies)
+}
+
+/// The error of mapping `value`, which must fail.
+fn unreadable_user(value: &Value) -> ConnectorError {
+    let mut anomalies = Vec::new();
+    let err = map_user("dc", value, &mut anomalies).unwrap_err();
+    assert!(anomalies.is_empty(), "{anomalies:?}");
+    err
+}
+
 #[test]
 fn maps_the_sheets_user() {
-    let record = map_user("dc", &sheet_user()).unwrap();
+    let (record, anomalies) = mapped_user(&sheet_user());
+    assert!(anomalies.is_empty(), "{anomalies:?}");
     assert_eq!(
         account_summary(&record),
         (
@@ -60,65 +86,304 @@ fn maps_the_sheets_user() {
 
 #[test]
 fn maps_a_user_with_only_the_required_fields() {
-    let record = map_user(
-        "dc",
-        &json!({ "id": 7, "username": "svc", "status": "inactive" }),
-    )
-    .unwrap();
+    let (record, anomalies) =
+        mapped_user(&json!({ "id": 7, "username": "svc", "status": "inactive" }));
+    assert!(anomalies.is_empty(), "{anomalies:?}");
     assert_eq!(record.id, "7");
     assert_eq!(record.status, AccountStatus::Inactive);
     assert_eq!(record.display_name, None);
     assert_eq!(record.email, None);
     assert!(record.attributes.is_empty(), "{:?}", record.attributes);
-    assert!(
-        map_user_grants("dc", &json!({ "id": 7, "username": "svc" }))
-            .unwrap()
-            .is_empty()
-    );
+    let (grants, anomalies) = mapped_grants(&json!({ "id": 7, "username": "svc" }));
+    assert!(grants.is_empty() && anomalies.is_empty());
 
-    let record = map_user(
-        "dc",
-        &json!({ "id": 8, "username": "x", "status": "active", "first_name": " Ann ",
-                 "last_name": null, "email": "", "access_roles": null }),
-    )
-    .unwrap();
+    let (record, anomalies) = mapped_user(
+        &json!({ "id": 8, "username": "x", "status": "ACTIVE", "first_name": " Ann ",
+                 "last_name": null, "email": "", "access_roles": null, "container": null }),
+    );
+    assert!(anomalies.is_empty(), "{anomalies:?}");
+    assert_eq!(record.status, AccountStatus::Active);
     assert_eq!(record.display_name.as_deref(), Some("Ann"));
     assert_eq!(record.email, None);
 }
 
 #[test]
-fn a_bad_or_missing_status_is_malformed_and_named() {
-    let mut user = sheet_user();
-    user["status"] = json!("pending");
-    let err = map_user("dc", &user).unwrap_err();
-    assert_eq!(err.class(), ErrorClass::Permanent);
-    let text = err.to_string();
-    assert!(
-        text.contains("malformed response")
-            && text.contains("`pending`")
-            && text.contains("125038"),
-        "{text}"
-    );
-    user.as_object_mut().unwrap().remove("status");
-    assert!(map_user("dc", &user)
-        .unwrap_err()
-        .to_string()
-        .contains("status missing"));
+fn an_unknown_status_reads_as_inactive_with_the_raw_value_kept() {
+    for (raw, detail) in [
+        (json!("pending"), "`pending`"),
+        (json!("Suspended "), "`Suspended `"),
+        (json!(""), "``"),
+        (json!(5), "`5`"),
+        (json!(true), "`true`"),
+        (json!({ "state": "x" }), r#"`{"state":"x"}`"#),
+    ] {
+        let mut value = sheet_user();
+        value["status"] = raw.clone();
+        let (record, anomalies) = mapped_user(&value);
+        assert_eq!(record.status, AccountStatus::Inactive, "{raw}");
+        assert_eq!(record.attributes[RAW_STATUS], raw);
+        assert_eq!(record.name, "jane.doe");
+        assert_eq!(record.attributes["first_name"], "Jane", "the rest is read");
+        assert_eq!(
+            anomalies,
+            vec![Anomaly::unknown_status(
+                "125038",
+                "status",
+                Some(&detail[1..detail.len() - 1])
+            )]
+        );
+        assert_eq!(anomalies[0].detail, detail);
+    }
 }
 
 #[test]
-fn a_user_without_a_username_is_malformed_and_named() {
-    let err = map_user("dc", &json!({ "id": 9, "status": "active" })).unwrap_err();
-    let text = err.to_string();
-    assert!(
-        text.contains("cannot read a user (id 9)") && text.contains("username"),
-        "{text}"
+fn a_missing_status_reads_as_inactive_with_a_null_raw_value() {
+    for value in [
+        json!({ "id": 3, "username": "a" }),
+        json!({ "id": 3, "username": "a", "status": null }),
+    ] {
+        let (record, anomalies) = mapped_user(&value);
+        assert_eq!(record.status, AccountStatus::Inactive);
+        assert_eq!(record.attributes[RAW_STATUS], Value::Null);
+        assert_eq!(noted(&anomalies), [(AnomalyKind::UnknownStatus, "status")]);
+        assert_eq!(anomalies[0].detail, "missing");
+    }
+}
+
+#[test]
+fn a_long_raw_status_is_quoted_short_but_kept_whole() {
+    let long = "x".repeat(100);
+    let (record, anomalies) = mapped_user(&json!({ "id": 3, "username": "a", "status": long }));
+    assert_eq!(record.attributes[RAW_STATUS], json!(long));
+    assert_eq!(anomalies[0].detail, format!("`{}…`", "x".repeat(40)));
+}
+
+#[test]
+fn each_field_of_an_unexpected_type_is_left_out_and_noted() {
+    let cases: Vec<(&str, Value, &str, &str)> = vec![
+        (
+            "first_name",
+            json!(42),
+            "first_name",
+            "expected text, found a number",
+        ),
+        (
+            "last_name",
+            json!(["Doe"]),
+            "last_name",
+            "expected text, found a list",
+        ),
+        (
+            "email",
+            json!({}),
+            "email",
+            "expected text, found an object",
+        ),
+        (
+            "job_title",
+            json!(true),
+            "job_title",
+            "expected text, found a boolean",
+        ),
+        (
+            "telephone",
+            json!(5550100),
+            "telephone",
+            "expected text, found a number",
+        ),
+        ("type", json!(1), "type", "expected text, found a number"),
+        (
+            "container",
+            json!("x"),
+            "container",
+            "expected an object, found text",
+        ),
+        (
+            "container",
+            json!({}),
+            "container.id",
+            "expected an id, found missing",
+        ),
+        (
+            "container",
+            json!({ "id": [5] }),
+            "container.id",
+            "expected an id, found a list",
+        ),
+        (
+            "container",
+            json!({ "id": 1.5 }),
+            "container.id",
+            "expected an id, found a number that is not a whole number",
+        ),
+        (
+            "access_roles",
+            json!({}),
+            "access_roles",
+            "expected a list, found an object",
+        ),
+        (
+            "access_roles",
+            json!("Administrator"),
+            "access_roles",
+            "expected a list, found text",
+        ),
+    ];
+    for (field, bad, path, detail) in cases {
+        let mut value = sheet_user();
+        value[field] = bad.clone();
+        let (record, anomalies) = mapped_user(&value);
+        assert_eq!(
+            anomalies,
+            vec![Anomaly::bad_field("125038", path, "", "")]
+                .into_iter()
+                .map(|a| Anomaly {
+                    detail: detail.to_string(),
+                    ..a
+                })
+                .collect::<Vec<_>>(),
+            "{field}: {bad}"
+        );
+        assert_eq!(record.id, "125038");
+        assert_eq!(record.name, "jane.doe");
+        assert_eq!(record.status, AccountStatus::Active);
+        let kept: Vec<&str> = record.attributes.keys().map(String::as_str).collect();
+        let left_out: &[&str] = match field {
+            "container" => &["container_id", "container_name"],
+            other => &[other][..],
+        };
+        for key in left_out {
+            assert!(!kept.contains(key), "{field}: {kept:?}");
+        }
+        if field != "job_title" {
+            assert_eq!(record.attributes["job_title"], "Engineer", "{field}");
+        }
+    }
+    let mut value = sheet_user();
+    value["email"] = json!([]);
+    assert_eq!(mapped_user(&value).0.email, None);
+    value["first_name"] = json!(42);
+    assert_eq!(mapped_user(&value).0.display_name.as_deref(), Some("Doe"));
+}
+
+#[test]
+fn unreadable_entries_of_a_users_references_are_left_out_one_by_one() {
+    let mut value = sheet_user();
+    value["access_roles"] = json!([
+        { "id": 1, "name": "Administrator" },
+        "Limited User",
+        { "name": "no id" },
+        { "id": 4, "name": 4 },
+    ]);
+    value["container"] = json!({ "id": 5, "name": ["Company"] });
+    let (record, anomalies) = mapped_user(&value);
+    assert_eq!(
+        noted(&anomalies),
+        [
+            (AnomalyKind::BadField, "container.name"),
+            (AnomalyKind::BadField, "access_roles[1]"),
+            (AnomalyKind::BadField, "access_roles[2].id"),
+            (AnomalyKind::BadField, "access_roles[3].name"),
+        ]
     );
+    assert_eq!(record.attributes["container_id"], 5);
+    assert!(!record.attributes.contains_key("container_name"));
+    assert_eq!(
+        record.attributes["access_roles"],
+        json!([{ "id": 1, "name": "Administrator" }, { "id": 4, "name": null }])
+    );
+
+    let (grants, anomalies) = mapped_grants(&value);
+    assert_eq!(
+        grants,
+        vec![
+            grant("125038", "role", "1", "Administrator"),
+            GrantRecord {
+                entitlement_name: None,
+                ..grant("125038", "role", "4", "")
+            },
+            GrantRecord {
+                entitlement_name: None,
+                ..grant("125038", "container", "5", "")
+            },
+        ]
+    );
+    assert_eq!(anomalies.len(), 4, "{anomalies:?}");
+}
+
+#[test]
+fn grants_read_only_the_fields_they_need_and_skip_bad_ones() {
+    let mut value = sheet_user();
+    value["first_name"] = json!(42);
+    value["status"] = json!("odd");
+    value["container"] = json!("x");
+    let (grants, anomalies) = mapped_grants(&value);
+    assert_eq!(grants, vec![grant("125038", "role", "1", "Administrator")]);
+    assert_eq!(noted(&anomalies), [(AnomalyKind::BadField, "container")]);
+
+    let err = map_user_grants("dc", &json!({ "username": "x" }), &mut Vec::new()).unwrap_err();
+    assert_error(
+        &err,
+        ErrorClass::Permanent,
+        "a user has no usable `id` (missing)",
+    );
+}
+
+#[test]
+fn a_user_that_cannot_be_told_apart_fails_the_read_naming_it() {
+    let cases = [
+        (
+            json!({ "username": "a", "status": "active" }),
+            "a user has no usable `id` (missing)",
+        ),
+        (
+            json!({ "id": null, "username": "a" }),
+            "a user has no usable `id` (null)",
+        ),
+        (
+            json!({ "id": [1], "username": "a" }),
+            "a user has no usable `id` (a list)",
+        ),
+        (
+            json!({ "id": 1.5, "username": "a" }),
+            "a user has no usable `id` (a number that is not a whole number)",
+        ),
+        (
+            json!({ "id": " ", "username": "a" }),
+            "a user has no usable `id` (blank)",
+        ),
+        (
+            json!({ "id": 9, "status": "active" }),
+            "user 9 has no usable `username` (missing)",
+        ),
+        (
+            json!({ "id": 9, "username": 7 }),
+            "user 9 has no usable `username` (a number that is not a whole number)",
+        ),
+        (
+            json!({ "id": 9, "username": ["a"] }),
+            "user 9 has no usable `username` (a list)",
+        ),
+        (
+            json!({ "id": 9, "username": "  " }),
+            "user 9 has no usable `username` (blank)",
+        ),
+        (json!("jane.doe"), "a user is text, not an object"),
+        (json!([1, 2]), "a user is a list, not an object"),
+    ];
+    for (value, needle) in cases {
+        let err = unreadable_user(&value);
+        assert_error(&err, ErrorClass::Permanent, needle);
+        assert_error(&err, ErrorClass::Permanent, "malformed response");
+    }
+    let err = unreadable_user(&json!({ "id": 9 }));
+    assert_error(&err, ErrorClass::Permanent, "fix the record in the target");
 }
 
 #[test]
 fn maps_the_sheets_user_to_grants() {
-    let grants = map_user_grants("dc", &sheet_user()).unwrap();
+    let (grants, anomalies) = mapped_grants(&sheet_user());
+    assert!(anomalies.is_empty(), "{anomalies:?}");
     assert_eq!(
         grants,
         vec![
@@ -130,10 +395,12 @@ fn maps_the_sheets_user_to_grants() {
 
 #[test]
 fn maps_containers_and_roles() {
+    let mut anomalies = Vec::new();
     let record = map_container(
         "dc",
         &json!({ "id": 5, "public_id": "abc", "name": "Company", "description": "HQ",
                  "parent_id": 0, "template_id": 4, "is_active": true, "ekey": "x" }),
+        &mut anomalies,
     )
     .unwrap();
     assert_eq!(kind_id_name(&record), ("container", "5", "Company"));
@@ -142,17 +409,16 @@ fn maps_containers_and_roles() {
         json!({ "public_id": "abc", "description": "HQ", "parent_id": 0, "template_id": 4, "is_active": true })
     );
     assert!(is_top_level(&record.attributes));
-    let child = map_container("dc", &json!({ "id": 6, "name": "Sub", "parent_id": 5 })).unwrap();
+    let child = map_container(
+        "dc",
+        &json!({ "id": 6, "name": "Sub", "parent_id": 5 }),
+        &mut anomalies,
+    )
+    .unwrap();
     assert!(!is_top_level(&child.attributes));
-    assert!(is_top_level(
-        &map_container("dc", &json!({ "id": 7, "name": "Bare" }))
-            .unwrap()
-            .attributes
-    ));
-    assert!(map_container("dc", &json!({ "id": 8 }))
-        .unwrap_err()
-        .to_string()
-        .contains("cannot read a container (id 8)"));
+    let bare = map_container("dc", &json!({ "id": 7, "name": "Bare" }), &mut anomalies).unwrap();
+    assert!(is_top_level(&bare.attributes));
+    assert!(anomalies.is_empty(), "{anomalies:?}");
 
     let roles = map_roles(
         "dc",
@@ -160,18 +426,106 @@ fn maps_containers_and_roles() {
             json!({ "id": 1, "name": "Administrator" }),
             json!({ "id": 5 }),
         ],
+        &mut anomalies,
     )
     .unwrap();
+    assert!(anomalies.is_empty(), "{anomalies:?}");
     assert_eq!(roles.len(), 2);
-    assert_eq!(
-        (
-            roles[0].entitlement_type.as_str(),
-            roles[0].id.as_str(),
-            roles[0].name.as_str()
-        ),
-        ("role", "1", "Administrator")
-    );
+    assert_eq!(kind_id_name(&roles[0]), ("role", "1", "Administrator"));
     assert_eq!(roles[1].name, "5");
+}
+
+#[test]
+fn containers_and_roles_tolerate_bad_fields_but_not_a_missing_id() {
+    let mut anomalies = Vec::new();
+    let record = map_container(
+        "dc",
+        &json!({ "id": 8, "name": 8, "public_id": 1, "description": [], "parent_id": {},
+                 "template_id": "t", "is_active": "yes" }),
+        &mut anomalies,
+    )
+    .unwrap();
+    assert_eq!(kind_id_name(&record), ("container", "8", "8"));
+    assert_eq!(
+        Value::Object(record.attributes.clone()),
+        json!({ "template_id": "t" })
+    );
+    assert_eq!(
+        noted(&anomalies),
+        [
+            (AnomalyKind::BadField, "name"),
+            (AnomalyKind::BadField, "public_id"),
+            (AnomalyKind::BadField, "description"),
+            (AnomalyKind::BadField, "parent_id"),
+            (AnomalyKind::BadField, "is_active"),
+        ]
+    );
+    anomalies.clear();
+    let nameless = map_container("dc", &json!({ "id": 9 }), &mut anomalies).unwrap();
+    assert_eq!(nameless.name, "9");
+    assert_eq!(noted(&anomalies), [(AnomalyKind::BadField, "name")]);
+    assert_eq!(anomalies[0].detail, "expected text, found missing");
+
+    let err = map_container("dc", &json!({ "name": "Lost" }), &mut anomalies).unwrap_err();
+    assert_error(
+        &err,
+        ErrorClass::Permanent,
+        "a container has no usable `id`",
+    );
+
+    anomalies.clear();
+    let roles = map_roles("dc", &[json!({ "id": 2, "name": {} })], &mut anomalies).unwrap();
+    assert_eq!(roles[0].name, "2");
+    assert_eq!(noted(&anomalies), [(AnomalyKind::BadField, "name")]);
+    let err = map_roles("dc", &[json!({ "name": "Admin" })], &mut anomalies).unwrap_err();
+    assert_error(
+        &err,
+        ErrorClass::Permanent,
+        "an access role has no usable `id`",
+    );
+}
+
+/// The fields of a DigiCert user other than its identity (`id`, `username`), and some the
+/// adapter does not read.
+const USER_FIELDS: [&str; 12] = [
+    "first_name",
+    "last_name",
+    "email",
+    "job_title",
+    "telephone",
+    "status",
+    "container",
+    "access_roles",
+    "type",
+    "account_id",
+    "has_container_assignments",
+    "is_saml_sso_only",
+];
+
+proptest::proptest! {
+    #[test]
+    fn any_values_outside_the_identity_never_fail_the_mapping(
+        values in proptest::collection::vec(any_json(), USER_FIELDS.len()),
+        present in proptest::collection::vec(proptest::bool::ANY, USER_FIELDS.len()),
+    ) {
+        let mut value = json!({ "id": 41, "username": "prop.user" });
+        for ((field, field_value), present) in USER_FIELDS.iter().zip(values).zip(present) {
+            if present {
+                value[*field] = field_value;
+            }
+        }
+        let mut anomalies = Vec::new();
+        let record = map_user("dc", &value, &mut anomalies).unwrap();
+        proptest::prop_assert_eq!(record.id.as_str(), "41");
+        proptest::prop_assert_eq!(record.name.as_str(), "prop.user");
+        let grants = map_user_grants("dc", &value, &mut anomalies).unwrap();
+        proptest::prop_assert!(grants.iter().all(|grant| grant.account_id == "41"));
+        proptest::prop_assert!(anomalies.iter().all(|anomaly| anomaly.record == "41"));
+        let known = matches!(value.get("status").and_then(Value::as_str),
+            Some(status) if status.eq_ignore_ascii_case("active")
+                || status.eq_ignore_ascii_case("inactive"));
+        proptest::prop_assert_eq!(record.attributes.contains_key(RAW_STATUS), !known);
+    }
 }
 
 #[test]
@@ -268,14 +622,22 @@ async fn server_with(users: Users) -> MockServer {
 async fn pages_through_2500_users() {
     let server = server_with(Users::new(2500)).await;
     let connector = DigicertConnector::build("dc", &config(&server.uri(), "")).unwrap();
-    let pages: Vec<Vec<AccountRecord>> = connector.accounts().try_collect().await.unwrap();
+    let pages: Vec<Page<AccountRecord>> = connector.accounts().try_collect().await.unwrap();
     assert_eq!(
-        pages.iter().map(Vec::len).collect::<Vec<_>>(),
+        pages
+            .iter()
+            .map(|page| page.records.len())
+            .collect::<Vec<_>>(),
         [1000, 1000, 500]
     );
-    let ids: HashSet<String> = pages.iter().flatten().map(|a| a.id.clone()).collect();
+    assert!(pages.iter().all(|page| page.anomalies.is_empty()));
+    let ids: HashSet<String> = pages
+        .iter()
+        .flat_map(|page| &page.records)
+        .map(|a| a.id.clone())
+        .collect();
     assert_eq!(ids.len(), 2500);
-    assert_eq!(pages[2][499].name, "user2500");
+    assert_eq!(pages[2].records[499].name, "user2500");
     assert_eq!(
         queries(
             &server.received_requests().await.unwrap(),
@@ -289,6 +651,71 @@ async fn pages_through_2500_users() {
     );
 }
 
+/// A server whose `GET /user` answers one page of `users`.
+async fn server_listing(users: Vec<Value>) -> MockServer {
+    let server = MockServer::start().await;
+    let total = users.len();
+    Mock::given(method("GET"))
+        .and(path("/services/v2/user"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({ "users": users, "page": { "total": total, "limit": 1000, "offset": 0 } }),
+        ))
+        .mount(&server)
+        .await;
+    server
+}
+
+#[tokio::test]
+async fn the_streams_carry_what_the_mapping_tolerated() {
+    let mut odd = user(2);
+    odd["status"] = json!("pending");
+    odd["first_name"] = json!(42);
+    let mut bad_container = user(3);
+    bad_container["container"] = json!("x");
+    let server = server_listing(vec![user(1), odd, bad_container]).await;
+    let connector = DigicertConnector::build("dc", &config(&server.uri(), "")).unwrap();
+
+    let (accounts, anomalies) = read_noted(connector.accounts()).await;
+    assert_eq!(accounts.len(), 3);
+    assert_eq!(accounts[1].status, AccountStatus::Inactive);
+    assert_eq!(accounts[1].attributes[RAW_STATUS], "pending");
+    assert_eq!(
+        anomalies
+            .iter()
+            .map(|a| (a.record.as_str(), a.kind, a.field.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("2", AnomalyKind::UnknownStatus, "status"),
+            ("2", AnomalyKind::BadField, "first_name"),
+            ("3", AnomalyKind::BadField, "container"),
+        ]
+    );
+
+    let (grants, anomalies) = read_noted(connector.grants()).await;
+    assert_eq!(grants.len(), 5, "user 3 keeps its role, not its container");
+    assert_eq!(noted(&anomalies), [(AnomalyKind::BadField, "container")]);
+}
+
+#[tokio::test]
+async fn a_user_without_an_id_fails_the_stream() {
+    let mut nameless = user(2);
+    nameless.as_object_mut().unwrap().remove("id");
+    let server = server_listing(vec![user(1), nameless]).await;
+    let connector = DigicertConnector::build("dc", &config(&server.uri(), "")).unwrap();
+    let err = read_error(connector.accounts()).await;
+    assert_error(
+        &err,
+        ErrorClass::Permanent,
+        "a user has no usable `id` (missing)",
+    );
+    let err = read_error(connector.grants()).await;
+    assert_error(
+        &err,
+        ErrorClass::Permanent,
+        "a user has no usable `id` (missing)",
+    );
+}
+
 #[tokio::test]
 async fn follows_a_server_that_clamps_the_page_size() {
     let server = server_with(Users {
@@ -297,8 +724,11 @@ async fn follows_a_server_that_clamps_the_page_size() {
     })
     .await;
     let connector = DigicertConnector::build("dc", &config(&server.uri(), "")).unwrap();
-    let pages: Vec<Vec<AccountRecord>> = connector.accounts().try_collect().await.unwrap();
-    assert_eq!(pages.iter().map(Vec::len).sum::<usize>(), 2500);
+    let pages: Vec<Page<AccountRecord>> = connector.accounts().try_collect().await.unwrap();
+    assert_eq!(
+        pages.iter().map(|page| page.records.len()).sum::<usize>(),
+        2500
+    );
     assert_eq!(pages.len(), 7);
     let requests = queries(
         &server.received_requests().await.unwrap(),
@@ -334,7 +764,7 @@ async fn a_total_that_changes_mid_read_fails() {
     let connector = DigicertConnector::build("dc", &config(&server.uri(), "")).unwrap();
     let mut stream = connector.grants();
     let first = stream.try_next().await.unwrap().unwrap();
-    assert_eq!(first.len(), 2000, "a role and a container per user");
+    assert_eq!(first.records.len(), 2000, "a role and a container per user");
     let err = stream.try_next().await.unwrap_err();
     assert!(
         err.to_string().contains("total changed from 2500 to 2501"),
@@ -350,7 +780,7 @@ async fn a_total_that_changes_mid_read_fails() {
 async fn a_bad_user_fails_its_page() {
     let server = MockServer::start().await;
     let mut bad = user(2);
-    bad["status"] = json!("locked");
+    bad["id"] = json!([2]);
     Mock::given(path("/services/v2/user"))
         .respond_with(ResponseTemplate::new(200).set_body_json(
             json!({ "users": [user(1), bad], "page": { "total": 4, "limit": 2, "offset": 0 } }),
@@ -362,7 +792,7 @@ async fn a_bad_user_fails_its_page() {
         DigicertConnector::build("dc", &config(&server.uri(), "page_size = 2")).unwrap();
     let mut stream = connector.accounts();
     let err = stream.try_next().await.unwrap_err();
-    assert!(err.to_string().contains("`locked`"), "{err}");
+    assert!(err.to_string().contains("no usable `id` (a list)"), "{err}");
     assert!(
         stream.next().await.is_none(),
         "the stream ends after an error"

@@ -8,8 +8,8 @@ use serde_json::{json, Map, Value};
 
 use super::{CONTAINER, ROLE};
 use crate::connector::http::ErrorReading;
-use crate::connector::mapping::{code_and_text, display_name, non_empty, parse, put, NativeId};
-use crate::connector::ConnectorError;
+use crate::connector::mapping::{code_and_text, display_name, non_empty, put, Fields, NativeId};
+use crate::connector::{Anomaly, ConnectorError};
 use crate::model::{AccountRecord, AccountStatus, Attributes, EntitlementRecord, GrantRecord};
 
 /// The fields Edit user (`PUT /user/{id}`) documents, carried over as read: `job_title`
@@ -137,188 +137,159 @@ pub(super) struct RolesBody {
     pub(super) access_roles: Vec<Value>,
 }
 
-/// The user object, as far as the adapter reads it.
-#[derive(Deserialize)]
-struct User {
-    id: NativeId,
-    username: String,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    email: Option<String>,
-    job_title: Option<String>,
-    telephone: Option<String>,
-    status: Option<String>,
-    container: Option<ContainerRef>,
-    access_roles: Option<Vec<Role>>,
-    #[serde(rename = "type")]
-    user_type: Option<String>,
-}
-
-/// A user's `container`.
-#[derive(Deserialize)]
-struct ContainerRef {
-    id: NativeId,
-    name: Option<String>,
-}
-
-/// An access role `{id, name}`.
-#[derive(Deserialize)]
-struct Role {
-    id: NativeId,
-    name: Option<String>,
-}
-
-/// A container of `GET /container`.
-#[derive(Deserialize)]
-struct Container {
-    id: NativeId,
-    name: String,
-    public_id: Option<String>,
-    description: Option<String>,
-    parent_id: Option<NativeId>,
-    template_id: Option<NativeId>,
-    is_active: Option<bool>,
-}
-
-/// A DigiCert user → an account record.
-pub(super) fn map_user(target: &str, value: &Value) -> Result<AccountRecord, ConnectorError> {
-    let user: User = parse(target, "user", value)?;
-    let status = match user.status.as_deref() {
-        Some(text) if text.eq_ignore_ascii_case("active") => AccountStatus::Active,
-        Some(text) if text.eq_ignore_ascii_case("inactive") => AccountStatus::Inactive,
-        other => {
-            return Err(ConnectorError::malformed(
-                target,
-                format!(
-                    "user {} ({}) has status {} (expected active or inactive)",
-                    user.id,
-                    user.username,
-                    other
-                        .map(|text| format!("`{text}`"))
-                        .unwrap_or_else(|| "missing".to_string())
-                ),
-            ))
-        }
-    };
-    let display_name = display_name(user.first_name.as_deref(), user.last_name.as_deref());
+/// A DigiCert user → an account record. `id` and `username` must be readable (a user that
+/// cannot be told apart fails the read). Tolerated, and noted in `anomalies`: a `status`
+/// other than `active` or `inactive` (any letter case), or none, reads as `inactive` with
+/// the raw value in `attributes.raw_status`; a field of an unexpected type (`first_name:
+/// 42`, `container: "x"`, `access_roles: {}`, a role without an id) is left out.
+pub(super) fn map_user(
+    target: &str,
+    value: &Value,
+    anomalies: &mut Vec<Anomaly>,
+) -> Result<AccountRecord, ConnectorError> {
+    let (id, mut user) = Fields::record(target, "user", value, "id", anomalies)?;
+    let username = user.login("username")?;
     let mut attributes = Attributes::new();
-    put(
-        &mut attributes,
-        "first_name",
-        user.first_name.map(Value::from),
-    );
-    put(
-        &mut attributes,
-        "last_name",
-        user.last_name.map(Value::from),
-    );
+    let status = match user.value("status") {
+        Some(Value::String(text)) if text.eq_ignore_ascii_case("active") => AccountStatus::Active,
+        Some(Value::String(text)) if text.eq_ignore_ascii_case("inactive") => {
+            AccountStatus::Inactive
+        }
+        raw => user.unknown_status("status", raw, &mut attributes),
+    };
+    let first_name = user.text("first_name");
+    let last_name = user.text("last_name");
+    let email = user.text("email");
+    let display_name = display_name(first_name.as_deref(), last_name.as_deref());
+    put(&mut attributes, "first_name", first_name.map(Value::from));
+    put(&mut attributes, "last_name", last_name.map(Value::from));
     put(
         &mut attributes,
         "job_title",
-        user.job_title.map(Value::from),
+        user.text("job_title").map(Value::from),
     );
     put(
         &mut attributes,
         "telephone",
-        user.telephone.map(Value::from),
+        user.text("telephone").map(Value::from),
     );
-    if let Some(container) = &user.container {
+    if let Some((container_id, container_name)) = user.nested("container", reference) {
         put(
             &mut attributes,
             "container_id",
-            Some(container.id.as_json()),
+            Some(container_id.as_json()),
         );
         put(
             &mut attributes,
             "container_name",
-            container.name.clone().map(Value::from),
+            container_name.map(Value::from),
         );
     }
-    if let Some(roles) = &user.access_roles {
+    if let Some(roles) = user.each("access_roles", reference) {
         let roles: Vec<Value> = roles
             .iter()
-            .map(|role| json!({ "id": role.id.as_json(), "name": role.name }))
+            .map(|(id, name)| json!({ "id": id.as_json(), "name": name }))
             .collect();
         put(&mut attributes, "access_roles", Some(Value::Array(roles)));
     }
-    put(&mut attributes, "type", user.user_type.map(Value::from));
+    put(&mut attributes, "type", user.text("type").map(Value::from));
     Ok(AccountRecord {
-        id: user.id.to_string(),
-        name: user.username,
+        id: id.to_string(),
+        name: username,
         display_name,
-        email: non_empty(user.email.as_deref()),
+        email: non_empty(email.as_deref()),
         status,
         attributes,
     })
 }
 
+/// A `{id, name}` reference (a user's `container`, one of its `access_roles`): `None`, noted,
+/// when the id is absent or unreadable.
+fn reference(object: &mut Fields<'_>) -> Option<(NativeId, Option<String>)> {
+    let id = object.needed_id("id")?;
+    Some((id, object.text("name")))
+}
+
 /// A DigiCert user → its grants: one `role` grant per access role, one `container` grant.
+/// `id` must be readable; an unreadable `container` or role is left out and noted (the
+/// grant then reads as removed until the target sends it right again).
 pub(super) fn map_user_grants(
     target: &str,
     value: &Value,
+    anomalies: &mut Vec<Anomaly>,
 ) -> Result<Vec<GrantRecord>, ConnectorError> {
-    let user: User = parse(target, "user", value)?;
-    let account_id = user.id.to_string();
+    let (id, mut user) = Fields::record(target, "user", value, "id", anomalies)?;
+    let account_id = id.to_string();
     let mut grants: Vec<GrantRecord> = user
-        .access_roles
+        .each("access_roles", reference)
         .unwrap_or_default()
         .into_iter()
-        .map(|role| GrantRecord {
+        .map(|(role_id, role_name)| GrantRecord {
             account_id: account_id.clone(),
             entitlement_type: ROLE.to_string(),
-            entitlement_id: role.id.to_string(),
-            entitlement_name: role.name,
+            entitlement_id: role_id.to_string(),
+            entitlement_name: role_name,
         })
         .collect();
-    if let Some(container) = user.container {
+    if let Some((container_id, container_name)) = user.nested("container", reference) {
         grants.push(GrantRecord {
             account_id,
             entitlement_type: CONTAINER.to_string(),
-            entitlement_id: container.id.to_string(),
-            entitlement_name: container.name,
+            entitlement_id: container_id.to_string(),
+            entitlement_name: container_name,
         });
     }
     Ok(grants)
 }
 
-/// A container of `GET /container` → a `container` entitlement.
+/// A container of `GET /container` → a `container` entitlement. `id` must be readable; a
+/// `name` that is absent or not text is noted and the id stands in for it; other fields of
+/// an unexpected type are left out and noted.
 pub(super) fn map_container(
     target: &str,
     value: &Value,
+    anomalies: &mut Vec<Anomaly>,
 ) -> Result<EntitlementRecord, ConnectorError> {
-    let container: Container = parse(target, "container", value)?;
+    let (id, mut container) = Fields::record(target, "container", value, "id", anomalies)?;
+    let name = named(&mut container, &id);
     let mut attributes = Attributes::new();
     put(
         &mut attributes,
         "public_id",
-        container.public_id.map(Value::from),
+        container.text("public_id").map(Value::from),
     );
     put(
         &mut attributes,
         "description",
-        container.description.map(Value::from),
+        container.text("description").map(Value::from),
     );
     put(
         &mut attributes,
         "parent_id",
-        container.parent_id.as_ref().map(NativeId::as_json),
+        container.optional_id("parent_id").map(|id| id.as_json()),
     );
     put(
         &mut attributes,
         "template_id",
-        container.template_id.as_ref().map(NativeId::as_json),
+        container.optional_id("template_id").map(|id| id.as_json()),
     );
     put(
         &mut attributes,
         "is_active",
-        container.is_active.map(Value::from),
+        container.flag("is_active").map(Value::from),
     );
     Ok(EntitlementRecord {
         entitlement_type: CONTAINER.to_string(),
-        id: container.id.to_string(),
-        name: container.name,
+        id: id.to_string(),
+        name,
         attributes,
     })
+}
+
+/// The `name` of an entitlement record, or its id (noted) when the name is absent or not
+/// text.
+fn named(record: &mut Fields<'_>, id: &NativeId) -> String {
+    record.needed_text("name").unwrap_or_else(|| id.to_string())
 }
 
 /// Whether a container record is top-level (`parent_id` 0 or absent).
@@ -331,19 +302,22 @@ pub(super) fn is_top_level(attributes: &Attributes) -> bool {
     }
 }
 
-/// The `access_roles` of `GET /container/{id}/role` → `role` entitlements.
+/// The `access_roles` of `GET /container/{id}/role` → `role` entitlements. Each `id` must be
+/// readable; a `name` that is not text is noted and the id stands in for it (as it does,
+/// silently, for a role without a name).
 pub(super) fn map_roles(
     target: &str,
     roles: &[Value],
+    anomalies: &mut Vec<Anomaly>,
 ) -> Result<Vec<EntitlementRecord>, ConnectorError> {
     roles
         .iter()
         .map(|value| {
-            let role: Role = parse(target, "access role", value)?;
-            let id = role.id.to_string();
+            let (id, mut role) = Fields::record(target, "access role", value, "id", anomalies)?;
+            let id = id.to_string();
             Ok(EntitlementRecord {
                 entitlement_type: ROLE.to_string(),
-                name: role.name.unwrap_or_else(|| id.clone()),
+                name: role.text("name").unwrap_or_else(|| id.clone()),
                 id,
                 attributes: Attributes::new(),
             })

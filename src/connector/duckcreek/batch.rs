@@ -129,6 +129,9 @@ pub(super) struct Item {
     pub(super) element: Element,
     pub(super) roles: Vec<String>,
     pub(super) entities: Vec<String>,
+    /// Where a `Role` or `UserEntityMembership` came without its name (one entry each,
+    /// e.g. `Roles/Role/@name`): left out, for the mapping to note.
+    pub(super) unnamed: Vec<&'static str>,
 }
 
 /// The answer to one request of a batch.
@@ -435,11 +438,14 @@ impl ListReader<'_> {
             .await
             .map_err(|err| self.batch.fail(err))?
         {
-            let (member, attribute, names) = match child.local.as_str() {
-                "Roles" => ("Role", "name", &mut item.roles),
-                "UserEntityMemberships" => {
-                    ("UserEntityMembership", "entityName", &mut item.entities)
-                }
+            let (member, attribute, field, names) = match child.local.as_str() {
+                "Roles" => ("Role", "name", "Roles/Role/@name", &mut item.roles),
+                "UserEntityMemberships" => (
+                    "UserEntityMembership",
+                    "entityName",
+                    "UserEntityMemberships/UserEntityMembership/@entityName",
+                    &mut item.entities,
+                ),
                 _ => {
                     self.batch.leave(&child).await?;
                     continue;
@@ -462,12 +468,7 @@ impl ListReader<'_> {
                         .filter(|n| !n.is_empty())
                     {
                         Some(name) => names.push(name.to_string()),
-                        None => {
-                            let who = item.element.attr("name").unwrap_or("?").to_string();
-                            return Err(self.batch.malformed(format!(
-                                "user {who} has a <{member}> without {attribute}"
-                            )));
-                        }
+                        None => item.unnamed.push(field),
                     }
                 }
                 self.batch.leave(&grant).await?;

@@ -14,12 +14,13 @@ use super::wire::{map_entity, map_privilege, map_role, map_user, map_user_grants
 use super::DuckCreekConnector;
 use crate::connector::kit::Reads;
 use crate::connector::soap::CallKind;
-use crate::connector::{ConnectorError, PageStream};
+use crate::connector::{Anomaly, ConnectorError, Page, PageStream};
 use crate::model::{AccountRecord, EntitlementRecord, GrantRecord};
 
 /// Turns an item of list N into records, with a context read before the lists (the
-/// catalogue, for grants).
-type ItemMapper<C, T> = fn(&str, &C, usize, &Item) -> Result<Vec<T>, ConnectorError>;
+/// catalogue, for grants), noting what it tolerates.
+type ItemMapper<C, T> =
+    fn(&str, &C, usize, &Item, &mut Vec<Anomaly>) -> Result<Vec<T>, ConnectorError>;
 
 /// Where a page stream is.
 enum PagesState<'a, C> {
@@ -48,7 +49,7 @@ impl Reads for DuckCreekConnector {
             "users",
             vec![users_spec(&self.entity_id)],
             futures::future::ready(Ok(())).boxed(),
-            |target, _: &(), _, item| Ok(vec![map_user(target, item)?]),
+            |target, _: &(), _, item, anomalies| Ok(vec![map_user(target, item, anomalies)?]),
         )
     }
 
@@ -61,7 +62,7 @@ impl Reads for DuckCreekConnector {
             "roles, entities and privileges",
             vec![roles_spec(), entities_spec(), privileges_spec()],
             futures::future::ready(Ok(())).boxed(),
-            |target, _: &(), list, item| {
+            |target, _: &(), list, item, _| {
                 let record = match list {
                     0 => map_role(target, &item.element)?,
                     1 => map_entity(target, &item.element)?,
@@ -81,7 +82,9 @@ impl Reads for DuckCreekConnector {
             "users",
             vec![users_spec(&self.entity_id)],
             self.catalogue().boxed(),
-            |target, catalogue, _, item| map_user_grants(target, catalogue, item),
+            |target, catalogue, _, item, anomalies| {
+                map_user_grants(target, catalogue, item, anomalies)
+            },
         )
     }
 
@@ -96,7 +99,8 @@ impl Reads for DuckCreekConnector {
                 .attr("name")
                 .is_some_and(|found| found.trim().eq_ignore_ascii_case(name.trim()))
             {
-                return Ok(Some(map_user(self.core.target(), &item)?));
+                // A lookup, not an import: what the mapping tolerated is not counted.
+                return Ok(Some(map_user(self.core.target(), &item, &mut Vec::new())?));
             }
         }
         Ok(None)
@@ -130,18 +134,25 @@ impl DuckCreekConnector {
                 PagesState::Reading { reader, context } => (*reader, context),
             };
             let mut page = Vec::new();
+            let mut anomalies = Vec::new();
             while page.len() < page_size {
                 match reader.next_item().await? {
-                    Some((list, item)) => {
-                        page.extend(map(self.core.target(), &context, list, &item)?)
-                    }
+                    Some((list, item)) => page.extend(map(
+                        self.core.target(),
+                        &context,
+                        list,
+                        &item,
+                        &mut anomalies,
+                    )?),
                     None => {
-                        return Ok((!page.is_empty()).then_some((page, PagesState::Done)));
+                        let last = !page.is_empty() || !anomalies.is_empty();
+                        let page = Page::new(page, anomalies);
+                        return Ok(last.then_some((page, PagesState::Done)));
                     }
                 }
             }
             Ok(Some((
-                page,
+                Page::new(page, anomalies),
                 PagesState::Reading {
                     reader: Box::new(reader),
                     context,

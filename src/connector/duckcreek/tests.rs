@@ -10,12 +10,14 @@ use super::batch::Item;
 use super::wire::{map_entity, map_privilege, map_role, map_user, map_user_grants, Catalogue};
 use super::*;
 use crate::connector::kit::testing::{
-    already_done, assert_error, done, provisioned, read_error, refused, target_config,
+    already_done, assert_error, done, noted, provisioned, read_all, read_error, read_noted,
+    refused, target_config,
 };
+use crate::connector::mapping::RAW_STATUS;
 use crate::connector::soap::SOAP_1_1;
 use crate::connector::xml::{escape, Element};
-use crate::connector::{Connector, ErrorClass, ProvisionRequest};
-use crate::model::{AccountRecord, AccountStatus, EntitlementRecord, GrantRecord};
+use crate::connector::{Anomaly, Connector, ErrorClass, Page, ProvisionRequest};
+use crate::model::{AccountRecord, AccountStatus, AnomalyKind, EntitlementRecord, GrantRecord};
 
 const PASSWORD: &str = "dc-PASS&<word>-UNMISTAKABLE";
 
@@ -99,23 +101,33 @@ fn element(local: &str, attributes: &[(&str, &str)]) -> Element {
     }
 }
 
-#[test]
-fn maps_users_with_locked_as_inactive_and_refuses_unknown_statuses() {
-    let item = Item {
-        element: element(
-            "User",
-            &[
-                ("id", "7"),
-                ("name", "jdoe"),
-                ("email", "j@example.com"),
-                ("fullName", "Jane Doe"),
-                ("status", "Locked"),
-                ("branch", "East"),
-            ],
-        ),
+/// `item` mapped to an account, with what the mapping noted.
+fn mapped_user(item: &Item) -> (AccountRecord, Vec<Anomaly>) {
+    let mut anomalies = Vec::new();
+    let record = map_user("dc", item, &mut anomalies).unwrap();
+    (record, anomalies)
+}
+
+/// A `User` item with `attributes` and no roles or memberships.
+fn user_item(attributes: &[(&str, &str)]) -> Item {
+    Item {
+        element: element("User", attributes),
         ..Item::default()
-    };
-    let record = map_user("dc", &item).unwrap();
+    }
+}
+
+#[test]
+fn maps_users_with_locked_as_inactive() {
+    let item = user_item(&[
+        ("id", "7"),
+        ("name", "jdoe"),
+        ("email", "j@example.com"),
+        ("fullName", "Jane Doe"),
+        ("status", "Locked"),
+        ("branch", "East"),
+    ]);
+    let (record, anomalies) = mapped_user(&item);
+    assert!(anomalies.is_empty(), "{anomalies:?}");
     assert_eq!(
         (record.id.as_str(), record.name.as_str(), record.status),
         ("7", "jdoe", AccountStatus::Inactive)
@@ -126,33 +138,134 @@ fn maps_users_with_locked_as_inactive_and_refuses_unknown_statuses() {
         Value::Object(record.attributes),
         json!({ "status": "Locked", "branch": "East" })
     );
-    let active = Item {
-        element: element("User", &[("id", "8"), ("name", "a"), ("status", "active")]),
-        ..Item::default()
-    };
-    assert_eq!(
-        map_user("dc", &active).unwrap().status,
-        AccountStatus::Active
-    );
-    for (attributes, wanted) in [
+    let (active, anomalies) = mapped_user(&user_item(&[
+        ("id", "8"),
+        ("name", "a"),
+        ("status", " active "),
+    ]));
+    assert_eq!(active.status, AccountStatus::Active);
+    assert!(anomalies.is_empty(), "{anomalies:?}");
+}
+
+#[test]
+fn an_unknown_or_missing_status_reads_as_inactive_with_the_raw_value_kept() {
+    for (status, raw, detail) in [
+        (Some("Disabled"), json!("Disabled"), "`Disabled`"),
         (
-            vec![("id", "9"), ("name", "b"), ("status", "Disabled")],
-            "status \"Disabled\"",
+            Some("Pending Approval"),
+            json!("Pending Approval"),
+            "`Pending Approval`",
         ),
-        (vec![("id", "9"), ("name", "b")], "has no status"),
+        (Some(""), json!(""), "``"),
+        (None, Value::Null, "missing"),
+    ] {
+        let mut attributes = vec![("id", "9"), ("name", "b"), ("email", "b@example.com")];
+        attributes.extend(status.map(|status| ("status", status)));
+        let (record, anomalies) = mapped_user(&user_item(&attributes));
+        assert_eq!(record.status, AccountStatus::Inactive, "{status:?}");
+        assert_eq!(record.attributes[RAW_STATUS], raw);
+        assert_eq!(
+            record.email.as_deref(),
+            Some("b@example.com"),
+            "the rest is read"
+        );
+        assert_eq!(noted(&anomalies), [(AnomalyKind::UnknownStatus, "@status")]);
+        assert_eq!(
+            (anomalies[0].record.as_str(), anomalies[0].detail.as_str()),
+            ("9", detail)
+        );
+    }
+}
+
+#[test]
+fn a_user_that_cannot_be_told_apart_fails_the_read_naming_it() {
+    for (attributes, wanted) in [
         (vec![("name", "b"), ("status", "Active")], "no `id`"),
+        (
+            vec![("id", " "), ("name", "b"), ("status", "Active")],
+            "no `id`",
+        ),
+        (
+            vec![("id", "9"), ("status", "Active")],
+            "a user (id 9) has no `name`",
+        ),
         (
             vec![("id", "9"), ("name", " "), ("status", "Active")],
             "no `name`",
         ),
     ] {
-        let item = Item {
-            element: element("User", &attributes),
-            ..Item::default()
-        };
-        let err = map_user("dc", &item).unwrap_err();
-        assert_eq!(err.class(), ErrorClass::Permanent);
-        assert!(err.to_string().contains(wanted), "{err}");
+        let mut anomalies = Vec::new();
+        let err = map_user("dc", &user_item(&attributes), &mut anomalies).unwrap_err();
+        assert_error(&err, ErrorClass::Permanent, wanted);
+        assert!(anomalies.is_empty());
+        let err = map_user_grants(
+            "dc",
+            &Catalogue::default(),
+            &user_item(&attributes),
+            &mut anomalies,
+        );
+        if !attributes
+            .iter()
+            .any(|(key, value)| *key == "id" && !value.trim().is_empty())
+        {
+            assert_error(&err.unwrap_err(), ErrorClass::Permanent, "no `id`");
+        }
+    }
+}
+
+#[test]
+fn grants_leave_out_roles_and_memberships_without_a_name() {
+    let item = Item {
+        element: element("User", &[("id", "7"), ("name", "jdoe")]),
+        roles: vec!["Underwriter".into()],
+        entities: vec!["Home".into()],
+        unnamed: vec![
+            "Roles/Role/@name",
+            "UserEntityMemberships/UserEntityMembership/@entityName",
+        ],
+    };
+    let mut anomalies = Vec::new();
+    let grants = map_user_grants("dc", &Catalogue::default(), &item, &mut anomalies).unwrap();
+    assert_eq!(grants.len(), 2);
+    assert_eq!(
+        noted(&anomalies),
+        [
+            (AnomalyKind::BadField, "Roles/Role/@name"),
+            (
+                AnomalyKind::BadField,
+                "UserEntityMemberships/UserEntityMembership/@entityName"
+            ),
+        ]
+    );
+    assert_eq!(anomalies[0].detail, "expected a name, found none");
+    assert_eq!(anomalies[0].record, "7");
+    // The account read does not count them: they are about grants.
+    assert!(mapped_user(&item)
+        .1
+        .iter()
+        .all(|a| a.kind == AnomalyKind::UnknownStatus));
+}
+
+proptest::proptest! {
+    #[test]
+    fn any_attribute_values_outside_the_identity_never_fail_the_mapping(
+        values in proptest::collection::vec("\\PC{0,16}", 5),
+        present in proptest::collection::vec(proptest::bool::ANY, 5),
+    ) {
+        let keys = ["status", "email", "fullName", "raw_status", "branch"];
+        let mut attributes = vec![("id", "41"), ("name", "prop.user")];
+        for ((key, value), present) in keys.iter().zip(&values).zip(present) {
+            if present {
+                attributes.push((key, value.as_str()));
+            }
+        }
+        let mut anomalies = Vec::new();
+        let record = map_user("dc", &user_item(&attributes), &mut anomalies).unwrap();
+        proptest::prop_assert_eq!(record.id.as_str(), "41");
+        proptest::prop_assert_eq!(record.name.as_str(), "prop.user");
+        proptest::prop_assert!(anomalies.len() <= 1);
+        proptest::prop_assert_eq!(record.attributes.contains_key(RAW_STATUS), !anomalies.is_empty()
+            || attributes.iter().any(|(key, _)| *key == "raw_status"));
     }
 }
 
@@ -199,8 +312,11 @@ fn maps_the_catalogue_and_resolves_grant_names() {
         element: element("User", &[("id", "7")]),
         roles: vec!["Underwriter".into(), "UNDERWRITER".into(), "Ghost".into()],
         entities: vec!["Home".into()],
+        unnamed: Vec::new(),
     };
-    let grants = map_user_grants("dc", &catalogue, &item).unwrap();
+    let mut anomalies = Vec::new();
+    let grants = map_user_grants("dc", &catalogue, &item, &mut anomalies).unwrap();
+    assert!(anomalies.is_empty());
     let ids: Vec<(&str, &str)> = grants
         .iter()
         .map(|g| (g.entitlement_type.as_str(), g.entitlement_id.as_str()))
@@ -236,9 +352,16 @@ async fn streams_users_in_pages_from_one_response() {
         .mount(&server)
         .await;
     let connector = connector(&server, "page_size = 3");
-    let pages: Vec<Vec<AccountRecord>> = connector.accounts().try_collect().await.unwrap();
-    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 1]);
-    let third = &pages[0][2];
+    let pages: Vec<Page<AccountRecord>> = connector.accounts().try_collect().await.unwrap();
+    assert_eq!(
+        pages
+            .iter()
+            .map(|page| page.records.len())
+            .collect::<Vec<_>>(),
+        [3, 3, 1]
+    );
+    assert!(pages.iter().all(|page| page.anomalies.is_empty()));
+    let third = &pages[0].records[2];
     assert_eq!(
         (third.name.as_str(), third.status),
         ("user3", AccountStatus::Inactive)
@@ -273,12 +396,7 @@ async fn reads_roles_entities_and_privileges_then_grants_by_name() {
         .mount(&server)
         .await;
     let connector = connector(&server, "");
-    let records: Vec<EntitlementRecord> = connector
-        .entitlements()
-        .try_collect::<Vec<_>>()
-        .await
-        .unwrap()
-        .concat();
+    let records: Vec<EntitlementRecord> = read_all(connector.entitlements()).await;
     let keys: Vec<String> = records
         .iter()
         .map(|r| format!("{}:{}:{}", r.entitlement_type, r.id, r.name))
@@ -296,12 +414,7 @@ async fn reads_roles_entities_and_privileges_then_grants_by_name() {
     );
     assert_eq!(records[0].attributes["description"], "Writes \"policies\"");
 
-    let grants: Vec<GrantRecord> = connector
-        .grants()
-        .try_collect::<Vec<_>>()
-        .await
-        .unwrap()
-        .concat();
+    let grants: Vec<GrantRecord> = read_all(connector.grants()).await;
     let keys: Vec<String> = grants
         .iter()
         .map(|g| {
@@ -409,12 +522,88 @@ async fn an_empty_user_list_is_no_pages() {
         ))
         .mount(&server)
         .await;
-    let pages: Vec<Vec<AccountRecord>> = connector(&server, "")
+    let pages: Vec<Page<AccountRecord>> = connector(&server, "")
         .accounts()
         .try_collect()
         .await
         .unwrap();
     assert!(pages.is_empty());
+}
+
+/// A users answer holding `users` (`User` elements).
+fn users_of(users: &str) -> String {
+    answer(&format!(
+        r#"<OnlineData.listEntityUsersRs status="Success"><Users>{users}</Users></OnlineData.listEntityUsersRs>"#
+    ))
+}
+
+#[tokio::test]
+async fn the_streams_carry_what_the_mapping_tolerated() {
+    let users = format!(
+        r#"{}<User id="2" name="odd" status="Suspended"/><User id="3" name="bare">
+             <Roles><Role/><Role name="Underwriter"/></Roles>
+             <UserEntityMemberships><UserEntityMembership entityName=" "/></UserEntityMemberships></User>"#,
+        user_xml(1, "Active")
+    );
+    let server = MockServer::start().await;
+    Mock::given(body_string_contains(LIST_ROLES))
+        .respond_with(xml(200, catalogue_answer()))
+        .mount(&server)
+        .await;
+    Mock::given(body_string_contains(LIST_USERS))
+        .respond_with(xml(200, users_of(&users)))
+        .mount(&server)
+        .await;
+    let connector = connector(&server, "page_size = 2");
+
+    let (accounts, anomalies) = read_noted(connector.accounts()).await;
+    assert_eq!(accounts.len(), 3);
+    assert_eq!(
+        anomalies
+            .iter()
+            .map(|a| (a.record.as_str(), a.kind, a.detail.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("2", AnomalyKind::UnknownStatus, "`Suspended`"),
+            ("3", AnomalyKind::UnknownStatus, "missing"),
+        ]
+    );
+    assert_eq!(accounts[1].attributes[RAW_STATUS], "Suspended");
+    assert_eq!(accounts[2].attributes[RAW_STATUS], Value::Null);
+
+    let (grants, anomalies) = read_noted(connector.grants()).await;
+    let of_bare: Vec<&str> = grants
+        .iter()
+        .filter(|g| g.account_id == "3")
+        .map(|g| g.entitlement_id.as_str())
+        .collect();
+    assert_eq!(of_bare, ["10"], "only the named role");
+    assert_eq!(
+        noted(&anomalies),
+        [
+            (AnomalyKind::BadField, "Roles/Role/@name"),
+            (
+                AnomalyKind::BadField,
+                "UserEntityMemberships/UserEntityMembership/@entityName"
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_user_without_an_id_fails_the_stream() {
+    let users = format!(
+        r#"{}<User name="ghost" status="Active"/>"#,
+        user_xml(1, "Active")
+    );
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(xml(200, users_of(&users)))
+        .mount(&server)
+        .await;
+    let err = read_error(connector(&server, "").accounts()).await;
+    assert_error(&err, ErrorClass::Permanent, "a user has no `id` attribute");
+    assert_error(&err, ErrorClass::Permanent, "cannot be skipped");
 }
 
 fn request(

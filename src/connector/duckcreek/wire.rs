@@ -10,9 +10,10 @@ use serde_json::Value;
 use super::batch::Item;
 use super::{ENTITY, PRIVILEGE, ROLE};
 use crate::connector::http::ErrorReading;
+use crate::connector::mapping::{cannot_skip, RAW_STATUS};
 use crate::connector::soap::{classify_fault_body, Fault};
 use crate::connector::xml::Element;
-use crate::connector::ConnectorError;
+use crate::connector::{Anomaly, ConnectorError};
 use crate::model::{AccountRecord, AccountStatus, Attributes, EntitlementRecord, GrantRecord};
 
 /// How the shared client reads a Duck Creek error response: a SOAP fault decides the class
@@ -107,7 +108,8 @@ pub(super) struct Catalogue {
     pub(super) entities: NameIndex,
 }
 
-/// A required, non-blank attribute of `element`, or a malformed-response error naming it.
+/// A required, non-blank attribute of `element` (its identity), or a malformed-response
+/// error naming it: such a record cannot be skipped.
 fn required<'e>(
     target: &str,
     element: &'e Element,
@@ -123,9 +125,9 @@ fn required<'e>(
                 .attr("id")
                 .map(|id| format!(" (id {id})"))
                 .unwrap_or_default();
-            ConnectorError::malformed(
+            cannot_skip(
                 target,
-                format!("a {what}{id} has no `{attribute}` attribute"),
+                &format!("a {what}{id} has no `{attribute}` attribute"),
             )
         })
 }
@@ -139,39 +141,39 @@ fn optional(element: &Element, attribute: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// A `User` → an account record. `@status` `Active` is active and `Locked` inactive (any
-/// letter case); any other value is refused rather than guessed. Attributes other than
+/// A `User` → an account record. `@id` and `@name` must be present and non-blank (a user
+/// that cannot be told apart fails the read). `@status` `Active` is active and `Locked`
+/// inactive (any letter case); any other value, or none, reads as `inactive` with the raw
+/// value in `attributes.raw_status` and is noted in `anomalies`. Attributes other than
 /// `id`, `name`, `email` and `fullName` (the raw `status` among them) are kept in
 /// `attributes`.
-pub(super) fn map_user(target: &str, item: &Item) -> Result<AccountRecord, ConnectorError> {
+pub(super) fn map_user(
+    target: &str,
+    item: &Item,
+    anomalies: &mut Vec<Anomaly>,
+) -> Result<AccountRecord, ConnectorError> {
     let user = &item.element;
     let id = required(target, user, "user", "id")?;
     let name = required(target, user, "user", "name")?;
-    let status = match user.attr("status").map(str::trim) {
-        Some(status) if status.eq_ignore_ascii_case("Active") => AccountStatus::Active,
-        Some(status) if status.eq_ignore_ascii_case("Locked") => AccountStatus::Inactive,
-        Some(other) => {
-            return Err(ConnectorError::malformed(
-                target,
-                format!(
-                    "user {id} ({name}) has status \"{other}\"; idsync knows Active and Locked \
-                     and does not guess"
-                ),
-            ))
-        }
-        None => {
-            return Err(ConnectorError::malformed(
-                target,
-                format!("user {id} ({name}) has no status (expected Active or Locked)"),
-            ))
-        }
-    };
     let mut attributes = Attributes::new();
     for (key, value) in &user.attributes {
         if !matches!(key.as_str(), "id" | "name" | "email" | "fullName") {
             attributes.insert(key.clone(), Value::from(value.as_str()));
         }
     }
+    let raw_status = user.attr("status");
+    let status = match raw_status.map(str::trim) {
+        Some(status) if status.eq_ignore_ascii_case("Active") => AccountStatus::Active,
+        Some(status) if status.eq_ignore_ascii_case("Locked") => AccountStatus::Inactive,
+        _ => {
+            anomalies.push(Anomaly::unknown_status(id, "@status", raw_status));
+            attributes.insert(
+                RAW_STATUS.to_string(),
+                raw_status.map_or(Value::Null, Value::from),
+            );
+            AccountStatus::Inactive
+        }
+    };
     Ok(AccountRecord {
         id: id.to_string(),
         name: name.to_string(),
@@ -234,12 +236,20 @@ pub(super) fn map_privilege(
 }
 
 /// A user's roles and entity memberships → grants, names resolved through `catalogue`.
+/// `@id` must be present; a `Role` or `UserEntityMembership` without its name is left out
+/// and noted in `anomalies` (its grant reads as removed until the target sends it right).
 pub(super) fn map_user_grants(
     target: &str,
     catalogue: &Catalogue,
     item: &Item,
+    anomalies: &mut Vec<Anomaly>,
 ) -> Result<Vec<GrantRecord>, ConnectorError> {
     let account_id = required(target, &item.element, "user", "id")?;
+    anomalies.extend(
+        item.unnamed
+            .iter()
+            .map(|field| Anomaly::bad_field(account_id, field, "a name", "none")),
+    );
     let roles = item.roles.iter().map(|name| (ROLE, &catalogue.roles, name));
     let entities = item
         .entities

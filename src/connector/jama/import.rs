@@ -10,13 +10,13 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use serde_json::Value;
 
-use super::wire::{map_group, map_members, map_user, GroupRef, ListBody, UserRef};
+use super::wire::{map_group, map_members, map_user, map_user_ref, GroupRef, ListBody};
 use super::JamaConnector;
 use crate::connector::kit::idempotency::Holder;
 use crate::connector::kit::Reads;
-use crate::connector::mapping::{first_id, parse};
+use crate::connector::mapping::{first_id, PageMapper};
 use crate::connector::paging::{StartIndexPage, StartIndexPager};
-use crate::connector::{ConnectorError, PageStream};
+use crate::connector::{ConnectorError, Page, PageStream};
 use crate::model::{AccountRecord, EntitlementRecord, GrantRecord};
 
 /// Where the grant stream is.
@@ -55,18 +55,28 @@ impl Reads for JamaConnector {
             &["users"],
             &[("includeInactive", "true")],
             "users",
-            |target, users| users.iter().map(|user| map_user(target, user)).collect(),
+            |target, users, anomalies| {
+                users
+                    .iter()
+                    .map(|user| map_user(target, user, anomalies))
+                    .collect()
+            },
         )
     }
 
     /// Every entitlement: `GET /usergroups` (type `usergroup`), one stream item per page.
     fn entitlement_pages(&self) -> PageStream<'_, EntitlementRecord> {
-        self.pages(&["usergroups"], &[], "user groups", |target, groups| {
-            groups
-                .iter()
-                .map(|group| map_group(target, group))
-                .collect()
-        })
+        self.pages(
+            &["usergroups"],
+            &[],
+            "user groups",
+            |target, groups, anomalies| {
+                groups
+                    .iter()
+                    .map(|group| map_group(target, group, anomalies))
+                    .collect()
+            },
+        )
     }
 
     /// Every grant: the group ids first (40–1000 of them, kept in memory), then `GET
@@ -89,8 +99,10 @@ impl Reads for JamaConnector {
                         mut groups,
                     } => match self.next_page(&["usergroups"], &[], &mut pager).await? {
                         Some(page) => {
+                            // The group list is read for ids and names only; its
+                            // anomalies are counted by the entitlement read.
                             for value in &page {
-                                let group = map_group(target, value)?;
+                                let group = map_group(target, value, &mut Vec::new())?;
                                 groups.push(GroupRef {
                                     id: group.id,
                                     name: group.name,
@@ -120,13 +132,14 @@ impl Reads for JamaConnector {
                         let path = ["usergroups", group.id.as_str(), "users"];
                         match self.next_page(&path, &[], &mut pager).await? {
                             Some(users) => {
-                                let grants = map_members(target, &group, &users)?;
+                                let mut anomalies = Vec::new();
+                                let grants = map_members(target, &group, &users, &mut anomalies)?;
                                 let next = GrantState::Members {
                                     groups,
                                     current: Some((group, pager)),
                                 };
                                 if !grants.is_empty() {
-                                    return Ok(Some((grants, Some(next))));
+                                    return Ok(Some((Page::new(grants, anomalies), Some(next))));
                                 }
                                 next
                             }
@@ -144,7 +157,8 @@ impl Reads for JamaConnector {
 
     async fn find_account(&self, name: &str) -> Result<Option<AccountRecord>, ConnectorError> {
         match self.find_user(name).await? {
-            Some(user) => Ok(Some(map_user(self.core.target(), &user)?)),
+            // A lookup, not an import: what the mapping tolerated is not counted.
+            Some(user) => Ok(Some(map_user(self.core.target(), &user, &mut Vec::new())?)),
             None => Ok(None),
         }
     }
@@ -162,7 +176,7 @@ impl JamaConnector {
         let mut pager = StartIndexPager::new(target, "users by name", self.core.page_size());
         while let Some(users) = self.next_page(&["users"], &filter, &mut pager).await? {
             for value in users {
-                let user: UserRef = parse(target, "user", &value)?;
+                let user = map_user_ref(target, &value)?;
                 if user.username.eq_ignore_ascii_case(username) {
                     return Ok(Some(value));
                 }
@@ -175,7 +189,7 @@ impl JamaConnector {
     pub(super) async fn holder(&self, username: &str) -> Result<Option<Holder>, ConnectorError> {
         match self.find_user(username).await? {
             Some(value) => {
-                let user: UserRef = parse(self.core.target(), "user", &value)?;
+                let user = map_user_ref(self.core.target(), &value)?;
                 Ok(Some(Holder {
                     id: user.id.to_string(),
                     email: user.email,
@@ -185,14 +199,14 @@ impl JamaConnector {
         }
     }
 
-    /// One paged listing as a stream of pages, each turned into records by `map`. The stream
-    /// ends at the first error, whether reading or mapping.
+    /// One paged listing as a stream of pages, each turned into records by `map`, with what
+    /// it noted. The stream ends at the first error, whether reading or mapping.
     fn pages<T: Send + 'static>(
         &self,
         path: &'static [&'static str],
         filter: &'static [(&'static str, &'static str)],
         what: &'static str,
-        map: fn(&str, &[Value]) -> Result<Vec<T>, ConnectorError>,
+        map: PageMapper<T>,
     ) -> PageStream<'_, T> {
         let pager = StartIndexPager::new(self.core.target(), what, self.core.page_size());
         let filter: Vec<(&str, String)> = filter
@@ -204,7 +218,11 @@ impl JamaConnector {
             async move {
                 match self.next_page(path, &filter, &mut pager).await? {
                     None => Ok(None),
-                    Some(page) => Ok(Some((map(self.core.target(), &page)?, pager))),
+                    Some(page) => {
+                        let mut anomalies = Vec::new();
+                        let records = map(self.core.target(), &page, &mut anomalies)?;
+                        Ok(Some((Page::new(records, anomalies), pager)))
+                    }
                 }
             }
         })

@@ -15,17 +15,18 @@ use serde_json::{json, Value};
 use url::Url;
 
 use super::config::api_root;
-use super::wire::{error_message, map_group, map_members, map_user, GroupRef};
+use super::wire::{error_message, map_group, map_members, map_user, map_user_ref, GroupRef};
 use super::*;
 use crate::connector::kit::testing::{
-    access, account_summary, already_done, assert_error, assert_update_is_idempotent, done, grant,
-    kind_id_name, pacing, provisioned, queries, read_all, read_error, refused, request,
-    target_config,
+    access, account_summary, already_done, any_json, assert_error, assert_update_is_idempotent,
+    done, grant, kind_id_name, noted, pacing, provisioned, queries, read_all, read_error,
+    read_noted, refused, request, target_config,
 };
+use crate::connector::mapping::RAW_STATUS;
 use crate::connector::password::PASSWORD_LENGTH;
 use crate::connector::ErrorClass;
-use crate::connector::{Connector, ProvisionRequest};
-use crate::model::{AccountRecord, AccountStatus, GrantRecord};
+use crate::connector::{Anomaly, Connector, Page, ProvisionRequest};
+use crate::model::{AccountRecord, AccountStatus, AnomalyKind, GrantRecord};
 
 const SECRET: &str = "jama-SECRET-unmistakable-5c2e";
 const TOKEN: &str = "tok-UNMISTAKABLE-8812";
@@ -53,9 +54,17 @@ fn envelope(data: Vec<Value>, start: u64, total: u64) -> Value {
             "links": {}, "linked": {}, "data": data })
 }
 
+/// `value` mapped to an account, with what the mapping noted.
+fn mapped_user(value: &Value) -> (AccountRecord, Vec<Anomaly>) {
+    let mut anomalies = Vec::new();
+    let record = map_user("jama", value, &mut anomalies).unwrap();
+    (record, anomalies)
+}
+
 #[test]
 fn maps_the_sheets_user() {
-    let record = map_user("jama", &sheet_user()).unwrap();
+    let (record, anomalies) = mapped_user(&sheet_user());
+    assert!(anomalies.is_empty(), "{anomalies:?}");
     assert_eq!(
         account_summary(&record),
         (
@@ -78,12 +87,11 @@ fn maps_the_sheets_user() {
 
 #[test]
 fn maps_an_inactive_user_with_only_the_required_fields() {
-    let record = map_user(
-        "jama",
+    let (record, anomalies) = mapped_user(
         &json!({ "id": 9, "username": "svc", "active": false, "email": "",
                  "customData": [], "authenticationType": null, "phone": null }),
-    )
-    .unwrap();
+    );
+    assert!(anomalies.is_empty(), "{anomalies:?}");
     assert_eq!(record.status, AccountStatus::Inactive);
     assert_eq!(record.display_name, None);
     assert_eq!(record.email, None);
@@ -91,43 +99,197 @@ fn maps_an_inactive_user_with_only_the_required_fields() {
 }
 
 #[test]
-fn a_user_without_active_or_username_is_malformed_and_named() {
-    let mut user = sheet_user();
-    user.as_object_mut().unwrap().remove("active");
-    let err = map_user("jama", &user).unwrap_err();
-    assert_error(
-        &err,
-        ErrorClass::Permanent,
-        "user 123 (jane.doe) has no `active` flag",
-    );
-    let err = map_user("jama", &json!({ "id": 5, "active": true })).unwrap_err();
-    let text = err.to_string();
-    assert!(
-        text.contains("cannot read a user (id 5)") && text.contains("username"),
-        "{text}"
-    );
+fn an_active_flag_that_is_absent_or_not_a_boolean_reads_as_inactive() {
+    for (raw, detail) in [
+        (None, "missing"),
+        (Some(Value::Null), "missing"),
+        (Some(json!("true")), "`true`"),
+        (Some(json!(1)), "`1`"),
+        (Some(json!("ACTIVE")), "`ACTIVE`"),
+        (Some(json!({ "value": true })), r#"`{"value":true}`"#),
+    ] {
+        let mut value = sheet_user();
+        match &raw {
+            Some(raw) => value["active"] = raw.clone(),
+            None => {
+                value.as_object_mut().unwrap().remove("active");
+            }
+        }
+        let (record, anomalies) = mapped_user(&value);
+        assert_eq!(record.status, AccountStatus::Inactive, "{raw:?}");
+        assert_eq!(
+            record.attributes[RAW_STATUS],
+            raw.clone().unwrap_or(Value::Null)
+        );
+        assert_eq!(record.email.as_deref(), Some("jane.doe@example.com"));
+        assert_eq!(noted(&anomalies), [(AnomalyKind::UnknownStatus, "active")]);
+        assert_eq!(
+            (anomalies[0].record.as_str(), anomalies[0].detail.as_str()),
+            ("123", detail)
+        );
+    }
+}
+
+#[test]
+fn each_field_of_an_unexpected_type_is_left_out_and_noted() {
+    let cases: Vec<(&str, Value, &str, &str)> = vec![
+        ("email", json!([]), "email", "expected text, found a list"),
+        (
+            "firstName",
+            json!(1),
+            "firstName",
+            "expected text, found a number",
+        ),
+        (
+            "lastName",
+            json!({}),
+            "lastName",
+            "expected text, found an object",
+        ),
+        (
+            "phone",
+            json!(5550100),
+            "phone",
+            "expected text, found a number",
+        ),
+        (
+            "title",
+            json!(false),
+            "title",
+            "expected text, found a boolean",
+        ),
+        (
+            "location",
+            json!(["Berlin"]),
+            "location",
+            "expected text, found a list",
+        ),
+        (
+            "licenseType",
+            json!(3),
+            "licenseType",
+            "expected text, found a number",
+        ),
+        (
+            "customData",
+            json!(5),
+            "customData",
+            "expected a list, found a number",
+        ),
+        (
+            "customData",
+            json!({ "costCenter": "42" }),
+            "customData",
+            "expected a list, found an object",
+        ),
+        (
+            "authenticationType",
+            json!("BASIC"),
+            "authenticationType",
+            "expected an object, found text",
+        ),
+        (
+            "authenticationType",
+            json!({ "name": 1 }),
+            "authenticationType.name",
+            "expected text, found a number",
+        ),
+    ];
+    for (field, bad, path, detail) in cases {
+        let mut value = sheet_user();
+        value[field] = bad.clone();
+        let (record, anomalies) = mapped_user(&value);
+        assert_eq!(
+            noted(&anomalies),
+            [(AnomalyKind::BadField, path)],
+            "{field}: {bad}"
+        );
+        assert_eq!(anomalies[0].detail, detail);
+        assert_eq!(anomalies[0].record, "123");
+        assert!(!record.attributes.contains_key(field), "{field}");
+        assert_eq!(
+            (record.id.as_str(), record.name.as_str()),
+            ("123", "jane.doe")
+        );
+        assert_eq!(record.status, AccountStatus::Active);
+        if field != "title" {
+            assert_eq!(
+                record.attributes["title"], "Engineer",
+                "{field}: the rest is read"
+            );
+        }
+    }
+    let mut value = sheet_user();
+    value["email"] = json!([]);
+    assert_eq!(mapped_user(&value).0.email, None);
+}
+
+#[test]
+fn a_user_that_cannot_be_told_apart_fails_the_read_naming_it() {
+    for (value, needle) in [
+        (
+            json!({ "username": "a", "active": true }),
+            "a user has no usable `id` (missing)",
+        ),
+        (
+            json!({ "id": {}, "username": "a" }),
+            "a user has no usable `id` (an object)",
+        ),
+        (
+            json!({ "id": "", "username": "a" }),
+            "a user has no usable `id` (blank)",
+        ),
+        (
+            json!({ "id": 5, "active": true }),
+            "user 5 has no usable `username` (missing)",
+        ),
+        (
+            json!({ "id": 5, "username": null }),
+            "user 5 has no usable `username` (null)",
+        ),
+        (
+            json!({ "id": 5, "username": true }),
+            "user 5 has no usable `username` (a boolean)",
+        ),
+        (json!(5), "a user is a number, not an object"),
+    ] {
+        let mut anomalies = Vec::new();
+        let err = map_user("jama", &value, &mut anomalies).unwrap_err();
+        assert_error(&err, ErrorClass::Permanent, needle);
+        assert!(anomalies.is_empty());
+    }
 }
 
 #[test]
 fn maps_groups_and_members() {
-    let record = map_group("jama", &sheet_group()).unwrap();
+    let mut anomalies = Vec::new();
+    let record = map_group("jama", &sheet_group(), &mut anomalies).unwrap();
     assert_eq!(kind_id_name(&record), ("usergroup", "7", "Reviewers"));
     assert_eq!(
         Value::Object(record.attributes),
         json!({ "description": "Can review" })
     );
-    let scoped = map_group("jama", &json!({ "id": 8, "name": "P", "project": 20 })).unwrap();
+    let scoped = map_group(
+        "jama",
+        &json!({ "id": 8, "name": "P", "project": 20 }),
+        &mut anomalies,
+    )
+    .unwrap();
     assert_eq!(Value::Object(scoped.attributes), json!({ "project": 20 }));
-    assert!(map_group("jama", &json!({ "id": 9 }))
-        .unwrap_err()
-        .to_string()
-        .contains("cannot read a user group (id 9)"));
+    assert!(anomalies.is_empty(), "{anomalies:?}");
 
     let group = GroupRef {
         id: "7".into(),
         name: "Reviewers".into(),
     };
-    let grants = map_members("jama", &group, &[sheet_user(), json!({ "id": 124 })]).unwrap();
+    let grants = map_members(
+        "jama",
+        &group,
+        &[sheet_user(), json!({ "id": 124, "email": [] })],
+        &mut anomalies,
+    )
+    .unwrap();
+    assert!(anomalies.is_empty(), "members are read for their id only");
     assert_eq!(
         grants,
         vec![
@@ -135,6 +297,111 @@ fn maps_groups_and_members() {
             grant("124", "usergroup", "7", "Reviewers"),
         ]
     );
+}
+
+#[test]
+fn a_user_found_by_name_reads_a_bad_email_as_none_but_needs_its_identity() {
+    let mut value = sheet_user();
+    value["email"] = json!([]);
+    value["active"] = json!("odd");
+    let found = map_user_ref("jama", &value).unwrap();
+    assert_eq!(
+        (found.id.to_string(), found.username.as_str(), found.email),
+        ("123".to_string(), "jane.doe", None)
+    );
+    let err = map_user_ref("jama", &json!({ "id": 5 })).err().unwrap();
+    assert_error(
+        &err,
+        ErrorClass::Permanent,
+        "user 5 has no usable `username`",
+    );
+}
+
+#[test]
+fn groups_tolerate_bad_fields_but_not_a_missing_id() {
+    let mut anomalies = Vec::new();
+    let nameless = map_group(
+        "jama",
+        &json!({ "id": 9, "description": 4 }),
+        &mut anomalies,
+    )
+    .unwrap();
+    assert_eq!(kind_id_name(&nameless), ("usergroup", "9", "9"));
+    assert!(nameless.attributes.is_empty());
+    assert_eq!(
+        noted(&anomalies),
+        [
+            (AnomalyKind::BadField, "name"),
+            (AnomalyKind::BadField, "description")
+        ]
+    );
+    let err = map_group("jama", &json!({ "name": "G" }), &mut anomalies).unwrap_err();
+    assert_error(
+        &err,
+        ErrorClass::Permanent,
+        "a user group has no usable `id` (missing)",
+    );
+
+    let group = GroupRef {
+        id: "7".into(),
+        name: "Reviewers".into(),
+    };
+    let err = map_members(
+        "jama",
+        &group,
+        &[json!({ "username": "x" })],
+        &mut anomalies,
+    )
+    .unwrap_err();
+    assert_error(
+        &err,
+        ErrorClass::Permanent,
+        "a group member has no usable `id` (missing)",
+    );
+}
+
+/// The fields of a Jama user other than its identity (`id`, `username`), and some the
+/// adapter does not read.
+const USER_FIELDS: [&str; 13] = [
+    "firstName",
+    "lastName",
+    "email",
+    "phone",
+    "title",
+    "location",
+    "licenseType",
+    "active",
+    "authenticationType",
+    "customData",
+    "avatarUrl",
+    "type",
+    "raw_status",
+];
+
+proptest::proptest! {
+    #[test]
+    fn any_values_outside_the_identity_never_fail_the_mapping(
+        values in proptest::collection::vec(any_json(), USER_FIELDS.len()),
+        present in proptest::collection::vec(proptest::bool::ANY, USER_FIELDS.len()),
+    ) {
+        let mut value = json!({ "id": 41, "username": "prop.user" });
+        for ((field, field_value), present) in USER_FIELDS.iter().zip(values).zip(present) {
+            if present {
+                value[*field] = field_value;
+            }
+        }
+        let mut anomalies = Vec::new();
+        let record = map_user("jama", &value, &mut anomalies).unwrap();
+        proptest::prop_assert_eq!(record.id.as_str(), "41");
+        proptest::prop_assert_eq!(record.name.as_str(), "prop.user");
+        proptest::prop_assert!(anomalies.iter().all(|anomaly| anomaly.record == "41"));
+        let known = value.get("active").is_some_and(Value::is_boolean);
+        proptest::prop_assert_eq!(record.attributes.contains_key(RAW_STATUS), !known);
+        proptest::prop_assert_eq!(
+            anomalies.iter().filter(|a| a.kind == AnomalyKind::UnknownStatus).count(),
+            usize::from(!known)
+        );
+    }
 }
 
 #[test]
@@ -259,12 +526,23 @@ async fn pages_all_users_when_asking_for_more_than_jama_serves() {
         .mount(&server)
         .await;
     let connector = connector(&server, "page_size = 100");
-    let pages: Vec<Vec<AccountRecord>> = connector.accounts().try_collect().await.unwrap();
-    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [50, 50, 37]);
-    let ids: HashSet<String> = pages.iter().flatten().map(|a| a.id.clone()).collect();
+    let pages: Vec<Page<AccountRecord>> = connector.accounts().try_collect().await.unwrap();
+    assert_eq!(
+        pages
+            .iter()
+            .map(|page| page.records.len())
+            .collect::<Vec<_>>(),
+        [50, 50, 37]
+    );
+    assert!(pages.iter().all(|page| page.anomalies.is_empty()));
+    let ids: HashSet<String> = pages
+        .iter()
+        .flat_map(|page| &page.records)
+        .map(|a| a.id.clone())
+        .collect();
     assert_eq!(ids.len(), 137, "no record skipped");
-    assert_eq!(pages[2][36].name, "user137");
-    assert_eq!(pages[0][2].status, AccountStatus::Inactive);
+    assert_eq!(pages[2].records[36].name, "user137");
+    assert_eq!(pages[0].records[2].status, AccountStatus::Inactive);
     let requests = server.received_requests().await.unwrap();
     assert_eq!(
         queries(&requests, "/rest/v1/users"),
@@ -300,6 +578,58 @@ async fn asks_for_fifty_by_default_and_fails_on_a_miscounted_page() {
     assert_eq!(
         queries(&requests, "/rest/v1/users"),
         ["startAt=0&maxResults=50&includeInactive=true"]
+    );
+}
+
+/// A user whose `active` flag is text, and whose `email` is a list.
+fn odd_user(id: u64) -> Value {
+    let mut value = user(id);
+    if id == 2 {
+        value["active"] = json!("yes");
+        value["email"] = json!([]);
+    }
+    value
+}
+
+#[tokio::test]
+async fn the_account_stream_carries_what_the_mapping_tolerated() {
+    let server = jama().await;
+    Mock::given(path("/rest/v1/users"))
+        .respond_with(Listing::new(3, odd_user))
+        .mount(&server)
+        .await;
+    let (accounts, anomalies) = read_noted(connector(&server, "").accounts()).await;
+    assert_eq!(accounts.len(), 3);
+    assert_eq!(accounts[1].status, AccountStatus::Inactive);
+    assert_eq!(accounts[1].attributes[RAW_STATUS], "yes");
+    assert_eq!(accounts[1].email, None);
+    assert_eq!(
+        noted(&anomalies),
+        [
+            (AnomalyKind::UnknownStatus, "active"),
+            (AnomalyKind::BadField, "email")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_user_without_a_username_fails_the_stream() {
+    let server = jama().await;
+    Mock::given(path("/rest/v1/users"))
+        .respond_with(Listing::new(3, |id| {
+            let mut value = user(id);
+            if id == 3 {
+                value["username"] = json!(null);
+            }
+            value
+        }))
+        .mount(&server)
+        .await;
+    let err = read_error(connector(&server, "").accounts()).await;
+    assert_error(
+        &err,
+        ErrorClass::Permanent,
+        "user 3 has no usable `username` (null)",
     );
 }
 
@@ -342,9 +672,15 @@ async fn reads_the_members_of_every_group_as_grants() {
         .mount(&server)
         .await;
     let connector = connector(&server, "");
-    let pages: Vec<Vec<GrantRecord>> = connector.grants().try_collect().await.unwrap();
-    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [50, 20, 2]);
-    let last = &pages[2][1];
+    let pages: Vec<Page<GrantRecord>> = connector.grants().try_collect().await.unwrap();
+    assert_eq!(
+        pages
+            .iter()
+            .map(|page| page.records.len())
+            .collect::<Vec<_>>(),
+        [50, 20, 2]
+    );
+    let last = &pages[2].records[1];
     assert_eq!(
         (
             last.account_id.as_str(),

@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::USERGROUP;
 use crate::connector::http::ErrorReading;
-use crate::connector::mapping::{code_and_text, display_name, non_empty, parse, put, NativeId};
-use crate::connector::ConnectorError;
+use crate::connector::mapping::{code_and_text, display_name, non_empty, put, Fields, NativeId};
+use crate::connector::{Anomaly, ConnectorError};
 use crate::model::{AccountRecord, AccountStatus, Attributes, EntitlementRecord, GrantRecord};
 
 /// How the shared client (and the token cache) reads a Jama error response: the target's
@@ -71,51 +71,24 @@ pub(super) struct PageInfoBody {
     pub(super) total_results: Option<u64>,
 }
 
-/// The user object, as far as the adapter reads it.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct User {
-    id: NativeId,
-    username: String,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    email: Option<String>,
-    phone: Option<String>,
-    title: Option<String>,
-    location: Option<String>,
-    license_type: Option<String>,
-    active: Option<bool>,
-    authentication_type: Option<AuthenticationType>,
-    custom_data: Option<Value>,
-}
-
-/// A user's `authenticationType {id, name}`.
-#[derive(Deserialize)]
-struct AuthenticationType {
-    name: Option<String>,
-}
-
-/// A user found by name: its id and email.
-#[derive(Deserialize)]
+/// A user found by name: its login, id and email, as far as judging a duplicate create
+/// needs them.
 pub(super) struct UserRef {
     pub(super) id: NativeId,
     pub(super) username: String,
     pub(super) email: Option<String>,
 }
 
-/// A group member: only its id is read.
-#[derive(Deserialize)]
-struct Member {
-    id: NativeId,
-}
-
-/// A user group of `GET /usergroups`.
-#[derive(Deserialize)]
-struct Group {
-    id: NativeId,
-    name: String,
-    description: Option<String>,
-    project: Option<Value>,
+/// A user found by name → a [`UserRef`]. `id` and `username` must be readable; an `email`
+/// that is not text is read as none (a lookup counts nothing).
+pub(super) fn map_user_ref(target: &str, value: &Value) -> Result<UserRef, ConnectorError> {
+    let mut ignored = Vec::new();
+    let (id, mut user) = Fields::record(target, "user", value, "id", &mut ignored)?;
+    Ok(UserRef {
+        id,
+        username: user.login("username")?,
+        email: user.text("email"),
+    })
 }
 
 /// A group whose members the grant stream reads.
@@ -129,82 +102,94 @@ fn put_text(attributes: &mut Attributes, key: &str, text: Option<&str>) {
     put(attributes, key, non_empty(text).map(Value::from));
 }
 
-/// A Jama user → an account record.
-pub(super) fn map_user(target: &str, value: &Value) -> Result<AccountRecord, ConnectorError> {
-    let user: User = parse(target, "user", value)?;
-    let status = match user.active {
-        Some(true) => AccountStatus::Active,
-        Some(false) => AccountStatus::Inactive,
-        None => {
-            return Err(ConnectorError::malformed(
-                target,
-                format!(
-                    "user {} ({}) has no `active` flag (expected true or false)",
-                    user.id, user.username
-                ),
-            ))
-        }
-    };
-    let display_name = display_name(user.first_name.as_deref(), user.last_name.as_deref());
+/// A Jama user → an account record. `id` and `username` must be readable (a user that
+/// cannot be told apart fails the read). Tolerated, and noted in `anomalies`: an `active`
+/// flag that is absent or not `true`/`false` reads as `inactive` with the raw value in
+/// `attributes.raw_status`; a field of an unexpected type (`email: []`, `customData: 5`,
+/// `authenticationType: "x"`) is left out.
+pub(super) fn map_user(
+    target: &str,
+    value: &Value,
+    anomalies: &mut Vec<Anomaly>,
+) -> Result<AccountRecord, ConnectorError> {
+    let (id, mut user) = Fields::record(target, "user", value, "id", anomalies)?;
+    let username = user.login("username")?;
     let mut attributes = Attributes::new();
-    put_text(&mut attributes, "firstName", user.first_name.as_deref());
-    put_text(&mut attributes, "lastName", user.last_name.as_deref());
-    put_text(&mut attributes, "phone", user.phone.as_deref());
-    put_text(&mut attributes, "title", user.title.as_deref());
-    put_text(&mut attributes, "location", user.location.as_deref());
-    put_text(&mut attributes, "licenseType", user.license_type.as_deref());
+    let status = match user.value("active") {
+        Some(Value::Bool(true)) => AccountStatus::Active,
+        Some(Value::Bool(false)) => AccountStatus::Inactive,
+        raw => user.unknown_status("active", raw, &mut attributes),
+    };
+    let first_name = user.text("firstName");
+    let last_name = user.text("lastName");
+    let email = user.text("email");
+    let display_name = display_name(first_name.as_deref(), last_name.as_deref());
+    put_text(&mut attributes, "firstName", first_name.as_deref());
+    put_text(&mut attributes, "lastName", last_name.as_deref());
+    for key in ["phone", "title", "location", "licenseType"] {
+        put_text(&mut attributes, key, user.text(key).as_deref());
+    }
+    let authentication = user.nested("authenticationType", |kind| kind.text("name"));
     put_text(
         &mut attributes,
         "authenticationType",
-        user.authentication_type
-            .as_ref()
-            .and_then(|kind| kind.name.as_deref()),
+        authentication.as_deref(),
     );
-    match user.custom_data {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(items)) if items.is_empty() => {}
-        Some(custom) => {
-            attributes.insert("customData".to_string(), custom);
-        }
+    if let Some(custom) = user.list("customData").filter(|items| !items.is_empty()) {
+        attributes.insert("customData".to_string(), Value::Array(custom.clone()));
     }
     Ok(AccountRecord {
-        id: user.id.to_string(),
-        name: user.username,
+        id: id.to_string(),
+        name: username,
         display_name,
-        email: non_empty(user.email.as_deref()),
+        email: non_empty(email.as_deref()),
         status,
         attributes,
     })
 }
 
-/// A user group → a `usergroup` entitlement.
-pub(super) fn map_group(target: &str, value: &Value) -> Result<EntitlementRecord, ConnectorError> {
-    let group: Group = parse(target, "user group", value)?;
+/// A user group → a `usergroup` entitlement. `id` must be readable; a `name` that is absent
+/// or not text is noted and the id stands in for it; a `description` that is not text is
+/// left out and noted. `project` is kept as sent.
+pub(super) fn map_group(
+    target: &str,
+    value: &Value,
+    anomalies: &mut Vec<Anomaly>,
+) -> Result<EntitlementRecord, ConnectorError> {
+    let (id, mut group) = Fields::record(target, "user group", value, "id", anomalies)?;
+    let id = id.to_string();
+    let name = group.needed_text("name").unwrap_or_else(|| id.clone());
     let mut attributes = Attributes::new();
-    put_text(&mut attributes, "description", group.description.as_deref());
-    if let Some(project) = group.project.filter(|project| !project.is_null()) {
-        attributes.insert("project".to_string(), project);
+    put_text(
+        &mut attributes,
+        "description",
+        group.text("description").as_deref(),
+    );
+    if let Some(project) = group.value("project") {
+        attributes.insert("project".to_string(), project.clone());
     }
     Ok(EntitlementRecord {
         entitlement_type: USERGROUP.to_string(),
-        id: group.id.to_string(),
-        name: group.name,
+        id,
+        name,
         attributes,
     })
 }
 
-/// The users of `GET /usergroups/{id}/users` → one grant each.
+/// The users of `GET /usergroups/{id}/users` → one grant each. Each member's `id` must be
+/// readable (a grant left out would read as removed); nothing else is read.
 pub(super) fn map_members(
     target: &str,
     group: &GroupRef,
     users: &[Value],
+    anomalies: &mut Vec<Anomaly>,
 ) -> Result<Vec<GrantRecord>, ConnectorError> {
     users
         .iter()
         .map(|value| {
-            let member: Member = parse(target, "group member", value)?;
+            let (member, _) = Fields::record(target, "group member", value, "id", anomalies)?;
             Ok(GrantRecord {
-                account_id: member.id.to_string(),
+                account_id: member.to_string(),
                 entitlement_type: USERGROUP.to_string(),
                 entitlement_id: group.id.clone(),
                 entitlement_name: Some(group.name.clone()),

@@ -7,8 +7,8 @@ use crate::connector::{ConnectorError, PageStream};
 use crate::model::{AccountRecord, EntitlementRecord, GrantRecord};
 
 /// What an adapter reads from its target. The streams yield one item per page as the
-/// target (or, for unpaged lists, the adapter's `page_size`) delivers it; an `Err` item
-/// ends the stream and fails the whole run.
+/// target (or, for unpaged lists, the adapter's `page_size`) delivers it, with the
+/// anomalies its mapping tolerated; an `Err` item ends the stream and fails the whole run.
 #[async_trait]
 pub trait Reads: Adapter {
     /// Authenticates and makes one cheap read.

@@ -6,9 +6,12 @@ use serde_json::Value;
 use crate::config::TargetConfig;
 use crate::connector::http::HttpClient;
 use crate::connector::{
-    Connector, ConnectorError, ErrorClass, PageStream, ProvisionOutcome, ProvisionRequest,
+    Anomaly, Connector, ConnectorError, ErrorClass, Page, PageStream, ProvisionOutcome,
+    ProvisionRequest,
 };
-use crate::model::{AccountRecord, AccountStatus, EntitlementRecord, GrantRecord, Operation};
+use crate::model::{
+    AccountRecord, AccountStatus, AnomalyKind, EntitlementRecord, GrantRecord, Operation,
+};
 
 /// A target of `kind` at `base_url` with `settings` (TOML lines), no pacing unless the settings
 /// set some, and read retries of a few milliseconds.
@@ -91,15 +94,29 @@ pub async fn refused(connector: &impl Connector, request: &ProvisionRequest) -> 
 
 /// Every record of `stream`, pages flattened (panics on an error).
 pub async fn read_all<T>(stream: PageStream<'_, T>) -> Vec<T> {
-    match stream.try_collect::<Vec<Vec<T>>>().await {
-        Ok(pages) => pages.into_iter().flatten().collect(),
+    read_noted(stream).await.0
+}
+
+/// Every record of `stream` and every anomaly its pages noted, pages flattened (panics on
+/// an error).
+pub async fn read_noted<T>(stream: PageStream<'_, T>) -> (Vec<T>, Vec<Anomaly>) {
+    match stream.try_collect::<Vec<Page<T>>>().await {
+        Ok(pages) => {
+            let mut records = Vec::new();
+            let mut anomalies = Vec::new();
+            for mut page in pages {
+                records.append(&mut page.records);
+                anomalies.append(&mut page.anomalies);
+            }
+            (records, anomalies)
+        }
         Err(err) => panic!("the stream failed: {err}"),
     }
 }
 
 /// The error that ends `stream` (panics when it succeeds).
 pub async fn read_error<T>(stream: PageStream<'_, T>) -> ConnectorError {
-    match stream.try_collect::<Vec<Vec<T>>>().await {
+    match stream.try_collect::<Vec<Page<T>>>().await {
         Ok(pages) => panic!("the stream succeeded with {} pages", pages.len()),
         Err(err) => err,
     }
@@ -169,4 +186,34 @@ pub async fn assert_update_is_idempotent(
     assert_eq!(outcome, already_done(Some(account_id)));
     let err = refused(connector, &update(serde_json::json!({ "department": "x" }))).await;
     assert_error(&err, ErrorClass::Permanent, "the task sets none of them");
+}
+
+/// The kind and field of each anomaly, in order, for assertions.
+pub fn noted(anomalies: &[Anomaly]) -> Vec<(AnomalyKind, &str)> {
+    anomalies
+        .iter()
+        .map(|anomaly| (anomaly.kind, anomaly.field.as_str()))
+        .collect()
+}
+
+/// Any JSON value, nested a few levels: what a target might send in a field the adapter
+/// does not treat as identity.
+pub fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |n| n.is_finite())
+            .prop_map(Value::from),
+        "\\PC{0,12}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            proptest::collection::btree_map("[a-z_]{1,6}", inner, 0..4)
+                .prop_map(|map| Value::Object(map.into_iter().collect())),
+        ]
+    })
 }
