@@ -32,6 +32,11 @@ pub struct SimStats {
     /// well-formed batch, whatever the answer. Empty for REST simulators.
     #[serde(default)]
     pub by_inner_request: BTreeMap<String, u64>,
+    /// Answers broken by a fault rule, by effect (`reset`, `truncate`, `malformed`, `drip`,
+    /// `repeat_page`, `total_drift`); also in `requests`, under the status the simulator
+    /// answered.
+    #[serde(default)]
+    pub faults_applied: BTreeMap<String, u64>,
 }
 
 impl SimStats {
@@ -67,6 +72,21 @@ impl SimStats {
                 self.by_inner_request.insert(name.to_owned(), 1);
             }
         }
+    }
+
+    /// Counts one answer broken by a fault rule with effect `effect`.
+    pub(crate) fn record_fault(&mut self, effect: &'static str) {
+        match self.faults_applied.get_mut(effect) {
+            Some(count) => *count += 1,
+            None => {
+                self.faults_applied.insert(effect.to_owned(), 1);
+            }
+        }
+    }
+
+    /// Answers broken with `effect` (e.g. `reset`).
+    pub fn faults_applied(&self, effect: &str) -> u64 {
+        self.faults_applied.get(effect).copied().unwrap_or(0)
     }
 
     /// Inner requests counted under `name` (e.g. `Security.lockUserAccountRq`).
@@ -118,5 +138,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!((old.login_failures, old.by_inner_request.len()), (0, 0));
+        assert!(old.faults_applied.is_empty());
+        stats.record_fault("reset");
+        stats.record_fault("reset");
+        assert_eq!(
+            (stats.faults_applied("reset"), stats.faults_applied("drip")),
+            (2, 0)
+        );
     }
 }
