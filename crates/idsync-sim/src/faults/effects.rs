@@ -101,6 +101,27 @@ pub(crate) fn drift_total(body: &[u8], delta: i64) -> Option<Bytes> {
     serde_json::to_vec(&value).ok().map(Bytes::from)
 }
 
+/// `body` with every occurrence of `find` replaced by `replace`, or `None` when it holds
+/// none.
+pub(crate) fn rewrite(body: &[u8], find: &str, replace: &str) -> Option<Bytes> {
+    let find = find.as_bytes();
+    if find.is_empty() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(body.len());
+    let mut rest = body;
+    let mut found = false;
+    while let Some(at) = rest.windows(find.len()).position(|window| window == find) {
+        found = true;
+        let (head, tail) = rest.split_at(at);
+        out.extend_from_slice(head);
+        out.extend_from_slice(replace.as_bytes());
+        rest = tail.get(find.len()..).unwrap_or_default();
+    }
+    out.extend_from_slice(rest);
+    found.then(|| Bytes::from(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,5 +170,17 @@ mod tests {
         );
         assert_eq!(drift_total(br#"{"users":[]}"#, 1), None, "no total");
         assert_eq!(drift_total(b"<xml/>", 1), None, "not JSON");
+    }
+
+    #[test]
+    fn rewrite_replaces_every_occurrence_or_does_not_apply() {
+        let body = br#"[{"status":"inactive"},{"status":"active"},{"status":"inactive"}]"#;
+        let moved = rewrite(body, r#""status":"inactive""#, r#""status":"pending""#).unwrap();
+        assert_eq!(
+            &moved[..],
+            br#"[{"status":"pending"},{"status":"active"},{"status":"pending"}]"#
+        );
+        assert_eq!(rewrite(body, "locked", "x"), None);
+        assert_eq!(&rewrite(b"aaa", "a", "").unwrap()[..], b"");
     }
 }

@@ -1,7 +1,7 @@
 //! Injected failures: rules that make chosen API requests fail, either with an error status
 //! (the target's usual error body) or with a broken answer — a connection reset mid-body, a
 //! body cut short, garbage in the body, a body sent too slowly, a page served twice, a total
-//! that drifts.
+//! that drifts, a record rewritten (an unknown status, a field of another type).
 //!
 //! A status rule is checked by each simulator where it answers (after the credential and rate
 //! checks), so the error comes in the target's own shape. The broken answers are made by one
@@ -58,6 +58,16 @@ pub enum FaultEffect {
         /// Added to the total (not 0; a total never goes below 0).
         delta: i64,
     },
+    /// The answer with every occurrence of `find` in its body replaced by `replace`: a
+    /// record the target sends in a shape it does not document (`"status":"active"` →
+    /// `"status":"pending"`, `"email":"a@b"` → `"email":42`). Applies only to a body that
+    /// holds `find`.
+    Rewrite {
+        /// The text to replace (not empty).
+        find: String,
+        /// What goes in its place.
+        replace: String,
+    },
 }
 
 impl FaultEffect {
@@ -71,6 +81,7 @@ impl FaultEffect {
             FaultEffect::Drip { .. } => "drip",
             FaultEffect::RepeatPage => "repeat_page",
             FaultEffect::TotalDrift { .. } => "total_drift",
+            FaultEffect::Rewrite { .. } => "rewrite",
         }
     }
 
@@ -80,7 +91,8 @@ impl FaultEffect {
 }
 
 /// The effects the JSON form knows, for messages.
-const EFFECTS: &str = "status, reset, truncate, malformed, drip, repeat_page or total_drift";
+const EFFECTS: &str =
+    "status, reset, truncate, malformed, drip, repeat_page, total_drift or rewrite";
 
 /// Makes matching API requests fail: with an error status (the body is the target's usual
 /// error body), or with a broken answer ([`FaultEffect`]). Every matcher that is set must
@@ -89,7 +101,8 @@ const EFFECTS: &str = "status, reset, truncate, malformed, drip, repeat_page or 
 /// JSON form (for `POST /_sim/faults`):
 /// `{"method":"GET","path_prefix":"/user","query_contains":"offset=1000","status":503,"times":1}`;
 /// a broken answer names its `effect`: `{"effect":"reset","path_prefix":"/user","times":1}`,
-/// `{"effect":"drip","interval_ms":500,"chunk_bytes":64}`, `{"effect":"total_drift","delta":3}`
+/// `{"effect":"drip","interval_ms":500,"chunk_bytes":64}`, `{"effect":"total_drift","delta":3}`,
+/// `{"effect":"rewrite","find":"\"status\":\"inactive\"","replace":"\"status\":\"locked\""}`
 /// (`effect` defaults to `status`, the only effect that takes a `status`). At a SOAP
 /// endpoint (Duck Creek), where every call is the same `POST`,
 /// `{"request":"OnlineData.listEntityUsersRq","status":503}` picks calls by what they carry.
@@ -196,6 +209,9 @@ impl FaultRule {
             FaultEffect::TotalDrift { delta: 0 } => {
                 return Err("effect \"total_drift\" needs a delta other than 0.".to_owned());
             }
+            FaultEffect::Rewrite { find, .. } if find.is_empty() => {
+                return Err("effect \"rewrite\" needs a find text that is not empty.".to_owned());
+            }
             _ => {}
         }
         if self.method.as_deref().is_some_and(str::is_empty) {
@@ -265,6 +281,10 @@ struct RuleBody {
     chunk_bytes: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     delta: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    find: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    replace: Option<String>,
     #[serde(default)]
     times: Option<u32>,
 }
@@ -292,6 +312,10 @@ impl RuleBody {
         if name != "total_drift" {
             only("delta", self.delta.is_some(), "total_drift")?;
         }
+        if name != "rewrite" {
+            only("find", self.find.is_some(), "rewrite")?;
+            only("replace", self.replace.is_some(), "rewrite")?;
+        }
         Ok(match name {
             "status" => FaultEffect::Status(
                 self.status
@@ -310,6 +334,14 @@ impl RuleBody {
             "total_drift" => FaultEffect::TotalDrift {
                 delta: self.delta.ok_or_else(|| {
                     "effect \"total_drift\" needs a delta (added to the total).".to_owned()
+                })?,
+            },
+            "rewrite" => FaultEffect::Rewrite {
+                find: self.find.clone().ok_or_else(|| {
+                    "effect \"rewrite\" needs find (the text to replace).".to_owned()
+                })?,
+                replace: self.replace.clone().ok_or_else(|| {
+                    "effect \"rewrite\" needs replace (\"\" removes the text).".to_owned()
                 })?,
             },
             other => return Err(format!("unknown effect {other:?}: expected {EFFECTS}.")),
@@ -350,6 +382,8 @@ impl From<FaultRule> for RuleBody {
             interval_ms: None,
             chunk_bytes: None,
             delta: None,
+            find: None,
+            replace: None,
             times: rule.times,
         };
         match rule.effect {
@@ -362,6 +396,10 @@ impl From<FaultRule> for RuleBody {
                 body.chunk_bytes = Some(chunk_bytes);
             }
             FaultEffect::TotalDrift { delta } => body.delta = Some(delta),
+            FaultEffect::Rewrite { find, replace } => {
+                body.find = Some(find);
+                body.replace = Some(replace);
+            }
             FaultEffect::Reset
             | FaultEffect::Truncate
             | FaultEffect::Malformed
@@ -500,6 +538,9 @@ impl FaultSet {
                 FaultEffect::RepeatPage => self.pages.get(&key).cloned().map(Breakage::Replace),
                 FaultEffect::TotalDrift { delta } => {
                     effects::drift_total(body, *delta).map(Breakage::Replace)
+                }
+                FaultEffect::Rewrite { find, replace } => {
+                    effects::rewrite(body, find, replace).map(Breakage::Replace)
                 }
             };
             if let Some(breakage) = breakage {

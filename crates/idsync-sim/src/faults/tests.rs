@@ -162,6 +162,13 @@ fn the_json_form_reads_old_rules_and_names_each_effect() {
             r#"{"effect":"total_drift","delta":-2}"#,
             FaultEffect::TotalDrift { delta: -2 },
         ),
+        (
+            r#"{"effect":"rewrite","find":"a","replace":""}"#,
+            FaultEffect::Rewrite {
+                find: "a".into(),
+                replace: String::new(),
+            },
+        ),
     ];
     for (text, effect) in cases {
         let rule: FaultRule = serde_json::from_str(text).unwrap();
@@ -505,6 +512,34 @@ mod over_http {
             ),
             (1, 1)
         );
+    }
+
+    #[tokio::test]
+    async fn rewrite_sends_a_record_in_a_shape_the_target_does_not_document() {
+        let server = digicert(SimClock::real()).await;
+        let control = server.control();
+        let id = control.users()[3].id;
+        control.set_user_status(id, "inactive").unwrap();
+        control
+            .fail_when(
+                FaultRule::breaking(FaultEffect::Rewrite {
+                    find: r#""status":"inactive""#.into(),
+                    replace: r#""status":"pending_review""#.into(),
+                })
+                .with_times(1),
+            )
+            .unwrap();
+        let (_, body) = body_of(users(&server, "limit=40")).await;
+        let body: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+        let statuses: Vec<&str> = body["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|user| user["status"].as_str())
+            .filter(|status| *status != "active")
+            .collect();
+        assert_eq!(statuses, ["pending_review"]);
+        assert_eq!(control.stats().faults_applied("rewrite"), 1);
     }
 
     #[tokio::test]
