@@ -2,7 +2,7 @@
 //! 5xx bursts on creates, and a connection reset after a create took effect. Every task must
 //! end `succeeded`, with exactly one create per user at the target.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use idsync_sim::{FaultEffect, FaultRule};
 

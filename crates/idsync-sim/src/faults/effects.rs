@@ -4,9 +4,9 @@
 use axum::body::Bytes;
 use serde_json::Value;
 
-/// What a `malformed` answer carries spliced into its body: neither JSON nor XML allows it
-/// at the point it goes.
-pub(crate) const GARBAGE: &[u8] = b"<<~idsync-sim: malformed~>>";
+/// What a `malformed` answer carries spliced into its body: a closing tag no element opened.
+/// Neither JSON (after a structural character) nor XML (where a tag may start) allows it.
+pub(crate) const GARBAGE: &[u8] = b"</malformed-by-idsync-sim>";
 
 /// Where a listing's total sits in the answers of the REST simulators, tried in order:
 /// DigiCert's `page.total`, Jama's `meta.pageInfo.totalResults`.
@@ -19,8 +19,8 @@ pub(crate) fn half(len: usize) -> usize {
 }
 
 /// `body` with [`GARBAGE`] spliced in near its middle: after a JSON structural character
-/// (outside any string) for a JSON `media` type, before a tag for XML, at the middle
-/// otherwise. The result parses as neither.
+/// (outside any string) for a JSON `media` type, before a tag for XML (a mismatched end tag
+/// there), at the middle otherwise. The result parses as neither.
 pub(crate) fn malformed(body: &[u8], media: &str) -> Bytes {
     let at = if media.contains("json") {
         json_splice_point(body)
@@ -68,8 +68,8 @@ fn json_splice_point(body: &[u8]) -> usize {
     first.unwrap_or(0)
 }
 
-/// At the first `<` at or past the middle (else the first anywhere, else the start): a tag
-/// opens there, so `<<` cannot be well-formed.
+/// At the first `<` at or past the middle (else the first anywhere, else the start): between
+/// two tags, where an end tag of an element that is not open breaks the document.
 fn xml_splice_point(body: &[u8]) -> usize {
     let middle = half(body.len());
     let tag_from = |from: usize| {
@@ -148,8 +148,7 @@ mod tests {
         let body = b"<a><b x=\"1 &lt; 2\"/><c/><d/></a>";
         let broken = malformed(body, "text/xml; charset=utf-8");
         let text = String::from_utf8(broken.to_vec()).unwrap();
-        assert!(text.contains("<<~idsync-sim"), "{text}");
-        let at = text.find("<<~").unwrap();
+        let at = text.find("</malformed-by-idsync-sim>").unwrap();
         assert!(at >= body.len() / 2);
         // Anything else: the middle.
         let plain = malformed(b"abcdef", "text/plain");

@@ -410,7 +410,7 @@ mod over_http {
         assert_eq!(status, 200);
         let body = body.unwrap();
         assert!(serde_json::from_slice::<Value>(&body).is_err());
-        assert!(String::from_utf8_lossy(&body).contains("idsync-sim: malformed"));
+        assert!(String::from_utf8_lossy(&body).contains("</malformed-by-idsync-sim>"));
         // Error answers are never broken: a 404 stays the target's error body.
         control
             .fail_when(FaultRule::breaking(FaultEffect::Malformed))
@@ -626,7 +626,7 @@ mod over_http {
         let (status, users) = body_of(call("<OnlineData.listEntityUsersRq entityID=\"1\"/>")).await;
         assert_eq!(status, 200);
         let users = String::from_utf8(users.unwrap()).unwrap();
-        assert!(users.contains("<<~idsync-sim: malformed~>><"), "{users}");
+        assert!(users.contains("</malformed-by-idsync-sim><"), "{users}");
         assert_eq!(control.stats().faults_applied("malformed"), 1);
     }
 
