@@ -1,6 +1,11 @@
 //! Unit tests of the fault rules: matching, spending, the JSON form, and the broken answers
 //! over real HTTP.
 
+use std::time::Duration;
+
+use axum::body::Bytes;
+
+use super::rule::DEFAULT_DRIP_CHUNK;
 use super::*;
 
 fn get(api_path: &str, query: Option<&'static str>) -> RequestFacts<'static> {
