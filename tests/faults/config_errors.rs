@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use super::common::invariants::assert_records_unchanged;
 use super::common::{run_cli, text};
 use super::kit::{daemon_tables, digicert, runs_of, until_run_finished, Case, Target, API_TOKEN};
 
@@ -85,10 +84,8 @@ async fn a_bad_config_at_start_and_after_an_edit_changes_nothing() {
     let run = until_run_finished(&daemon, "import", id).await;
     assert_eq!(run["outcome"], "succeeded", "{run}");
     case.stop(daemon).await;
-    let view = case.view().await;
-    let imported = view.records("digicert").await;
-    view.close().await;
-    assert_eq!(imported.accounts.len(), 30);
+    // Taken before this test opens the store itself (a reader's close may checkpoint and
+    // remove the -wal file a moment later).
     let before = files(case.path());
 
     // "Reload": the config is edited into a bad one and the daemon restarted. It refuses,
@@ -113,7 +110,8 @@ async fn a_bad_config_at_start_and_after_an_edit_changes_nothing() {
         );
     }
 
-    // Fixed again: the good daemon's data is all there.
+    // Fixed again: the good daemon's data is all there (the bytes above say it is the
+    // same; the records say it is whole).
     std::fs::write(
         &case.config,
         std::fs::read_to_string(&case.config)
@@ -122,8 +120,13 @@ async fn a_bad_config_at_start_and_after_an_edit_changes_nothing() {
     )
     .unwrap();
     let view = case.view().await;
-    assert_records_unchanged(&view.records("digicert").await, &imported, case.name);
+    let imported = view.records("digicert").await;
     view.close().await;
+    assert_eq!(imported.accounts.len(), 30);
+    assert!(imported
+        .accounts
+        .iter()
+        .all(|row| row.contains("\"active\"")));
     let check = case.idsync(&["check-config"]).await;
     assert_eq!(check.status.code(), Some(0), "{}", text(&check));
     case.figure("rows changed by the refused starts", 0);

@@ -68,7 +68,6 @@ async fn faulted_import<T: Target>(
                 "requests retried",
                 faulted_requests.saturating_sub(clean_requests),
             );
-            case.figure("rows changed", after_fault.changed_since(&baseline));
         }
         Outcome::FailsCleanly { says } => {
             let output = text(&faulted);
