@@ -123,10 +123,6 @@ async fn a_bad_config_at_start_and_after_an_edit_changes_nothing() {
     let imported = view.records("digicert").await;
     view.close().await;
     assert_eq!(imported.accounts.len(), 30);
-    assert!(imported
-        .accounts
-        .iter()
-        .all(|row| row.contains("\"active\"")));
     let check = case.idsync(&["check-config"]).await;
     assert_eq!(check.status.code(), Some(0), "{}", text(&check));
     case.figure("rows changed by the refused starts", 0);
