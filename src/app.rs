@@ -15,7 +15,7 @@ use crate::clock;
 use crate::config::{self, Config, ConfigError, LoadedConfig, SecretError};
 use crate::connector::registry::{self, AdapterRules};
 use crate::connector::{Connector, ConnectorError};
-use crate::scheduler::{self, JobRunner, Scheduler, SchedulerError};
+use crate::scheduler::{self, JobRunner, LeaseWatch, Scheduler, SchedulerError};
 use crate::server::{self, ServerState};
 use crate::store::{SqliteStore, Store, StoreError};
 use crate::sync::{ImportRunner, ProvisionRunner};
@@ -40,6 +40,9 @@ pub enum AppError {
         /// Why.
         source: SecretError,
     },
+    /// The shutdown signal handlers could not be installed.
+    #[error("cannot install the SIGTERM/SIGINT handlers ({0}), so idsync could not stop cleanly; check the process's signal limits (seccomp, a container runtime)")]
+    Signals(String),
     /// The HTTP server could not listen.
     #[error(
         "cannot listen on {addr}: {message} (is another idsync running? change server.listen)"
@@ -122,10 +125,7 @@ pub async fn run_daemon(
     crate::telemetry::metrics_handle();
     let store = app.store();
     let interrupted = store
-        .fail_open_runs(
-            "interrupted: idsync stopped before the run finished",
-            clock::now(),
-        )
+        .fail_open_runs(scheduler::DEAD_RUN_REASON, clock::now())
         .await?;
     if interrupted > 0 {
         warn!(
@@ -185,12 +185,14 @@ pub async fn run_daemon(
         "idsync is running."
     );
     notify(&[sd_notify::NotifyState::Ready]);
+    let lease_watch = LeaseWatch::start(runner.clone());
     scheduler::catch_up(&runner, store.as_ref()).await;
 
     shutdown.await;
     info!("Shutting down: no new jobs; waiting for running jobs.");
     notify(&[sd_notify::NotifyState::Stopping]);
     cron.stop().await;
+    lease_watch.stop().await;
     runner
         .shutdown(app.config.server.shutdown_grace.get())
         .await;
@@ -211,28 +213,32 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
     }
 }
 
-/// Resolves when SIGTERM or SIGINT arrives.
-pub async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers and returns a future that resolves when one of
+/// them arrives. Installing them first means a failure is reported before any work starts,
+/// instead of a daemon that stops at once, or never.
+pub fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static, AppError> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => info!(signal = "SIGTERM", "Signal received."),
-                    _ = int.recv() => info!(signal = "SIGINT", "Signal received."),
-                }
+        let installed = |kind: SignalKind, name: &str| {
+            signal(kind).map_err(|err| AppError::Signals(format!("{name}: {err}")))
+        };
+        let mut term = installed(SignalKind::terminate(), "SIGTERM")?;
+        let mut int = installed(SignalKind::interrupt(), "SIGINT")?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => info!(signal = "SIGTERM", "Signal received."),
+                _ = int.recv() => info!(signal = "SIGINT", "Signal received."),
             }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            if let Err(err) = tokio::signal::ctrl_c().await {
+                warn!(error = %err, "Cannot listen for Ctrl-C; stop idsync by ending its process.");
+                std::future::pending::<()>().await;
+            }
+        })
     }
 }

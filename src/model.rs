@@ -526,7 +526,9 @@ string_enum!(
         Auth => "auth",
         /// Validation error, 403, or anything retrying will not fix.
         Permanent => "permanent",
-        /// The process died during the attempt; the next attempt checks the target first.
+        /// The change may or may not have been made: the process died during the attempt,
+        /// or a create failed in transit (timeout, reset, 5xx). The next attempt checks the
+        /// target first.
         Unknown => "unknown",
     }
 );

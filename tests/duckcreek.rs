@@ -667,3 +667,35 @@ async fn a_large_list_comes_back_in_one_response_and_is_read_as_a_stream() {
         .text("the simulator's counters", format!("{stats:?}"))
         .assert_free_of(&[DC_PASSWORD]);
 }
+
+#[tokio::test]
+async fn soap_action_unset_sends_none_and_an_empty_one_sends_two_quotes() {
+    // A server that routes on SOAPAction: the default (none, as Saviynt's package sends)
+    // is refused, `soap_action = ""` is taken.
+    let strict = duckcreek_with(seed(30, 0), |config| config.require_soap_action = true).await;
+    let (_env, unset) = env_for(&strict, "").await;
+    let before = store_snapshot_of(&unset, TARGET).await;
+    let summary = import(&unset).await;
+    assert_eq!(summary.exit_code(), 1, "{summary:?}");
+    let error = summary.runs[0].error.clone().unwrap();
+    assert!(
+        error.contains("SOAP fault Client") && error.contains("SOAPAction"),
+        "{error}"
+    );
+    assert_same(
+        &store_snapshot_of(&unset, TARGET).await,
+        &before,
+        "a refused batch changes nothing",
+    );
+    let (_env, empty) = env_for(&strict, "soap_action = \"\"").await;
+    assert_eq!(import(&empty).await.exit_code(), 0);
+    assert_eq!(accounts_of(&empty, TARGET).await.len(), 30);
+
+    // The default simulator, like the servers Saviynt's package talks to, takes both.
+    let lenient = duckcreek_with(seed(30, 0), |_| {}).await;
+    for extra in ["", "soap_action = \"\""] {
+        let (_env, app) = env_for(&lenient, extra).await;
+        assert_eq!(import(&app).await.exit_code(), 0, "{extra:?}");
+        app.connectors[TARGET].test_connection().await.unwrap();
+    }
+}

@@ -460,6 +460,137 @@ async fn digicert_refuses_disable_at_submit_by_default() {
         .is_empty());
 }
 
+/// A user of the DigiCert simulator who is not in division `container`, by name.
+fn someone_outside(sim: &idsync_sim::DigicertServer, container: u32) -> idsync_sim::SimUser {
+    sim.control()
+        .users()
+        .into_iter()
+        .find(|user| user.container_id != container)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn digicert_refuses_a_container_move_at_submit_unless_container_move_is_set() {
+    let sim = common::digicert_with(5, |config| config.edit_user_moves_container = true).await;
+    let (_env, app) = digicert_app(&sim).await;
+    import_target(&app, "digicert", Opts::default()).await;
+    let user = someone_outside(&sim, 2);
+    let err = submit(
+        &app,
+        task_request(
+            "digicert",
+            Operation::AddAccess,
+            &user.username,
+            Some("container:2"),
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.is_refusal(), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("documents no call that moves a user")
+            && text.contains("container_move = \"put_user\""),
+        "{text}"
+    );
+    let queued = app
+        .store
+        .list_tasks(&TaskFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(queued.is_empty(), "nothing queued");
+
+    // Opted in: the move goes through Edit user and is read back.
+    let env = Env::new(
+        &sim,
+        &format!("{FAST_RETRY}\nrate_limit = []\ncontainer_move = \"put_user\""),
+        "",
+    );
+    let app = env.app().await;
+    import_target(&app, "digicert", Opts::default()).await;
+    let queued = submitted(
+        &app,
+        task_request(
+            "digicert",
+            Operation::AddAccess,
+            &user.username,
+            Some("container:2"),
+        ),
+    )
+    .await;
+    drain(&app, None).await;
+    let moved = task(&app, queued.id).await;
+    assert_eq!(moved.status, TaskStatus::Succeeded, "{moved:?}");
+    let after = sim.control().user(user.id).unwrap();
+    assert_eq!(after.container_id, 2);
+    assert_eq!(after.access_roles, user.access_roles, "roles untouched");
+}
+
+#[tokio::test]
+async fn digicert_container_move_fails_once_where_edit_user_refuses_the_field() {
+    let sim = common::digicert(5).await;
+    let env = Env::new(
+        &sim,
+        &format!("{FAST_RETRY}\nrate_limit = []\ncontainer_move = \"put_user\""),
+        "",
+    );
+    let app = env.app().await;
+    import_target(&app, "digicert", Opts::default()).await;
+    let user = someone_outside(&sim, 2);
+    let queued = submitted(
+        &app,
+        task_request(
+            "digicert",
+            Operation::AddAccess,
+            &user.username,
+            Some("container:2"),
+        ),
+    )
+    .await;
+    drain(&app, None).await;
+    let failed = task(&app, queued.id).await;
+    assert_eq!(failed.status, TaskStatus::Failed);
+    assert_eq!(failed.attempts, 1, "a permanent error is not retried");
+    let error = failed.last_error.unwrap();
+    assert!(error.contains("invalid_field|container"), "{error}");
+    assert_eq!(
+        sim.control().user(user.id).unwrap().container_id,
+        user.container_id
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_container_move_fails_check_config_naming_the_key() {
+    let sim = common::digicert(1).await;
+    let env = Env::new(&sim, "container_move = \"move\"", "");
+    let err = idsync::app::load_config_str(&env.config, "test", &[]).unwrap_err();
+    let text = err
+        .problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        text.contains("targets.digicert.container_move") && text.contains("\"put_user\""),
+        "{text}"
+    );
+    let jama = jama_with(seed(1, 1), |_| {}).await;
+    let err = idsync::app::load_config_str(
+        &jama_target(&jama, "container_move = \"put_user\""),
+        "test",
+        &[],
+    )
+    .unwrap_err();
+    let text = err.problems[0].to_string();
+    assert!(
+        text.contains("targets.jama.container_move") && text.contains("kind = \"digicert\""),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn retry_after_is_honoured() {
     use wiremock::matchers::{method, path};
@@ -500,7 +631,10 @@ async fn retry_after_is_honoured() {
 #[tokio::test]
 async fn a_template_with_a_missing_variable_fails_check_config() {
     let sim = jama_with(seed(1, 1), |_| {}).await;
-    let target = jama_target(&sim, "[targets.jama.templates]\ncreate_account = '''{\"username\": \"${ user.no_such_field }\"}'''\n");
+    // A custom attribute is rendered with a sample value: the operator's key, not an error.
+    let custom = jama_target(&sim, "[targets.jama.templates]\ncreate_account = '''{\"username\": \"${ user.no_such_field }\"}'''\n");
+    assert!(idsync::app::load_config_str(&custom, "test", &[]).is_ok());
+    let target = jama_target(&sim, "[targets.jama.templates]\ncreate_account = '''{\"username\": \"${ account.no_such_field }\"}'''\n");
     let err = idsync::app::load_config_str(&target, "test", &[]).unwrap_err();
     let text = err
         .problems

@@ -227,3 +227,103 @@ async fn a_target_locked_by_another_process_fails_the_run_naming_the_holder() {
         .unwrap();
     assert_eq!(import(&app, Opts::default()).await.exit_code(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_account_import_holds_the_scheduled_access_import_after_it() {
+    let sim = digicert(100).await;
+    let env = Env::new(
+        &sim,
+        "deletion_threshold = { percent = 20, count = 1000 }",
+        JOBS,
+    );
+    let app = env.app().await;
+    assert_eq!(import(&app, Opts::default()).await.exit_code(), 0);
+    let before = store_snapshot(&app).await;
+    let control = sim.control();
+    for user in control.users().iter().take(30) {
+        assert!(control.remove_user(user.id));
+    }
+
+    // The scheduler fires the account import, then the access import.
+    let runner = JobRunner::new(&app.config, app.imports.clone());
+    let accounts = runner
+        .trigger("accounts", Trigger::Schedule, "scheduler".into(), false)
+        .unwrap();
+    let access = runner
+        .trigger("access", Trigger::Schedule, "scheduler".into(), false)
+        .unwrap();
+    let (account_run, access_run) = (accounts.await.unwrap(), access.await.unwrap());
+    wait_idle(&runner, &["accounts", "access"]).await;
+    let account = app.store.get_run(account_run).await.unwrap().unwrap();
+    let access = app.store.get_run(access_run).await.unwrap().unwrap();
+    assert_eq!(account.outcome, Some(RunOutcome::Held));
+    assert_eq!(access.outcome, Some(RunOutcome::Held), "{access:?}");
+    let error = access.error.unwrap_or_default();
+    assert!(
+        error.contains(&format!(
+            "account import before it (run {account_run}) is held"
+        )),
+        "{error}"
+    );
+    assert!(error.contains("--allow-deletions"), "{error}");
+    assert_same(
+        &store_snapshot(&app).await,
+        &before,
+        "nothing changes while the account import is held",
+    );
+
+    // Released by a person: the next access import runs.
+    let released = import(
+        &app,
+        Opts {
+            parts: idsync::sync::ImportParts::Accounts,
+            allow_deletions: true,
+            ..Opts::default()
+        },
+    )
+    .await;
+    assert_eq!(released.exit_code(), 0, "{released:?}");
+    let access = runner
+        .trigger("access", Trigger::Schedule, "scheduler".into(), false)
+        .unwrap()
+        .await
+        .unwrap();
+    wait_idle(&runner, &["access"]).await;
+    let access = app.store.get_run(access).await.unwrap().unwrap();
+    assert_eq!(access.outcome, Some(RunOutcome::Succeeded), "{access:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_import_waits_out_the_lock_of_a_dead_process() {
+    let sim = digicert(20).await;
+    let env = Env::new(&sim, "", JOBS);
+    let app = env.app().await;
+    // A killed process's run left its lock behind; nobody renews it.
+    let lock = app
+        .store
+        .try_lock("import:digicert", "run 999", Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(lock, LockOutcome::Acquired);
+
+    let runner = JobRunner::new(&app.config, app.imports.clone());
+    let run = runner
+        .trigger("accounts", Trigger::Startup, "scheduler".into(), false)
+        .unwrap()
+        .await
+        .unwrap();
+    // While it waits, its run is alive: closing abandoned runs leaves it alone.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(runner.is_running("accounts"));
+    assert_eq!(
+        app.store
+            .fail_open_runs("interrupted", idsync::clock::now())
+            .await
+            .unwrap(),
+        0
+    );
+    wait_idle(&runner, &["accounts"]).await;
+    let run = app.store.get_run(run).await.unwrap().unwrap();
+    assert_eq!(run.outcome, Some(RunOutcome::Succeeded), "{run:?}");
+    assert_eq!(common::accounts(&app).await.len(), 20);
+}

@@ -232,7 +232,8 @@ pub struct SubmitArgs {
     #[arg(long)]
     pub entitlement: Option<String>,
     /// An identity attribute, KEY=VALUE (repeatable): username, firstname, lastname, email,
-    /// phonenumber, title, …
+    /// phonenumber, title, … A key no template of the operation reads is refused;
+    /// `idsync check-config` lists the keys each operation reads.
     #[arg(long = "attr", value_name = "KEY=VALUE")]
     pub attrs: Vec<String>,
     /// The owning identity's key upstream.

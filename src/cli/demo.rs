@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::args::{DemoArgs, SimArgs, SimKind};
+use super::output::outln;
 use super::{print_summary, OutputFormat, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::app::{self, App};
 use crate::config::{LogConfig, LogFormat};
@@ -472,8 +473,16 @@ async fn daemon(app: App, sims: &DemoSims, args: &DemoArgs, api_token: &str) -> 
     let jama_url = sims.jama.base_url();
     let duckcreek_url = sims.duckcreek.base_url();
     let token = api_token.to_string();
-    let result = app::run_daemon(app, app::shutdown_signal(), move |addr| {
-        println!(
+    let signal = match app::shutdown_signal() {
+        Ok(signal) => signal,
+        Err(err) => {
+            churn.abort();
+            eprintln!("error: {err}");
+            return EXIT_FAILED;
+        }
+    };
+    let result = app::run_daemon(app, signal, move |addr| {
+        outln!(
             "\nidsync demo is running. Press Ctrl-C to stop.\n\
              \n  simulated DigiCert   {digicert_url}\
              \n  simulated Jama       {jama_url}\
@@ -722,7 +731,10 @@ pub(super) async fn run_sims(args: SimArgs) -> i32 {
         let _ = stdout.write_all(text.as_bytes());
         let _ = stdout.flush();
     }
-    app::shutdown_signal().await;
+    match app::shutdown_signal() {
+        Ok(signal) => signal.await,
+        Err(err) => eprintln!("error: {err}; stopping the simulators"),
+    }
     if let Some(sim) = digicert {
         let _ = sim.shutdown().await;
     }

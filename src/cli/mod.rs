@@ -15,6 +15,7 @@ use crate::store::{
     AccountFilter, EntitlementFilter, GrantFilter, RunFilter, Store, Submitted, TaskFilter,
     TaskStateError,
 };
+use crate::sync::attributes;
 use crate::sync::tasks::{self, EntitlementRef, SubmitRequest};
 use crate::sync::{ImportParts, ImportRequest, ImportSummary, PassReport, ProvisionError};
 use crate::telemetry;
@@ -29,7 +30,7 @@ use args::{
     SubmitArgs, TaskCommand,
 };
 pub use args::{Cli, Command, OutputFormat};
-use output::{cell, print_json, print_list};
+use output::{cell, outln, print_json, print_list};
 
 /// Exit code: success.
 pub const EXIT_OK: i32 = 0;
@@ -86,13 +87,19 @@ async fn with_config(command: Command, loaded: LoadedConfig, format: OutputForma
         }
     };
     match command {
-        Command::Run => match app::run_daemon(app, app::shutdown_signal(), |_| {}).await {
-            Ok(()) => EXIT_OK,
-            Err(err) => {
-                eprintln!("error: {err}");
-                EXIT_FAILED
+        Command::Run => {
+            let result = match app::shutdown_signal() {
+                Ok(signal) => app::run_daemon(app, signal, |_| {}).await,
+                Err(err) => Err(err),
+            };
+            match result {
+                Ok(()) => EXIT_OK,
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    EXIT_FAILED
+                }
             }
-        },
+        }
         Command::TestConnection { target } => test_connection(&app, &target).await,
         Command::Import(args) => import(&app, args, format).await,
         Command::Provision { target } => provision(&app, target.as_deref(), format).await,
@@ -121,22 +128,42 @@ fn load_config(path: &Path) -> Option<LoadedConfig> {
     }
 }
 
+/// `idsync check-config`: every problem, or "valid" with the warnings and, per target and
+/// operation, the task attributes a submit may name.
 fn check_config(path: &Path, format: OutputFormat) -> i32 {
     match crate::app::load_config(path) {
         Ok(loaded) => {
+            let connectors = match crate::connector::registry::build_connectors(&loaded.config) {
+                Ok(connectors) => connectors,
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    return EXIT_USAGE;
+                }
+            };
+            let reads = attributes::listing(&connectors);
             if format == OutputFormat::Json {
-                print_json(
-                    &serde_json::json!({ "ok": true, "problems": [], "warnings": loaded.warnings }),
-                );
+                print_json(&serde_json::json!({
+                    "ok": true, "problems": [], "warnings": loaded.warnings,
+                    "task_attributes": reads,
+                }));
             } else {
-                println!(
+                outln!(
                     "config {} is valid: {} target(s), {} job(s)",
                     path.display(),
                     loaded.config.targets.len(),
                     loaded.config.jobs.len()
                 );
                 for warning in &loaded.warnings {
-                    println!("  warning: {warning}");
+                    outln!("  warning: {warning}");
+                }
+                if !reads.is_empty() {
+                    println!(
+                        "task attributes each operation reads (task submit --attr KEY=VALUE; \
+                         other keys are refused):"
+                    );
+                    for line in &reads {
+                        println!("  {line}");
+                    }
                 }
             }
             EXIT_OK
@@ -145,9 +172,9 @@ fn check_config(path: &Path, format: OutputFormat) -> i32 {
             if format == OutputFormat::Json {
                 print_json(&serde_json::json!({ "ok": false, "problems": err.problems }));
             } else {
-                println!("{err}:");
+                outln!("{err}:");
                 for problem in &err.problems {
-                    println!("  - {problem}");
+                    outln!("  - {problem}");
                 }
             }
             EXIT_USAGE
@@ -166,7 +193,7 @@ async fn test_connection(app: &App, target: &str) -> i32 {
     let started = Instant::now();
     match connector.test_connection().await {
         Ok(()) => {
-            println!("target {target}: OK ({} ms)", started.elapsed().as_millis());
+            outln!("target {target}: OK ({} ms)", started.elapsed().as_millis());
             EXIT_OK
         }
         Err(err) => {
@@ -222,12 +249,7 @@ async fn import(app: &App, args: ImportArgs, format: OutputFormat) -> i32 {
         actor: cli_actor(),
         started: None,
     };
-    let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    let signals = tokio::spawn(async move {
-        app::shutdown_signal().await;
-        on_signal.cancel();
-    });
+    let (cancel, signals) = cancel_on_signal();
     let result = app.imports.run(request, &cancel).await;
     signals.abort();
     match result {
@@ -253,9 +275,13 @@ fn print_summary(summary: &ImportSummary, format: OutputFormat) {
             .run_id
             .map(|id| format!("run {id}"))
             .unwrap_or_else(|| "dry run".into());
-        println!(
+        outln!(
             "{} {} of {}: {} ({} read)",
-            id, run.kind, summary.target, run.outcome, run.counts.read
+            id,
+            run.kind,
+            summary.target,
+            run.outcome,
+            run.counts.read
         );
         for (object, counts) in [
             ("accounts", &run.counts.account),
@@ -265,7 +291,7 @@ fn print_summary(summary: &ImportSummary, format: OutputFormat) {
             if *counts == Default::default() {
                 continue;
             }
-            println!(
+            outln!(
                 "  {object:<13} created {}, updated {}, renamed {}, reactivated {}, unchanged {}, suspended {}, inactivated {}, removed {}",
                 counts.created,
                 counts.updated,
@@ -278,10 +304,10 @@ fn print_summary(summary: &ImportSummary, format: OutputFormat) {
             );
         }
         if let Some(error) = &run.error {
-            println!("  {error}");
+            outln!("  {error}");
         }
         if !run.diff.is_empty() {
-            println!(
+            outln!(
                 "  {}:",
                 if summary.dry_run {
                     "diff"
@@ -290,7 +316,7 @@ fn print_summary(summary: &ImportSummary, format: OutputFormat) {
                 }
             );
             for line in &run.diff {
-                println!(
+                outln!(
                     "    {:<12} {:<12} {} {}",
                     line.change.as_str(),
                     line.object.as_str(),
@@ -301,7 +327,7 @@ fn print_summary(summary: &ImportSummary, format: OutputFormat) {
         }
     }
     for skipped in &summary.skipped {
-        println!("{skipped}");
+        outln!("{skipped}");
     }
 }
 
@@ -477,7 +503,7 @@ async fn store(app: &App, command: StoreCommand) -> i32 {
     }
     match app.store.backup_to(&path).await {
         Ok(()) => {
-            println!("store copied to {}", path.display());
+            outln!("store copied to {}", path.display());
             EXIT_OK
         }
         Err(err) => store_failed(err),
@@ -490,13 +516,21 @@ fn store_failed(err: impl std::fmt::Display) -> i32 {
 }
 
 /// A cancellation token that fires on SIGTERM/SIGINT, and the task that watches for them.
+/// When the handlers cannot be installed, says so: the command still runs, and a signal
+/// then stops it the operating system's way (a run it interrupts is closed as failed later).
 fn cancel_on_signal() -> (CancellationToken, tokio::task::JoinHandle<()>) {
     let cancel = CancellationToken::new();
     let on_signal = cancel.clone();
-    let signals = tokio::spawn(async move {
-        app::shutdown_signal().await;
-        on_signal.cancel();
-    });
+    let signals = match app::shutdown_signal() {
+        Ok(signal) => tokio::spawn(async move {
+            signal.await;
+            on_signal.cancel();
+        }),
+        Err(err) => {
+            eprintln!("warning: {err}; a signal now stops this command at once, and a run it interrupts is closed as failed later");
+            tokio::spawn(async {})
+        }
+    };
     (cancel, signals)
 }
 
@@ -530,7 +564,7 @@ fn print_pass(run_id: Option<i64>, report: &PassReport, format: OutputFormat) {
         return;
     }
     let run = run_id.map(|id| format!("run {id}: ")).unwrap_or_default();
-    println!(
+    outln!(
         "{run}provisioning pass: {} claimed, {} succeeded ({} already done), {} retrying, {} requeued (circuit open), {} failed",
         report.claimed,
         report.succeeded,
@@ -541,13 +575,13 @@ fn print_pass(run_id: Option<i64>, report: &PassReport, format: OutputFormat) {
     );
     if !report.failed_tasks.is_empty() {
         let ids: Vec<String> = report.failed_tasks.iter().map(i64::to_string).collect();
-        println!("  failed tasks: {}", ids.join(", "));
+        outln!("  failed tasks: {}", ids.join(", "));
     }
     for error in &report.errors {
-        println!("  error: {error}");
+        outln!("  error: {error}");
     }
     if report.interrupted {
-        println!("  interrupted by shutdown");
+        outln!("  interrupted by shutdown");
     }
 }
 

@@ -1,8 +1,40 @@
-//! Printing records as aligned tables or JSON.
+//! Printing records as aligned tables or JSON, to a stdout that may close early.
+
+use std::io::{ErrorKind, Write};
 
 use serde::Serialize;
 
 use super::args::OutputFormat;
+
+/// The exit status of a command whose reader closed stdout early (`idsync … | head`): what
+/// a process killed by SIGPIPE reports, as other Unix tools do.
+pub const EXIT_BROKEN_PIPE: i32 = 128 + 13;
+
+/// Writes to stdout. When the reader has gone (a broken pipe), the command ends quietly
+/// with [`EXIT_BROKEN_PIPE`] instead of panicking; another write error ends it with a
+/// message and status 1.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(err) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if err.kind() == ErrorKind::BrokenPipe {
+            std::process::exit(EXIT_BROKEN_PIPE);
+        }
+        eprintln!("error: cannot write to standard output: {err}");
+        std::process::exit(1);
+    }
+}
+
+/// `println!` for command output: see [`write_stdout`].
+macro_rules! outln {
+    () => {
+        $crate::cli::output::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+pub(crate) use outln;
 
 /// Prints `rows` as JSON (one array) or as a table with `headers`, one row per record.
 pub fn print_list<T: Serialize>(
@@ -15,7 +47,7 @@ pub fn print_list<T: Serialize>(
         OutputFormat::Json => print_json(records),
         OutputFormat::Table => {
             let rows: Vec<Vec<String>> = records.iter().map(row).collect();
-            print!("{}", table(headers, &rows));
+            write_stdout(format_args!("{}", table(headers, &rows)));
         }
     }
 }
@@ -23,7 +55,7 @@ pub fn print_list<T: Serialize>(
 /// Prints any value as pretty JSON.
 pub fn print_json<T: Serialize + ?Sized>(value: &T) {
     match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
+        Ok(text) => outln!("{text}"),
         Err(err) => eprintln!("error: cannot print JSON: {err}"),
     }
 }

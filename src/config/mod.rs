@@ -228,8 +228,9 @@ pub struct TargetConfig {
     /// entityID`). Unset: `"1"`.
     #[serde(default)]
     pub entity_id: Option<String>,
-    /// SOAP targets (Duck Creek): the `SOAPAction` header (SOAP 1.1) or `action` parameter
-    /// (SOAP 1.2). Unset: `""`.
+    /// SOAP targets (Duck Creek): the `SOAPAction` header (SOAP 1.1, sent quoted; `""` sends
+    /// `SOAPAction: ""`) or `action` parameter (SOAP 1.2). Unset: no `SOAPAction` header and
+    /// no `action` parameter, as Saviynt's published Duck Creek package sends.
     #[serde(default)]
     pub soap_action: Option<String>,
     /// SOAP targets (Duck Creek): `"1.1"` (default) or `"1.2"`.
@@ -318,6 +319,12 @@ pub struct TargetConfig {
     /// default (`unsupported`) it is refused at submit; `delete` deletes the user.
     #[serde(default)]
     pub disable_strategy: Option<DisableStrategy>,
+    /// DigiCert: how `add_access` on a `container` moves a user to another division.
+    /// CertCentral documents no call that does (Edit user lists no `container`), so by
+    /// default it is refused at submit; `"put_user"` sends `container: {id}` in Edit user
+    /// (`PUT /user/{id}`), as Saviynt's package does, and checks that the user moved.
+    #[serde(default)]
+    pub container_move: Option<String>,
     /// Jama: what `remove_account` does. Jama has no user delete, so by default
     /// (`unsupported`) it is refused at submit; `disable` deactivates the user.
     #[serde(default)]
@@ -383,12 +390,13 @@ impl TargetConfig {
 
     /// Each key that only some kinds of target read, and whether this target sets it. The
     /// adapters say which of them they read; the registry refuses the others.
-    pub fn kind_specific_keys(&self) -> [(&'static str, bool); 15] {
+    pub fn kind_specific_keys(&self) -> [(&'static str, bool); 16] {
         [
             ("api_key", self.api_key.is_some()),
             ("api_key_header", self.api_key_header.is_some()),
             ("default_role", self.default_role.is_some()),
             ("disable_strategy", self.disable_strategy.is_some()),
+            ("container_move", self.container_move.is_some()),
             ("client_id", self.client_id.is_some()),
             ("client_secret", self.client_secret.is_some()),
             ("remove_strategy", self.remove_strategy.is_some()),

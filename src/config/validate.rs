@@ -88,6 +88,9 @@ impl fmt::Display for ConfigWarning {
 }
 
 /// How far ahead a schedule must fire at least once.
+/// The shortest `task_lease`: long enough for three heartbeats to a busy store.
+const MIN_TASK_LEASE: std::time::Duration = std::time::Duration::from_secs(5);
+
 const SCHEDULE_HORIZON: Months = Months::new(5 * 12);
 
 const SCHEDULE_HINT: &str = "write six fields, seconds first, e.g. \"0 */30 * * * *\"";
@@ -372,13 +375,13 @@ fn validate_target(name: &str, target: &TargetConfig, problems: &mut Vec<ConfigP
         );
     }
     if let Some(lease) = target.task_lease {
-        if lease <= target.timeout {
+        if lease.get() < MIN_TASK_LEASE {
             problems.add(
                 "task_lease",
                 Some(quoted(&lease.to_string())),
                 format!(
-                    "must be longer than timeout ({}): a task whose attempt outlives its lease may run twice",
-                    target.timeout
+                    "must be at least {}s: a running attempt renews its lease every third of it, and a shorter lease lets a busy store make a live task look abandoned",
+                    MIN_TASK_LEASE.as_secs()
                 ),
             );
         }

@@ -21,6 +21,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 use crate::model::{AccountRecord, EntitlementRecord, GrantRecord, Operation};
+use template::AttributeReads;
 
 pub mod digicert;
 pub mod duckcreek;
@@ -101,6 +102,27 @@ impl Capabilities {
                     _ => false,
                 }
         })
+    }
+}
+
+/// The task attributes one operation of a target reads: what its request templates read of
+/// `user.*`, and which templates those are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationAttributes {
+    /// The `user.*` keys read.
+    pub reads: AttributeReads,
+    /// The config keys of the templates the operation renders
+    /// (`targets.NAME.templates.KEY`); empty when it sends no template body.
+    pub templates: Vec<String>,
+}
+
+impl OperationAttributes {
+    /// Any key, as far as anyone can tell: a connector with no templates to look at.
+    pub fn any() -> Self {
+        Self {
+            reads: AttributeReads::Any,
+            templates: Vec::new(),
+        }
     }
 }
 
@@ -192,6 +214,19 @@ pub trait Connector: Send + Sync {
             ),
             None => format!("target {} does not support {operation}", self.target()),
         }
+    }
+
+    /// The task attributes `operation` (on entitlement type `entitlement_type`, for access
+    /// operations) reads on this target: the `user.*` keys its request templates read, so
+    /// that a submit naming another key is refused instead of the key being dropped. The
+    /// default, for a connector without templates to look at, takes any key.
+    fn attribute_keys(
+        &self,
+        operation: Operation,
+        entitlement_type: Option<&str>,
+    ) -> OperationAttributes {
+        let _ = (operation, entitlement_type);
+        OperationAttributes::any()
     }
 
     /// Reads one account by login name, to check the target before repeating an attempt

@@ -65,9 +65,10 @@ impl SoapVersion {
 pub struct SoapSettings {
     /// The SOAP version.
     pub version: SoapVersion,
-    /// The `SOAPAction` (1.1; sent even when empty, as `""`) or `action` parameter (1.2; left
-    /// out when empty).
-    pub action: String,
+    /// SOAP 1.1: the `SOAPAction` header, sent quoted (`Some("")`: `SOAPAction: ""`);
+    /// `None`: no header, as Saviynt's published Duck Creek package sends. SOAP 1.2: the
+    /// `action` parameter of the content type, left out when `None` or empty.
+    pub action: Option<String>,
     /// The request content type; `None`: the version's default.
     pub content_type: Option<String>,
     /// How deep response elements may nest.
@@ -355,25 +356,22 @@ impl SoapClient {
         let mut headers = Vec::new();
         match settings.version {
             SoapVersion::V1_1 => {
-                // The action is sent quoted, as SOAP 1.1 asks (`SOAPAction: ""` when empty).
-                let quoted = format!("\"{}\"", settings.action.trim_matches('"'));
-                let value = HeaderValue::from_str(&quoted).map_err(|_| {
-                    ConnectorError::config(
-                        &target,
-                        format!(
-                            "soap_action `{}` cannot be sent as an HTTP header",
-                            settings.action
-                        ),
-                    )
-                })?;
-                headers.push((HeaderName::from_static("soapaction"), value));
+                if let Some(action) = &settings.action {
+                    // Sent quoted, as SOAP 1.1 asks (`SOAPAction: ""` when empty).
+                    let quoted = format!("\"{}\"", action.trim_matches('"'));
+                    let value = HeaderValue::from_str(&quoted).map_err(|_| {
+                        ConnectorError::config(
+                            &target,
+                            format!("soap_action `{action}` cannot be sent as an HTTP header"),
+                        )
+                    })?;
+                    headers.push((HeaderName::from_static("soapaction"), value));
+                }
             }
             SoapVersion::V1_2 => {
-                if !settings.action.is_empty() && !content_type.contains("action=") {
-                    content_type.push_str(&format!(
-                        "; action=\"{}\"",
-                        settings.action.trim_matches('"')
-                    ));
+                let action = settings.action.as_deref().unwrap_or_default();
+                if !action.is_empty() && !content_type.contains("action=") {
+                    content_type.push_str(&format!("; action=\"{}\"", action.trim_matches('"')));
                 }
             }
         }
@@ -770,7 +768,7 @@ mod tests {
         assert!(!format!("{secret:?}").contains("UNMISTAKABLE"));
     }
 
-    fn client(server: &MockServer, version: SoapVersion, action: &str) -> SoapClient {
+    fn client(server: &MockServer, version: SoapVersion, action: Option<&str>) -> SoapClient {
         let config: TargetConfig = toml::from_str(&format!(
             "kind = \"digicert\"\nbase_url = \"{}/Server/Server.asmx\"\nrate_limit = []\n\
              read_retry = {{ max_attempts = 3, initial_backoff = \"1ms\", max_backoff = \"5ms\" }}\n\
@@ -799,7 +797,7 @@ mod tests {
         .unwrap();
         let settings = SoapSettings {
             version,
-            action: action.to_string(),
+            action: action.map(str::to_string),
             content_type: None,
             max_depth: 16,
         };
@@ -827,7 +825,7 @@ mod tests {
             .expect(1)
             .mount(&server)
             .await;
-        let client = client(&server, SoapVersion::V1_1, "");
+        let client = client(&server, SoapVersion::V1_1, Some(""));
         let mut response = client
             .call("ping", "<ping/>", CallKind::Read)
             .await
@@ -839,6 +837,47 @@ mod tests {
         );
         response.reader().skip(&payload).await.unwrap();
         response.finish(&client).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn no_action_sends_no_soap_action_header() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(xml(
+                200,
+                format!(
+                    r#"<s:Envelope xmlns:s="{SOAP_1_1}"><s:Body><pong/></s:Body></s:Envelope>"#
+                ),
+            ))
+            .mount(&server)
+            .await;
+        let mut response = client(&server, SoapVersion::V1_1, None)
+            .call("ping", "<ping/>", CallKind::Read)
+            .await
+            .unwrap();
+        assert_eq!(response.payload().unwrap().local, "pong");
+        // The answer is a 1.1 envelope; only the request matters here.
+        let soap_1_2 = client(&server, SoapVersion::V1_2, None)
+            .call("ping", "<ping/>", CallKind::Write)
+            .await;
+        assert!(soap_1_2.is_err());
+        let received = server.received_requests().await.unwrap();
+        assert_eq!(received.len(), 2);
+        for request in &received {
+            assert!(
+                !request.headers.contains_key("soapaction"),
+                "{:?}",
+                request.headers
+            );
+        }
+        assert_eq!(
+            received[0].headers["content-type"],
+            "text/xml; charset=utf-8"
+        );
+        assert_eq!(
+            received[1].headers["content-type"], "application/soap+xml; charset=utf-8",
+            "no action parameter"
+        );
     }
 
     #[tokio::test]
@@ -855,7 +894,7 @@ mod tests {
             ))
             .mount(&server)
             .await;
-        let client = client(&server, SoapVersion::V1_2, "urn:ping");
+        let client = client(&server, SoapVersion::V1_2, Some("urn:ping"));
         let err = client
             .call("ping", "<ping/>", CallKind::Write)
             .await
@@ -873,7 +912,7 @@ mod tests {
             .respond_with(xml(500, fault_11("Server", "busy")))
             .mount(&server)
             .await;
-        let client = client(&server, SoapVersion::V1_1, "");
+        let client = client(&server, SoapVersion::V1_1, Some(""));
         let err = client
             .call("list", "<l/>", CallKind::Read)
             .await
@@ -889,7 +928,7 @@ mod tests {
             ))
             .mount(&server)
             .await;
-        let client = self::client(&server, SoapVersion::V1_1, "");
+        let client = self::client(&server, SoapVersion::V1_1, Some(""));
         let err = client
             .call("list", "<l/>", CallKind::Read)
             .await
@@ -908,7 +947,7 @@ mod tests {
             .respond_with(xml(200, fault_11("Client", "Unknown request")))
             .mount(&server)
             .await;
-        let client = client(&server, SoapVersion::V1_1, "");
+        let client = client(&server, SoapVersion::V1_1, Some(""));
         let err = client.call("x", "<x/>", CallKind::Write).await.unwrap_err();
         assert_error(&err, ErrorClass::Permanent, "Unknown request");
     }
@@ -953,7 +992,7 @@ mod tests {
                 .respond_with(response)
                 .mount(&server)
                 .await;
-            let client = client(&server, SoapVersion::V1_1, "");
+            let client = client(&server, SoapVersion::V1_1, Some(""));
             let err = match client.call("x", "<x/>", CallKind::Write).await {
                 Ok(mut response) => {
                     let payload = response.payload().unwrap();

@@ -32,9 +32,14 @@
 //! | `requestid` | the caller's request id, else the task id |
 //! | `task.id`, `task.operation`, `task.target` | the task |
 //!
-//! `check-config` renders every template against [`TemplateContext::sample`], where every
-//! binding above is set (`user.*` with [`SAMPLE_USER`]): a template that prints anything else
-//! unconditionally fails at load, not at 2 a.m.
+//! `check-config` renders every template against [`TemplateSet::sample`], where every
+//! binding above is set (`user.*` with [`SAMPLE_USER`], and every other key the template
+//! reads with [`SAMPLE_CUSTOM_VALUE`]): a template that prints anything else unconditionally
+//! fails at load, not at 2 a.m. So does one that reads a `user.*` key with a capital letter,
+//! which no task attribute can match (their keys are lower-cased).
+//!
+//! [`TemplateSet::reads`] says which `user.*` keys each template reads (see [`reads`]): a
+//! submit naming a key that no template of its operation reads is refused.
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
@@ -48,6 +53,10 @@ use serde_json::Map;
 use super::xml::{forbidden_char, fragment_elements, write_escaped};
 use super::ProvisionRequest;
 use crate::model::Attributes;
+
+pub mod reads;
+
+pub use self::reads::{AttributeReads, SAMPLE_CUSTOM_VALUE};
 
 /// How printed values are escaped: the format of the body being built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,10 +220,26 @@ impl TemplateContext {
         self
     }
 
+    /// Sets every `user.KEY` of `reads` that is not set yet to its sample value
+    /// ([`SAMPLE_CUSTOM_VALUE`] for a key [`SAMPLE_USER`] does not hold).
+    fn with_sample_reads(mut self, reads: &AttributeReads) -> Self {
+        for key in reads.keys().into_iter().flatten() {
+            self.user
+                .entry(key.clone())
+                .or_insert_with(|| reads::sample_value(key).into());
+        }
+        self
+    }
+
     /// The minijinja root value.
     fn root(&self) -> Value {
+        self.root_with_user(Value::from(Serde(&self.user)))
+    }
+
+    /// The minijinja root value, with `user` bound to `user` instead of the attributes.
+    fn root_with_user(&self, user: Value) -> Value {
         let mut root = BTreeMap::new();
-        root.insert("user", Value::from(Serde(&self.user)));
+        root.insert("user", user);
         root.insert("account", Value::from(Serde(&self.account)));
         if let Some(entitlement) = &self.entitlement {
             root.insert("entitlementValue", Value::from(Serde(entitlement)));
@@ -258,6 +283,8 @@ pub struct TemplateSet {
     env: Environment<'static>,
     /// The operations with a template, and whether the template is built in.
     operations: BTreeMap<String, bool>,
+    /// The task attributes each template reads.
+    reads: BTreeMap<String, AttributeReads>,
 }
 
 impl fmt::Debug for TemplateSet {
@@ -265,6 +292,7 @@ impl fmt::Debug for TemplateSet {
         f.debug_struct("TemplateSet")
             .field("target", &self.target)
             .field("operations", &self.operations)
+            .field("reads", &self.reads)
             .finish_non_exhaustive()
     }
 }
@@ -309,13 +337,9 @@ impl TemplateSet {
             Escape::Xml => env.set_formatter(xml_formatter),
         }
         let mut errors = Vec::new();
-        match SyntaxConfig::builder()
-            .variable_delimiters("${", "}")
-            .block_delimiters("{%", "%}")
-            .comment_delimiters("{#", "#}")
-            .build()
-        {
-            Ok(syntax) => env.set_syntax(syntax),
+        let syntax = syntax();
+        match &syntax {
+            Ok(syntax) => env.set_syntax(syntax.clone()),
             Err(err) => errors.push(TemplateError {
                 key: format!("targets.{target}.templates"),
                 message: format!("cannot configure the template syntax: {err}"),
@@ -351,11 +375,19 @@ impl TemplateSet {
                     .map(|source| (*operation, source.clone(), false))
             }));
         let mut operations = BTreeMap::new();
+        let mut reads = BTreeMap::new();
         for (operation, source, built_in) in sources {
             let key = template_key(target, operation);
-            match env.add_template_owned(key.clone(), source) {
+            match env.add_template_owned(key.clone(), source.clone()) {
                 Ok(()) => {
                     operations.insert(operation.to_string(), built_in);
+                    if let Ok(syntax) = &syntax {
+                        let sample = TemplateContext::sample(target, operation);
+                        let read = reads::attribute_reads(&source, syntax, |user| {
+                            sample.root_with_user(user)
+                        });
+                        reads.insert(operation.to_string(), read);
+                    }
                 }
                 Err(err) => errors.push(TemplateError {
                     key,
@@ -369,6 +401,7 @@ impl TemplateSet {
                 escape,
                 env,
                 operations,
+                reads,
             })
         } else {
             Err(errors)
@@ -383,6 +416,23 @@ impl TemplateSet {
     /// Whether `operation` has a template.
     pub fn has(&self, operation: &str) -> bool {
         self.operations.contains_key(operation)
+    }
+
+    /// The task attributes (`user.*` keys) template `operation` reads; `None` when there is
+    /// no such template.
+    pub fn reads(&self, operation: &str) -> Option<&AttributeReads> {
+        self.reads.get(operation)
+    }
+
+    /// The context `check-config` renders template `operation` with:
+    /// [`TemplateContext::sample`], plus a sample value for every other `user.*` key the
+    /// template reads (an operator's custom attribute is not an error).
+    pub fn sample(&self, operation: &str) -> TemplateContext {
+        let sample = TemplateContext::sample(&self.target, operation);
+        match self.reads(operation) {
+            Some(reads) => sample.with_sample_reads(reads),
+            None => sample,
+        }
     }
 
     /// Renders template `operation` with `context` and parses the result as JSON. Errors name
@@ -494,17 +544,60 @@ impl TemplateSet {
         }
     }
 
-    /// Renders every template against [`TemplateContext::sample`]: the errors of the ones
-    /// that fail (empty: all render to a well-formed body).
+    /// Renders every template against its [`sample`](Self::sample) context: the errors of
+    /// the ones that fail (empty: all render to a well-formed body), and of the ones that
+    /// read a `user.*` key with a capital letter.
     pub fn check(&self) -> Vec<TemplateError> {
         self.operations
             .keys()
             .filter_map(|operation| {
-                self.render_text(operation, &TemplateContext::sample(&self.target, operation))
+                self.check_read_keys(operation)
                     .err()
+                    .or_else(|| self.render_text(operation, &self.sample(operation)).err())
             })
             .collect()
     }
+
+    /// Refuses template `operation` when it reads a `user.*` key with a capital letter:
+    /// task attribute keys are lower-cased, so it could never match one.
+    fn check_read_keys(&self, operation: &str) -> Result<(), TemplateError> {
+        let keys = self.reads(operation).and_then(AttributeReads::keys);
+        let capitalised: Vec<&str> = keys
+            .into_iter()
+            .flatten()
+            .filter(|key| key.chars().any(char::is_uppercase))
+            .map(String::as_str)
+            .collect();
+        if capitalised.is_empty() {
+            return Ok(());
+        }
+        let lower: Vec<String> = capitalised
+            .iter()
+            .map(|key| format!("user.{}", key.to_lowercase()))
+            .collect();
+        Err(TemplateError {
+            key: template_key(&self.target, operation),
+            message: format!(
+                "reads {}, but task attribute keys are lower-cased, so no attribute can \
+                 match; write {}",
+                capitalised
+                    .iter()
+                    .map(|key| format!("user.{key}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                lower.join(", ")
+            ),
+        })
+    }
+}
+
+/// The template syntax: `${ … }` variables, `{% … %}` blocks, `{# … #}` comments.
+fn syntax() -> Result<SyntaxConfig, minijinja::Error> {
+    SyntaxConfig::builder()
+        .variable_delimiters("${", "}")
+        .block_delimiters("{%", "%}")
+        .comment_delimiters("{#", "#}")
+        .build()
 }
 
 /// Compiles the templates of `catalog` for `target` (with the target's overrides) and
@@ -824,14 +917,93 @@ mod tests {
             "{errors:?}"
         );
         assert!(errors[1].message.contains("syntax error"), "{errors:?}");
+        // A variable that is not a binding is an error; so is a printed binding that is
+        // missing (`account.*` has no costcenter).
+        for (source, named) in [
+            (r#"{"c": "${ usr.costcenter }"}"#, "usr"),
+            (r#"{"c": "${ account.costcenter }"}"#, "account.costcenter"),
+        ] {
+            let overrides = BTreeMap::from([("update_account".to_string(), source.to_string())]);
+            let errors = check_catalog("dc", &catalog, &overrides);
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert_eq!(errors[0].key, "targets.dc.templates.update_account");
+            assert!(
+                errors[0].message.contains(named) && errors[0].message.contains("undefined"),
+                "{errors:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn check_renders_custom_attributes_with_a_sample_value() {
+        let catalog = TemplateCatalog {
+            defaults: &[("update_account", "{}")],
+            optional: &[],
+            escape: Escape::Json,
+        };
+        // Quoted, unquoted (a number in JSON), through a subscript and a filter.
+        let source = r#"{"c": "${ user.costcenter }", "n": ${ user.badge_number },
+                        "r": "${ user["region"] | upper }", "t": "${ user.title }"}"#;
+        let overrides = BTreeMap::from([("update_account".to_string(), source.to_string())]);
+        assert_eq!(check_catalog("dc", &catalog, &overrides), []);
+        let set = TemplateSet::from_catalog("dc", &catalog, &overrides).unwrap();
+        let body = set
+            .render("update_account", &set.sample("update_account"))
+            .unwrap();
+        assert_eq!(
+            body,
+            json!({ "c": SAMPLE_CUSTOM_VALUE, "n": 1, "r": SAMPLE_CUSTOM_VALUE, "t": "Engineer" })
+        );
+        // Still an error: the body a custom key renders into is not JSON.
         let overrides = BTreeMap::from([(
             "update_account".to_string(),
-            r#"{"c": "${ user.costcenter }"}"#.to_string(),
+            r#"{"c": ${ user.costcenter }"#.to_string(),
+        )]);
+        let errors = check_catalog("dc", &catalog, &overrides);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].message.contains("not valid JSON"), "{errors:?}");
+    }
+
+    #[test]
+    fn check_refuses_a_capitalised_attribute_key() {
+        let catalog = TemplateCatalog {
+            defaults: &[("update_account", "{}")],
+            optional: &[],
+            escape: Escape::Json,
+        };
+        let overrides = BTreeMap::from([(
+            "update_account".to_string(),
+            r#"{"c": "${ user.costCenter }"}"#.to_string(),
         )]);
         let errors = check_catalog("dc", &catalog, &overrides);
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].key, "targets.dc.templates.update_account");
-        assert!(errors[0].message.contains("user.costcenter"), "{errors:?}");
+        assert!(
+            errors[0].message.contains("user.costCenter")
+                && errors[0].message.contains("write user.costcenter"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn a_set_knows_what_each_template_reads() {
+        let catalog = TemplateCatalog {
+            defaults: &[("create_account", r#"{"e": "${ user.email }"}"#)],
+            optional: &["remove_account"],
+            escape: Escape::Json,
+        };
+        let set = TemplateSet::from_catalog("dc", &catalog, &BTreeMap::new()).unwrap();
+        assert_eq!(
+            set.reads("create_account"),
+            Some(&AttributeReads::Keys(["email".to_string()].into()))
+        );
+        assert_eq!(set.reads("remove_account"), None);
+        let overrides = BTreeMap::from([(
+            "create_account".to_string(),
+            r#"${ user | tojson }"#.to_string(),
+        )]);
+        let set = TemplateSet::from_catalog("dc", &catalog, &overrides).unwrap();
+        assert_eq!(set.reads("create_account"), Some(&AttributeReads::Any));
     }
 
     fn xml_set(source: &str) -> TemplateSet {

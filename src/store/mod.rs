@@ -399,6 +399,8 @@ pub trait Store: Send + Sync {
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunRecord>>;
     /// The newest successful run of this kind for this target.
     async fn last_success(&self, target: &str, kind: JobKind) -> StoreResult<Option<RunRecord>>;
+    /// The newest finished run (any outcome) of this kind for this target.
+    async fn last_finished(&self, target: &str, kind: JobKind) -> StoreResult<Option<RunRecord>>;
 
     // ---- leases ----
 
@@ -503,6 +505,18 @@ pub trait Store: Send + Sync {
     /// Returns `running` tasks whose lease ran out to `pending` (due now), marking them
     /// `uncertain` and their open attempt `unknown`. Returns how many.
     async fn release_expired_leases(&self, now: DateTime<Utc>) -> StoreResult<u64>;
+    /// Extends the lease of task `id` to `until`, if it is still `running` in attempt
+    /// `attempt` (a worker's heartbeat). `false`: the lease ran out and the task went back to
+    /// the queue (or on to another worker); the worker's result will be recorded as stale.
+    async fn renew_task_lease(
+        &self,
+        id: i64,
+        attempt: u32,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// When the first lease of a `running` task runs out, if any task is running: the
+    /// moment its work comes back to the queue when its worker has died.
+    async fn next_lease_expiry(&self) -> StoreResult<Option<DateTime<Utc>>>;
     /// Fails `pending` tasks whose dependency failed or was cancelled, with
     /// `depends on task N`. Returns how many.
     async fn fail_orphaned_dependents(&self, now: DateTime<Utc>) -> StoreResult<u64>;

@@ -404,6 +404,10 @@ impl Store for SqliteStore {
         self.last_success_impl(target, kind).await
     }
 
+    async fn last_finished(&self, target: &str, kind: JobKind) -> StoreResult<Option<RunRecord>> {
+        self.last_finished_impl(target, kind).await
+    }
+
     async fn try_lock(&self, name: &str, holder: &str, ttl: Duration) -> StoreResult<LockOutcome> {
         self.try_lock_impl(name, holder, ttl).await
     }
@@ -525,6 +529,19 @@ impl Store for SqliteStore {
 
     async fn release_expired_leases(&self, now: DateTime<Utc>) -> StoreResult<u64> {
         self.release_expired_leases_impl(now).await
+    }
+
+    async fn renew_task_lease(
+        &self,
+        id: i64,
+        attempt: u32,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.renew_task_lease_impl(id, attempt, until).await
+    }
+
+    async fn next_lease_expiry(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        self.next_lease_expiry_impl().await
     }
 
     async fn fail_orphaned_dependents(&self, now: DateTime<Utc>) -> StoreResult<u64> {

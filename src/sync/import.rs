@@ -28,12 +28,16 @@ use crate::store::{
     ApplyOptions, DiffEntry, LockOutcome, NewRun, RunFinish, SnapshotDiff, SnapshotId, Store,
     StoreError,
 };
+use crate::sync::heartbeat::{self, Heartbeat};
 use crate::telemetry;
 
-/// How long an import's target lock lasts without renewal.
-const LOCK_TTL: Duration = Duration::from_secs(120);
-/// How often a running import renews its target lock.
-const LOCK_RENEW_EVERY: Duration = Duration::from_secs(30);
+/// How long an import's target lock lasts without renewal: a heartbeat renews it every
+/// third of that while the run lives, so a killed run frees its target within this.
+const LOCK_TTL: Duration = Duration::from_secs(30);
+/// How often a running import also renews its target lock between pages.
+const LOCK_RENEW_EVERY: Duration = Duration::from_secs(10);
+/// How often a run waiting for its target's lock asks again.
+const LOCK_POLL: Duration = Duration::from_secs(1);
 /// How many diff lines a held run keeps as its pending diff.
 const PENDING_DIFF_LIMIT: u32 = 200;
 /// How many diff lines a dry run prints per object kind.
@@ -150,7 +154,7 @@ enum RunError {
     Store(#[from] StoreError),
     #[error("interrupted by shutdown")]
     Interrupted,
-    #[error("target {target} is being imported by {holder}; try again when it finishes")]
+    #[error("target {target} is being imported by {holder}; try again when it finishes (the lock of a process that was killed lapses within 30s)")]
     LockHeld { target: String, holder: String },
     #[error("no account import of target {0} has succeeded yet; run `idsync import {0} --accounts` first")]
     NoAccountImport(String),
@@ -286,6 +290,10 @@ impl ImportRunner {
         if let (Some(id), Some(tx)) = (run_id, started) {
             let _ = tx.send(id);
         }
+        let alive = match run_id {
+            Some(id) => Some(heartbeat::run_alive(self.store.clone(), id).await),
+            None => None,
+        };
         // A dry run stages under a run id no real run can have.
         let stage_id = run_id.unwrap_or_else(|| -i64::from(rand::random::<u32>()) - 1);
         let span = tracing::info_span!(
@@ -309,7 +317,11 @@ impl ImportRunner {
                 counts: run_counts_json(&report),
                 error: report.error.clone(),
             };
-            self.store.finish_run(id, &finish).await?;
+            let finished = self.store.finish_run(id, &finish).await;
+            if let Some(alive) = alive {
+                alive.release().await;
+            }
+            finished?;
             self.record_metrics(request, kind, &report, clock_start.elapsed());
         }
         Ok(report)
@@ -344,8 +356,11 @@ impl ImportRunner {
             target: &request.target,
         };
         info!(mode = %request.mode, "Import started.");
+        let mut heartbeat = None;
         let result = async {
-            self.lock(&lease).await?;
+            self.acquire(&lease, request.trigger != Trigger::Cli, cancel)
+                .await?;
+            heartbeat = Some(self.lock_heartbeat(&lease));
             if kind == JobKind::AccessImport
                 && self
                     .store
@@ -354,6 +369,15 @@ impl ImportRunner {
                     .is_none()
             {
                 return Err(RunError::NoAccountImport(request.target.clone()));
+            }
+            if kind == JobKind::AccessImport {
+                if let Some(held) = self.held_account_import(&request.target).await? {
+                    report.error = Some(format!(
+                        "not run: the account import before it (run {held}) is held by the deletion threshold, so the target's data is in question; review that run, then release it with `idsync import {} --accounts --allow-deletions` or let a later account import succeed",
+                        request.target
+                    ));
+                    return Ok(RunOutcome::Held);
+                }
             }
             let staged = self
                 .stage(request, kind, connector, stage_id, &lease, cancel)
@@ -366,6 +390,11 @@ impl ImportRunner {
                 }
             };
             report.counts.read = staged.read;
+            // Still ours? (A run that lost its lock must not apply what it read.)
+            if let Err(err) = self.lock(&lease).await {
+                self.discard(&staged.snapshots).await;
+                return Err(err);
+            }
             let outcome = self
                 .decide_and_apply(
                     request,
@@ -381,6 +410,7 @@ impl ImportRunner {
             outcome
         }
         .await;
+        drop(heartbeat);
         if let Err(err) = self.store.unlock(&lease.name, &lease.holder).await {
             warn!(error = %err, "Could not release the import lock; it expires on its own.");
         }
@@ -409,6 +439,60 @@ impl ImportRunner {
             }
         }
         report
+    }
+
+    /// The id of the target's newest finished account import when it was held (the access
+    /// import waits for a person to decide on it).
+    async fn held_account_import(&self, target: &str) -> Result<Option<i64>, RunError> {
+        let last = self
+            .store
+            .last_finished(target, JobKind::AccountImport)
+            .await?;
+        Ok(last
+            .filter(|run| run.outcome == Some(RunOutcome::Held))
+            .map(|run| run.id))
+    }
+
+    /// Takes the target lock. A `patient` run (the daemon's: scheduled, caught up at start,
+    /// triggered through the API) waits up to one lock lifetime for another holder, since a
+    /// run of a process that died holds it until then (a live holder renews it, and the
+    /// wait ends with [`RunError::LockHeld`]). A run from the command line fails at once, so
+    /// a person is told right away.
+    async fn acquire(
+        &self,
+        lease: &Lease<'_>,
+        patient: bool,
+        cancel: &CancellationToken,
+    ) -> Result<(), RunError> {
+        let started = Instant::now();
+        let mut told = false;
+        loop {
+            match self.lock(lease).await {
+                Err(RunError::LockHeld { holder, .. })
+                    if patient && started.elapsed() < LOCK_TTL + LOCK_POLL =>
+                {
+                    if !told {
+                        info!(holder = %holder, wait = ?LOCK_TTL, "Target is locked by another run; waiting for it (a lock of a stopped process lapses within the wait).");
+                        told = true;
+                    }
+                    tokio::select! {
+                        () = cancel.cancelled() => return Err(RunError::Interrupted),
+                        () = tokio::time::sleep(LOCK_POLL) => {}
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Renews the target lock in the background while the run holds it.
+    fn lock_heartbeat(&self, lease: &Lease<'_>) -> Heartbeat {
+        heartbeat::renew_lock(
+            self.store.clone(),
+            lease.name.clone(),
+            lease.holder.clone(),
+            LOCK_TTL,
+        )
     }
 
     /// Takes or renews the target lock.

@@ -1,7 +1,9 @@
 //! The jobs: import (accounts, then access) and provisioning (the task queue), with task
 //! submission and the per-target circuit breaker.
 
+pub mod attributes;
 pub mod breaker;
+pub mod heartbeat;
 pub mod import;
 pub mod provision;
 pub mod tasks;

@@ -35,11 +35,14 @@ use crate::store::{
     AttemptResult, Claim, NewRun, RunFinish, Store, StoreEffect, StoreError, TaskNext,
 };
 use crate::sync::breaker::{BreakerSettings, Breakers, Gate, OpenReason};
+use crate::sync::heartbeat::{self, lease_end, Heartbeat};
 use crate::telemetry;
 
-/// How long a claimed task stays leased to this process; a task still `running` after it
-/// (a dead process) goes back to the queue as `uncertain`.
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(300);
+/// How long a claimed task stays leased to this process without a heartbeat. The worker
+/// renews it every third of it while the attempt runs, so a long attempt keeps its task; a
+/// task whose worker died (no renewal) goes back to the queue as `uncertain` within one
+/// lease.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
 /// Why a pass could not run.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +130,16 @@ enum Step {
     Retried,
     Requeued,
     Failed,
+}
+
+/// Why a connector call (and the look-ups around it) did not come to a [`Called`].
+enum Failure {
+    /// The call failed; the error's class decides what happens next.
+    Call(ConnectorError),
+    /// The create went through but reading the new account's id failed: the outcome is
+    /// uncertain (the next attempt reads the target first), the error's class decides
+    /// when that attempt comes.
+    IdUnread(ConnectorError),
 }
 
 /// What a connector call (and the look-up before it) came to.
@@ -296,6 +309,7 @@ impl ProvisionRunner {
         if let Some(tx) = started {
             let _ = tx.send(run_id);
         }
+        let alive = heartbeat::run_alive(self.store.clone(), run_id).await;
         let span = tracing::info_span!(
             "job_run",
             run_id,
@@ -326,7 +340,9 @@ impl ProvisionRunner {
             counts: serde_json::to_value(&report).unwrap_or_default(),
             error,
         };
-        self.store.finish_run(run_id, &finish).await?;
+        let finished = self.store.finish_run(run_id, &finish).await;
+        alive.release().await;
+        finished?;
         record_run_metrics(job, target, outcome, clock_start.elapsed());
         info!(
             run_id,
@@ -388,15 +404,16 @@ impl ProvisionRunner {
                 }
             };
             let Ok(_permit) = permit else { break };
+            let lease = self
+                .config
+                .targets
+                .get(target)
+                .and_then(|config| config.task_lease)
+                .map_or(self.lease, |lease| lease.get());
             let claim = Claim {
                 target: Some(target.to_string()),
                 now: clock::now(),
-                lease: self
-                    .config
-                    .targets
-                    .get(target)
-                    .and_then(|config| config.task_lease)
-                    .map_or(self.lease, |lease| lease.get()),
+                lease,
                 limit: 1,
             };
             let tasks = match self.store.claim_tasks(&claim).await {
@@ -412,7 +429,7 @@ impl ProvisionRunner {
             }
             for task in tasks {
                 let id = task.id;
-                match self.attempt(connector, task).await {
+                match self.attempt(connector, task, lease).await {
                     Ok(step) => report.count(&step, id),
                     Err(err) => {
                         warn!(task_id = id, target = %target, error = %err, "Cannot record the attempt; the task's lease returns it to the queue.");
@@ -424,8 +441,33 @@ impl ProvisionRunner {
         report
     }
 
-    /// One attempt of one claimed task, recorded in the store.
-    async fn attempt(&self, connector: &dyn Connector, task: Task) -> Result<Step, StoreError> {
+    /// Renews the lease of a claimed task while its attempt runs.
+    fn heartbeat(&self, task: &Task, lease: Duration) -> Heartbeat {
+        let store = self.store.clone();
+        let (id, attempt) = (task.id, task.attempts);
+        Heartbeat::start(
+            format!("task {id}"),
+            heartbeat::renew_every(lease),
+            move || {
+                let store = store.clone();
+                async move {
+                    store
+                        .renew_task_lease(id, attempt, lease_end(clock::now(), lease))
+                        .await
+                }
+            },
+        )
+    }
+
+    /// One attempt of one claimed task, recorded in the store. The task's lease is renewed
+    /// until the result is recorded.
+    async fn attempt(
+        &self,
+        connector: &dyn Connector,
+        task: Task,
+        lease: Duration,
+    ) -> Result<Step, StoreError> {
+        let _heartbeat = self.heartbeat(&task, lease);
         let target = task.target.clone();
         let now = clock::now();
         let mut trial = false;
@@ -479,9 +521,28 @@ impl ProvisionRunner {
                     TaskNext::Failed,
                 )
             }
-            Err(err) => {
-                let message = err.to_string();
-                match err.class() {
+            Err(failure) => {
+                let (err, id_unread) = match failure {
+                    Failure::Call(err) => (err, false),
+                    Failure::IdUnread(err) => (err, true),
+                };
+                // A create that failed in transit (a timeout, a reset, a 5xx from a proxy)
+                // may have taken effect: its next attempt must read the target first. A 429
+                // was refused before any work.
+                let maybe_created = task.operation == Operation::CreateAccount
+                    && err.class() == ErrorClass::Transient;
+                let message = if id_unread {
+                    format!(
+                        "the account was created, but reading its id failed: {err}; the next attempt reads the target first"
+                    )
+                } else if maybe_created {
+                    format!(
+                        "{err}; the create may have taken effect, so the next attempt reads the target first"
+                    )
+                } else {
+                    err.to_string()
+                };
+                let (outcome, error, next) = match err.class() {
                     ErrorClass::Transient | ErrorClass::RateLimited => {
                         let retry_after = match &err {
                             ConnectorError::RateLimited { retry_after, .. } => *retry_after,
@@ -541,6 +602,15 @@ impl ProvisionRunner {
                         self.breakers.record_success(&target);
                         (AttemptOutcome::Permanent, Some(message), TaskNext::Failed)
                     }
+                };
+                if id_unread {
+                    // The change happened: whatever comes next must check the target first.
+                    warn!(task_id = task.id, target = %target, error = %err, "The account was created, but reading its id failed; the task stays uncertain and its next attempt reads the target first.");
+                    (AttemptOutcome::Unknown, error, next)
+                } else if maybe_created {
+                    (AttemptOutcome::Unknown, error, next)
+                } else {
+                    (outcome, error, next)
                 }
             }
         };
@@ -606,7 +676,7 @@ impl ProvisionRunner {
     }
 
     /// Calls the target: for a create whose last outcome is unknown, reads the target first.
-    async fn call(&self, connector: &dyn Connector, task: &Task) -> Result<Called, ConnectorError> {
+    async fn call(&self, connector: &dyn Connector, task: &Task) -> Result<Called, Failure> {
         if task.uncertain && task.operation == Operation::CreateAccount {
             match connector.lookup_account(&task.account).await {
                 Ok(Some(found)) => {
@@ -622,7 +692,7 @@ impl ProvisionRunner {
                 }
                 Ok(None) => {}
                 Err(err) if err.class() == ErrorClass::Unsupported => {}
-                Err(err) => return Err(err),
+                Err(err) => return Err(Failure::Call(err)),
             }
         }
         let request = self.request(task).await;
@@ -630,16 +700,26 @@ impl ProvisionRunner {
             Ok(ProvisionOutcome::Done { account_id }) => (account_id, false),
             Ok(ProvisionOutcome::AlreadyDone { account_id }) => (account_id, true),
             Err(err) if err.class() == ErrorClass::AlreadyDone => (None, true),
-            Err(err) => return Err(err),
+            Err(err) => return Err(Failure::Call(err)),
         };
         // A create must leave the new account's id; ask the target when it did not say.
         let account_id = match (task.operation, account_id) {
-            (Operation::CreateAccount, None) => connector
-                .lookup_account(&task.account)
-                .await
-                .ok()
-                .flatten()
-                .map(|found| found.id),
+            (Operation::CreateAccount, None) => {
+                match connector.lookup_account(&task.account).await {
+                    Ok(Some(found)) => Some(found.id),
+                    Ok(None) => {
+                        return Err(Failure::IdUnread(ConnectorError::Transient {
+                            target: task.target.clone(),
+                            message: format!("the target does not list `{}` yet", task.account),
+                        }))
+                    }
+                    Err(err) if err.class() == ErrorClass::Unsupported => {
+                        info!(task_id = task.id, target = %task.target, "The target cannot look accounts up; the new account's id arrives with the next account import.");
+                        None
+                    }
+                    Err(err) => return Err(Failure::IdUnread(err)),
+                }
+            }
             (_, id) => id,
         };
         Ok(Called::Done {
@@ -1236,6 +1316,235 @@ mod engine_tests {
             .await
             .unwrap();
         assert_eq!(listed.len(), 1);
+    }
+
+    /// A runner whose target `a` answers every call after `delay`.
+    async fn slow_rig(delay: Duration) -> Rig {
+        let (dir, store) = store().await;
+        let mut slow = FakeConnector::new("a");
+        slow.delay = delay;
+        let a = Arc::new(slow);
+        let b = Arc::new(FakeConnector::new("b"));
+        let runner = ProvisionRunner::new(
+            store.clone(),
+            connectors(&[a.clone(), b.clone()]),
+            config(3),
+        );
+        Rig {
+            _dir: dir,
+            store,
+            a,
+            b,
+            runner,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_long_attempt_keeps_its_task_past_the_lease() {
+        // The lease is renewed every 500 ms while a 1.6 s call runs.
+        let rig = slow_rig(Duration::from_millis(1600)).await;
+        let runner = rig.runner.clone().with_lease(Duration::from_millis(900));
+        seed(rig.store.as_ref(), "a", &[("11", "jane")], &[]).await;
+        let t = queue(&rig, request("a", Operation::EnableAccount, "jane")).await;
+        let pass = tokio::spawn(async move {
+            runner
+                .run_pass(Some("a"), &CancellationToken::new())
+                .await
+                .unwrap()
+        });
+        // Another process looks for abandoned tasks well past the first lease.
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            assert_eq!(
+                rig.store
+                    .release_expired_leases(clock::now())
+                    .await
+                    .unwrap(),
+                0,
+                "a live attempt's task was taken back"
+            );
+        }
+        let report = pass.await.unwrap();
+        assert_eq!(report.succeeded, 1, "{report:?}");
+        assert_eq!(rig.a.calls(), 1);
+        let t = task(&rig, t.id).await;
+        assert_eq!((t.status, t.attempts), (TaskStatus::Succeeded, 1));
+    }
+
+    #[tokio::test]
+    async fn a_running_provisioning_run_is_not_closed_as_abandoned() {
+        let rig = slow_rig(Duration::from_millis(800)).await;
+        seed(rig.store.as_ref(), "a", &[("11", "jane")], &[]).await;
+        queue(&rig, request("a", Operation::EnableAccount, "jane")).await;
+        let runner = rig.runner.clone();
+        let pass = tokio::spawn(async move {
+            runner
+                .run_recorded(
+                    "prov",
+                    Some("a"),
+                    Trigger::Schedule,
+                    "scheduler",
+                    None,
+                    &CancellationToken::new(),
+                )
+                .await
+                .unwrap()
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Another process (or the lease watch) closes runs whose process died.
+        assert_eq!(
+            rig.store
+                .fail_open_runs("interrupted", clock::now())
+                .await
+                .unwrap(),
+            0,
+            "a live run was closed"
+        );
+        let (run_id, _) = pass.await.unwrap();
+        let run = rig.store.get_run(run_id).await.unwrap().unwrap();
+        assert_eq!(run.outcome, Some(RunOutcome::Succeeded), "{run:?}");
+        // Its lock is gone with it: a run left open now would be closed.
+        assert_eq!(
+            rig.store
+                .try_lock(&format!("run:{run_id}"), "someone", Duration::from_secs(1))
+                .await
+                .unwrap(),
+            crate::store::LockOutcome::Acquired
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dead_workers_task_comes_back_after_one_short_lease() {
+        let rig = rig(3).await;
+        seed(rig.store.as_ref(), "a", &[("11", "jane")], &[]).await;
+        let t = queue(&rig, request("a", Operation::EnableAccount, "jane")).await;
+        // A worker claims the task with a short lease and dies (no heartbeat).
+        rig.store
+            .claim_tasks(&Claim {
+                target: Some("a".into()),
+                now: clock::now(),
+                lease: Duration::from_millis(200),
+                limit: 1,
+            })
+            .await
+            .unwrap();
+        let expiry = rig.store.next_lease_expiry().await.unwrap().unwrap();
+        assert!(expiry <= clock::now() + chrono::Duration::milliseconds(200));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let report = rig
+            .runner
+            .run_pass(None, &CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(report.released_leases, 1);
+        assert_eq!(report.succeeded, 1, "{report:?}");
+        assert_eq!(task(&rig, t.id).await.status, TaskStatus::Succeeded);
+    }
+
+    /// Queues a create whose call succeeds without an id, with look-ups failing with
+    /// `lookup` (or finding nothing when `None`), and runs one pass.
+    async fn create_with_unread_id(lookup: Option<ConnectorError>) -> (Rig, Task) {
+        let rig = rig(3).await;
+        rig.a.then(Ok(ProvisionOutcome::Done { account_id: None }));
+        *rig.a.lookup_error.lock().unwrap() = lookup;
+        let t = queue(&rig, request("a", Operation::CreateAccount, "jane")).await;
+        rig.runner
+            .run_pass(Some("a"), &CancellationToken::new())
+            .await
+            .unwrap();
+        let t = task(&rig, t.id).await;
+        (rig, t)
+    }
+
+    #[tokio::test]
+    async fn a_create_whose_id_cannot_be_read_stays_uncertain_and_retries() {
+        let transient = ConnectorError::Transient {
+            target: "a".into(),
+            message: "HTTP 503".into(),
+        };
+        let (rig, t) = create_with_unread_id(Some(transient)).await;
+        assert_eq!(rig.a.calls(), 1);
+        assert_eq!(t.status, TaskStatus::Pending, "{t:?}");
+        assert!(t.uncertain, "the next attempt must read the target first");
+        assert!(t.next_attempt_at.is_some());
+        let error = t.last_error.unwrap_or_default();
+        assert!(
+            error.contains("created, but reading its id failed"),
+            "{error}"
+        );
+        let events = rig.store.list_audit(Some("a"), 100).await.unwrap();
+        let attempt = events
+            .iter()
+            .find(|event| event.action == "task_attempt")
+            .expect("an audited attempt");
+        assert_eq!(attempt.details["outcome"], "unknown", "{attempt:?}");
+    }
+
+    #[tokio::test]
+    async fn a_create_lost_in_transit_is_retried_as_uncertain() {
+        let rig = rig(3).await;
+        rig.a.then(Err(rig.a.transient()));
+        let t = queue(&rig, request("a", Operation::CreateAccount, "jane")).await;
+        rig.runner
+            .run_pass(Some("a"), &CancellationToken::new())
+            .await
+            .unwrap();
+        let t = task(&rig, t.id).await;
+        assert_eq!(t.status, TaskStatus::Pending, "{t:?}");
+        assert!(
+            t.uncertain,
+            "the create may have happened: read the target first"
+        );
+        assert!(t
+            .last_error
+            .unwrap_or_default()
+            .contains("may have taken effect"),);
+        // A disable lost in transit is simply retried: repeating it is harmless.
+        seed(rig.store.as_ref(), "a", &[("11", "carl")], &[]).await;
+        rig.a.then(Err(rig.a.transient()));
+        let d = queue(&rig, request("a", Operation::DisableAccount, "carl")).await;
+        rig.runner
+            .run_pass(Some("a"), &CancellationToken::new())
+            .await
+            .unwrap();
+        let d = task(&rig, d.id).await;
+        assert_eq!(d.status, TaskStatus::Pending, "{d:?}");
+        assert!(!d.uncertain);
+    }
+
+    #[tokio::test]
+    async fn a_create_the_target_does_not_list_yet_stays_uncertain() {
+        let (rig, t) = create_with_unread_id(None).await;
+        assert_eq!(rig.a.calls(), 1);
+        assert_eq!(t.status, TaskStatus::Pending, "{t:?}");
+        assert!(t.uncertain);
+        assert!(t.last_error.unwrap_or_default().contains("does not list"));
+    }
+
+    #[tokio::test]
+    async fn a_permanent_failure_to_read_the_new_id_fails_the_task_as_uncertain() {
+        let permanent = ConnectorError::Permanent {
+            target: "a".into(),
+            status: Some(400),
+            message: "bad filter".into(),
+        };
+        let (rig, t) = create_with_unread_id(Some(permanent)).await;
+        assert_eq!(rig.a.calls(), 1);
+        assert_eq!(t.status, TaskStatus::Failed, "{t:?}");
+        assert!(t.uncertain, "a retry by hand reads the target first");
+        assert!(t.last_error.unwrap_or_default().contains("bad filter"));
+    }
+
+    #[tokio::test]
+    async fn a_target_that_cannot_look_up_leaves_the_id_to_the_next_import() {
+        let unsupported = ConnectorError::Unsupported {
+            target: "a".into(),
+            operation: "lookup".into(),
+            reason: "no look-up".into(),
+        };
+        let (_rig, t) = create_with_unread_id(Some(unsupported)).await;
+        assert_eq!(t.status, TaskStatus::Succeeded, "{t:?}");
+        assert_eq!(t.account_id, None);
     }
 
     #[tokio::test]

@@ -4,6 +4,10 @@
 //! * the target exists and supports the operation for the entitlement type (else the
 //!   refusal names the operation, the target and why);
 //! * a `password` attribute is refused (idsync generates initial passwords itself);
+//! * attribute keys are lower-cased (as templates see them); two keys that differ only in
+//!   letter case are refused;
+//! * an attribute that no template of the operation reads is refused, naming the keys that
+//!   are read (see [`attributes`](super::attributes));
 //! * `create_account` needs `email`, `firstname` and `lastname`; `username` defaults to the
 //!   account;
 //! * other operations need the account in the store (one non-suspended account of that
@@ -16,6 +20,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use super::attributes::{KnownAttributes, UnknownAttributes};
 use crate::clock;
 use crate::config::Config;
 use crate::connector::Connector;
@@ -135,6 +140,9 @@ pub enum SubmitError {
         /// Why, and what to do instead.
         reason: String,
     },
+    /// An attribute that no template of the operation reads.
+    #[error(transparent)]
+    UnknownAttributes(#[from] UnknownAttributes),
     /// Anything else wrong with the request (missing attribute, unknown account…).
     #[error("{0}")]
     Invalid(String),
@@ -179,7 +187,7 @@ pub async fn submit(
     if account.is_empty() {
         return Err(SubmitError::Invalid("account: must not be empty".into()));
     }
-    let mut attributes = request.attributes;
+    let attributes = request.attributes;
     if attributes
         .keys()
         .any(|key| key.eq_ignore_ascii_case("password"))
@@ -216,11 +224,11 @@ pub async fn submit(
         }
         (None, false) => None,
     };
-    check_capability(
-        connector.as_ref(),
-        operation,
-        entitlement_ref.as_ref().map(|(kind, _)| kind.as_str()),
-    )?;
+    let entitlement_type = entitlement_ref.as_ref().map(|(kind, _)| kind.as_str());
+    check_capability(connector.as_ref(), operation, entitlement_type)?;
+    KnownAttributes::of(connector.as_ref(), operation, entitlement_type)
+        .check(&attributes, &account)?;
+    let mut attributes = lower_case_keys(attributes)?;
 
     if operation == Operation::CreateAccount {
         let missing: Vec<&str> = CREATE_REQUIRED
@@ -315,6 +323,22 @@ pub async fn submit(
         created_at: clock::now(),
     };
     Ok(store.insert_task(&new_task).await?)
+}
+
+/// `attributes` with lower-case keys, as templates see them; two keys that differ only in
+/// letter case are refused (which one would the target get?).
+fn lower_case_keys(attributes: Attributes) -> Result<Attributes, SubmitError> {
+    let mut lowered = Attributes::new();
+    for (key, value) in attributes {
+        let lower = key.to_lowercase();
+        if lowered.insert(lower.clone(), value).is_some() {
+            return Err(SubmitError::Invalid(format!(
+                "attribute `{lower}` is given twice, in different letter case (`{key}` is one); \
+                 keys are compared without letter case, so give it once"
+            )));
+        }
+    }
+    Ok(lowered)
 }
 
 /// Whether submitted tasks of `target` run at once (`instant_provisioning = true`).
@@ -485,6 +509,100 @@ mod store_tests {
             panic!("not created")
         };
         assert_eq!(disable.depends_on, Some(task.id));
+    }
+
+    #[tokio::test]
+    async fn attributes_no_template_reads_are_refused_and_nothing_is_queued() {
+        use crate::store::TaskFilter;
+        let (_dir, store) = store().await;
+        let config = config(3);
+        let jama = crate::connector::registry::build_connector("a", &config.targets["a"]).unwrap();
+        let connectors = BTreeMap::from([("a".to_string(), jama)]);
+        let submit_with = |attributes: serde_json::Value| {
+            let mut create = request(Operation::CreateAccount, "jane");
+            create.attributes = attributes.as_object().cloned().unwrap();
+            submit(store.as_ref(), &connectors, &config, create, "cli:t")
+        };
+
+        let err = submit_with(json!({
+            "email": "jane@example.com", "firstname": "Jane", "lastname": "Doe", "phone": "+44 1"
+        }))
+        .await
+        .unwrap_err();
+        assert!(err.is_refusal());
+        assert!(matches!(err, SubmitError::UnknownAttributes(_)), "{err:?}");
+        assert!(
+            err.to_string().starts_with(
+                "unknown attribute \"phone\" for a create_account: did you mean \"phonenumber\"? \
+                 The attributes a create_account reads are: email, firstname, lastname, \
+                 license_type, location, phonenumber, title."
+            ),
+            "{err}"
+        );
+        // A typo is named as such, not reported as the key it missed.
+        let err =
+            submit_with(json!({ "emial": "jane@example.com", "firstname": "J", "lastname": "D" }))
+                .await
+                .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("\"emial\" for a create_account: did you mean \"email\"?")
+                && !text.contains("missing"),
+            "{text}"
+        );
+        // A key given twice in different letter case.
+        let err = submit_with(json!({
+            "email": "a@example.com", "Email": "b@example.com", "firstname": "J", "lastname": "D"
+        }))
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("given twice"), "{err}");
+        // Enable reads nothing on Jama: any attribute is refused.
+        seed(store.as_ref(), "a", &[("11", "bob")], &[]).await;
+        let mut enable = request(Operation::EnableAccount, "bob");
+        enable.attributes = json!({ "title": "Lead" }).as_object().cloned().unwrap();
+        let err = submit(store.as_ref(), &connectors, &config, enable, "cli:t")
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("a enable_account sends no attributes"),
+            "{err}"
+        );
+        let queued = TaskFilter {
+            limit: 100,
+            ..Default::default()
+        };
+        assert_eq!(store.list_tasks(&queued).await.unwrap(), []);
+        let submitted = |events: Vec<crate::model::AuditEvent>| {
+            events
+                .iter()
+                .filter(|event| event.action == "task_submitted")
+                .count()
+        };
+        assert_eq!(
+            submitted(store.list_audit(Some("a"), 100).await.unwrap()),
+            0
+        );
+
+        // Known keys in any letter case are taken, and stored lower-cased.
+        let Submitted::Created(task) = submit_with(json!({
+            "Email": "jane@example.com", "FirstName": "Jane", "LastName": "Doe",
+            "PhoneNumber": "+44 1", "username": "jane"
+        }))
+        .await
+        .unwrap() else {
+            panic!("not created")
+        };
+        assert_eq!(
+            task.attributes.keys().collect::<Vec<_>>(),
+            ["email", "firstname", "lastname", "phonenumber", "username"]
+        );
+        assert_eq!(store.list_tasks(&queued).await.unwrap().len(), 1);
+        assert_eq!(
+            submitted(store.list_audit(Some("a"), 100).await.unwrap()),
+            1
+        );
     }
 
     #[tokio::test]

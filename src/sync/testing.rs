@@ -30,6 +30,8 @@ pub struct FakeConnector {
     pub requests: Mutex<Vec<ProvisionRequest>>,
     pub probe: Mutex<Result<(), ConnectorError>>,
     pub lookup: Mutex<Option<AccountRecord>>,
+    /// When set, every look-up fails with it.
+    pub lookup_error: Mutex<Option<ConnectorError>>,
     pub delay: Duration,
 }
 
@@ -61,6 +63,7 @@ impl FakeConnector {
             requests: Mutex::new(Vec::new()),
             probe: Mutex::new(Ok(())),
             lookup: Mutex::new(None),
+            lookup_error: Mutex::new(None),
             delay: Duration::ZERO,
         }
     }
@@ -127,6 +130,9 @@ impl Connector for FakeConnector {
     }
 
     async fn lookup_account(&self, _name: &str) -> Result<Option<AccountRecord>, ConnectorError> {
+        if let Some(err) = self.lookup_error.lock().unwrap().clone() {
+            return Err(err);
+        }
         Ok(self.lookup.lock().unwrap().clone())
     }
 }
@@ -227,6 +233,18 @@ pub async fn seed(
                     mode: ImportMode::Full,
                     run_started_at: now,
                     actor: "test".into(),
+                },
+            )
+            .await
+            .unwrap();
+        store
+            .finish_run(
+                run_id,
+                &crate::store::RunFinish {
+                    outcome: crate::model::RunOutcome::Succeeded,
+                    finished_at: now,
+                    counts: serde_json::json!({}),
+                    error: None,
                 },
             )
             .await

@@ -33,6 +33,30 @@ pub fn default_rate_limits() -> Vec<RateLimit> {
     ]
 }
 
+/// `container_move`: how `add_access` on a `container` moves a user. CertCentral documents
+/// no call that moves a user between divisions, so there is no default: unset, container
+/// moves are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerMove {
+    /// `"put_user"`: send `container: {id}` in Edit user (`PUT /user/{id}`) with the
+    /// user's other Edit-user fields as read (undocumented; Saviynt's package does it), then
+    /// read the user back to check it moved.
+    PutUser,
+}
+
+impl ContainerMove {
+    /// The config spellings, in the order the refusal lists them.
+    pub const VALUES: [&'static str; 1] = ["put_user"];
+
+    /// The value of `container_move = "…"`, or `None` if it is not one of [`Self::VALUES`].
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "put_user" => Some(ContainerMove::PutUser),
+            _ => None,
+        }
+    }
+}
+
 /// A DigiCert target's settings, read and checked.
 #[derive(Debug)]
 pub struct Settings {
@@ -44,6 +68,8 @@ pub struct Settings {
     pub default_role: String,
     /// What `disable_account` does.
     pub disable_strategy: DisableStrategy,
+    /// How `add_access` on a container moves the user; `None`: refused.
+    pub container_move: Option<ContainerMove>,
 }
 
 impl settings::Settings for Settings {
@@ -52,6 +78,7 @@ impl settings::Settings for Settings {
         "api_key_header",
         "default_role",
         "disable_strategy",
+        "container_move",
     ];
     const PAGE_SIZES: RangeInclusive<u32> = 1..=1000;
     const DEFAULT_PAGE_SIZE: u32 = DEFAULT_PAGE_SIZE;
@@ -86,11 +113,29 @@ impl settings::Settings for Settings {
                 "must be a DigiCert access role id, e.g. \"5\" (Standard User)",
             );
         }
+        let container_move = target.container_move.as_deref().and_then(|text| {
+            let parsed = ContainerMove::parse(text);
+            if parsed.is_none() {
+                problems.add(
+                    "container_move",
+                    Some(text),
+                    format!(
+                        "is not a container move idsync knows; write container_move = \
+                         \"put_user\" to move users by sending the container in Edit user \
+                         (PUT /user/{{id}}, undocumented by DigiCert), or remove the key to \
+                         keep container moves refused (known values: {})",
+                        ContainerMove::VALUES.join(", ")
+                    ),
+                );
+            }
+            parsed
+        });
         let read = api_key.map(|api_key| Self {
             api_key,
             api_key_header,
             default_role,
             disable_strategy: target.disable_strategy.unwrap_or_default(),
+            container_move,
         });
         problems.finish(read)
     }

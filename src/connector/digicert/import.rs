@@ -135,8 +135,19 @@ impl DigicertConnector {
     }
 
     /// The user named `username` (without letter case), through `GET
-    /// /user?filters[search]=…` (a substring search over names and emails), paging on.
+    /// /user?filters[search]=…` in its exact-match form (no `%25` prefix: the users one of
+    /// whose `username`, `first_name`, `last_name` or `email` equals it), paging on, and
+    /// then only a user whose `username` is that name. A blank name, or one that starts with
+    /// `%` (which CertCentral would read as "contains"), is no username: `None`, unasked.
     pub(super) async fn find_user(&self, username: &str) -> Result<Option<Value>, ConnectorError> {
+        if username.trim().is_empty() || username.starts_with('%') {
+            tracing::debug!(
+                target = self.core.target(),
+                name = username,
+                "Not a DigiCert username; no search sent."
+            );
+            return Ok(None);
+        }
         let filter = [("filters[search]", username.to_string())];
         let mut pager =
             OffsetPager::new(self.core.target(), "users by name", self.core.page_size());

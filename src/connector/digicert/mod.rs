@@ -8,13 +8,15 @@
 //! * **Pacing**: 90 requests per 5 s and 900 per 3 min by default (90 % of the documented
 //!   per-key limits, which answer with bare 429s and no `Retry-After`).
 //! * **Provisioning**: create, update and remove accounts; add and remove `role`s (the whole
-//!   role list is `PUT` back, and a user's last role is never removed); add (move to) a
-//!   `container`. CertCentral has no enable/disable: `disable_strategy = "delete"` deletes
-//!   the user on `disable_account`. A duplicate create counts as done only for the same
-//!   person (same email).
+//!   role list goes to `PUT /user/{id}/role`, a user's last role is never removed, and a
+//!   held role whose id cannot be read stops the change). Updates send only Edit user's
+//!   documented fields. Moving a user to another `container` is refused unless
+//!   `container_move = "put_user"` (no documented call does it). CertCentral has no
+//!   enable/disable: `disable_strategy = "delete"` deletes the user on `disable_account`. A
+//!   duplicate create counts as done only for the same person (same email).
 //!
 //! Files: [`config`] (settings), `import` (reads), `provision` (changes), `wire` (JSON and
-//! mapping), `tests`.
+//! mapping), `tests`, `documented_api_tests` (the adapter held to the documented calls).
 
 use std::sync::Arc;
 
@@ -30,6 +32,8 @@ mod import;
 mod provision;
 mod wire;
 
+#[cfg(test)]
+mod documented_api_tests;
 #[cfg(test)]
 mod tests;
 
@@ -49,6 +53,7 @@ pub struct DigicertConnector {
     core: Core,
     http: HttpClient,
     default_role: String,
+    container_move: Option<config::ContainerMove>,
 }
 
 impl Adapter for DigicertConnector {
@@ -57,7 +62,7 @@ impl Adapter for DigicertConnector {
     type Settings = config::Settings;
 
     fn capabilities(settings: &config::Settings, _: &TemplateSet) -> Capabilities {
-        capabilities(settings.disable_strategy)
+        capabilities(settings.disable_strategy, settings.container_move)
     }
 
     fn assemble(
@@ -76,6 +81,7 @@ impl Adapter for DigicertConnector {
             core,
             http,
             default_role: settings.default_role,
+            container_move: settings.container_move,
         })
     }
 

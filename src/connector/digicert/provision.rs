@@ -5,19 +5,19 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
-use super::wire::{numeric, replacement, role_ids, Created};
+use super::config::ContainerMove;
+use super::wire::{numeric, replacement, role_ids, user_container_id, Created};
 use super::{DigicertConnector, CONTAINER, ROLE};
 use crate::config::DisableStrategy;
 use crate::connector::kit::Adapter;
 use crate::connector::kit::{self, idempotency, rest, AccountId, Entitlement, Operations, Outcome};
-use crate::connector::mapping::NativeId;
 use crate::connector::template::{Escape, TemplateCatalog, TemplateContext};
 use crate::connector::{Capabilities, ConnectorError, ProvisionOutcome, ProvisionRequest};
 use crate::model::Operation;
 
 /// The built-in request-body templates (`templates/`): `create_account` (`POST /user`) and
-/// `update_account` (the changes merged into the user as read before the whole user is `PUT`
-/// back), JSON; each file says what it sends.
+/// `update_account` (the changes merged into the user's Edit-user fields as read before they
+/// are `PUT` back), JSON; each file says what it sends.
 pub const TEMPLATES: TemplateCatalog = TemplateCatalog {
     defaults: &[
         (
@@ -40,16 +40,25 @@ pub const NO_ENABLE_DISABLE: &str = "CertCentral has no enable/disable call";
 pub const ONE_CONTAINER: &str = "a DigiCert user has exactly one container; move the user \
                                  with add_access on another container instead";
 
+/// Why `add_access` on a container is refused unless `container_move` is set.
+pub const NO_CONTAINER_MOVE: &str = "CertCentral documents no call that moves a user to \
+    another container (division): Edit user (PUT /user/{id}) lists no container field. To \
+    send it there anyway, as Saviynt's package does, set container_move = \"put_user\" on \
+    this target (idsync then reads the user back and fails the task if it did not move)";
+
 /// The attributes a create needs (DigiCert requires a first name, a last name and an email).
 const REQUIRED_ON_CREATE: [&str; 3] = ["firstname", "lastname", "email"];
 
 /// What the built-in `update_account` template changes.
 const UPDATE_FIELDS: &str = "firstname, lastname, email, title, phonenumber on DigiCert";
 
-/// What a DigiCert target supports with `disable_strategy`: create, update and remove
-/// accounts, add and remove `role`s, add (move to) a `container`, and `disable_account` only
-/// with the `delete` strategy.
-pub fn capabilities(disable: DisableStrategy) -> Capabilities {
+/// What a DigiCert target supports with `disable_strategy` and `container_move`: create,
+/// update and remove accounts, add and remove `role`s, `disable_account` only with the
+/// `delete` strategy, and add (move to) a `container` only with a `container_move`.
+pub fn capabilities(
+    disable: DisableStrategy,
+    container_move: Option<ContainerMove>,
+) -> Capabilities {
     let mut account = vec![
         Operation::CreateAccount,
         Operation::UpdateAccount,
@@ -58,11 +67,13 @@ pub fn capabilities(disable: DisableStrategy) -> Capabilities {
     if disable == DisableStrategy::Delete {
         account.push(Operation::DisableAccount);
     }
-    let access = [
+    let mut access = vec![
         (Operation::AddAccess, ROLE),
         (Operation::RemoveAccess, ROLE),
-        (Operation::AddAccess, CONTAINER),
     ];
+    if container_move.is_some() {
+        access.push((Operation::AddAccess, CONTAINER));
+    }
     Capabilities::new(&[ROLE, CONTAINER], account, access)
 }
 
@@ -75,6 +86,9 @@ pub fn unsupported_reason(operation: Operation, entitlement_type: Option<&str>) 
         (Operation::EnableAccount, _) => NO_ENABLE_DISABLE.to_string(),
         (Operation::RemoveAccess, Some(kind)) if kind.eq_ignore_ascii_case(CONTAINER) => {
             ONE_CONTAINER.to_string()
+        }
+        (Operation::AddAccess, Some(kind)) if kind.eq_ignore_ascii_case(CONTAINER) => {
+            NO_CONTAINER_MOVE.to_string()
         }
         _ => kit::refusal(
             DigicertConnector::NAME,
@@ -151,8 +165,10 @@ impl Operations for DigicertConnector {
     }
 
     /// Changes the user with the `update_account` template's fields: reads the user, merges
-    /// the changes and `PUT`s the whole user back (PUT replaces: every field read is carried
-    /// over). `AlreadyDone` when every value is already in place.
+    /// the changes into its Edit-user fields and `PUT`s them back (Edit user erases a
+    /// `job_title` or `telephone` left out, so every one read is carried over; roles and
+    /// container are not Edit-user fields and are not sent). `AlreadyDone` when every value
+    /// is already in place.
     async fn update_account(&self, request: &ProvisionRequest) -> Outcome {
         let account = self.core.account_id(request)?;
         let changes = rest::update_changes(&self.core, request, UPDATE_FIELDS)?;
@@ -181,8 +197,9 @@ impl Operations for DigicertConnector {
     }
 
     /// A `role`: the whole role list with it (`PUT /user/{id}/role`); held already is
-    /// `AlreadyDone`. A `container`: moves the user there (a full `PUT /user/{id}`); there
-    /// already is `AlreadyDone`.
+    /// `AlreadyDone`. A `container` (declared only with `container_move = "put_user"`):
+    /// moves the user there through Edit user and checks it moved; there already is
+    /// `AlreadyDone`.
     async fn add_access(
         &self,
         request: &ProvisionRequest,
@@ -190,17 +207,21 @@ impl Operations for DigicertConnector {
     ) -> Outcome {
         let account = self.core.account_id(request)?;
         if entitlement.is(CONTAINER) {
-            return self.move_to_container(account, entitlement.id).await;
+            return match self.container_move {
+                Some(ContainerMove::PutUser) => {
+                    self.move_to_container(account, entitlement.id).await
+                }
+                None => Err(self
+                    .core
+                    .unsupported(Operation::AddAccess, NO_CONTAINER_MOVE.to_string())),
+            };
         }
         let role = self.role_number(entitlement.id)?;
-        let mut roles = role_ids(&self.user(account).await?);
-        if roles
-            .iter()
-            .any(|held| held.to_string() == entitlement.id.trim())
-        {
+        let mut roles = self.held_roles(account).await?;
+        if roles.contains(&role) {
             return Ok(ProvisionOutcome::AlreadyDone { account_id: None });
         }
-        roles.push(NativeId::Number(role));
+        roles.push(role);
         self.set_roles(account, &roles).await
     }
 
@@ -212,18 +233,15 @@ impl Operations for DigicertConnector {
         entitlement: Entitlement<'_>,
     ) -> Outcome {
         let account = self.core.account_id(request)?;
-        let held = role_ids(&self.user(account).await?);
-        let wanted = entitlement.id.trim();
-        if !held.iter().any(|role| role.to_string() == wanted) {
+        let role = self.role_number(entitlement.id)?;
+        let held = self.held_roles(account).await?;
+        if !held.contains(&role) {
             return Ok(ProvisionOutcome::AlreadyDone { account_id: None });
         }
-        let rest: Vec<NativeId> = held
-            .into_iter()
-            .filter(|role| role.to_string() != wanted)
-            .collect();
+        let rest: Vec<u64> = held.into_iter().filter(|held| *held != role).collect();
         if rest.is_empty() {
             return Err(self.core.refused(format!(
-                "cannot remove role {wanted} from user {account}: it is the user's last role \
+                "cannot remove role {role} from user {account}: it is the user's last role \
                  and a DigiCert user needs at least one (add another role first)"
             )));
         }
@@ -232,26 +250,70 @@ impl Operations for DigicertConnector {
 }
 
 impl DigicertConnector {
-    /// Moves the user to container `container_id`: reads the user and `PUT`s it whole with
-    /// the new container. Already there is `AlreadyDone`.
+    /// `container_move = "put_user"`: moves the user to container `container_id` by sending
+    /// its Edit-user fields as read plus `container: {id}` in `PUT /user/{id}` (not a
+    /// documented field), then reads the user back: a user still elsewhere fails the task
+    /// (the server ignored the field). Already there is `AlreadyDone`.
     async fn move_to_container(&self, account: AccountId<'_>, container_id: &str) -> Outcome {
         let container = container_id.trim().parse::<u64>().map_err(|_| {
             self.core.refused(format!(
                 "container id `{container_id}` is not a DigiCert container id (a number)"
             ))
         })?;
-        let current = replacement(&self.user(account).await?);
-        let changes = Map::from_iter([("container".to_string(), json!({ "id": container }))]);
-        let changed = rest::replace(current, changes, |body| self.put_user(account, body)).await?;
-        Ok(ProvisionOutcome::changed(changed, None))
+        let user = self.user(account).await?;
+        if user_container_id(&user) == Some(container) {
+            return Ok(ProvisionOutcome::AlreadyDone { account_id: None });
+        }
+        let mut body = replacement(&user);
+        body.insert("container".to_string(), json!({ "id": container }));
+        self.put_user(account, body).await?;
+        let now = user_container_id(&self.user(account).await?);
+        if now != Some(container) {
+            let now = now.map_or_else(|| "none".to_string(), |id| id.to_string());
+            tracing::warn!(
+                target = self.core.target(),
+                account = %account,
+                container,
+                now = %now,
+                "DigiCert accepted a container move through Edit user but did not move the user."
+            );
+            return Err(self.core.refused(format!(
+                "DigiCert answered the container move of user {account} with success, but the \
+                 user is still in container {now}, not {container}: this server does not move \
+                 users through Edit user (PUT /user/{{id}}). Remove container_move from the \
+                 target and move the user in CertCentral"
+            )));
+        }
+        Ok(ProvisionOutcome::Done { account_id: None })
+    }
+
+    /// The ids of every role user `account` holds, read now. A role whose id cannot be read
+    /// fails the operation before anything is sent: the whole list goes back in `PUT
+    /// /user/{id}/role`, so leaving it out would remove it.
+    async fn held_roles(&self, account: AccountId<'_>) -> Result<Vec<u64>, ConnectorError> {
+        let user = self.user(account).await?;
+        role_ids(&user).map_err(|problem| {
+            let username = user
+                .get("username")
+                .and_then(Value::as_str)
+                .unwrap_or("no username");
+            tracing::warn!(
+                target = self.core.target(),
+                account = %account,
+                problem = %problem,
+                "A DigiCert user's roles cannot be read; the role change was not sent."
+            );
+            self.core.refused(format!(
+                "user {account} ({username}) {problem}: a role change sends the whole role \
+                 list back (PUT /user/{{id}}/role), which would remove that role, so nothing \
+                 was sent. Check the user's roles in CertCentral, then retry the task"
+            ))
+        })
     }
 
     /// `PUT /user/{id}/role` with the whole list.
-    async fn set_roles(&self, account: AccountId<'_>, roles: &[NativeId]) -> Outcome {
-        let list: Vec<Value> = roles
-            .iter()
-            .map(|role| json!({ "id": role.as_json() }))
-            .collect();
+    async fn set_roles(&self, account: AccountId<'_>, roles: &[u64]) -> Outcome {
+        let list: Vec<Value> = roles.iter().map(|role| json!({ "id": role })).collect();
         let url = self.http.url(&["user", account.as_str(), "role"], &[])?;
         self.http
             .send(Method::PUT, url, Some(&json!({ "access_roles": list })))
@@ -259,7 +321,7 @@ impl DigicertConnector {
         Ok(ProvisionOutcome::Done { account_id: None })
     }
 
-    /// `PUT /user/{id}` with the whole user.
+    /// `PUT /user/{id}` (Edit user) with `body`.
     async fn put_user(
         &self,
         account: AccountId<'_>,
@@ -273,8 +335,8 @@ impl DigicertConnector {
     }
 
     /// A role id as the number DigiCert's bodies take.
-    fn role_number(&self, role_id: &str) -> Result<i64, ConnectorError> {
-        role_id.trim().parse::<u32>().map(i64::from).map_err(|_| {
+    fn role_number(&self, role_id: &str) -> Result<u64, ConnectorError> {
+        role_id.trim().parse::<u32>().map(u64::from).map_err(|_| {
             self.core.refused(format!(
                 "role id `{role_id}` is not a DigiCert access role id (a number)"
             ))

@@ -22,10 +22,10 @@ use crate::connector::kit::testing::{
 use crate::connector::{Connector, ErrorClass, ProvisionOutcome, ProvisionRequest};
 use crate::model::{AccountRecord, AccountStatus, Operation};
 
-const KEY: &str = "dc-key-UNMISTAKABLE-4b1d";
+pub(super) const KEY: &str = "dc-key-UNMISTAKABLE-4b1d";
 
 /// The user object of the target's API documentation, as recorded.
-fn sheet_user() -> Value {
+pub(super) fn sheet_user() -> Value {
     json!({ "id": 125038, "username": "jane.doe", "account_id": 1234,
       "first_name": "Jane", "last_name": "Doe", "email": "jane.doe@example.com",
       "job_title": "Engineer", "telephone": "555-0100", "status": "active",
@@ -186,7 +186,7 @@ fn reads_digicert_error_bodies() {
 }
 
 /// A target config pointing at `base`.
-fn config(base: &str, extra: &str) -> TargetConfig {
+pub(super) fn config(base: &str, extra: &str) -> TargetConfig {
     let base_url = format!("{base}/services/v2");
     target_config(
         "digicert",
@@ -514,7 +514,7 @@ fn declared(connector: &DigicertConnector) -> Vec<(String, Option<String>)> {
 }
 
 #[test]
-fn capabilities_follow_the_disable_strategy() {
+fn capabilities_follow_the_disable_strategy_and_container_move() {
     let connector = DigicertConnector::build("dc", &config("https://dc.example", "")).unwrap();
     assert_eq!(
         connector.capabilities().entitlement_types,
@@ -526,13 +526,15 @@ fn capabilities_follow_the_disable_strategy() {
         ("create_account".to_string(), None),
         ("update_account".to_string(), None),
         ("remove_account".to_string(), None),
-        ("add_access".to_string(), container.clone()),
         ("add_access".to_string(), role.clone()),
         ("remove_access".to_string(), role.clone()),
     ];
     assert_eq!(declared(&connector), want);
     let caps = connector.capabilities();
-    assert!(caps.supports(Operation::AddAccess, Some("Container")));
+    assert!(!caps.supports(Operation::AddAccess, Some("Container")));
+    assert!(connector
+        .unsupported_reason(Operation::AddAccess, Some("container"))
+        .contains("documents no call that moves a user"));
     assert!(!caps.supports(Operation::RemoveAccess, Some("container")));
     assert!(!caps.supports(Operation::DisableAccount, None));
     assert!(!caps.supports(Operation::EnableAccount, None));
@@ -553,9 +555,20 @@ fn capabilities_follow_the_disable_strategy() {
     assert!(!deleting
         .capabilities()
         .supports(Operation::EnableAccount, None));
+
+    let moving = DigicertConnector::build(
+        "dc",
+        &config(
+            "https://dc.example",
+            "disable_strategy = \"delete\"\ncontainer_move = \"put_user\"",
+        ),
+    )
+    .unwrap();
+    want.insert(4, ("add_access".to_string(), container.clone()));
+    assert_eq!(declared(&moving), want);
 }
 
-fn jane() -> Value {
+pub(super) fn jane() -> Value {
     json!({ "firstname": "Jane", "lastname": "Doe", "email": "Jane.Doe@example.com",
             "title": "Engineer", "phonenumber": "555-0100", "department": "R&D" })
 }
@@ -709,10 +722,10 @@ async fn update_puts_the_whole_user_with_the_changes() {
         .await;
     Mock::given(method("PUT"))
         .and(path("/services/v2/user/125038"))
+        // Edit user's documented fields only: no roles, no container.
         .and(body_json(json!({
             "username": "jane.doe", "first_name": "Jane", "last_name": "Smith",
-            "email": "jane.doe@example.com", "job_title": "Engineer", "telephone": "555-0100",
-            "container": { "id": 5 }, "access_roles": [{ "id": 1 }]
+            "email": "jane.doe@example.com", "job_title": "Engineer", "telephone": "555-0100"
         })))
         .respond_with(ResponseTemplate::new(204))
         .expect(1)
@@ -796,7 +809,10 @@ async fn sim() -> (idsync_sim::DigicertServer, DigicertConnector) {
     (server, connector)
 }
 
-fn sim_user(server: &idsync_sim::DigicertServer, id: &str) -> Option<idsync_sim::SimUser> {
+pub(super) fn sim_user(
+    server: &idsync_sim::DigicertServer,
+    id: &str,
+) -> Option<idsync_sim::SimUser> {
     server
         .control()
         .users()
@@ -804,7 +820,7 @@ fn sim_user(server: &idsync_sim::DigicertServer, id: &str) -> Option<idsync_sim:
         .find(|user| user.id.to_string() == id)
 }
 
-fn created_id(outcome: ProvisionOutcome) -> String {
+pub(super) fn created_id(outcome: ProvisionOutcome) -> String {
     match outcome {
         ProvisionOutcome::Done {
             account_id: Some(id),
@@ -873,13 +889,13 @@ async fn sim_create_duplicates_and_lookup() {
 }
 
 #[tokio::test]
-async fn sim_update_roles_container_and_remove() {
+async fn sim_update_roles_and_remove() {
     let (server, connector) = sim().await;
     let id =
         created_id(provisioned(&connector, &request(Operation::CreateAccount, None, jane())).await);
     assert_eq!(sim_user(&server, &id).unwrap().access_roles, [5]);
 
-    // Update: a full PUT that keeps the title and phone.
+    // Update: Edit user with every documented field, so the title and phone stay.
     provisioned(
         &connector,
         &request(
@@ -910,15 +926,15 @@ async fn sim_update_roles_container_and_remove() {
     assert_error(&err, ErrorClass::Permanent, "last role");
     assert_eq!(sim_user(&server, &id).unwrap().access_roles, [2]);
 
-    // Container: a move keeps everything else; removal is not supported.
+    // Container: no move without container_move (see documented_api_tests); removal is not
+    // supported.
+    let err = refused(
+        &connector,
+        &access(Operation::AddAccess, &id, "container", "2"),
+    )
+    .await;
+    assert_eq!(err.class(), ErrorClass::Unsupported);
     assert_eq!(sim_user(&server, &id).unwrap().container_id, 1);
-    let to_two = access(Operation::AddAccess, &id, "container", "2");
-    assert_eq!(provisioned(&connector, &to_two).await, done(None));
-    let moved = sim_user(&server, &id).unwrap();
-    assert_eq!(moved.container_id, 2);
-    assert_eq!(moved.access_roles, [2]);
-    assert_eq!(moved.job_title.as_deref(), Some("Engineer"));
-    assert_eq!(provisioned(&connector, &to_two).await, already_done(None));
     let err = refused(
         &connector,
         &access(Operation::RemoveAccess, &id, "container", "2"),

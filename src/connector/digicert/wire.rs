@@ -1,6 +1,6 @@
 //! DigiCert's JSON: the response types the adapter reads, their mapping to records, the
-//! body of a full `PUT /user/{id}`, and the error body. Pure functions, tested on recorded
-//! fixtures.
+//! body of Edit user (`PUT /user/{id}`), a user's role ids, and the error body. Pure
+//! functions, tested on recorded fixtures.
 
 use reqwest::StatusCode;
 use serde::Deserialize;
@@ -12,9 +12,10 @@ use crate::connector::mapping::{code_and_text, display_name, non_empty, parse, p
 use crate::connector::ConnectorError;
 use crate::model::{AccountRecord, AccountStatus, Attributes, EntitlementRecord, GrantRecord};
 
-/// The user fields a full `PUT /user/{id}` carries over as read (besides `container` and
-/// `access_roles`, which are sent as `{id}` objects).
-const REPLACED_FIELDS: [&str; 8] = [
+/// The fields Edit user (`PUT /user/{id}`) documents, carried over as read: `job_title`
+/// and `telephone` left out would be erased. Roles are not among them (they change through
+/// `PUT /user/{id}/role`), nor is `container` (no documented call moves a user).
+const EDIT_USER_FIELDS: [&str; 7] = [
     "username",
     "first_name",
     "last_name",
@@ -22,7 +23,6 @@ const REPLACED_FIELDS: [&str; 8] = [
     "job_title",
     "telephone",
     "is_saml_sso_only",
-    "container_id_assignments",
 ];
 
 /// How the shared client reads a DigiCert error response: the target's own message (see
@@ -61,42 +61,43 @@ pub(super) struct Created {
     pub(super) id: NativeId,
 }
 
-/// The body of a full `PUT /user/{id}` that changes nothing: the writable fields of `user`
-/// as read (nulls left out), `container` as `{id}` and `access_roles` as `[{id}]`.
+/// The Edit-user body (`PUT /user/{id}`) that changes nothing: the documented fields of
+/// `user` as read (nulls left out), and nothing else.
 pub(super) fn replacement(user: &Map<String, Value>) -> Map<String, Value> {
     let mut body = Map::new();
-    for field in REPLACED_FIELDS {
+    for field in EDIT_USER_FIELDS {
         if let Some(value) = user.get(field).filter(|value| !value.is_null()) {
             body.insert(field.to_string(), value.clone());
         }
     }
-    if let Some(id) = user
-        .get("container")
-        .and_then(|container| container.get("id"))
-    {
-        body.insert("container".to_string(), json!({ "id": id }));
-    }
-    if let Some(Value::Array(roles)) = user.get("access_roles") {
-        let roles: Vec<Value> = roles
-            .iter()
-            .filter_map(|role| role.get("id"))
-            .map(|id| json!({ "id": id }))
-            .collect();
-        body.insert("access_roles".to_string(), Value::Array(roles));
-    }
     body
 }
 
-/// The ids of a user's `access_roles`.
-pub(super) fn role_ids(user: &Map<String, Value>) -> Vec<NativeId> {
-    match user.get("access_roles") {
-        Some(Value::Array(roles)) => roles
-            .iter()
-            .filter_map(|role| role.get("id"))
-            .filter_map(|id| serde_json::from_value(id.clone()).ok())
-            .collect(),
-        _ => Vec::new(),
-    }
+/// The ids of a user's `access_roles`, every one of them, as the whole numbers `PUT
+/// /user/{id}/role` takes (a number or digits). Since that call replaces the whole list, a
+/// role left out would be removed: so an entry without a readable id, or a user without an
+/// `access_roles` list, is an error saying what was found (`holds access role …`).
+pub(super) fn role_ids(user: &Map<String, Value>) -> Result<Vec<u64>, String> {
+    let roles = match user.get("access_roles") {
+        Some(Value::Array(roles)) => roles,
+        Some(other) => return Err(format!("has access_roles {other}, not a list of roles")),
+        None => return Err("has no access_roles list".to_string()),
+    };
+    roles
+        .iter()
+        .map(|role| {
+            role.get("id")
+                .and_then(numeric)
+                .ok_or_else(|| format!("holds access role {role} whose id is not a whole number"))
+        })
+        .collect()
+}
+
+/// The id of a user's `container`, if it has a readable one.
+pub(super) fn user_container_id(user: &Map<String, Value>) -> Option<u64> {
+    user.get("container")
+        .and_then(|container| container.get("id"))
+        .and_then(numeric)
 }
 
 /// A whole number, given as a number or as digits.

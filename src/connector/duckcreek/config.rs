@@ -46,8 +46,10 @@ pub struct Settings {
     pub entity_id: String,
     /// The SOAP version.
     pub soap_version: SoapVersion,
-    /// The `SOAPAction` (1.1) or `action` parameter (1.2).
-    pub soap_action: String,
+    /// The `SOAPAction` (1.1) or `action` parameter (1.2); `None` (unset): no `SOAPAction`
+    /// header, as Saviynt's published Duck Creek package sends (Content-Type only);
+    /// `Some("")`: `SOAPAction: ""`.
+    pub soap_action: Option<String>,
     /// The request content type; `None`: the version's default.
     pub content_type: Option<String>,
     /// The opening and closing tags `<server>` is wrapped in (both empty when unwrapped).
@@ -154,7 +156,7 @@ impl settings::Settings for Settings {
             password,
             entity_id,
             soap_version: target.soap_version.unwrap_or_default(),
-            soap_action: target.soap_action.clone().unwrap_or_default(),
+            soap_action: target.soap_action.clone(),
             content_type: target.content_type.clone(),
             wrapper,
             already_done: already_done_table(target),

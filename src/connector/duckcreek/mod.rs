@@ -122,6 +122,12 @@ impl Adapter for DuckCreekConnector {
         })
     }
 
+    fn template_keys(operation: Operation, entitlement_type: Option<&str>) -> Vec<&'static str> {
+        template_for(operation, entitlement_type)
+            .into_iter()
+            .collect()
+    }
+
     fn check_templates(templates: &TemplateSet) -> Vec<TemplateError> {
         check_requests(templates)
     }

@@ -140,7 +140,7 @@ pub fn check_requests(set: &TemplateSet) -> Vec<TemplateError> {
         .chain(OPTIONAL)
         .filter(|key| set.has(key))
         .filter_map(|key| {
-            let sample = TemplateContext::sample(set.target(), key);
+            let sample = set.sample(key);
             rendered_requests(set, key, &sample).err()
         })
         .collect()

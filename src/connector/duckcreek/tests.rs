@@ -227,7 +227,7 @@ async fn streams_users_in_pages_from_one_response() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/Server/Server.asmx"))
-        .and(header("SOAPAction", "\"\""))
+        .and(header("Content-Type", "text/xml; charset=utf-8"))
         .and(body_string_contains(
             "<OnlineData.listEntityUsersRq entityID=\"1\"/>",
         ))
@@ -718,7 +718,12 @@ async fn test_connection_logs_in_and_closes() {
         .mount(&server)
         .await;
     connector(&server, "").test_connection().await.unwrap();
-    let body = body_of(&server.received_requests().await.unwrap()[0]);
+    let received = server.received_requests().await.unwrap();
+    assert!(
+        !received[0].headers.contains_key("soapaction"),
+        "soap_action unset: no SOAPAction, as Saviynt's package sends"
+    );
+    let body = body_of(&received[0]);
     assert!(body.contains("/><Session.closeRq/></requests>"), "{body}");
 }
 
@@ -738,6 +743,23 @@ async fn the_configured_soap_action_and_content_type_are_sent() {
     let extra = "soap_action = \"http://tempuri.org/processRequestsAsDOM\"\n\
                  content_type = \"application/xml; charset=utf-8\"";
     connector(&server, extra).test_connection().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_empty_soap_action_is_sent_as_two_quotes_and_an_unset_one_not_at_all() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(xml(200, answer("")))
+        .mount(&server)
+        .await;
+    connector(&server, "soap_action = \"\"")
+        .test_connection()
+        .await
+        .unwrap();
+    connector(&server, "").test_connection().await.unwrap();
+    let received = server.received_requests().await.unwrap();
+    assert_eq!(received[0].headers["soapaction"], "\"\"");
+    assert!(!received[1].headers.contains_key("soapaction"));
 }
 
 #[tokio::test]

@@ -10,7 +10,8 @@ use super::settings::{self, Settings};
 use crate::config::{ConfigProblem, TargetConfig};
 use crate::connector::template::{TemplateCatalog, TemplateError, TemplateSet};
 use crate::connector::{
-    Capabilities, Connector, ConnectorError, PageStream, ProvisionOutcome, ProvisionRequest,
+    Capabilities, Connector, ConnectorError, OperationAttributes, PageStream, ProvisionOutcome,
+    ProvisionRequest,
 };
 use crate::model::{AccountRecord, EntitlementRecord, GrantRecord, Operation};
 
@@ -49,6 +50,15 @@ pub trait Adapter: Send + Sync + Sized + 'static {
     /// access operations) when its capabilities do not declare it: what is missing and what
     /// to do instead.
     fn why_unsupported(&self, operation: Operation, entitlement_type: Option<&str>) -> String;
+
+    /// The keys of the templates `operation` (on entitlement type `entitlement_type`, for
+    /// access operations) renders: by default the one named after the operation. Only
+    /// those the target has count, so an operation that sends no template body reads no
+    /// attribute.
+    fn template_keys(operation: Operation, entitlement_type: Option<&str>) -> Vec<&'static str> {
+        let _ = entitlement_type;
+        vec![operation.as_str()]
+    }
 
     /// Problems of the compiled templates beyond rendering against the sample context
     /// (none by default).
@@ -116,6 +126,15 @@ impl<A: Reads + Operations> Connector for A {
 
     fn unsupported_reason(&self, operation: Operation, entitlement_type: Option<&str>) -> String {
         self.why_unsupported(operation, entitlement_type)
+    }
+
+    fn attribute_keys(
+        &self,
+        operation: Operation,
+        entitlement_type: Option<&str>,
+    ) -> OperationAttributes {
+        self.core()
+            .attribute_keys(&A::template_keys(operation, entitlement_type))
     }
 
     async fn lookup_account(&self, name: &str) -> Result<Option<AccountRecord>, ConnectorError> {

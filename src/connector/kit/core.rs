@@ -2,8 +2,8 @@
 
 use super::adapter::Adapter;
 use super::operations::AccountId;
-use crate::connector::template::{TemplateError, TemplateSet};
-use crate::connector::{Capabilities, ConnectorError, ProvisionRequest};
+use crate::connector::template::{template_key, AttributeReads, TemplateError, TemplateSet};
+use crate::connector::{Capabilities, ConnectorError, OperationAttributes, ProvisionRequest};
 use crate::model::Operation;
 
 /// The part of a connector that is the same for every kind: the target's config name, the
@@ -53,6 +53,27 @@ impl Core {
     /// The compiled request-body templates.
     pub fn templates(&self) -> &TemplateSet {
         &self.templates
+    }
+
+    /// The task attributes read by the templates `keys` (those the target has; an
+    /// operation's templates, see [`Adapter::template_keys`]).
+    pub fn attribute_keys(&self, keys: &[&str]) -> OperationAttributes {
+        let present: Vec<&str> = keys
+            .iter()
+            .copied()
+            .filter(|key| self.templates.has(key))
+            .collect();
+        let reads = present
+            .iter()
+            .filter_map(|key| self.templates.reads(key))
+            .fold(AttributeReads::none(), AttributeReads::union);
+        OperationAttributes {
+            reads,
+            templates: present
+                .iter()
+                .map(|key| template_key(&self.target, key))
+                .collect(),
+        }
     }
 
     /// A `Permanent` error about the task itself: bad input, or a decision of ours (nothing

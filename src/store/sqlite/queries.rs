@@ -158,6 +158,25 @@ impl SqliteStore {
         row.as_ref().map(rows::run).transpose()
     }
 
+    pub(super) async fn last_finished_impl(
+        &self,
+        target: &str,
+        kind: JobKind,
+    ) -> StoreResult<Option<RunRecord>> {
+        let sql = format!(
+            "SELECT {} FROM runs WHERE target = ?1 AND kind = ?2 AND outcome IS NOT NULL \
+             ORDER BY id DESC LIMIT 1",
+            rows::RUN_COLUMNS
+        );
+        let row = sqlx::query(&sql)
+            .bind(target)
+            .bind(kind.as_str())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(query_err("reading the last finished run"))?;
+        row.as_ref().map(rows::run).transpose()
+    }
+
     pub(super) async fn try_lock_impl(
         &self,
         name: &str,

@@ -482,6 +482,56 @@ async fn a_dependent_of_a_failed_or_cancelled_create_fails() {
 }
 
 #[tokio::test]
+async fn a_renewed_lease_keeps_the_task_running_past_its_first_expiry() {
+    let (_dir, store) = fresh().await;
+    let task = submit(
+        &store,
+        &new_task(Operation::DisableAccount, "bob", Some("7")),
+    )
+    .await;
+    assert_eq!(store.next_lease_expiry().await.unwrap(), None);
+    let claimed = store.claim_tasks(&claim_at(at(1))).await.unwrap().remove(0);
+    // The lease lasts a minute from 10:01.
+    assert_eq!(store.next_lease_expiry().await.unwrap(), Some(at(2)));
+    assert!(store
+        .renew_task_lease(task.id, claimed.attempts, at(5))
+        .await
+        .unwrap());
+    assert_eq!(store.next_lease_expiry().await.unwrap(), Some(at(5)));
+    assert_eq!(store.release_expired_leases(at(4)).await.unwrap(), 0);
+    let running = store.get_task(task.id).await.unwrap().unwrap();
+    assert_eq!(running.status, TaskStatus::Running);
+}
+
+#[tokio::test]
+async fn a_lease_taken_back_cannot_be_renewed_by_its_old_worker() {
+    let (_dir, store) = fresh().await;
+    let task = submit(
+        &store,
+        &new_task(Operation::DisableAccount, "bob", Some("7")),
+    )
+    .await;
+    let first = store.claim_tasks(&claim_at(at(1))).await.unwrap().remove(0);
+    assert_eq!(store.release_expired_leases(at(3)).await.unwrap(), 1);
+    // Back in the queue: the old worker's heartbeat is refused.
+    assert!(!store
+        .renew_task_lease(task.id, first.attempts, at(9))
+        .await
+        .unwrap());
+    // Another worker claims it: still refused, the attempt number moved on.
+    let second = store.claim_tasks(&claim_at(at(3))).await.unwrap().remove(0);
+    assert!(!store
+        .renew_task_lease(task.id, first.attempts, at(9))
+        .await
+        .unwrap());
+    assert!(store
+        .renew_task_lease(task.id, second.attempts, at(9))
+        .await
+        .unwrap());
+    assert_eq!(store.next_lease_expiry().await.unwrap(), Some(at(9)));
+}
+
+#[tokio::test]
 async fn an_expired_lease_returns_the_task_as_uncertain() {
     let (_dir, store) = fresh().await;
     let task = submit(

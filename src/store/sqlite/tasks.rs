@@ -544,6 +544,38 @@ impl SqliteStore {
         Ok(done.rows_affected())
     }
 
+    pub(super) async fn renew_task_lease_impl(
+        &self,
+        id: i64,
+        attempt: u32,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let context = "renewing a task lease";
+        let mut tx = self.write_tx(context).await?;
+        let done = sqlx::query(
+            "UPDATE tasks SET lease_until = ?3 \
+             WHERE id = ?1 AND status = 'running' AND attempts = ?2",
+        )
+        .bind(id)
+        .bind(i64::from(attempt))
+        .bind(ts(until))
+        .execute(&mut *tx)
+        .await
+        .map_err(query_err(context))?;
+        tx.commit().await.map_err(query_err(context))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn next_lease_expiry_impl(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        let context = "reading the next task lease expiry";
+        let next: Option<String> =
+            sqlx::query_scalar("SELECT MIN(lease_until) FROM tasks WHERE status = 'running'")
+                .fetch_one(&self.read)
+                .await
+                .map_err(query_err(context))?;
+        next.map(|text| rows::parse_ts(context, &text)).transpose()
+    }
+
     pub(super) async fn fail_orphaned_dependents_impl(
         &self,
         now: DateTime<Utc>,

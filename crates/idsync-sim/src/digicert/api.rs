@@ -13,9 +13,9 @@ use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 
-use super::data::{
-    all_roles, ContainerView, Directory, RoleSet, UserFields, UserView, TOP_CONTAINER_ID,
-};
+use std::borrow::Cow;
+
+use super::data::{all_roles, ContainerView, Directory, RoleSet, UserFields, UserRecord, UserView};
 use super::{DigicertControl, SimState, API_ROOT, DEVKEY_HEADER};
 use crate::control::delay;
 use crate::faults::RequestFacts;
@@ -157,6 +157,7 @@ pub(crate) struct ApiRequest<'a> {
 enum Route {
     ListUsers,
     CreateUser,
+    GetMe,
     GetUser(u64),
     UpdateUser(u64),
     DeleteUser(u64),
@@ -181,6 +182,9 @@ impl Route {
         let route = match (method, segments.as_slice()) {
             ("GET", ["user"]) => Some(Route::ListUsers),
             ("POST", ["user"]) => Some(Route::CreateUser),
+            // User info: `me` stands for the user the API key belongs to (GET only: the
+            // docs allow it nowhere else).
+            ("GET", ["user", "me"]) => Some(Route::GetMe),
             ("GET", ["user", id]) => number(id).map(Route::GetUser),
             ("PUT", ["user", id]) => number(id).map(Route::UpdateUser),
             ("DELETE", ["user", id]) => number(id).map(Route::DeleteUser),
@@ -197,6 +201,7 @@ impl Route {
         match self {
             Route::ListUsers => "GET /user",
             Route::CreateUser => "POST /user",
+            Route::GetMe => "GET /user/me",
             Route::GetUser(_) => "GET /user/{id}",
             Route::UpdateUser(_) => "PUT /user/{id}",
             Route::DeleteUser(_) => "DELETE /user/{id}",
@@ -251,6 +256,10 @@ impl SimState {
         match route {
             Route::ListUsers => self.list_users(request.query),
             Route::CreateUser => self.create_user(request.body),
+            Route::GetMe => match self.dir.api_user_id.and_then(|id| self.dir.user(id)) {
+                Some(user) => Reply::json(200, &UserView::new(user, &self.dir)),
+                None => Reply::not_found("user"),
+            },
             Route::GetUser(id) => match self.dir.user(id) {
                 Some(user) => Reply::json(200, &UserView::new(user, &self.dir)),
                 None => Reply::not_found("user"),
@@ -363,6 +372,8 @@ impl SimState {
         }
     }
 
+    /// Edit user: the documented fields only (see [`validate_edit`]); roles and status are
+    /// kept, and so is the container unless `edit_user_moves_container` is on.
     fn update_user(&mut self, id: u64, body: &[u8]) -> Reply {
         if self.dir.user(id).is_none() {
             return Reply::not_found("user");
@@ -371,9 +382,11 @@ impl SimState {
             Ok(object) => object,
             Err(reply) => return reply,
         };
-        match validate_user(&object, &self.dir, Some(id)) {
-            Ok(fields) => {
-                self.dir.replace(id, fields);
+        match validate_edit(&object, &self.dir, id, self.edit_user_moves_container) {
+            Ok(edit) => {
+                if let Some(user) = self.dir.user_mut(id) {
+                    edit.apply(user);
+                }
                 Reply::empty(204)
             }
             Err(errors) => Reply::errors(400, &errors),
@@ -419,6 +432,33 @@ fn fault_reply(status: u16) -> Reply {
     Reply::error(status, code, message)
 }
 
+/// `filters[search]` of `GET /user`, over `username`, `first_name`, `last_name` and `email`
+/// (letter case ignored): a value that starts with `%` (sent as `%25`) matches the fields
+/// that contain the rest; any other value matches the fields equal to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Search {
+    /// The rest after the `%`, in lower case.
+    Contains(String),
+    /// The whole value.
+    Exact(String),
+}
+
+impl Search {
+    fn parse(value: &str) -> Self {
+        match value.strip_prefix('%') {
+            Some(rest) => Search::Contains(rest.to_ascii_lowercase()),
+            None => Search::Exact(value.to_owned()),
+        }
+    }
+
+    fn matches(&self, field: &str) -> bool {
+        match self {
+            Search::Contains(needle) => contains_ignore_case(field, needle),
+            Search::Exact(value) => field.eq_ignore_ascii_case(value),
+        }
+    }
+}
+
 /// The query of `GET /user`.
 #[derive(Debug, Default)]
 struct ListQuery {
@@ -426,7 +466,7 @@ struct ListQuery {
     limit: Option<u64>,
     container_id: Option<u32>,
     access_role_id: Option<u64>,
-    search: Option<String>,
+    search: Option<Search>,
 }
 
 impl ListQuery {
@@ -447,7 +487,7 @@ impl ListQuery {
                 }
                 "access_role_id" => parsed.access_role_id = Some(number("access_role_id")?),
                 "filters[search]" if !value.is_empty() => {
-                    parsed.search = Some(value.to_ascii_lowercase());
+                    parsed.search = Some(Search::parse(&value));
                 }
                 _ => {} // sort and unknown parameters are ignored; order is always by id
             }
@@ -462,7 +502,7 @@ impl ListQuery {
     fn keeps(&self, user: &super::data::UserRecord) -> bool {
         self.container_id.is_none_or(|id| user.container_id == id)
             && self.access_role_id.is_none_or(|id| user.roles.contains(id))
-            && self.search.as_deref().is_none_or(|needle| {
+            && self.search.as_ref().is_none_or(|search| {
                 [
                     &*user.username,
                     &*user.email,
@@ -470,7 +510,7 @@ impl ListQuery {
                     &*user.last_name,
                 ]
                 .iter()
-                .any(|hay| contains_ignore_case(hay, needle))
+                .any(|field| search.matches(field))
             })
     }
 }
@@ -510,57 +550,17 @@ pub(crate) fn validate_user(
     except: Option<u64>,
 ) -> Result<UserFields, Vec<ApiError>> {
     let mut errors = Vec::new();
-    let username = required_text(body, "username", None, &mut errors);
-    if let Some(name) = username.as_deref() {
-        let valid = name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || USERNAME_EXTRA.contains(c));
-        if !valid {
-            errors.push(ApiError::new(
-                "invalid_field|username",
-                "username may contain only letters, digits and @ - _ + .",
-            ));
-        } else if dir.username_taken(name, except) {
-            errors.push(ApiError::new(
-                "duplicate_username",
-                format!("The username {name:?} is already in use."),
-            ));
-        }
-    }
+    let username = required_text(body, "username", None, &mut errors)
+        .and_then(|name| checked_username(name, dir, except, &mut errors));
     let first_name = required_text(body, "first_name", Some(128), &mut errors);
     let last_name = required_text(body, "last_name", Some(128), &mut errors);
-    let email = required_text(body, "email", Some(255), &mut errors);
-    if let Some(email) = email.as_deref() {
-        let well_formed = email
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty());
-        if !well_formed {
-            errors.push(ApiError::new(
-                "invalid_field|email",
-                "email must be an email address.",
-            ));
-        }
-    }
+    let email = required_text(body, "email", Some(255), &mut errors)
+        .and_then(|email| checked_email(email, &mut errors));
     let job_title = optional_text(body, "job_title", 64, &mut errors);
     let telephone = optional_text(body, "telephone", 64, &mut errors);
     let container_id = match body.get("container") {
-        None | Some(Value::Null) => Some(TOP_CONTAINER_ID),
-        Some(container) => {
-            let id = container
-                .get("id")
-                .and_then(Value::as_u64)
-                .and_then(|id| u32::try_from(id).ok());
-            match id {
-                Some(id) if dir.container(id).is_some() => Some(id),
-                _ => {
-                    errors.push(ApiError::new(
-                        "invalid_container",
-                        "container.id must name an existing container.",
-                    ));
-                    None
-                }
-            }
-        }
+        None | Some(Value::Null) => Some(dir.default_container()),
+        Some(container) => checked_container(container, dir, &mut errors),
     };
     let roles = parse_roles(body.get("access_roles"), &mut errors);
     match (username, first_name, last_name, email, container_id, roles) {
@@ -582,6 +582,193 @@ pub(crate) fn validate_user(
             roles,
         }),
         _ => Err(errors),
+    }
+}
+
+/// The fields Edit user (`PUT /user/{id}`) documents. Only `email` is required; a
+/// `job_title` or `telephone` left out is erased; a name left out is kept.
+pub(crate) const EDIT_USER_FIELDS: [&str; 7] = [
+    "username",
+    "first_name",
+    "last_name",
+    "email",
+    "job_title",
+    "telephone",
+    "is_saml_sso_only",
+];
+
+/// What a valid Edit-user body changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Edit {
+    username: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    email: String,
+    job_title: Option<String>,
+    telephone: Option<String>,
+    container_id: Option<u32>,
+}
+
+impl Edit {
+    /// Writes the edit into `user`: names only when sent, `job_title` and `telephone` always
+    /// (left out: erased), the container only when sent (and accepted); roles and status
+    /// stay.
+    pub(crate) fn apply(self, user: &mut UserRecord) {
+        if let Some(username) = self.username {
+            user.username = username.into_boxed_str();
+        }
+        if let Some(first_name) = self.first_name {
+            user.first_name = Cow::Owned(first_name);
+        }
+        if let Some(last_name) = self.last_name {
+            user.last_name = Cow::Owned(last_name);
+        }
+        user.email = self.email.into_boxed_str();
+        user.job_title = self.job_title.map(Cow::Owned);
+        user.telephone = self.telephone.map(String::into_boxed_str);
+        if let Some(container_id) = self.container_id {
+            user.container_id = container_id;
+        }
+    }
+}
+
+/// Checks an Edit-user body for user `id`. A field the docs do not list is refused
+/// (`invalid_field|NAME`), `access_roles` and `container` included, unless
+/// `moves_container` accepts `container: {id}` (the undocumented move Saviynt's package
+/// relies on). Collects every problem.
+pub(crate) fn validate_edit(
+    body: &Map<String, Value>,
+    dir: &Directory,
+    id: u64,
+    moves_container: bool,
+) -> Result<Edit, Vec<ApiError>> {
+    let mut errors = Vec::new();
+    for field in body.keys() {
+        let documented = EDIT_USER_FIELDS.contains(&field.as_str());
+        if documented || (moves_container && field == "container") {
+            continue;
+        }
+        let why = match field.as_str() {
+            "access_roles" => "roles change only through PUT /user/{id}/role".to_owned(),
+            "container" => "no documented call moves a user to another division".to_owned(),
+            _ => format!("Edit user takes {}", EDIT_USER_FIELDS.join(", ")),
+        };
+        errors.push(ApiError::new(
+            format!("invalid_field|{field}"),
+            format!("{field} is not a field of Edit user: {why}."),
+        ));
+    }
+    let username = optional_name(body, "username", None, &mut errors)
+        .and_then(|name| checked_username(name, dir, Some(id), &mut errors));
+    let first_name = optional_name(body, "first_name", Some(128), &mut errors);
+    let last_name = optional_name(body, "last_name", Some(128), &mut errors);
+    let email = required_text(body, "email", Some(255), &mut errors)
+        .and_then(|email| checked_email(email, &mut errors));
+    let job_title = optional_text(body, "job_title", 64, &mut errors);
+    let telephone = optional_text(body, "telephone", 64, &mut errors);
+    match body.get("is_saml_sso_only") {
+        None | Some(Value::Null | Value::Bool(_)) => {}
+        Some(Value::String(text)) if text == "true" || text == "false" => {}
+        Some(_) => errors.push(ApiError::new(
+            "invalid_field|is_saml_sso_only",
+            "is_saml_sso_only must be true or false.",
+        )),
+    }
+    let container_id = match body.get("container") {
+        Some(container) if moves_container && !container.is_null() => {
+            checked_container(container, dir, &mut errors)
+        }
+        _ => None,
+    };
+    match email {
+        Some(email) if errors.is_empty() => Ok(Edit {
+            username,
+            first_name,
+            last_name,
+            email,
+            job_title,
+            telephone,
+            container_id,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// `name` if it is a valid username no one else (but `except`) holds.
+fn checked_username(
+    name: String,
+    dir: &Directory,
+    except: Option<u64>,
+    errors: &mut Vec<ApiError>,
+) -> Option<String> {
+    let valid = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || USERNAME_EXTRA.contains(c));
+    if !valid {
+        errors.push(ApiError::new(
+            "invalid_field|username",
+            "username may contain only letters, digits and @ - _ + .",
+        ));
+        None
+    } else if dir.username_taken(&name, except) {
+        errors.push(ApiError::new(
+            "duplicate_username",
+            format!("The username {name:?} is already in use."),
+        ));
+        None
+    } else {
+        Some(name)
+    }
+}
+
+/// `email` if it looks like an email address.
+fn checked_email(email: String, errors: &mut Vec<ApiError>) -> Option<String> {
+    let well_formed = email
+        .split_once('@')
+        .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty());
+    if well_formed {
+        Some(email)
+    } else {
+        errors.push(ApiError::new(
+            "invalid_field|email",
+            "email must be an email address.",
+        ));
+        None
+    }
+}
+
+/// The id of `container: {id}` if it names an existing container.
+fn checked_container(
+    container: &Value,
+    dir: &Directory,
+    errors: &mut Vec<ApiError>,
+) -> Option<u32> {
+    let id = container
+        .get("id")
+        .and_then(Value::as_u64)
+        .and_then(|id| u32::try_from(id).ok());
+    match id {
+        Some(id) if dir.container(id).is_some() => Some(id),
+        _ => {
+            errors.push(ApiError::new(
+                "invalid_container",
+                "container.id must name an existing container.",
+            ));
+            None
+        }
+    }
+}
+
+/// A name an Edit-user body may leave out (kept) but not blank.
+fn optional_name(
+    body: &Map<String, Value>,
+    field: &str,
+    max_chars: Option<usize>,
+    errors: &mut Vec<ApiError>,
+) -> Option<String> {
+    match body.get(field) {
+        None | Some(Value::Null) => None,
+        Some(_) => required_text(body, field, max_chars, errors),
     }
 }
 

@@ -165,6 +165,9 @@ pub(crate) struct Directory {
     pub(crate) containers: Vec<Container>,
     pub(crate) users: Vec<UserRecord>,
     pub(crate) next_user_id: u64,
+    /// The user the API key belongs to (`GET /user/me`; the container a create without one
+    /// lands in). `None` in an account seeded without users.
+    pub(crate) api_user_id: Option<u64>,
     /// Users the API does not return for now (see `DigicertControl::hide_user`).
     pub(crate) hidden: Vec<UserRecord>,
 }
@@ -185,6 +188,15 @@ impl Directory {
         self.containers.iter().find(|container| container.id == id)
     }
 
+    /// The container of the user the API key belongs to, where a create that names none
+    /// lands (Add user: "the same container as the user associated with the API key"); the
+    /// top-level container once that user is gone.
+    pub(crate) fn default_container(&self) -> u32 {
+        self.api_user_id
+            .and_then(|id| self.user(id))
+            .map_or(TOP_CONTAINER_ID, |user| user.container_id)
+    }
+
     /// True if another user (not `except`) has `username`, compared without letter case.
     pub(crate) fn username_taken(&self, username: &str, except: Option<u64>) -> bool {
         self.users
@@ -200,18 +212,6 @@ impl Directory {
         self.next_user_id = id + 1;
         self.users.push(record(id, fields, status));
         id
-    }
-
-    /// Replaces every field of user `id` but its status; false if there is no such user.
-    pub(crate) fn replace(&mut self, id: u64, fields: UserFields) -> bool {
-        match self.user_mut(id) {
-            Some(user) => {
-                let status = user.status;
-                *user = record(id, fields, status);
-                true
-            }
-            None => false,
-        }
     }
 
     /// Takes user `id` out of the API's view, keeping it to bring back; false if absent.

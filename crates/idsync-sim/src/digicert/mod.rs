@@ -3,10 +3,24 @@
 //! It follows DigiCert's public Services API documentation (users, containers, errors and
 //! rate limits): the API lives under `/services/v2`, every request needs `X-DC-DEVKEY`,
 //! lists page with `offset`/`limit` and a `page` object, creates answer 201, updates and
-//! deletes 204, `PUT /user/{id}` is a full replace, and requests beyond either rolling window
-//! get a bare 429. The key can be revoked mid-run, and latency and failures can be injected —
-//! from Rust through [`DigicertControl`], or over HTTP through the control routes under
-//! `/_sim/` (no key needed, not rate limited):
+//! deletes 204, and requests beyond either rolling window get a bare 429. As documented:
+//!
+//! * `GET /user/me` is the user the API key belongs to (the first seeded user, `user00001`:
+//!   an active Administrator in the top-level container; 404 once it is deleted), and a
+//!   `POST /user` without a `container` lands in that user's container.
+//! * `filters[search]=%25VALUE` (decoded: a leading `%`) keeps the users whose `username`,
+//!   `first_name`, `last_name` or `email` contains `VALUE`; without the `%`, those equal to
+//!   it. Letter case is ignored in both.
+//! * Edit user, `PUT /user/{id}`, takes `username`, `first_name`, `last_name`, `email`
+//!   (the only required one), `job_title`, `telephone` and `is_saml_sso_only`. Names left out
+//!   are kept; `job_title` and `telephone` left out are erased. Any other field is refused
+//!   with 400 `invalid_field|NAME` (the docs list none, so a client sending one is off the
+//!   documented API): roles change only through `PUT /user/{id}/role` (the whole list), and
+//!   `container` is refused unless [`DigicertSimConfig::edit_user_moves_container`] is on.
+//!
+//! The key can be revoked mid-run, and latency and failures can be injected — from Rust
+//! through [`DigicertControl`], or over HTTP through the control routes under `/_sim/` (no
+//! key needed, not rate limited):
 //!
 //! | route | does |
 //! |---|---|
@@ -79,6 +93,10 @@ pub struct DigicertSimConfig {
     /// The clock answers are decided by (rate windows, latency); real time by default, or
     /// [`SimClock::manual`] for a test that advances time itself.
     pub clock: SimClock,
+    /// Accept `container: {id}` in Edit user (`PUT /user/{id}`) and move the user there, as
+    /// Saviynt's DigiCert package assumes. CertCentral documents no such field, so off by
+    /// default: the field is refused like any other undocumented one.
+    pub edit_user_moves_container: bool,
 }
 
 impl Default for DigicertSimConfig {
@@ -90,6 +108,7 @@ impl Default for DigicertSimConfig {
             rate_limits: digicert_rate_limits(),
             latency: Duration::ZERO,
             clock: SimClock::real(),
+            edit_user_moves_container: false,
         }
     }
 }
@@ -108,6 +127,7 @@ pub(crate) struct SimState {
     pub(crate) api_key: String,
     pub(crate) key_revoked: bool,
     pub(crate) limit_cap: u32,
+    pub(crate) edit_user_moves_container: bool,
     pub(crate) core: SimCore,
     pub(crate) dir: Directory,
 }
@@ -126,6 +146,7 @@ impl DigicertSim {
             api_key: config.api_key,
             key_revoked: false,
             limit_cap: config.limit_cap.max(1),
+            edit_user_moves_container: config.edit_user_moves_container,
             core: SimCore::new(config.clock, config.latency, &config.rate_limits),
             dir: config.seed.generate(),
         };
@@ -198,7 +219,8 @@ pub struct UserSpec {
     /// Telephone (≤64 characters).
     #[serde(default)]
     pub telephone: Option<String>,
-    /// Container; unset: the top-level container (id 1).
+    /// Container; unset: the API key owner's container, as for `POST /user` (the top-level
+    /// container, id 1, in a seeded account).
     #[serde(default)]
     pub container_id: Option<u32>,
     /// Access role ids; default `[5]` (Standard User).
@@ -368,6 +390,18 @@ impl DigicertControl {
     /// True while the key is revoked.
     pub fn key_revoked(&self) -> bool {
         self.lock().key_revoked
+    }
+
+    /// The id of the user the API key belongs to (`GET /user/me`); `None` in an account
+    /// seeded without users.
+    pub fn api_user_id(&self) -> Option<u64> {
+        self.lock().dir.api_user_id
+    }
+
+    /// Turns on or off the undocumented container move through Edit user (see
+    /// [`DigicertSimConfig::edit_user_moves_container`]).
+    pub fn set_edit_user_moves_container(&self, on: bool) {
+        self.lock().edit_user_moves_container = on;
     }
 
     /// Adds a user, checked like `POST /user`; returns its id.

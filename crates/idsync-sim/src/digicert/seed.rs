@@ -10,6 +10,10 @@ use super::data::{Container, Directory, RoleSet, UserRecord, UserStatus, TOP_CON
 use crate::seedgen::{mix, numbered, pick, FIRST_NAMES, LAST_NAMES};
 
 /// What the simulated account holds when it starts.
+///
+/// The first user (`user00001`) is the one the API key belongs to (`GET /user/me`): always
+/// an active Administrator in the top-level container, so a create that names no container
+/// lands there, as CertCentral places it in the key owner's container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DigicertSeed {
     /// Number of users (`user00001`, `user00002`, …).
@@ -63,10 +67,11 @@ impl DigicertSeed {
             let description = format!("{name} division.");
             containers.push(self.container(index + 2, TOP_CONTAINER_ID, &name, &description));
         }
-        let users = (0..self.users).map(|index| self.user(index)).collect();
+        let users: Vec<UserRecord> = (0..self.users).map(|index| self.user(index)).collect();
         Directory {
             account_id: self.account_id,
             containers,
+            api_user_id: users.first().map(|user| user.id),
             users,
             next_user_id: self.first_user_id + u64::from(self.users),
             hidden: Vec::new(),
@@ -126,6 +131,14 @@ impl DigicertSeed {
             // A second, different role.
             roles.insert((primary + (g >> 44) % 4) % 5 + 1);
         }
+        let (status, container_id) = if index == 0 {
+            // The API key's owner (`GET /user/me`) administers the whole account.
+            roles = RoleSet::default();
+            roles.insert(1);
+            (UserStatus::Active, TOP_CONTAINER_ID)
+        } else {
+            (status, container_id)
+        };
         UserRecord {
             id: self.first_user_id + u64::from(index),
             username: format!("user{number:05}").into_boxed_str(),
@@ -187,6 +200,17 @@ mod tests {
         assert_eq!(a.users.last().unwrap().id, 200_000);
         assert!(a.users.windows(2).all(|w| w[0].id < w[1].id), "sorted ids");
         assert_eq!(a.next_user_id, 200_001);
+        let owner = a.user(a.api_user_id.unwrap()).unwrap();
+        assert_eq!(owner.username.as_ref(), "user00001");
+        assert_eq!(
+            (owner.status, owner.container_id, owner.roles.iter().count()),
+            (UserStatus::Active, TOP_CONTAINER_ID, 1)
+        );
+        assert!(
+            owner.roles.contains(1),
+            "the key's owner is an Administrator"
+        );
+        assert!(DigicertSeed::empty().generate().api_user_id.is_none());
 
         let inactive = a
             .users

@@ -258,6 +258,228 @@ async fn filters_narrow_the_list_and_its_total() {
     assert_eq!(search.body["page"]["total"], 1);
 }
 
+fn named(username: &str, first: &str, email: &str) -> UserSpec {
+    UserSpec::new(username, first, "Tester", email)
+}
+
+#[tokio::test]
+async fn search_is_exact_unless_the_value_starts_with_percent_25() {
+    let server = start(DigicertSimConfig {
+        seed: DigicertSeed::empty(),
+        ..config(0)
+    })
+    .await;
+    let control = server.control();
+    let jo = control
+        .add_user(named("jo", "Joanne", "jo@example.com"))
+        .unwrap();
+    let john = control
+        .add_user(named("john", "John", "john@example.org"))
+        .unwrap();
+    let ann = control
+        .add_user(named("ann", "Jo", "ann@example.com"))
+        .unwrap();
+    let api = Api::new(&server);
+    let found = |query: &'static str| {
+        let api = &api;
+        async move {
+            let answer = api.get(&format!("/user?{query}")).await;
+            assert_eq!(answer.status, 200, "{query}");
+            let ids: Vec<u64> = answer.body["users"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|user| user["id"].as_u64().unwrap())
+                .collect();
+            assert_eq!(answer.body["page"]["total"], ids.len(), "{query}");
+            ids
+        }
+    };
+    // No prefix: a field equal to the value (any letter case), never a longer one.
+    assert_eq!(
+        found("filters%5Bsearch%5D=jo").await,
+        [jo, ann],
+        "username or first name"
+    );
+    assert_eq!(found("filters%5Bsearch%5D=JO").await, [jo, ann]);
+    assert_eq!(
+        found("filters%5Bsearch%5D=john%40example.org").await,
+        [john]
+    );
+    assert!(found("filters%5Bsearch%5D=example").await.is_empty());
+    assert!(found("filters%5Bsearch%5D=joh").await.is_empty());
+    // `%25` (a `%` once decoded): every field that contains the rest.
+    assert_eq!(found("filters%5Bsearch%5D=%25jo").await, [jo, john, ann]);
+    assert_eq!(found("filters[search]=%25JOHN").await, [john]);
+    assert_eq!(found("filters%5Bsearch%5D=%25example.com").await, [jo, ann]);
+    assert_eq!(found("filters%5Bsearch%5D=%25").await, [jo, john, ann]);
+    assert!(found("filters%5Bsearch%5D=%25zz").await.is_empty());
+    // Empty: no filter.
+    assert_eq!(found("filters%5Bsearch%5D=").await, [jo, john, ann]);
+}
+
+#[tokio::test]
+async fn user_me_is_the_user_the_key_belongs_to() {
+    let server = start(config(3)).await;
+    let api = Api::new(&server);
+    let control = server.control();
+    assert_eq!(control.api_user_id(), Some(100_001));
+
+    let me = api.get("/user/me").await;
+    assert_eq!(me.status, 200);
+    assert_eq!(me.body, api.get("/user/100001").await.body);
+    assert_eq!(me.body["username"], "user00001");
+    assert_eq!(me.body["status"], "active");
+    assert_eq!(
+        me.body["access_roles"],
+        json!([{"id": 1, "name": "Administrator"}])
+    );
+    assert_eq!(me.body["container"]["id"], 1);
+    assert_eq!(control.stats().route("GET /user/me"), 1);
+
+    // Add user: no container given, the key owner's container.
+    let mut body = new_user("placed");
+    body.as_object_mut().unwrap().remove("container");
+    let created = api.call(Method::POST, "/user", Some(body.clone())).await;
+    let id = created.body["id"].as_u64().unwrap();
+    assert_eq!(control.user(id).unwrap().container_id, 1);
+    control.set_user_roles(100_001, &[1]).unwrap();
+    control.set_edit_user_moves_container(true);
+    let moved = api
+        .call(
+            Method::PUT,
+            "/user/100001",
+            Some(json!({"email": "owner@example.com", "container": {"id": 3}})),
+        )
+        .await;
+    assert_eq!(moved.status, 204);
+    body["username"] = json!("placed.too");
+    let created = api.call(Method::POST, "/user", Some(body)).await;
+    let id = created.body["id"].as_u64().unwrap();
+    assert_eq!(control.user(id).unwrap().container_id, 3);
+
+    // The key still works without its owner (a test may delete anyone), but `me` is gone.
+    assert!(control.remove_user(100_001));
+    let gone = api.get("/user/me").await;
+    assert_eq!((gone.status, gone.code()), (404, "not_found"));
+    let empty = start(DigicertSimConfig {
+        seed: DigicertSeed::empty(),
+        ..config(0)
+    })
+    .await;
+    assert_eq!(empty.control().api_user_id(), None);
+    let none = Api::new(&empty).get("/user/me").await;
+    assert_eq!((none.status, none.code()), (404, "not_found"));
+}
+
+#[tokio::test]
+async fn edit_user_takes_the_documented_fields_only() {
+    let server = start(config(3)).await;
+    let api = Api::new(&server);
+    let control = server.control();
+    let put = |body: Value| api.call(Method::PUT, "/user/100002", Some(body));
+
+    let all = put(json!({
+        "username": "renamed", "first_name": "Ada", "last_name": "Lovelace",
+        "email": "ada@example.com", "job_title": "Analyst", "telephone": "555-0199",
+        "is_saml_sso_only": false,
+    }))
+    .await;
+    assert_eq!(all.status, 204);
+    let before = control.user(100_002).unwrap();
+    assert_eq!(
+        (
+            before.username.as_str(),
+            before.first_name.as_str(),
+            before.job_title.as_deref()
+        ),
+        ("renamed", "Ada", Some("Analyst"))
+    );
+
+    // Only email is required: the names are kept, job_title and telephone erased, roles,
+    // container and status untouched.
+    let email_only = put(json!({"email": "new@example.com"})).await;
+    assert_eq!((email_only.status, &email_only.body), (204, &Value::Null));
+    let after = control.user(100_002).unwrap();
+    assert_eq!(after.email, "new@example.com");
+    assert_eq!(
+        (&after.username, &after.first_name, &after.last_name),
+        (&before.username, &before.first_name, &before.last_name)
+    );
+    assert_eq!((after.job_title, after.telephone), (None, None));
+    assert_eq!(
+        (after.access_roles, after.container_id, after.status),
+        (
+            before.access_roles.clone(),
+            before.container_id,
+            before.status
+        )
+    );
+    assert_eq!(
+        put(json!({"email": "a@b.c", "is_saml_sso_only": "true"}))
+            .await
+            .status,
+        204
+    );
+
+    // Undocumented fields are refused, each named; nothing changes.
+    let snapshot = control.user(100_002).unwrap();
+    let refused = put(json!({
+        "email": "other@example.com",
+        "access_roles": [{"id": 1}],
+        "container": {"id": 3},
+        "status": "inactive",
+    }))
+    .await;
+    assert_eq!(refused.status, 400);
+    let errors = refused.body["errors"].as_array().unwrap();
+    let codes: Vec<&str> = errors.iter().map(|e| e["code"].as_str().unwrap()).collect();
+    assert_eq!(
+        codes,
+        [
+            "invalid_field|access_roles",
+            "invalid_field|container",
+            "invalid_field|status"
+        ]
+    );
+    assert!(errors[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("PUT /user/{id}/role"));
+    assert_eq!(control.user(100_002).unwrap(), snapshot);
+
+    let no_email = put(json!({"first_name": "X"})).await;
+    assert_eq!(
+        (no_email.status, no_email.code()),
+        (400, "missing_field|email")
+    );
+    let blank_name = put(json!({"email": "a@b.c", "last_name": " "})).await;
+    assert_eq!(
+        (blank_name.status, blank_name.code()),
+        (400, "missing_field|last_name")
+    );
+    let bad_sso = put(json!({"email": "a@b.c", "is_saml_sso_only": 1})).await;
+    assert_eq!(
+        (bad_sso.status, bad_sso.code()),
+        (400, "invalid_field|is_saml_sso_only")
+    );
+    assert_eq!(control.user(100_002).unwrap(), snapshot);
+
+    // The undocumented move, when the simulator is told to honour it.
+    control.set_edit_user_moves_container(true);
+    let moved = put(json!({"email": "a@b.c", "container": {"id": 3}})).await;
+    assert_eq!(moved.status, 204);
+    assert_eq!(control.user(100_002).unwrap().container_id, 3);
+    let nowhere = put(json!({"email": "a@b.c", "container": {"id": 99}})).await;
+    assert_eq!((nowhere.status, nowhere.code()), (400, "invalid_container"));
+    let roles_still = put(json!({"email": "a@b.c", "access_roles": [{"id": 1}]})).await;
+    assert_eq!(
+        (roles_still.status, roles_still.code()),
+        (400, "invalid_field|access_roles")
+    );
+    assert_eq!(control.user(100_002).unwrap().container_id, 3);
+}
+
 #[tokio::test]
 async fn the_key_is_checked_on_every_request() {
     let server = start(config(3)).await;
@@ -311,7 +533,7 @@ async fn create_update_roles_and_delete_use_the_sheet_status_codes() {
         json!([{"id":4,"name":"Manager"}])
     );
 
-    // PUT is a full replace: job_title and telephone left out are erased.
+    // Edit user: job_title and telephone left out are erased; roles and container stay.
     let replaced = api
         .call(
             Method::PUT,
@@ -321,7 +543,6 @@ async fn create_update_roles_and_delete_use_the_sheet_status_codes() {
                 "first_name": "Janet",
                 "last_name": "Doe",
                 "email": "janet.doe@example.com",
-                "access_roles": [{"id": 4}],
             })),
         )
         .await;
@@ -331,11 +552,12 @@ async fn create_update_roles_and_delete_use_the_sheet_status_codes() {
     assert!(after.body.get("job_title").is_none(), "{}", after.body);
     assert!(after.body.get("telephone").is_none());
     assert_eq!(
-        after.body["container"]["id"], 1,
-        "container left out: top level"
+        after.body["container"]["id"], 2,
+        "an edit keeps the container"
     );
     let held = server.control().user(id).unwrap();
     assert_eq!((held.job_title, held.telephone), (None, None));
+    assert_eq!(held.access_roles, [4], "an edit keeps the roles");
 
     let roles = api
         .call(
@@ -417,12 +639,13 @@ async fn invalid_and_duplicate_users_get_400_naming_the_field() {
     );
 
     // A PUT may keep its own username but not take another's.
+    let edit = |username: &str| json!({"username": username, "email": "x@example.com"});
     let put = api
-        .call(Method::PUT, "/user/100002", Some(new_user("user00001")))
+        .call(Method::PUT, "/user/100002", Some(edit("user00001")))
         .await;
     assert_eq!((put.status, put.code()), (400, "duplicate_username"));
     let own = api
-        .call(Method::PUT, "/user/100002", Some(new_user("user00002")))
+        .call(Method::PUT, "/user/100002", Some(edit("user00002")))
         .await;
     assert_eq!(own.status, 204);
 
@@ -449,7 +672,11 @@ async fn unknown_ids_and_routes_are_404() {
         assert_eq!((answer.status, answer.code()), (404, "not_found"), "{path}");
     }
     let put = api
-        .call(Method::PUT, "/user/999", Some(new_user("x")))
+        .call(
+            Method::PUT,
+            "/user/999",
+            Some(json!({"email": "x@example.com"})),
+        )
         .await;
     assert_eq!((put.status, put.code()), (404, "not_found"));
     let role = api
@@ -466,6 +693,10 @@ async fn unknown_ids_and_routes_are_404() {
         (Method::GET, "/user/abc"),
         (Method::PATCH, "/user/100001"),
         (Method::GET, "/user/1/role/x"),
+        // `me` is documented for User info only.
+        (Method::PUT, "/user/me"),
+        (Method::DELETE, "/user/me"),
+        (Method::PUT, "/user/me/role"),
     ] {
         let answer = api.call(method, path, None).await;
         assert_eq!(
@@ -476,7 +707,7 @@ async fn unknown_ids_and_routes_are_404() {
     }
     let outside = api.admin(Method::GET, "/elsewhere", None).await;
     assert_eq!((outside.status, outside.code()), (404, "not_found|route"));
-    assert_eq!(server.control().stats().route("unmatched"), 4);
+    assert_eq!(server.control().stats().route("unmatched"), 7);
 }
 
 #[tokio::test]

@@ -11,7 +11,8 @@
 //! 6. a body that is not well-formed: a `Client` fault (HTTP 500); a root `Envelope` in
 //!    another namespace: a `VersionMismatch` fault; no `Body/server/requests`: a `Client`
 //!    fault;
-//! 7. no `SOAPAction` header: a `Client` fault;
+//! 7. no `SOAPAction` header while `require_soap_action` is on: a `Client` fault (by default
+//!    a request needs none);
 //! 8. a batch whose first request is not `Session.loginRq`, or any login with a wrong or
 //!    revoked credential: a `Client` fault (an empty batch needs no login);
 //! 9. the batch runs, one `…Rs` per request in order; then the first matching response fault
@@ -251,7 +252,7 @@ impl DuckCreekState {
                 return self.fault(500, FaultCode::Client, "InvalidRequest", message)
             }
         };
-        if !request.soap_action {
+        if self.require_soap_action && !request.soap_action {
             return self.fault(
                 500,
                 FaultCode::Client,

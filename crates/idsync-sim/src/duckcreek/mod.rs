@@ -57,8 +57,9 @@
 //!
 //! Choices where nothing published says (`api.rs` lists the order of checks): only `POST` to
 //! the endpoint (any letter case in the path, as IIS); other methods 405, other paths 404.
-//! `Content-Type` must be `text/xml`, else 415; a `SOAPAction` header must be present (any
-//! value). A SOAP 1.2 envelope gets a SOAP 1.1 `VersionMismatch` fault. An empty batch needs
+//! `Content-Type` must be `text/xml`, else 415. A `SOAPAction` header is not needed (absent,
+//! `""` or any value: Saviynt's published package sends none and works against real
+//! servers); [`DuckCreekSimConfig::require_soap_action`] makes one mandatory. A SOAP 1.2 envelope gets a SOAP 1.1 `VersionMismatch` fault. An empty batch needs
 //! no login. Every login in a batch is checked; after `Session.closeRq` requests fail
 //! `NotLoggedIn` until the next login. Injected HTTP faults are checked before the body's
 //! problems and the login. Names of users, roles and entities match without letter case;
@@ -141,6 +142,10 @@ pub struct DuckCreekSimConfig {
     /// Take the `<server>` document only inside `processRequestsAsDOM` (as some servers'
     /// ASMX endpoints do): a bare one gets a `Client` fault. Off by default.
     pub require_wrapper: bool,
+    /// Refuse a request without a `SOAPAction` header with a `Client` fault, as a server that
+    /// routes on it would. Off by default: Saviynt's published Duck Creek package sends no
+    /// `SOAPAction` (Content-Type only) and works against real servers.
+    pub require_soap_action: bool,
 }
 
 impl Default for DuckCreekSimConfig {
@@ -154,6 +159,7 @@ impl Default for DuckCreekSimConfig {
             clock: SimClock::real(),
             envelope_prefix: DEFAULT_ENVELOPE_PREFIX.to_owned(),
             require_wrapper: false,
+            require_soap_action: false,
         }
     }
 }
@@ -166,6 +172,7 @@ pub(crate) struct DuckCreekState {
     pub(crate) credentials_revoked: bool,
     pub(crate) prefix: String,
     pub(crate) require_wrapper: bool,
+    pub(crate) require_soap_action: bool,
     pub(crate) core: SimCore,
     pub(crate) response_faults: ResponseFaultSet,
     pub(crate) dir: Directory,
@@ -192,6 +199,7 @@ impl DuckCreekSim {
             credentials_revoked: false,
             prefix,
             require_wrapper: config.require_wrapper,
+            require_soap_action: config.require_soap_action,
             core: SimCore::new(config.clock, config.latency, &config.rate_limits),
             response_faults: ResponseFaultSet::default(),
             dir: config.seed.generate(),

@@ -215,14 +215,13 @@ async fn malformed_or_foreign_requests_are_refused_without_echoing_them() {
         (soap12.status, soap12.fault().0.as_str()),
         (500, "soap:VersionMismatch")
     );
-    let no_action = client
-        .post_with(envelope("s", &login), &[("content-type", "text/xml")])
-        .await;
-    assert_eq!(
-        (no_action.status, no_action.fault().0.as_str()),
-        (500, "soap:Client")
-    );
-    assert!(no_action.fault().1.contains("SOAPAction"));
+    // Saviynt's published package sends Content-Type only: no SOAPAction is needed.
+    for action in [None, Some("\"\""), Some(""), Some("\"urn:anything\"")] {
+        let mut headers = vec![("content-type", "text/xml")];
+        headers.extend(action.map(|value| ("soapaction", value)));
+        let answer = client.post_with(envelope("s", &login), &headers).await;
+        assert_eq!(answer.status, 200, "SOAPAction {action:?}: {}", answer.body);
+    }
     for content_type in ["application/soap+xml; charset=utf-8", "application/json"] {
         let answer = client
             .post_with(
@@ -254,7 +253,7 @@ async fn malformed_or_foreign_requests_are_refused_without_echoing_them() {
         .unwrap();
     assert_eq!(lower.status().as_u16(), 200);
     let stats = control.stats();
-    assert_eq!(stats.route(api::ROUTE), 12);
+    assert_eq!(stats.route(api::ROUTE), 15);
     assert_eq!(stats.route("unmatched"), 1, "the GET");
 }
 
@@ -335,4 +334,32 @@ async fn a_server_that_requires_the_wrapper_faults_on_a_bare_server_document() {
         .await;
     assert_eq!(wrapped.status, 200, "{}", wrapped.body);
     assert_eq!(wrapped.responses()[1].name, "Security.listRolesRs");
+}
+
+#[tokio::test]
+async fn a_server_that_requires_soap_action_faults_without_one() {
+    let server = start(DuckCreekSimConfig {
+        require_soap_action: true,
+        ..config()
+    })
+    .await;
+    let client = Client::new(&server);
+    let login = format!("{}<Session.closeRq/>", client.login());
+    let missing = client
+        .post_with(envelope("s", &login), &[("content-type", "text/xml")])
+        .await;
+    assert_eq!(
+        (missing.status, missing.fault().0.as_str()),
+        (500, "soap:Client")
+    );
+    assert!(missing.fault().1.contains("SOAPAction"), "{}", missing.body);
+    for action in ["\"\"", ""] {
+        let sent = client
+            .post_with(
+                envelope("s", &login),
+                &[("content-type", "text/xml"), ("soapaction", action)],
+            )
+            .await;
+        assert_eq!(sent.status, 200, "SOAPAction {action:?}: {}", sent.body);
+    }
 }

@@ -20,6 +20,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+mod lease_watch;
+
+pub use lease_watch::{LeaseWatch, DEAD_RUN_REASON};
+
 use crate::clock;
 use crate::config::{Config, JobConfig};
 use crate::model::{JobKind, Trigger};
