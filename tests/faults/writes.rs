@@ -174,9 +174,8 @@ async fn a_reset_after_a_create_took_effect_does_not_create_twice() {
     // outcome is unknown, and the next one must find the user instead of sending the create
     // again (DESIGN: "when an attempt's outcome is unknown (timeout after sending …), the
     // next attempt reads the target first").
-    // FINDING: a reset (or timeout) after the create was sent is a plain transient error;
-    // the task is not marked uncertain, so the retry sends the create again (Jama refuses it
-    // as a duplicate: 2 refusals; the duplicate judge then counts it done).
+    // (Found by this scenario: the retry used to send the create again, which Jama refused
+    // as a duplicate.)
     creates_through(
         "connection reset after a create (Jama)",
         FaultRule::breaking(FaultEffect::Reset)
