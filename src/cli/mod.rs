@@ -41,6 +41,7 @@ pub const EXIT_USAGE: i32 = 2;
 
 /// Runs one command and returns its exit code.
 pub async fn run(cli: Cli) -> i32 {
+    survive_file_size_limit();
     match cli.command {
         Command::CheckConfig => check_config(&cli.config, cli.output),
         #[cfg(feature = "sim")]
@@ -59,6 +60,20 @@ pub async fn run(cli: Cli) -> i32 {
                 tracing::warn!(key = %warning.key, "{}", warning.message);
             }
             with_config(command, loaded, cli.output).await
+        }
+    }
+}
+
+/// Keeps a file-size limit (`RLIMIT_FSIZE`, `ulimit -f`; a disk-full stand-in) from killing
+/// the process: by default the kernel's `SIGXFSZ` ends it without a word. With the signal
+/// caught (and ignored), the write fails with `EFBIG` instead, and the store reports it as an
+/// error the command prints. The handler stays installed for the life of the process.
+fn survive_file_size_limit() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Err(err) = signal(SignalKind::from_raw(libc::SIGXFSZ)) {
+            tracing::debug!(error = %err, "Cannot catch SIGXFSZ; a file-size limit would end the process.");
         }
     }
 }

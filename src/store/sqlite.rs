@@ -139,11 +139,29 @@ impl SqliteStore {
 
     /// Starts a write transaction with `BEGIN IMMEDIATE` on the one write connection.
     /// Dropping the transaction without committing rolls it back.
+    ///
+    /// After a write failed mid-transaction (a full disk, an I/O error), SQLite has already
+    /// rolled the transaction back on its own; sqlx's rollback then fails and sqlx goes on
+    /// counting a transaction that is gone, so every later `BEGIN` on that connection is
+    /// refused ([`sqlx::Error::InvalidSavePointStatement`]). That connection is replaced
+    /// here, so one failed write does not disable the store for the life of the process.
     async fn write_tx(&self, context: &'static str) -> StoreResult<Transaction<'static, Sqlite>> {
-        self.write
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(query_err(context))
+        match self.write.begin_with("BEGIN IMMEDIATE").await {
+            Err(sqlx::Error::InvalidSavePointStatement) => {
+                tracing::warn!(
+                    context,
+                    "The store's write connection was left in a failed transaction; reconnecting."
+                );
+                let mut stuck = self.write.acquire().await.map_err(query_err(context))?;
+                stuck.close_on_drop();
+                drop(stuck);
+                self.write
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(query_err(context))
+            }
+            begun => begun.map_err(query_err(context)),
+        }
     }
 
     /// Starts a read transaction (one consistent view for several queries).
@@ -306,11 +324,37 @@ async fn vacuum_into(pool: &SqlitePool, target: &str) -> Result<(), sqlx::Error>
     result.map(drop)
 }
 
-/// The database's own message for an error (never a bound value).
+/// SQLite's primary result codes an operator can act on.
+const SQLITE_BUSY: i64 = 5;
+const SQLITE_LOCKED: i64 = 6;
+const SQLITE_IOERR: i64 = 10;
+const SQLITE_FULL: i64 = 13;
+
+/// The database's own message for an error (never a bound value), with what to do when the
+/// cause is outside idsync: another process holding the store's lock, a full disk.
 fn db_message(err: &sqlx::Error) -> String {
-    match err {
-        sqlx::Error::Database(db) => db.message().to_string(),
-        other => other.to_string(),
+    let sqlx::Error::Database(db) = err else {
+        return err.to_string();
+    };
+    let message = db.message();
+    // The extended result code; its low byte is the primary code.
+    let primary = db
+        .code()
+        .and_then(|code| code.parse::<i64>().ok())
+        .map(|code| code & 0xff);
+    match primary {
+        Some(SQLITE_BUSY | SQLITE_LOCKED) => format!(
+            "{message} (another process held the store's write lock longer than \
+             store.busy_timeout: run again when it is done, or raise store.busy_timeout)"
+        ),
+        Some(SQLITE_FULL) => {
+            format!("{message} (the disk that holds the store is full: free space, then run again)")
+        }
+        Some(SQLITE_IOERR) => format!(
+            "{message} (writing the store failed: the disk may be full, a file-size limit \
+             reached, or the device failing; free space or check the disk, then run again)"
+        ),
+        _ => message.to_string(),
     }
 }
 

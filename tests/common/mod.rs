@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod invariants;
 pub mod secrets;
 
 use std::collections::BTreeMap;

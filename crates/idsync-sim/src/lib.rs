@@ -22,7 +22,7 @@
 //! Shared building blocks: [`SimServer`] (a running server), [`SimClock`] (the simulators'
 //! time), [`SimControl`] (the levers every control handle has: clock, latency, rate windows,
 //! faults, counters), [`RateWindow`] (rolling rate
-//! limits), [`FaultRule`] (injected failures), [`SimStats`] (counters), the control routes
+//! limits), [`FaultRule`] and [`FaultEffect`] (injected failures: error statuses and broken answers), [`SimStats`] (counters), the control routes
 //! every simulator has under `/_sim/`, and the seed arithmetic.
 // No panics in simulator code; unit tests may (the integration tests and benches are crates of
 // their own, without this denial).
@@ -59,7 +59,7 @@ pub use duckcreek::{
     DuckCreekControlError, DuckCreekSeed, DuckCreekServer, DuckCreekSim, DuckCreekSimConfig,
     ResponseFault, ResponseFaultRule,
 };
-pub use faults::FaultRule;
+pub use faults::{FaultEffect, FaultRule};
 pub use jama::{
     jama_rate_limits, JamaControl, JamaControlError, JamaGroup, JamaSeed, JamaServer, JamaSim,
     JamaSimConfig, JamaUser, JamaUserSpec, LicenseType,

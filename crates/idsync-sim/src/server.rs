@@ -9,6 +9,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::faults::connection::{ResetSwitch, ResettableListener};
+
 /// How long [`SimServer::shutdown`] waits for open requests before aborting the server task.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -27,7 +29,8 @@ pub struct SimServer<C> {
 }
 
 impl<C: Clone> SimServer<C> {
-    /// Binds `addr` (port 0 picks a free port) and serves `router` in a spawned task.
+    /// Binds `addr` (port 0 picks a free port) and serves `router` in a spawned task, on
+    /// connections the fault layer can reset.
     pub(crate) async fn spawn(
         addr: SocketAddr,
         router: Router,
@@ -35,11 +38,12 @@ impl<C: Clone> SimServer<C> {
         control: C,
         name: &'static str,
     ) -> io::Result<Self> {
-        let listener = TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
+        let listener = ResettableListener(TcpListener::bind(addr).await?);
+        let addr = listener.0.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            let result = axum::serve(listener, router)
+            let service = router.into_make_service_with_connect_info::<ResetSwitch>();
+            let result = axum::serve(listener, service)
                 .with_graceful_shutdown(async move {
                     // A dropped sender stops the server as well.
                     let _ = stopped.await;

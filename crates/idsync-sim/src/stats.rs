@@ -23,6 +23,10 @@ pub struct SimStats {
     pub by_status: BTreeMap<u16, u64>,
     /// Requests per route, e.g. `GET /user/{id}`; requests to no route count as `unmatched`.
     pub by_route: BTreeMap<String, u64>,
+    /// Requests per route that the simulator answered 2xx: for a write, the times it took
+    /// effect (a broken answer after the write still counts; an injected status does not).
+    #[serde(default)]
+    pub ok_by_route: BTreeMap<String, u64>,
     /// Calls refused because the credentials in the body were wrong or revoked (Duck Creek's
     /// `Session.loginRq`, answered with a SOAP fault, not a 401); also in `requests`.
     #[serde(default)]
@@ -32,6 +36,11 @@ pub struct SimStats {
     /// well-formed batch, whatever the answer. Empty for REST simulators.
     #[serde(default)]
     pub by_inner_request: BTreeMap<String, u64>,
+    /// Answers broken by a fault rule, by effect (`reset`, `truncate`, `malformed`, `drip`,
+    /// `repeat_page`, `total_drift`); also in `requests`, under the status the simulator
+    /// answered.
+    #[serde(default)]
+    pub faults_applied: BTreeMap<String, u64>,
 }
 
 impl SimStats {
@@ -45,11 +54,9 @@ impl SimStats {
             _ => {}
         }
         *self.by_status.entry(status).or_insert(0) += 1;
-        match self.by_route.get_mut(route) {
-            Some(count) => *count += 1,
-            None => {
-                self.by_route.insert(route.to_owned(), 1);
-            }
+        count(&mut self.by_route, route);
+        if (200..300).contains(&status) {
+            count(&mut self.ok_by_route, route);
         }
     }
 
@@ -61,12 +68,17 @@ impl SimStats {
 
     /// Counts one request inside a SOAP batch.
     pub(crate) fn record_inner(&mut self, name: &'static str) {
-        match self.by_inner_request.get_mut(name) {
-            Some(count) => *count += 1,
-            None => {
-                self.by_inner_request.insert(name.to_owned(), 1);
-            }
-        }
+        count(&mut self.by_inner_request, name);
+    }
+
+    /// Counts one answer broken by a fault rule with effect `effect`.
+    pub(crate) fn record_fault(&mut self, effect: &'static str) {
+        count(&mut self.faults_applied, effect);
+    }
+
+    /// Answers broken with `effect` (e.g. `reset`).
+    pub fn faults_applied(&self, effect: &str) -> u64 {
+        self.faults_applied.get(effect).copied().unwrap_or(0)
     }
 
     /// Inner requests counted under `name` (e.g. `Security.lockUserAccountRq`).
@@ -77,6 +89,21 @@ impl SimStats {
     /// Requests counted for `route` (e.g. `GET /user`).
     pub fn route(&self, route: &str) -> u64 {
         self.by_route.get(route).copied().unwrap_or(0)
+    }
+
+    /// Requests for `route` answered 2xx (e.g. creates that took effect at `POST /user`).
+    pub fn route_ok(&self, route: &str) -> u64 {
+        self.ok_by_route.get(route).copied().unwrap_or(0)
+    }
+}
+
+/// Adds one to `key`'s counter in `counts`.
+fn count(counts: &mut BTreeMap<String, u64>, key: &str) {
+    match counts.get_mut(key) {
+        Some(count) => *count += 1,
+        None => {
+            counts.insert(key.to_owned(), 1);
+        }
     }
 }
 
@@ -101,6 +128,11 @@ mod tests {
             (1, 1, 1)
         );
         assert_eq!(stats.route("GET /user"), 3);
+        assert_eq!(
+            stats.route_ok("GET /user"),
+            1,
+            "the 429 and the 401 took no effect"
+        );
         assert_eq!(stats.route("PUT /user/{id}"), 0);
         assert_eq!(stats.by_status.get(&200), Some(&1));
         stats.record_token("POST /rest/oauth/token", 401);
@@ -118,5 +150,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!((old.login_failures, old.by_inner_request.len()), (0, 0));
+        assert!(old.faults_applied.is_empty());
+        stats.record_fault("reset");
+        stats.record_fault("reset");
+        assert_eq!(
+            (stats.faults_applied("reset"), stats.faults_applied("drip")),
+            (2, 0)
+        );
     }
 }

@@ -173,9 +173,10 @@ impl DigicertSim {
 
     /// The whole HTTP surface (API and `/_sim/` control routes), to mount elsewhere.
     pub fn router(&self) -> Router {
-        admin::routes()
+        let router = admin::routes()
             .fallback(api::entry)
-            .with_state(self.control.clone())
+            .with_state(self.control.clone());
+        crate::faults::layer(router, self.control.clone(), API_ROOT, None)
     }
 
     /// Binds `addr` and serves until the returned server is shut down or dropped.

@@ -100,6 +100,20 @@ impl IntoResponse for Reply {
     }
 }
 
+/// The local names of the requests a call carries (none when it does not parse): what the
+/// fault layer's `request` matcher looks at.
+pub(super) fn request_names(body: &[u8]) -> Vec<String> {
+    soap::parse(body)
+        .map(|batch| {
+            batch
+                .requests
+                .into_iter()
+                .map(|request| request.name)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A call as the handler sees it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SoapRequest<'a> {

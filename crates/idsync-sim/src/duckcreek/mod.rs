@@ -231,9 +231,11 @@ impl DuckCreekSim {
     /// The whole HTTP surface (the SOAP endpoint and the `/_sim/` control routes), to mount
     /// elsewhere.
     pub fn router(&self) -> Router {
-        admin::routes()
+        let router = admin::routes()
             .fallback(api::entry)
-            .with_state(self.control.clone())
+            .with_state(self.control.clone());
+        let names = Some(api::request_names as crate::faults::RequestNames);
+        crate::faults::layer(router, self.control.clone(), API_ROOT, names)
     }
 
     /// Binds `addr` and serves until the returned server is shut down or dropped.

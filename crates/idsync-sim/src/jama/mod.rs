@@ -189,13 +189,14 @@ impl JamaSim {
     /// The whole HTTP surface (token endpoint, API and `/_sim/` control routes), to mount
     /// elsewhere.
     pub fn router(&self) -> Router {
-        admin::routes()
+        let router = admin::routes()
             .fallback(api::entry)
             .layer(axum::middleware::from_fn_with_state(
                 self.control.clone(),
                 api::at_sim_time,
             ))
-            .with_state(self.control.clone())
+            .with_state(self.control.clone());
+        crate::faults::layer(router, self.control.clone(), API_ROOT, None)
     }
 
     /// Binds `addr` and serves until the returned server is shut down or dropped.
