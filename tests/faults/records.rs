@@ -3,9 +3,7 @@
 //! `inactive` with the raw value kept in `attributes`; a bad field is skipped in that record
 //! only; both are counted in `idsync_import_anomalies_total{target,object,anomaly}`.
 //!
-//! FINDING: needs tolerant mapping. Until it is merged (issue 11, "tolerant mapping of
-//! statuses and fields", built by another engineer), one such record fails the whole import,
-//! and these scenarios fail at the import's outcome.
+//! Found by this suite: before tolerant mapping, one such record failed the whole import.
 
 use idsync_sim::{FaultEffect, FaultRule};
 use serde_json::Value;
@@ -90,7 +88,7 @@ async fn an_unknown_status_and_a_bad_field_do_not_fail_a_digicert_import() {
         vec![API_TOKEN],
     );
     let (run, metrics, accounts) = import_odd_records(&mut case, &sim).await;
-    // FINDING: needs tolerant mapping (the import fails: "has status `pending_activation`").
+    // Once a finding: the import failed on "has status `pending_activation`".
     assert_eq!(run["outcome"], "succeeded", "{run}");
     assert_eq!(accounts.len(), 30);
     let odd = account(&accounts, &odd.id.to_string());
@@ -137,7 +135,7 @@ async fn a_bad_field_does_not_fail_a_jama_import() {
     let rest = format!("{}\n{}", sim.table(""), daemon_tables("jama"));
     let mut case = Case::new("bad field type (Jama)", &rest, vec![API_TOKEN]);
     let (run, metrics, accounts) = import_odd_records(&mut case, &sim).await;
-    // FINDING: needs tolerant mapping (one record's email of the wrong type fails the read).
+    // Once a finding: one record's email of the wrong type failed the read.
     assert_eq!(run["outcome"], "succeeded", "{run}");
     assert_eq!(accounts.len(), 20);
     let typed = account(&accounts, &typed.id.to_string());
@@ -171,7 +169,7 @@ async fn an_unknown_status_does_not_fail_a_duck_creek_import() {
     let rest = format!("{}\n{}", sim.table(""), daemon_tables("duckcreek"));
     let mut case = Case::new("unknown status (Duck Creek)", &rest, vec![API_TOKEN]);
     let (run, metrics, accounts) = import_odd_records(&mut case, &sim).await;
-    // FINDING: needs tolerant mapping (the import fails: "idsync knows Active and Locked").
+    // Once a finding: the import failed on "idsync knows Active and Locked".
     assert_eq!(run["outcome"], "succeeded", "{run}");
     for id in &locked {
         let user = account(&accounts, id);
