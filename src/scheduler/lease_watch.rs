@@ -12,6 +12,7 @@ use tracing::warn;
 
 use super::JobRunner;
 use crate::clock;
+use crate::model::JobKind;
 use crate::store::Store;
 
 /// How long the watch sleeps at most between two looks, when no lease is due sooner.
@@ -31,10 +32,11 @@ pub struct LeaseWatch {
 
 impl LeaseWatch {
     /// Starts watching the store of `runner`. At once, it runs a provisioning pass of every
-    /// target, so tasks that came due while idsync was down do not wait for the next
-    /// scheduled pass. Then, whenever the earliest task lease runs out, it runs another (which
-    /// returns the expired tasks to the queue and runs them: the next attempt of each reads
-    /// the target first); and every look it closes runs left open by a dead process.
+    /// target the daemon provisions (a `provisioning` job or `instant_provisioning`), so
+    /// tasks that came due while idsync was down do not wait for the next scheduled pass.
+    /// Then, whenever the earliest task lease runs out, it runs another (which returns the
+    /// expired tasks to the queue and runs them: the next attempt of each reads the target
+    /// first); and every look it closes runs left open by a dead process.
     pub fn start(runner: JobRunner) -> Self {
         let stop = CancellationToken::new();
         let stopped = stop.clone();
@@ -92,9 +94,82 @@ async fn look(runner: &JobRunner, store: &dyn Store, now: DateTime<Utc>) -> Opti
     }
 }
 
-/// Starts a provisioning pass of every target in the background.
+/// Starts a provisioning pass, in the background, of every target the daemon provisions.
 fn provision_all(runner: &JobRunner) {
-    for target in runner.provisioning().connectors().keys() {
-        runner.provision_now(target);
+    for target in provisioned_targets(runner) {
+        runner.provision_now(&target);
+    }
+}
+
+/// The targets whose tasks this daemon runs: those a `provisioning` job covers (one without
+/// a target covers all), and those with `instant_provisioning`. Tasks of the others wait for
+/// `idsync provision`, as configured.
+fn provisioned_targets(runner: &JobRunner) -> Vec<String> {
+    let config = runner.provisioning().config();
+    let every = runner
+        .jobs()
+        .values()
+        .any(|job| job.kind == JobKind::Provisioning && job.target.is_none());
+    config
+        .targets
+        .iter()
+        .filter(|(name, target)| {
+            every
+                || target.instant_provisioning
+                || runner.jobs().values().any(|job| {
+                    job.kind == JobKind::Provisioning && job.target.as_deref() == Some(name)
+                })
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::sync::testing::{connectors, store, FakeConnector};
+    use crate::sync::ImportRunner;
+
+    /// A runner over targets `a`, `b` and `c` (fakes) with `extra` config appended.
+    async fn runner(extra: &str) -> (tempfile::TempDir, JobRunner) {
+        let mut text = String::new();
+        for name in ["a", "b", "c"] {
+            text.push_str(&format!(
+                "[targets.{name}]\nkind = \"jama\"\nbase_url = \"https://{name}.example.com\"\nclient_id = \"c\"\nclient_secret = \"s\"\n"
+            ));
+            if name == "c" {
+                text.push_str("instant_provisioning = true\n");
+            }
+        }
+        text.push_str(extra);
+        let config: Config = toml::from_str(&text).unwrap();
+        let (dir, store) = store().await;
+        let fakes: Vec<Arc<FakeConnector>> = ["a", "b", "c"]
+            .iter()
+            .map(|name| Arc::new(FakeConnector::new(name)))
+            .collect();
+        let imports = ImportRunner::new(store, connectors(&fakes), Arc::new(config.clone()));
+        (dir, JobRunner::new(&config, imports))
+    }
+
+    #[tokio::test]
+    async fn only_targets_the_daemon_provisions_are_passed_over() {
+        let (_dir, none) = runner("").await;
+        assert_eq!(
+            provisioned_targets(&none),
+            ["c"],
+            "instant provisioning only"
+        );
+        let (_dir, one) = runner(
+            "[jobs.p]\ntype = \"provisioning\"\ntarget = \"a\"\nschedule = \"0 * * * * *\"\n",
+        )
+        .await;
+        assert_eq!(provisioned_targets(&one), ["a", "c"]);
+        let (_dir, all) =
+            runner("[jobs.p]\ntype = \"provisioning\"\nschedule = \"0 * * * * *\"\n").await;
+        assert_eq!(provisioned_targets(&all), ["a", "b", "c"]);
     }
 }
