@@ -6,6 +6,7 @@ pub mod attributes;
 pub mod breaker;
 pub mod heartbeat;
 pub mod import;
+pub mod names;
 pub mod provision;
 pub mod tasks;
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Task submission, shared by the CLI (`idsync task submit`) and the API
 //! (`POST /api/v1/tasks`): everything is validated before anything is queued.
 //!
+//! * every name and value given is plain text within its length limit, and is taken in NFC
+//!   (see [`names`](super::names)); this runs first, so no later refusal quotes a raw value;
 //! * the target exists and supports the operation for the entitlement type (else the
 //!   refusal names the operation, the target and why);
 //! * a `password` attribute is refused (idsync generates initial passwords itself);
@@ -21,6 +23,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::attributes::{KnownAttributes, UnknownAttributes};
+use super::names::{self, Field, NameError};
 use crate::clock;
 use crate::config::Config;
 use crate::connector::Connector;
@@ -56,7 +59,7 @@ impl EntitlementRef {
     pub fn parts(&self) -> Result<(String, String), SubmitError> {
         let (kind, value) = match self {
             EntitlementRef::Text(text) => match text.split_once(':') {
-                Some((kind, value)) => (kind.trim().to_string(), value.trim().to_string()),
+                Some((kind, value)) => (kind.to_string(), value.to_string()),
                 None => (String::new(), String::new()),
             },
             EntitlementRef::Object {
@@ -64,7 +67,7 @@ impl EntitlementRef {
                 id,
                 name,
             } => (
-                entitlement_type.trim().to_string(),
+                entitlement_type.clone(),
                 id.clone().or_else(|| name.clone()).unwrap_or_default(),
             ),
         };
@@ -75,6 +78,32 @@ impl EntitlementRef {
             )));
         }
         Ok((kind, value))
+    }
+
+    /// The reference with each part checked ([`names::clean`]) and in NFC. In the text form
+    /// the type and the id or name are checked on their own too: `role: 101` is refused for
+    /// the space after the colon, as `" 101"` is not the id `101`.
+    fn cleaned(self) -> Result<EntitlementRef, NameError> {
+        let part = |value: String| names::clean(Field::Entitlement, &value);
+        Ok(match self {
+            EntitlementRef::Text(text) => {
+                let text = part(text)?;
+                if let Some((kind, value)) = text.split_once(':') {
+                    part(kind.to_string())?;
+                    part(value.to_string())?;
+                }
+                EntitlementRef::Text(text)
+            }
+            EntitlementRef::Object {
+                entitlement_type,
+                id,
+                name,
+            } => EntitlementRef::Object {
+                entitlement_type: part(entitlement_type)?,
+                id: id.map(part).transpose()?,
+                name: name.map(part).transpose()?,
+            },
+        })
     }
 
     fn display(&self) -> String {
@@ -143,6 +172,9 @@ pub enum SubmitError {
     /// An attribute that no template of the operation reads.
     #[error(transparent)]
     UnknownAttributes(#[from] UnknownAttributes),
+    /// A name or value that is not plain text, or is too long.
+    #[error(transparent)]
+    Name(#[from] NameError),
     /// Anything else wrong with the request (missing attribute, unknown account…).
     #[error("{0}")]
     Invalid(String),
@@ -168,6 +200,7 @@ pub async fn submit(
     request: SubmitRequest,
     actor: &str,
 ) -> Result<Submitted, SubmitError> {
+    let request = cleaned(request)?;
     let target = request.target.as_str();
     let (Some(target_config), Some(connector)) =
         (config.targets.get(target), connectors.get(target))
@@ -183,7 +216,7 @@ pub async fn submit(
         });
     };
     let operation = request.operation;
-    let account = request.account.trim().to_string();
+    let account = request.account.clone();
     if account.is_empty() {
         return Err(SubmitError::Invalid("account: must not be empty".into()));
     }
@@ -325,6 +358,48 @@ pub async fn submit(
     Ok(store.insert_task(&new_task).await?)
 }
 
+/// `request` with every name and value checked ([`names::clean`]) and in NFC; empty optional
+/// strings stay empty (they mean "not given").
+fn cleaned(request: SubmitRequest) -> Result<SubmitRequest, SubmitError> {
+    let optional = |field: Field, value: Option<String>| match value {
+        Some(value) if !value.is_empty() => names::clean(field, &value).map(Some),
+        other => Ok(other),
+    };
+    let target = names::clean(Field::Target, &request.target)?;
+    let account = names::clean(Field::Account, &request.account)?;
+    let entitlement = request
+        .entitlement
+        .map(EntitlementRef::cleaned)
+        .transpose()?;
+    names::check_count(request.attributes.len())?;
+    let mut attributes = Attributes::new();
+    for (key, value) in request.attributes {
+        let key = names::clean(Field::AttributeKey, &key)?;
+        let value = match value {
+            serde_json::Value::String(text) => {
+                serde_json::Value::String(names::clean(Field::AttributeValue(key.clone()), &text)?)
+            }
+            other => other,
+        };
+        if attributes.insert(key.clone(), value).is_some() {
+            return Err(SubmitError::Invalid(format!(
+                "attribute `{key}` is given twice, in different Unicode forms; keys are \
+                 compared in NFC, so give it once"
+            )));
+        }
+    }
+    Ok(SubmitRequest {
+        target,
+        operation: request.operation,
+        account,
+        entitlement,
+        attributes,
+        owner: optional(Field::Owner, request.owner)?,
+        request_id: optional(Field::RequestId, request.request_id)?,
+        idempotency_key: optional(Field::IdempotencyKey, request.idempotency_key)?,
+    })
+}
+
 /// `attributes` with lower-case keys, as templates see them; two keys that differ only in
 /// letter case are refused (which one would the target get?).
 fn lower_case_keys(attributes: Attributes) -> Result<Attributes, SubmitError> {
@@ -398,7 +473,7 @@ mod tests {
 
     #[test]
     fn entitlement_references_parse() {
-        let text = EntitlementRef::Text("role: 101 ".into());
+        let text = EntitlementRef::Text("role:101".into());
         assert_eq!(text.parts().unwrap(), ("role".into(), "101".into()));
         let text = EntitlementRef::Text("usergroup:QA:Leads".into());
         assert_eq!(text.parts().unwrap().1, "QA:Leads");
@@ -680,5 +755,160 @@ mod store_tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("unknown target `zzz`"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn names_are_checked_before_anything_else_and_nothing_is_queued() {
+        use crate::store::TaskFilter;
+        let (_dir, store) = store().await;
+        let fakes = connectors(&[Arc::new(FakeConnector::new("a"))]);
+        let config = config(3);
+        let create = |account: &str| {
+            let mut create = request(Operation::CreateAccount, account);
+            create.attributes = person();
+            create
+        };
+        let refuse = |request: SubmitRequest| {
+            let store = store.clone();
+            let fakes = fakes.clone();
+            let config = config.clone();
+            async move {
+                let err = submit(store.as_ref(), &fakes, &config, request, "t")
+                    .await
+                    .unwrap_err();
+                assert!(err.is_refusal(), "{err}");
+                let text = err.to_string();
+                assert!(
+                    text.chars()
+                        .all(|c| crate::sync::names::Forbidden::of(c).is_none()),
+                    "{text:?}"
+                );
+                text
+            }
+        };
+
+        let text = refuse(create("a\u{0}b\u{202e}")).await;
+        assert!(
+            text.starts_with(
+                "account contains a control character U+0000 at position 2 (value \
+                 \"a\\u{0}b\\u{202e}\")"
+            ),
+            "{text}"
+        );
+        // The target is checked before it is looked up (and quoted in "unknown target").
+        let mut bad_target = create("jane");
+        bad_target.target = "\u{1b}[2Ja".into();
+        assert!(refuse(bad_target)
+            .await
+            .starts_with("target contains a control character U+001B at position 1"));
+        // A newline in a value, named by its key.
+        let mut multi_line = create("jane");
+        multi_line
+            .attributes
+            .insert("title".into(), json!("Lead\nEngineer"));
+        assert!(refuse(multi_line)
+            .await
+            .starts_with("attribute `title` contains a control character U+000A at position 5"));
+        let mut bidi_key = create("jane");
+        bidi_key
+            .attributes
+            .insert("ti\u{2066}tle".into(), json!("x"));
+        assert!(refuse(bidi_key).await.starts_with(
+            "an attribute key contains a bidi control character U+2066 at position 3"
+        ));
+        // Whitespace is refused, not trimmed, around the account and each part of an
+        // entitlement reference.
+        assert!(refuse(create("jane "))
+            .await
+            .starts_with("account has trailing whitespace U+0020"));
+        let mut add = request(Operation::AddAccess, "jane");
+        add.entitlement = Some(EntitlementRef::Text("usergroup: QA".into()));
+        assert!(refuse(add)
+            .await
+            .starts_with("entitlement has leading whitespace U+0020 (value \" QA\")"));
+        let mut request_id = create("jane");
+        request_id.request_id = Some("r\u{9b}1".into());
+        assert!(refuse(request_id)
+            .await
+            .starts_with("request_id (--request-id) contains a control character U+009B"));
+        let mut key = create("jane");
+        key.idempotency_key = Some("k".repeat(129));
+        assert!(refuse(key).await.starts_with(
+            "idempotency_key (--idempotency-key) is 129 characters long, over the limit of 128"
+        ));
+        let mut owner = create("jane");
+        owner.owner = Some("\u{200f}E100".into());
+        assert!(refuse(owner)
+            .await
+            .starts_with("owner contains a bidi control"));
+        let mut many = create("jane");
+        for n in 0..62 {
+            many.attributes.insert(format!("k{n}"), json!("v"));
+        }
+        assert!(refuse(many)
+            .await
+            .starts_with("65 attributes given, over the limit of 64"));
+        let mut twice = create("jane");
+        twice.attributes.insert("zoe\u{308}".into(), json!("1"));
+        twice.attributes.insert("zo\u{eb}".into(), json!("2"));
+        assert!(refuse(twice)
+            .await
+            .starts_with("attribute `zo\u{eb}` is given twice, in different Unicode forms"));
+
+        let queued = TaskFilter {
+            limit: 100,
+            ..Default::default()
+        };
+        assert_eq!(store.list_tasks(&queued).await.unwrap(), []);
+        assert_eq!(store.list_audit(Some("a"), 100).await.unwrap(), []);
+    }
+
+    #[tokio::test]
+    async fn names_are_stored_and_compared_in_nfc() {
+        let (_dir, store) = store().await;
+        seed(store.as_ref(), "a", &[("11", "李")], &[("7", "Révision")]).await;
+        let fakes = connectors(&[Arc::new(FakeConnector::new("a"))]);
+        let config = config(3);
+
+        // Typed decomposed (e + U+0308), stored composed.
+        let mut create = request(Operation::CreateAccount, "zoe\u{308}");
+        create.attributes = person();
+        create
+            .attributes
+            .insert("firstname".into(), json!("Zoe\u{308}"));
+        let Submitted::Created(created) = submit(store.as_ref(), &fakes, &config, create, "t")
+            .await
+            .unwrap()
+        else {
+            panic!("not created")
+        };
+        assert_eq!(created.account, "zo\u{eb}");
+        assert_eq!(created.attributes["firstname"], json!("Zo\u{eb}"));
+        assert_eq!(created.attributes["username"], json!("zo\u{eb}"));
+        // The composed spelling finds the same pending create.
+        let Submitted::Created(disable) = submit(
+            store.as_ref(),
+            &fakes,
+            &config,
+            request(Operation::DisableAccount, "zo\u{eb}"),
+            "t",
+        )
+        .await
+        .unwrap() else {
+            panic!("not created")
+        };
+        assert_eq!(disable.depends_on, Some(created.id));
+
+        // Non-ASCII names and entitlements resolve, a decomposed entitlement name too.
+        let mut add = request(Operation::AddAccess, "李");
+        add.entitlement = Some(EntitlementRef::Text("usergroup:Re\u{301}vision".into()));
+        let Submitted::Created(task) = submit(store.as_ref(), &fakes, &config, add, "t")
+            .await
+            .unwrap()
+        else {
+            panic!("not created")
+        };
+        assert_eq!(task.account_id.as_deref(), Some("11"));
+        assert_eq!(task.entitlement.unwrap().id, "7");
     }
 }
