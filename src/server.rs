@@ -245,7 +245,7 @@ async fn accounts(state: &ServerState, target: Option<String>, query: AccountQue
         .transpose()
     {
         Ok(status) => status,
-        Err(err) => return error(StatusCode::BAD_REQUEST, err.to_string()),
+        Err(err) => return error(StatusCode::BAD_REQUEST, format!("bad query string: `status`: {err}")),
     };
     let limit = match page_limit(query.limit.as_deref()) {
         Ok(limit) => limit,
@@ -515,7 +515,7 @@ async fn list_tasks(
         .transpose()
     {
         Ok(status) => status,
-        Err(err) => return error(StatusCode::BAD_REQUEST, err.to_string()),
+        Err(err) => return error(StatusCode::BAD_REQUEST, format!("bad query string: `status`: {err}")),
     };
     let limit = match page_limit(query.limit.as_deref()) {
         Ok(limit) => limit,

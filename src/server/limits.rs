@@ -4,9 +4,9 @@
 
 use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequestParts, Path, Query, Request};
+use axum::extract::{FromRequestParts, OriginalUri, Path, Query, Request};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -165,25 +165,23 @@ pub fn parse_id(raw: &str, what: &str) -> Result<i64, Response> {
 }
 
 /// The answer for a path under `/api/v1` that no route takes.
-pub async fn unknown_route(request: Request) -> Response {
+pub async fn unknown_route(method: Method, OriginalUri(uri): OriginalUri) -> Response {
     error(
         StatusCode::NOT_FOUND,
         format!(
-            "no API route {} {}; see the README's \"HTTP API\" for the routes",
-            request.method(),
-            request.uri().path()
+            "no API route {method} {}; see the README's \"HTTP API\" for the routes",
+            uri.path()
         ),
     )
 }
 
 /// The answer for a route called with a method it does not take.
-pub async fn method_not_allowed(request: Request) -> Response {
+pub async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> Response {
     error(
         StatusCode::METHOD_NOT_ALLOWED,
         format!(
-            "{} is not allowed on {}; see the README's \"HTTP API\" for the methods",
-            request.method(),
-            request.uri().path()
+            "{method} is not allowed on {}; see the README's \"HTTP API\" for the methods",
+            uri.path()
         ),
     )
 }
