@@ -149,7 +149,7 @@ async fn metrics() -> Response {
 
 /// The page size of a `?limit=` query, or the 400 answer (`serde(flatten)` cannot carry
 /// numbers through a query string, so each query struct has its own `limit` and `after`).
-fn page_limit(limit: Option<&str>) -> Result<u32, Response> {
+fn page_limit(limit: Option<&str>) -> Result<u32, limits::BadRequest> {
     limits::page_limit(limit, DEFAULT_LIMIT, MAX_LIMIT)
 }
 
@@ -245,11 +245,16 @@ async fn accounts(state: &ServerState, target: Option<String>, query: AccountQue
         .transpose()
     {
         Ok(status) => status,
-        Err(err) => return error(StatusCode::BAD_REQUEST, format!("bad query string: `status`: {err}")),
+        Err(err) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("bad query string: `status`: {err}"),
+            )
+        }
     };
     let limit = match page_limit(query.limit.as_deref()) {
         Ok(limit) => limit,
-        Err(response) => return response,
+        Err(err) => return err.into_response(),
     };
     // Cursor: `id` within one target, `target/id` across targets.
     let after = match (query.after.as_deref(), &target) {
@@ -299,7 +304,7 @@ async fn list_target_entitlements(
     }
     let limit = match page_limit(query.limit.as_deref()) {
         Ok(limit) => limit,
-        Err(response) => return response,
+        Err(err) => return err.into_response(),
     };
     // Cursor: `type:id` of the last row.
     let after = match query.after.as_deref() {
@@ -339,7 +344,7 @@ async fn list_target_access(
     }
     let limit = match page_limit(query.limit.as_deref()) {
         Ok(limit) => limit,
-        Err(response) => return response,
+        Err(err) => return err.into_response(),
     };
     // Cursor: `account_id|type|entitlement_id` of the last row.
     let after = match query.after.as_deref() {
@@ -367,7 +372,10 @@ async fn list_target_access(
     };
     match state.store.list_grants(&filter).await {
         Ok(rows) => page(rows, limit, |g| {
-            format!("{}|{}|{}", g.account_id, g.entitlement_type, g.entitlement_id)
+            format!(
+                "{}|{}|{}",
+                g.account_id, g.entitlement_type, g.entitlement_id
+            )
         }),
         Err(err) => store_error(err),
     }
@@ -388,14 +396,14 @@ async fn list_runs(
 ) -> Response {
     let limit = match page_limit(query.limit.as_deref()) {
         Ok(limit) => limit,
-        Err(response) => return response,
+        Err(err) => return err.into_response(),
     };
     // Runs are newest first; `after` is the id of the last run seen, so the next page
     // holds older runs.
     let before_id = match query.after.as_deref().map(|raw| parse_id(raw, "run id")) {
         None => None,
         Some(Ok(id)) => Some(id),
-        Some(Err(response)) => return response,
+        Some(Err(err)) => return err.into_response(),
     };
     let filter = RunFilter {
         job: query.job,
@@ -515,17 +523,22 @@ async fn list_tasks(
         .transpose()
     {
         Ok(status) => status,
-        Err(err) => return error(StatusCode::BAD_REQUEST, format!("bad query string: `status`: {err}")),
+        Err(err) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("bad query string: `status`: {err}"),
+            )
+        }
     };
     let limit = match page_limit(query.limit.as_deref()) {
         Ok(limit) => limit,
-        Err(response) => return response,
+        Err(err) => return err.into_response(),
     };
     // Tasks are oldest first; `after` is the id of the last task seen.
     let after_id = match query.after.as_deref().map(|raw| parse_id(raw, "task id")) {
         None => None,
         Some(Ok(id)) => Some(id),
-        Some(Err(response)) => return response,
+        Some(Err(err)) => return err.into_response(),
     };
     let filter = TaskFilter {
         target: query.target,
@@ -542,7 +555,7 @@ async fn list_tasks(
 async fn get_task(State(state): State<ServerState>, ApiPath(id): ApiPath<String>) -> Response {
     let id = match parse_id(&id, "task id") {
         Ok(id) => id,
-        Err(response) => return response,
+        Err(err) => return err.into_response(),
     };
     match state.store.get_task(id).await {
         Ok(Some(task)) => Json(task).into_response(),
@@ -554,7 +567,7 @@ async fn get_task(State(state): State<ServerState>, ApiPath(id): ApiPath<String>
 async fn retry_task(State(state): State<ServerState>, ApiPath(id): ApiPath<String>) -> Response {
     let id = match parse_id(&id, "task id") {
         Ok(id) => id,
-        Err(response) => return response,
+        Err(err) => return err.into_response(),
     };
     match state
         .store
@@ -575,7 +588,7 @@ async fn retry_task(State(state): State<ServerState>, ApiPath(id): ApiPath<Strin
 async fn cancel_task(State(state): State<ServerState>, ApiPath(id): ApiPath<String>) -> Response {
     let id = match parse_id(&id, "task id") {
         Ok(id) => id,
-        Err(response) => return response,
+        Err(err) => return err.into_response(),
     };
     match state
         .store

@@ -38,8 +38,7 @@ async fn setup(dir: &Path) -> (JamaServer, PathBuf) {
         ),
     );
     // The Jama secret is written into the config: keep it private, as the CLI asks.
-    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .unwrap();
+    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     (jama, config)
 }
 
@@ -96,7 +95,10 @@ async fn call(
     if let Some(body) = body {
         request = request.body(body);
     }
-    let response = request.send().await.expect("an answer, not a reset connection");
+    let response = request
+        .send()
+        .await
+        .expect("an answer, not a reset connection");
     Answer {
         status: response.status(),
         headers: response.headers().clone(),
@@ -123,7 +125,10 @@ async fn submit_many(client: &reqwest::Client, daemon: &Daemon, count: usize) {
         .buffer_unordered(16)
         .collect()
         .await;
-    assert!(statuses.iter().all(|s| *s == StatusCode::CREATED), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::CREATED),
+        "{statuses:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,31 +176,66 @@ async fn api_errors_are_json_and_the_daemon_stays_up() {
         Some(padded.to_string().into()),
     )
     .await;
-    assert!(answer.error(400).contains("unknown field `pad`"), "{}", answer.body);
-    let answer = call(&client, &daemon, Method::POST, "/api/v1/tasks", Some("{".into())).await;
+    assert!(
+        answer.error(400).contains("unknown field `pad`"),
+        "{}",
+        answer.body
+    );
+    let answer = call(
+        &client,
+        &daemon,
+        Method::POST,
+        "/api/v1/tasks",
+        Some("{".into()),
+    )
+    .await;
     assert!(answer.error(400).starts_with("invalid task:"));
 
     // Query strings.
     for (query, needle) in [
-        ("limit=abc", "`limit` must be a whole number from 1 to 10000"),
+        (
+            "limit=abc",
+            "`limit` must be a whole number from 1 to 10000",
+        ),
         ("limit=-1", "not `-1`"),
         ("limit=0", "not `0`"),
-        ("status=paused", "`status`: unknown TaskStatus `paused` (expected one of: pending,"),
+        (
+            "status=paused",
+            "`status`: unknown TaskStatus `paused` (expected one of: pending,",
+        ),
         ("limt=5", "unknown field `limt`"),
         ("after=abc", "`abc` is not a task id"),
     ] {
-        let answer = call(&client, &daemon, Method::GET, &format!("/api/v1/tasks?{query}"), None).await;
+        let answer = call(
+            &client,
+            &daemon,
+            Method::GET,
+            &format!("/api/v1/tasks?{query}"),
+            None,
+        )
+        .await;
         let message = answer.error(400);
         assert!(message.contains(needle), "{query}: {message}");
     }
     for (path, needle) in [
-        ("/api/v1/targets/jama/entitlements?after=nocolon", "`TYPE:ID`"),
-        ("/api/v1/targets/jama/access?after=one|two", "`ACCOUNT_ID|TYPE|ENTITLEMENT_ID`"),
+        (
+            "/api/v1/targets/jama/entitlements?after=nocolon",
+            "`TYPE:ID`",
+        ),
+        (
+            "/api/v1/targets/jama/access?after=one|two",
+            "`ACCOUNT_ID|TYPE|ENTITLEMENT_ID`",
+        ),
         ("/api/v1/accounts?after=noslash", "`TARGET/ID`"),
         ("/api/v1/runs?after=-3", "`-3` is not a run id"),
-        ("/api/v1/targets/jama/accounts?status=gone", "`status`: unknown AccountStatus `gone` (expected one of"),
+        (
+            "/api/v1/targets/jama/accounts?status=gone",
+            "`status`: unknown AccountStatus `gone` (expected one of",
+        ),
     ] {
-        let message = call(&client, &daemon, Method::GET, path, None).await.error(400);
+        let message = call(&client, &daemon, Method::GET, path, None)
+            .await
+            .error(400);
         assert!(message.contains(needle), "{path}: {message}");
     }
 
@@ -205,13 +245,36 @@ async fn api_errors_are_json_and_the_daemon_stays_up() {
         "/api/v1/tasks/abc",
         "/api/v1/tasks/-1",
     ] {
-        let message = call(&client, &daemon, Method::GET, path, None).await.error(400);
-        assert!(message.contains("is not a task id: give a whole number"), "{message}");
+        let message = call(&client, &daemon, Method::GET, path, None)
+            .await
+            .error(400);
+        assert!(
+            message.contains("is not a task id: give a whole number"),
+            "{message}"
+        );
     }
-    let answer = call(&client, &daemon, Method::POST, "/api/v1/tasks/abc/cancel", None).await;
+    let answer = call(
+        &client,
+        &daemon,
+        Method::POST,
+        "/api/v1/tasks/abc/cancel",
+        None,
+    )
+    .await;
     assert!(answer.error(400).contains("`abc` is not a task id"));
-    let answer = call(&client, &daemon, Method::GET, "/api/v1/targets/%FF/accounts", None).await;
-    assert!(answer.error(400).starts_with("bad path:"), "{}", answer.body);
+    let answer = call(
+        &client,
+        &daemon,
+        Method::GET,
+        "/api/v1/targets/%FF/accounts",
+        None,
+    )
+    .await;
+    assert!(
+        answer.error(400).starts_with("bad path:"),
+        "{}",
+        answer.body
+    );
     assert!(call(&client, &daemon, Method::GET, "/api/v1/tasks/7", None)
         .await
         .error(404)
@@ -220,10 +283,16 @@ async fn api_errors_are_json_and_the_daemon_stays_up() {
     // Routes and methods.
     let answer = call(&client, &daemon, Method::GET, "/api/v1/nope", None).await;
     let message = answer.error(404);
-    assert!(message.contains("no API route GET /api/v1/nope"), "{message}");
+    assert!(
+        message.contains("no API route GET /api/v1/nope"),
+        "{message}"
+    );
     let answer = call(&client, &daemon, Method::DELETE, "/api/v1/tasks", None).await;
     let message = answer.error(405);
-    assert!(message.contains("DELETE is not allowed on /api/v1/tasks"), "{message}");
+    assert!(
+        message.contains("DELETE is not allowed on /api/v1/tasks"),
+        "{message}"
+    );
 
     // Still up, still working.
     let (status, _) = daemon.get("/readyz", None).await;
@@ -274,12 +343,22 @@ async fn lists_page_by_cursor_and_cli_listings_announce_truncation() {
     let (ids, pages) = follow(&client, &daemon, "/api/v1/tasks?limit=500").await;
     assert_eq!(pages, 5);
     assert_eq!(ids.len(), TASKS);
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "oldest first, each once");
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "oldest first, each once"
+    );
     assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), TASKS);
     let (by_default, pages) = follow(&client, &daemon, "/api/v1/tasks?status=pending").await;
     assert_eq!((by_default, pages), (ids.clone(), 21));
     // An exact last page says nothing more follows.
-    let answer = call(&client, &daemon, Method::GET, "/api/v1/tasks?limit=2002", None).await;
+    let answer = call(
+        &client,
+        &daemon,
+        Method::GET,
+        "/api/v1/tasks?limit=2002",
+        None,
+    )
+    .await;
     assert!(answer.headers.get("x-next-after").is_none());
     // A page of one: its cursor is its own row.
     let answer = call(&client, &daemon, Method::GET, "/api/v1/tasks?limit=1", None).await;
@@ -299,7 +378,10 @@ async fn lists_page_by_cursor_and_cli_listings_announce_truncation() {
     // A limit that holds everything: no notice.
     let listed = idsync_env(&config, &["task", "list", "--limit", "2002"], cli_env()).await;
     assert_eq!(String::from_utf8(listed.stderr).unwrap(), "");
-    assert_eq!(String::from_utf8(listed.stdout).unwrap().lines().count(), 1 + TASKS);
+    assert_eq!(
+        String::from_utf8(listed.stdout).unwrap().lines().count(),
+        1 + TASKS
+    );
     let listed = idsync_env(
         &config,
         &["--output", "json", "task", "list", "--limit", "5"],
@@ -308,10 +390,17 @@ async fn lists_page_by_cursor_and_cli_listings_announce_truncation() {
     .await;
     let rows: Vec<Value> = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(rows.len(), 5);
-    assert!(String::from_utf8(listed.stderr).unwrap().starts_with("5 of 2,002 tasks shown"));
+    assert!(String::from_utf8(listed.stderr)
+        .unwrap()
+        .starts_with("5 of 2,002 tasks shown"));
 
     // --all: every row, once, in order; JSON is one valid array.
-    let listed = idsync_env(&config, &["--output", "json", "task", "list", "--all"], cli_env()).await;
+    let listed = idsync_env(
+        &config,
+        &["--output", "json", "task", "list", "--all"],
+        cli_env(),
+    )
+    .await;
     assert_eq!(listed.status.code(), Some(0));
     assert_eq!(String::from_utf8(listed.stderr).unwrap(), "");
     let rows: Vec<Value> = serde_json::from_slice(&listed.stdout).unwrap();
@@ -323,7 +412,9 @@ async fn lists_page_by_cursor_and_cli_listings_announce_truncation() {
     assert_eq!(stdout.lines().filter(|l| l.starts_with("ID ")).count(), 1);
     let listed = idsync_env(
         &config,
-        &["--output", "json", "task", "list", "--all", "--status", "failed"],
+        &[
+            "--output", "json", "task", "list", "--all", "--status", "failed",
+        ],
         cli_env(),
     )
     .await;

@@ -220,7 +220,10 @@ schedule = "0 0 0 1 1 *"
     for (list, fields) in [
         ("/api/v1/targets/digicert/accounts?", &["id"][..]),
         ("/api/v1/accounts?status=active&", &["target", "id"][..]),
-        ("/api/v1/targets/digicert/entitlements?", &["type", "id"][..]),
+        (
+            "/api/v1/targets/digicert/entitlements?",
+            &["type", "id"][..],
+        ),
         (
             "/api/v1/targets/digicert/access?",
             &["account_id", "entitlement_type", "entitlement_id"][..],
@@ -241,11 +244,16 @@ schedule = "0 0 0 1 1 *"
     // Runs, newest first: runs started while paging only come before the first page.
     let (before, _) = follow_pages(&daemon, "/api/v1/runs?limit=10000").await;
     let (paged, _) = follow_pages(&daemon, "/api/v1/runs?limit=1").await;
-    let ids: Vec<i64> = paged.iter().map(|run| run["id"].as_i64().unwrap()).collect();
+    let ids: Vec<i64> = paged
+        .iter()
+        .map(|run| run["id"].as_i64().unwrap())
+        .collect();
     assert!(ids.windows(2).all(|w| w[0] > w[1]), "{ids:?}");
     assert!(before.len() >= 2);
     assert!(
-        before.iter().all(|run| ids.contains(&run["id"].as_i64().unwrap())),
+        before
+            .iter()
+            .all(|run| ids.contains(&run["id"].as_i64().unwrap())),
         "{ids:?}"
     );
 

@@ -26,6 +26,18 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
+/// A request the API refuses with 400: the message names what was wrong and what is
+/// accepted.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadRequest(String);
+
+impl IntoResponse for BadRequest {
+    fn into_response(self) -> Response {
+        error(StatusCode::BAD_REQUEST, self.0)
+    }
+}
+
 /// The 413 answer, naming the limit.
 fn too_large() -> Response {
     let mut response = error(
@@ -130,38 +142,29 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
 }
 
 /// Parses the `limit` query parameter: absent means `default`; a larger value than `max`
-/// is lowered to `max`; anything but a whole number from 1 up is refused with 400 JSON.
-pub fn page_limit(raw: Option<&str>, default: u32, max: u32) -> Result<u32, Response> {
+/// is lowered to `max`; anything but a whole number from 1 up is refused.
+pub fn page_limit(raw: Option<&str>, default: u32, max: u32) -> Result<u32, BadRequest> {
     let Some(raw) = raw else {
         return Ok(default);
     };
     match raw.parse::<u64>() {
-        Ok(0) | Err(_) => Err(error(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "bad query string: `limit` must be a whole number from 1 to {max} (larger \
-                 values are lowered to {max}), not `{raw}`"
-            ),
-        )),
+        Ok(0) | Err(_) => Err(BadRequest(format!(
+            "bad query string: `limit` must be a whole number from 1 to {max} (larger values \
+             are lowered to {max}), not `{raw}`"
+        ))),
         Ok(limit) => Ok(u32::try_from(limit).unwrap_or(max).min(max)),
     }
 }
 
-/// Parses a numeric id from the path (`/tasks/{id}`) or an `after` cursor, refused with 400
-/// JSON naming `what` and the accepted form.
-pub fn parse_id(raw: &str, what: &str) -> Result<i64, Response> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| {
-            error(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "`{raw}` is not a {what}: give a whole number from 1 to {}",
-                    i64::MAX
-                ),
-            )
-        })
+/// Parses a numeric id from the path (`/tasks/{id}`) or an `after` cursor, refused naming
+/// `what` and the accepted form.
+pub fn parse_id(raw: &str, what: &str) -> Result<i64, BadRequest> {
+    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+        BadRequest(format!(
+            "`{raw}` is not a {what}: give a whole number from 1 to {}",
+            i64::MAX
+        ))
+    })
 }
 
 /// The answer for a path under `/api/v1` that no route takes.
@@ -220,14 +223,12 @@ mod tests {
         assert_eq!(page_limit(None, 100, 10_000).unwrap(), 100);
         assert_eq!(page_limit(Some("7"), 100, 10_000).unwrap(), 7);
         assert_eq!(page_limit(Some("20000"), 100, 10_000).unwrap(), 10_000);
-        assert_eq!(
-            page_limit(Some("99999999999999999999999"), 100, 10_000).unwrap_err().status(),
-            StatusCode::BAD_REQUEST
-        );
-        for bad in ["abc", "-1", "0", "1.5", ""] {
-            let refused = page_limit(Some(bad), 100, 10_000).unwrap_err();
-            assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{bad}");
+        for bad in ["abc", "-1", "0", "1.5", "", "99999999999999999999999"] {
+            let refused = page_limit(Some(bad), 100, 10_000).unwrap_err().to_string();
+            assert!(refused.ends_with(&format!("not `{bad}`")), "{refused}");
         }
+        let refused = page_limit(Some("x"), 100, 10_000).unwrap_err();
+        assert_eq!(refused.into_response().status(), StatusCode::BAD_REQUEST);
     }
 
     #[test]
