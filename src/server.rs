@@ -1,11 +1,16 @@
 //! The HTTP server: `/healthz`, `/readyz`, `/metrics`, and the `/api/v1` API behind a bearer
 //! token (compared in constant time; the API answers 404 when no token is configured).
+//! Every API answer, errors included, is JSON; [`limits`] holds the edges (body limit,
+//! refused query strings and paths, unknown routes, list paging).
+
+pub mod limits;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -25,6 +30,7 @@ use crate::store::{
 };
 use crate::sync::tasks::{self, SubmitRequest};
 use crate::telemetry;
+use limits::{error, json_rejection, page, parse_id, ApiPath, ApiQuery, BODY_LIMIT_BYTES};
 
 /// The page size of API lists when `limit` is not given.
 const DEFAULT_LIMIT: u32 = 100;
@@ -61,7 +67,11 @@ pub fn router(state: ServerState) -> Router {
         .route("/tasks/{id}/retry", post(retry_task))
         .route("/tasks/{id}/cancel", post(cancel_task))
         .route("/jobs/{name}/run", post(run_job))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .method_not_allowed_fallback(limits::method_not_allowed)
+        .fallback(limits::unknown_route)
+        .layer(middleware::from_fn(limits::limit_body))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -79,11 +89,6 @@ pub async fn serve(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
-}
-
-/// A JSON error answer.
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
 async fn require_token(
@@ -142,10 +147,22 @@ async fn metrics() -> Response {
         .into_response()
 }
 
-/// The page size of a `?limit=` query (`serde(flatten)` cannot carry numbers through a
-/// query string, so each query struct has its own `limit` and `after`).
-fn page_limit(limit: Option<u32>) -> u32 {
-    limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
+/// The page size of a `?limit=` query, or the 400 answer (`serde(flatten)` cannot carry
+/// numbers through a query string, so each query struct has its own `limit` and `after`).
+fn page_limit(limit: Option<&str>) -> Result<u32, limits::BadRequest> {
+    limits::page_limit(limit, DEFAULT_LIMIT, MAX_LIMIT)
+}
+
+/// The 400 answer for an `after` cursor that is not of the list's form.
+fn bad_cursor(cursor: &str, form: &str) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        format!(
+            "bad query string: `after` must be {form} (the `{}` header of the previous page), \
+             not `{cursor}`",
+            limits::NEXT_AFTER_HEADER
+        ),
+    )
 }
 
 fn store_error(err: impl std::fmt::Display) -> Response {
@@ -194,17 +211,18 @@ async fn list_targets(State(state): State<ServerState>) -> Response {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AccountQuery {
     status: Option<String>,
     owner: Option<String>,
-    limit: Option<u32>,
+    limit: Option<String>,
     after: Option<String>,
 }
 
 async fn list_target_accounts(
     State(state): State<ServerState>,
-    Path(target): Path<String>,
-    Query(query): Query<AccountQuery>,
+    ApiPath(target): ApiPath<String>,
+    ApiQuery(query): ApiQuery<AccountQuery>,
 ) -> Response {
     if let Some(response) = unknown_target(&state, &target) {
         return response;
@@ -214,7 +232,7 @@ async fn list_target_accounts(
 
 async fn list_accounts(
     State(state): State<ServerState>,
-    Query(query): Query<AccountQuery>,
+    ApiQuery(query): ApiQuery<AccountQuery>,
 ) -> Response {
     accounts(&state, None, query).await
 }
@@ -227,123 +245,174 @@ async fn accounts(state: &ServerState, target: Option<String>, query: AccountQue
         .transpose()
     {
         Ok(status) => status,
-        Err(err) => return error(StatusCode::BAD_REQUEST, err.to_string()),
+        Err(err) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("bad query string: `status`: {err}"),
+            )
+        }
+    };
+    let limit = match page_limit(query.limit.as_deref()) {
+        Ok(limit) => limit,
+        Err(err) => return err.into_response(),
     };
     // Cursor: `id` within one target, `target/id` across targets.
-    let after = query
-        .after
-        .as_deref()
-        .map(|cursor| match (&target, cursor.split_once('/')) {
-            (Some(t), _) => (t.clone(), cursor.to_string()),
-            (None, Some((t, id))) => (t.to_string(), id.to_string()),
-            (None, None) => (String::new(), cursor.to_string()),
-        });
+    let after = match (query.after.as_deref(), &target) {
+        (None, _) => None,
+        (Some(cursor), Some(t)) => Some((t.clone(), cursor.to_string())),
+        (Some(cursor), None) => match cursor.split_once('/') {
+            Some((t, id)) => Some((t.to_string(), id.to_string())),
+            None => return bad_cursor(cursor, "`TARGET/ID` of the last account seen"),
+        },
+    };
+    let across_targets = target.is_none();
     let filter = AccountFilter {
         target,
         status,
         owner: query.owner,
         after,
-        limit: page_limit(query.limit),
+        limit: limit + 1,
     };
     match state.store.list_accounts(&filter).await {
-        Ok(rows) => Json(rows).into_response(),
+        Ok(rows) => page(rows, limit, |a| {
+            if across_targets {
+                format!("{}/{}", a.target, a.id)
+            } else {
+                a.id.clone()
+            }
+        }),
         Err(err) => store_error(err),
     }
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct EntitlementQuery {
     #[serde(rename = "type")]
     entitlement_type: Option<String>,
-    limit: Option<u32>,
+    limit: Option<String>,
     after: Option<String>,
 }
 
 async fn list_target_entitlements(
     State(state): State<ServerState>,
-    Path(target): Path<String>,
-    Query(query): Query<EntitlementQuery>,
+    ApiPath(target): ApiPath<String>,
+    ApiQuery(query): ApiQuery<EntitlementQuery>,
 ) -> Response {
     if let Some(response) = unknown_target(&state, &target) {
         return response;
     }
+    let limit = match page_limit(query.limit.as_deref()) {
+        Ok(limit) => limit,
+        Err(err) => return err.into_response(),
+    };
     // Cursor: `type:id` of the last row.
-    let after = query
-        .after
-        .as_deref()
-        .and_then(|cursor| cursor.split_once(':'))
-        .map(|(kind, id)| (kind.to_string(), id.to_string()));
+    let after = match query.after.as_deref() {
+        None => None,
+        Some(cursor) => match cursor.split_once(':') {
+            Some((kind, id)) => Some((kind.to_string(), id.to_string())),
+            None => return bad_cursor(cursor, "`TYPE:ID` of the last entitlement seen"),
+        },
+    };
     let filter = EntitlementFilter {
         target,
         entitlement_type: query.entitlement_type,
         after,
-        limit: page_limit(query.limit),
+        limit: limit + 1,
     };
     match state.store.list_entitlements(&filter).await {
-        Ok(rows) => Json(rows).into_response(),
+        Ok(rows) => page(rows, limit, |e| format!("{}:{}", e.entitlement_type, e.id)),
         Err(err) => store_error(err),
     }
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AccessQuery {
     account: Option<String>,
-    limit: Option<u32>,
+    limit: Option<String>,
     after: Option<String>,
 }
 
 async fn list_target_access(
     State(state): State<ServerState>,
-    Path(target): Path<String>,
-    Query(query): Query<AccessQuery>,
+    ApiPath(target): ApiPath<String>,
+    ApiQuery(query): ApiQuery<AccessQuery>,
 ) -> Response {
     if let Some(response) = unknown_target(&state, &target) {
         return response;
     }
+    let limit = match page_limit(query.limit.as_deref()) {
+        Ok(limit) => limit,
+        Err(err) => return err.into_response(),
+    };
     // Cursor: `account_id|type|entitlement_id` of the last row.
-    let after = query.after.as_deref().and_then(|cursor| {
-        let mut parts = cursor.splitn(3, '|');
-        Some((
-            parts.next()?.to_string(),
-            parts.next()?.to_string(),
-            parts.next()?.to_string(),
-        ))
-    });
+    let after = match query.after.as_deref() {
+        None => None,
+        Some(cursor) => {
+            let mut parts = cursor.splitn(3, '|');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(account), Some(kind), Some(id)) => {
+                    Some((account.to_string(), kind.to_string(), id.to_string()))
+                }
+                _ => {
+                    return bad_cursor(
+                        cursor,
+                        "`ACCOUNT_ID|TYPE|ENTITLEMENT_ID` of the last grant seen",
+                    )
+                }
+            }
+        }
+    };
     let filter = GrantFilter {
         target,
         account: query.account,
         after,
-        limit: page_limit(query.limit),
+        limit: limit + 1,
     };
     match state.store.list_grants(&filter).await {
-        Ok(rows) => Json(rows).into_response(),
+        Ok(rows) => page(rows, limit, |g| {
+            format!(
+                "{}|{}|{}",
+                g.account_id, g.entitlement_type, g.entitlement_id
+            )
+        }),
         Err(err) => store_error(err),
     }
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RunQuery {
     job: Option<String>,
     target: Option<String>,
-    limit: Option<u32>,
+    limit: Option<String>,
     after: Option<String>,
 }
 
-async fn list_runs(State(state): State<ServerState>, Query(query): Query<RunQuery>) -> Response {
+async fn list_runs(
+    State(state): State<ServerState>,
+    ApiQuery(query): ApiQuery<RunQuery>,
+) -> Response {
+    let limit = match page_limit(query.limit.as_deref()) {
+        Ok(limit) => limit,
+        Err(err) => return err.into_response(),
+    };
     // Runs are newest first; `after` is the id of the last run seen, so the next page
     // holds older runs.
-    let before_id = match query.after.as_deref().map(str::parse::<i64>).transpose() {
-        Ok(id) => id,
-        Err(_) => return error(StatusCode::BAD_REQUEST, "`after` must be a run id"),
+    let before_id = match query.after.as_deref().map(|raw| parse_id(raw, "run id")) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(err)) => return err.into_response(),
     };
     let filter = RunFilter {
         job: query.job,
         target: query.target,
         before_id,
-        limit: page_limit(query.limit),
+        limit: limit + 1,
     };
     match state.store.list_runs(&filter).await {
-        Ok(rows) => Json(rows).into_response(),
+        Ok(rows) => page(rows, limit, |r| r.id.to_string()),
         Err(err) => store_error(err),
     }
 }
@@ -357,10 +426,13 @@ struct RunJobBody {
 
 async fn run_job(
     State(state): State<ServerState>,
-    Path(name): Path<String>,
-    body: Option<Json<RunJobBody>>,
+    ApiPath(name): ApiPath<String>,
+    body: Result<Option<Json<RunJobBody>>, JsonRejection>,
 ) -> Response {
-    let allow_deletions = body.map(|Json(body)| body.allow_deletions).unwrap_or(false);
+    let allow_deletions = match body {
+        Ok(body) => body.is_some_and(|Json(body)| body.allow_deletions),
+        Err(rejection) => return json_rejection(rejection, "job run body"),
+    };
     // One configured token with every scope; named tokens arrive with scopes.
     let actor = "token:api".to_string();
     let receiver = match state
@@ -402,16 +474,11 @@ const API_ACTOR: &str = "token:api";
 
 async fn submit_task(
     State(state): State<ServerState>,
-    body: Result<Json<SubmitRequest>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<SubmitRequest>, JsonRejection>,
 ) -> Response {
     let request = match body {
         Ok(Json(request)) => request,
-        Err(rejection) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("invalid task: {}", rejection.body_text()),
-            )
-        }
+        Err(rejection) => return json_rejection(rejection, "task"),
     };
     let engine = state.runner.provisioning();
     let target = request.target.clone();
@@ -437,14 +504,18 @@ async fn submit_task(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct TaskQuery {
     status: Option<String>,
     target: Option<String>,
-    limit: Option<u32>,
+    limit: Option<String>,
     after: Option<String>,
 }
 
-async fn list_tasks(State(state): State<ServerState>, Query(query): Query<TaskQuery>) -> Response {
+async fn list_tasks(
+    State(state): State<ServerState>,
+    ApiQuery(query): ApiQuery<TaskQuery>,
+) -> Response {
     let status = match query
         .status
         .as_deref()
@@ -452,26 +523,40 @@ async fn list_tasks(State(state): State<ServerState>, Query(query): Query<TaskQu
         .transpose()
     {
         Ok(status) => status,
-        Err(err) => return error(StatusCode::BAD_REQUEST, err.to_string()),
+        Err(err) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("bad query string: `status`: {err}"),
+            )
+        }
+    };
+    let limit = match page_limit(query.limit.as_deref()) {
+        Ok(limit) => limit,
+        Err(err) => return err.into_response(),
     };
     // Tasks are oldest first; `after` is the id of the last task seen.
-    let after_id = match query.after.as_deref().map(str::parse::<i64>).transpose() {
-        Ok(id) => id,
-        Err(_) => return error(StatusCode::BAD_REQUEST, "`after` must be a task id"),
+    let after_id = match query.after.as_deref().map(|raw| parse_id(raw, "task id")) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(err)) => return err.into_response(),
     };
     let filter = TaskFilter {
         target: query.target,
         status,
         after_id,
-        limit: page_limit(query.limit),
+        limit: limit + 1,
     };
     match state.store.list_tasks(&filter).await {
-        Ok(rows) => Json(rows).into_response(),
+        Ok(rows) => page(rows, limit, |t| t.id.to_string()),
         Err(err) => store_error(err),
     }
 }
 
-async fn get_task(State(state): State<ServerState>, Path(id): Path<i64>) -> Response {
+async fn get_task(State(state): State<ServerState>, ApiPath(id): ApiPath<String>) -> Response {
+    let id = match parse_id(&id, "task id") {
+        Ok(id) => id,
+        Err(err) => return err.into_response(),
+    };
     match state.store.get_task(id).await {
         Ok(Some(task)) => Json(task).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no task {id}")),
@@ -479,7 +564,11 @@ async fn get_task(State(state): State<ServerState>, Path(id): Path<i64>) -> Resp
     }
 }
 
-async fn retry_task(State(state): State<ServerState>, Path(id): Path<i64>) -> Response {
+async fn retry_task(State(state): State<ServerState>, ApiPath(id): ApiPath<String>) -> Response {
+    let id = match parse_id(&id, "task id") {
+        Ok(id) => id,
+        Err(err) => return err.into_response(),
+    };
     match state
         .store
         .retry_task(id, API_ACTOR, crate::clock::now())
@@ -496,7 +585,11 @@ async fn retry_task(State(state): State<ServerState>, Path(id): Path<i64>) -> Re
     }
 }
 
-async fn cancel_task(State(state): State<ServerState>, Path(id): Path<i64>) -> Response {
+async fn cancel_task(State(state): State<ServerState>, ApiPath(id): ApiPath<String>) -> Response {
+    let id = match parse_id(&id, "task id") {
+        Ok(id) => id,
+        Err(err) => return err.into_response(),
+    };
     match state
         .store
         .cancel_task(id, API_ACTOR, crate::clock::now())

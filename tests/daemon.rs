@@ -54,6 +54,30 @@ fn metric_value(metrics: &str, name: &str, needles: &[&str]) -> f64 {
         .sum()
 }
 
+/// Every row of an API list, by following its `X-Next-After` cursor from `first` (which
+/// ends in a query string), and how many pages that took.
+async fn follow_pages(daemon: &Daemon, first: &str) -> (Vec<serde_json::Value>, usize) {
+    let client = reqwest::Client::new();
+    let (mut rows, mut pages, mut path) = (Vec::new(), 0, first.to_string());
+    loop {
+        let answer = client
+            .get(daemon.url(&path))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{path}");
+        let next = answer.headers().get("x-next-after").cloned();
+        let page: Vec<serde_json::Value> = answer.json().await.unwrap();
+        pages += 1;
+        rows.extend(page);
+        match next {
+            Some(next) => path = format!("{first}&after={}", next.to_str().unwrap()),
+            None => return (rows, pages),
+        }
+    }
+}
+
 /// The runs of `job`, newest first, from the API.
 async fn runs_of(daemon: &Daemon, job: &str) -> Vec<serde_json::Value> {
     let (status, body) = daemon
@@ -181,6 +205,56 @@ schedule = "0 0 0 1 1 *"
             .unwrap()
             .len(),
         2
+    );
+    // Every list pages by its cursor: following `X-Next-After` by pages of 2 gives the
+    // whole list, each row once, in the list's order.
+    let key_of = |fields: &'static [&'static str]| {
+        move |row: &serde_json::Value| {
+            fields
+                .iter()
+                .map(|field| row[field].to_string())
+                .collect::<Vec<_>>()
+                .join("|")
+        }
+    };
+    for (list, fields) in [
+        ("/api/v1/targets/digicert/accounts?", &["id"][..]),
+        ("/api/v1/accounts?status=active&", &["target", "id"][..]),
+        (
+            "/api/v1/targets/digicert/entitlements?",
+            &["type", "id"][..],
+        ),
+        (
+            "/api/v1/targets/digicert/access?",
+            &["account_id", "entitlement_type", "entitlement_id"][..],
+        ),
+    ] {
+        let key = key_of(fields);
+        let (whole, pages) = follow_pages(&daemon, &format!("{list}limit=10000")).await;
+        assert_eq!(pages, 1, "{list}");
+        assert!(whole.len() > 2, "{list}: {}", whole.len());
+        let (paged, pages) = follow_pages(&daemon, &format!("{list}limit=2")).await;
+        assert_eq!(pages, whole.len().div_ceil(2), "{list}");
+        assert_eq!(
+            paged.iter().map(&key).collect::<Vec<_>>(),
+            whole.iter().map(&key).collect::<Vec<_>>(),
+            "{list}"
+        );
+    }
+    // Runs, newest first: runs started while paging only come before the first page.
+    let (before, _) = follow_pages(&daemon, "/api/v1/runs?limit=10000").await;
+    let (paged, _) = follow_pages(&daemon, "/api/v1/runs?limit=1").await;
+    let ids: Vec<i64> = paged
+        .iter()
+        .map(|run| run["id"].as_i64().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "{ids:?}");
+    assert!(before.len() >= 2);
+    assert!(
+        before
+            .iter()
+            .all(|run| ids.contains(&run["id"].as_i64().unwrap())),
+        "{ids:?}"
     );
 
     // A job triggered through the API runs once more (the access import is idle, so it is

@@ -194,9 +194,12 @@ pub enum TaskCommand {
         /// Only this status: pending, running, succeeded, failed, cancelled.
         #[arg(long)]
         status: Option<String>,
-        /// At most this many.
-        #[arg(long, default_value_t = 1000)]
+        /// At most this many; when more exist, stderr says so.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
+        /// Every task, streamed page by page (instead of `--limit`).
+        #[arg(long, conflicts_with = "limit")]
+        all: bool,
     },
     /// Show one task.
     Show {
@@ -306,9 +309,12 @@ pub enum RunsCommand {
         /// Only this target.
         #[arg(long)]
         target: Option<String>,
-        /// At most this many.
-        #[arg(long, default_value_t = 50)]
+        /// At most this many; when more exist, stderr says so.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
+        /// Every run, streamed page by page (instead of `--limit`).
+        #[arg(long, conflicts_with = "limit")]
+        all: bool,
     },
 }
 

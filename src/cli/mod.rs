@@ -24,6 +24,7 @@ pub mod args;
 #[cfg(feature = "sim")]
 mod demo;
 pub mod output;
+mod paging;
 
 use args::{
     AccessCommand, AccountsCommand, EntitlementsCommand, ImportArgs, RunsCommand, StoreCommand,
@@ -31,6 +32,7 @@ use args::{
 };
 pub use args::{Cli, Command, OutputFormat};
 use output::{cell, outln, print_json, print_list};
+use paging::{print_pages, RowLimit, RunPages, TaskPages};
 
 /// Exit code: success.
 pub const EXIT_OK: i32 = 0;
@@ -473,38 +475,51 @@ async fn access(app: &App, command: AccessCommand, format: OutputFormat) -> i32 
 }
 
 async fn runs(app: &App, command: RunsCommand, format: OutputFormat) -> i32 {
-    let RunsCommand::List { job, target, limit } = command;
-    let filter = RunFilter {
+    let RunsCommand::List {
         job,
         target,
-        before_id: None,
         limit,
+        all,
+    } = command;
+    let pages = RunPages {
+        store: app.store.as_ref(),
+        filter: RunFilter {
+            job,
+            target,
+            ..Default::default()
+        },
     };
-    match app.store.list_runs(&filter).await {
-        Ok(rows) => {
-            print_list(
-                format,
-                &rows,
-                &[
-                    "ID", "JOB", "TARGET", "KIND", "TRIGGER", "STARTED", "OUTCOME", "ERROR",
-                ],
-                |r| {
-                    vec![
-                        r.id.to_string(),
-                        r.job.clone(),
-                        cell(r.target.as_deref()),
-                        r.kind.to_string(),
-                        r.trigger.to_string(),
-                        crate::clock::format(r.started_at),
-                        cell(r.outcome),
-                        cell(r.error.as_deref()),
-                    ]
-                },
-            );
-            EXIT_OK
-        }
+    match print_pages(
+        &pages,
+        RowLimit::new(limit, all),
+        format,
+        RUN_HEADERS,
+        run_row,
+    )
+    .await
+    {
+        Ok(()) => EXIT_OK,
         Err(err) => store_failed(err),
     }
+}
+
+/// The columns of `runs list`.
+const RUN_HEADERS: &[&str] = &[
+    "ID", "JOB", "TARGET", "KIND", "TRIGGER", "STARTED", "OUTCOME", "ERROR",
+];
+
+/// One row of `runs list`.
+fn run_row(r: &crate::model::RunRecord) -> Vec<String> {
+    vec![
+        r.id.to_string(),
+        r.job.clone(),
+        cell(r.target.as_deref()),
+        r.kind.to_string(),
+        r.trigger.to_string(),
+        crate::clock::format(r.started_at),
+        cell(r.outcome),
+        cell(r.error.as_deref()),
+    ]
 }
 
 async fn store(app: &App, command: StoreCommand) -> i32 {
@@ -604,6 +619,7 @@ async fn task(app: &App, command: TaskCommand, format: OutputFormat) -> i32 {
             target,
             status,
             limit,
+            all,
         } => {
             let status = match status.as_deref().map(str::parse::<TaskStatus>).transpose() {
                 Ok(status) => status,
@@ -612,17 +628,24 @@ async fn task(app: &App, command: TaskCommand, format: OutputFormat) -> i32 {
                     return EXIT_USAGE;
                 }
             };
-            let filter = TaskFilter {
-                target,
-                status,
-                after_id: None,
-                limit,
+            let pages = TaskPages {
+                store: app.store.as_ref(),
+                filter: TaskFilter {
+                    target,
+                    status,
+                    ..Default::default()
+                },
             };
-            match app.store.list_tasks(&filter).await {
-                Ok(rows) => {
-                    print_tasks(&rows, format);
-                    EXIT_OK
-                }
+            match print_pages(
+                &pages,
+                RowLimit::new(limit, all),
+                format,
+                TASK_HEADERS,
+                task_row,
+            )
+            .await
+            {
+                Ok(()) => EXIT_OK,
                 Err(err) => store_failed(err),
             }
         }
@@ -830,36 +853,37 @@ fn print_task(task: &Task, format: OutputFormat) {
 
 /// Prints tasks as a table or a JSON array.
 fn print_tasks(rows: &[Task], format: OutputFormat) {
-    print_list(
-        format,
-        rows,
-        &[
-            "ID",
-            "TARGET",
-            "OPERATION",
-            "ACCOUNT",
-            "ENTITLEMENT",
-            "STATUS",
-            "ATTEMPTS",
-            "NEXT ATTEMPT",
-            "LAST ERROR",
-        ],
-        |t| {
-            vec![
-                t.id.to_string(),
-                t.target.clone(),
-                t.operation.to_string(),
-                t.account.clone(),
-                cell(
-                    t.entitlement
-                        .as_ref()
-                        .map(|e| format!("{}:{} ({})", e.entitlement_type, e.id, e.name)),
-                ),
-                t.status.to_string(),
-                format!("{}/{}", t.attempts, t.max_attempts),
-                cell(t.next_attempt_at.map(crate::clock::format)),
-                cell(t.last_error.as_deref()),
-            ]
-        },
-    );
+    print_list(format, rows, TASK_HEADERS, task_row);
+}
+
+/// The columns of a task table.
+const TASK_HEADERS: &[&str] = &[
+    "ID",
+    "TARGET",
+    "OPERATION",
+    "ACCOUNT",
+    "ENTITLEMENT",
+    "STATUS",
+    "ATTEMPTS",
+    "NEXT ATTEMPT",
+    "LAST ERROR",
+];
+
+/// One row of a task table.
+fn task_row(t: &Task) -> Vec<String> {
+    vec![
+        t.id.to_string(),
+        t.target.clone(),
+        t.operation.to_string(),
+        t.account.clone(),
+        cell(
+            t.entitlement
+                .as_ref()
+                .map(|e| format!("{}:{} ({})", e.entitlement_type, e.id, e.name)),
+        ),
+        t.status.to_string(),
+        format!("{}/{}", t.attempts, t.max_attempts),
+        cell(t.next_attempt_at.map(crate::clock::format)),
+        cell(t.last_error.as_deref()),
+    ]
 }

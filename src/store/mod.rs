@@ -397,6 +397,9 @@ pub trait Store: Send + Sync {
     async fn get_run(&self, run_id: i64) -> StoreResult<Option<RunRecord>>;
     /// Runs, newest first.
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunRecord>>;
+    /// How many runs match the filter's `job` and `target` (its cursor and limit are
+    /// ignored): the total a truncated listing reports.
+    async fn count_runs(&self, filter: &RunFilter) -> StoreResult<u64>;
     /// The newest successful run of this kind for this target.
     async fn last_success(&self, target: &str, kind: JobKind) -> StoreResult<Option<RunRecord>>;
     /// The newest finished run (any outcome) of this kind for this target.
@@ -495,6 +498,9 @@ pub trait Store: Send + Sync {
     async fn get_task(&self, id: i64) -> StoreResult<Option<Task>>;
     /// Tasks matching the filter, oldest first.
     async fn list_tasks(&self, filter: &TaskFilter) -> StoreResult<Vec<Task>>;
+    /// How many tasks match the filter's `target` and `status` (its cursor and limit are
+    /// ignored): the total a truncated listing reports.
+    async fn count_tasks(&self, filter: &TaskFilter) -> StoreResult<u64>;
     /// Leases due tasks: `pending`, due, whose dependency (if any) has succeeded (its
     /// `account_id` is copied to the dependent task), and that are the **oldest unfinished
     /// task of their (target, account)** — tasks of one account run one at a time in

@@ -400,6 +400,10 @@ impl Store for SqliteStore {
         self.list_runs_impl(filter).await
     }
 
+    async fn count_runs(&self, filter: &RunFilter) -> StoreResult<u64> {
+        self.count_runs_impl(filter).await
+    }
+
     async fn last_success(&self, target: &str, kind: JobKind) -> StoreResult<Option<RunRecord>> {
         self.last_success_impl(target, kind).await
     }
@@ -521,6 +525,10 @@ impl Store for SqliteStore {
 
     async fn list_tasks(&self, filter: &TaskFilter) -> StoreResult<Vec<Task>> {
         self.list_tasks_impl(filter).await
+    }
+
+    async fn count_tasks(&self, filter: &TaskFilter) -> StoreResult<u64> {
+        self.count_tasks_impl(filter).await
     }
 
     async fn claim_tasks(&self, claim: &Claim) -> StoreResult<Vec<Task>> {

@@ -35,6 +35,16 @@ fn limit_or_default(limit: u32) -> i64 {
     })
 }
 
+/// The `job` and `target` conditions of a run listing (not its cursor or limit).
+fn push_run_filter(query: &mut QueryBuilder<'_, Sqlite>, filter: &RunFilter) {
+    if let Some(job) = &filter.job {
+        query.push(" AND job = ").push_bind(job.clone());
+    }
+    if let Some(target) = &filter.target {
+        query.push(" AND target = ").push_bind(target.clone());
+    }
+}
+
 /// The holder a run's lock carries (`run 42`, as the import jobs write it), in SQL.
 const RUN_LOCK_HOLDER: &str = "'run ' || runs.id";
 
@@ -118,12 +128,7 @@ impl SqliteStore {
             "SELECT {} FROM runs WHERE 1 = 1",
             rows::RUN_COLUMNS
         ));
-        if let Some(job) = &filter.job {
-            query.push(" AND job = ").push_bind(job);
-        }
-        if let Some(target) = &filter.target {
-            query.push(" AND target = ").push_bind(target);
-        }
+        push_run_filter(&mut query, filter);
         if let Some(before) = filter.before_id {
             query.push(" AND id < ").push_bind(before);
         }
@@ -136,6 +141,17 @@ impl SqliteStore {
             .await
             .map_err(query_err("listing runs"))?;
         found.iter().map(rows::run).collect()
+    }
+
+    pub(super) async fn count_runs_impl(&self, filter: &RunFilter) -> StoreResult<u64> {
+        let mut query = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM runs WHERE 1 = 1");
+        push_run_filter(&mut query, filter);
+        let count: i64 = query
+            .build_query_scalar()
+            .fetch_one(&self.read)
+            .await
+            .map_err(query_err("counting runs"))?;
+        Ok(u64::try_from(count).unwrap_or_default())
     }
 
     pub(super) async fn last_success_impl(

@@ -1013,6 +1013,21 @@ async fn gauges_oldest_pending_and_listing() {
         .unwrap();
     assert_eq!(paged.len(), 1);
     assert_eq!(paged[0].id, first.id + 1);
+    // Counting follows the target and status, and ignores the cursor and the limit.
+    let store = &store;
+    let count = |target: Option<&str>, status| {
+        let filter = TaskFilter {
+            target: target.map(str::to_string),
+            status,
+            after_id: Some(first.id),
+            limit: 1,
+        };
+        async move { store.count_tasks(&filter).await.unwrap() }
+    };
+    assert_eq!(count(None, None).await, 3);
+    assert_eq!(count(Some(TARGET), None).await, 2);
+    assert_eq!(count(Some(TARGET), Some(TaskStatus::Pending)).await, 1);
+    assert_eq!(count(Some("jama"), Some(TaskStatus::Cancelled)).await, 0);
 }
 
 #[tokio::test]

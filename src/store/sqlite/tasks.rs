@@ -419,12 +419,7 @@ impl SqliteStore {
     pub(super) async fn list_tasks_impl(&self, filter: &TaskFilter) -> StoreResult<Vec<Task>> {
         let mut query =
             QueryBuilder::<Sqlite>::new(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE 1 = 1"));
-        if let Some(target) = &filter.target {
-            query.push(" AND target = ").push_bind(target);
-        }
-        if let Some(status) = filter.status {
-            query.push(" AND status = ").push_bind(status.as_str());
-        }
+        push_task_filter(&mut query, filter);
         if let Some(after) = filter.after_id {
             query.push(" AND id > ").push_bind(after);
         }
@@ -442,6 +437,17 @@ impl SqliteStore {
             .await
             .map_err(query_err("listing tasks"))?;
         found.iter().map(task).collect()
+    }
+
+    pub(super) async fn count_tasks_impl(&self, filter: &TaskFilter) -> StoreResult<u64> {
+        let mut query = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM tasks WHERE 1 = 1");
+        push_task_filter(&mut query, filter);
+        let count: i64 = query
+            .build_query_scalar()
+            .fetch_one(&self.read)
+            .await
+            .map_err(query_err("counting tasks"))?;
+        Ok(u64::try_from(count).unwrap_or_default())
     }
 
     pub(super) async fn claim_tasks_impl(&self, claim: &Claim) -> StoreResult<Vec<Task>> {
@@ -1395,4 +1401,14 @@ async fn grant_removed(
         }),
     )
     .await
+}
+
+/// The `target` and `status` conditions of a task listing (not its cursor or limit).
+fn push_task_filter(query: &mut QueryBuilder<'_, Sqlite>, filter: &TaskFilter) {
+    if let Some(target) = &filter.target {
+        query.push(" AND target = ").push_bind(target.clone());
+    }
+    if let Some(status) = filter.status {
+        query.push(" AND status = ").push_bind(status.as_str());
+    }
 }

@@ -1228,6 +1228,18 @@ async fn runs_are_listed_newest_first_with_filters() {
         .await
         .unwrap();
     assert_eq!(page.iter().map(|r| r.id).collect::<Vec<_>>(), vec![second]);
+    // Counting follows the job and target, and ignores the cursor and the limit.
+    let count = |job: Option<&str>, target: Option<&str>| RunFilter {
+        job: job.map(str::to_string),
+        target: target.map(str::to_string),
+        before_id: Some(first),
+        limit: 1,
+    };
+    assert_eq!(store.count_runs(&count(None, None)).await.unwrap(), 3);
+    let accounts_job = count(Some("digicert-accounts"), Some(TARGET));
+    assert_eq!(store.count_runs(&accounts_job).await.unwrap(), 2);
+    let elsewhere = count(None, Some("jama"));
+    assert_eq!(store.count_runs(&elsewhere).await.unwrap(), 0);
 
     let last = store
         .last_success(TARGET, JobKind::AccountImport)
