@@ -30,7 +30,7 @@ use args::{
     SubmitArgs, TaskCommand,
 };
 pub use args::{Cli, Command, OutputFormat};
-use output::{cell, outln, print_json, print_list};
+use output::{cell, errln, outln, print_json, print_list};
 
 /// Exit code: success.
 pub const EXIT_OK: i32 = 0;
@@ -53,7 +53,7 @@ pub async fn run(cli: Cli) -> i32 {
                 return EXIT_USAGE;
             };
             if let Err(err) = telemetry::init_logging(&loaded.config.log) {
-                eprintln!("error: log.level: {err}");
+                errln!("error: log.level: {err}");
                 return EXIT_USAGE;
             }
             for warning in &loaded.warnings {
@@ -82,7 +82,7 @@ async fn with_config(command: Command, loaded: LoadedConfig, format: OutputForma
     let app = match App::build(loaded.config).await {
         Ok(app) => app,
         Err(err) => {
-            eprintln!("error: {err}");
+            errln!("error: {err}");
             return EXIT_USAGE;
         }
     };
@@ -95,7 +95,7 @@ async fn with_config(command: Command, loaded: LoadedConfig, format: OutputForma
             match result {
                 Ok(()) => EXIT_OK,
                 Err(err) => {
-                    eprintln!("error: {err}");
+                    errln!("error: {err}");
                     EXIT_FAILED
                 }
             }
@@ -119,9 +119,9 @@ fn load_config(path: &Path) -> Option<LoadedConfig> {
     match crate::app::load_config(path) {
         Ok(loaded) => Some(loaded),
         Err(err) => {
-            eprintln!("error: {err}:");
+            errln!("error: {err}:");
             for problem in &err.problems {
-                eprintln!("  - {problem}");
+                errln!("  - {problem}");
             }
             None
         }
@@ -136,7 +136,7 @@ fn check_config(path: &Path, format: OutputFormat) -> i32 {
             let connectors = match crate::connector::registry::build_connectors(&loaded.config) {
                 Ok(connectors) => connectors,
                 Err(err) => {
-                    eprintln!("error: {err}");
+                    errln!("error: {err}");
                     return EXIT_USAGE;
                 }
             };
@@ -157,12 +157,12 @@ fn check_config(path: &Path, format: OutputFormat) -> i32 {
                     outln!("  warning: {warning}");
                 }
                 if !reads.is_empty() {
-                    println!(
+                    outln!(
                         "task attributes each operation reads (task submit --attr KEY=VALUE; \
                          other keys are refused):"
                     );
                     for line in &reads {
-                        println!("  {line}");
+                        outln!("  {line}");
                     }
                 }
             }
@@ -184,7 +184,7 @@ fn check_config(path: &Path, format: OutputFormat) -> i32 {
 
 async fn test_connection(app: &App, target: &str) -> i32 {
     let Some(connector) = app.connectors.get(target) else {
-        eprintln!(
+        errln!(
             "error: unknown target `{target}` (configured: {})",
             target_names(app)
         );
@@ -197,7 +197,7 @@ async fn test_connection(app: &App, target: &str) -> i32 {
             EXIT_OK
         }
         Err(err) => {
-            eprintln!("target {target}: FAILED: {err}");
+            errln!("target {target}: FAILED: {err}");
             EXIT_FAILED
         }
     }
@@ -222,7 +222,7 @@ fn cli_actor() -> String {
 
 async fn import(app: &App, args: ImportArgs, format: OutputFormat) -> i32 {
     if !app.connectors.contains_key(&args.target) {
-        eprintln!(
+        errln!(
             "error: unknown target `{}` (configured: {})",
             args.target,
             target_names(app)
@@ -258,7 +258,7 @@ async fn import(app: &App, args: ImportArgs, format: OutputFormat) -> i32 {
             summary.exit_code()
         }
         Err(err) => {
-            eprintln!("error: {err}");
+            errln!("error: {err}");
             EXIT_FAILED
         }
     }
@@ -309,7 +309,7 @@ fn print_summary(summary: &ImportSummary, format: OutputFormat) {
             ("grants", &run.counts.anomalies.grant),
         ] {
             if counts.total() > 0 {
-                println!(
+                outln!(
                     "  {object:<13} tolerated: unknown status {} (read as inactive), bad field {} (left out); see the log's warnings",
                     counts.unknown_status, counts.bad_field
                 );
@@ -356,7 +356,7 @@ async fn accounts(app: &App, command: AccountsCommand, format: OutputFormat) -> 
     {
         Ok(status) => status,
         Err(err) => {
-            eprintln!("error: --status: {err}");
+            errln!("error: --status: {err}");
             return EXIT_USAGE;
         }
     };
@@ -510,7 +510,7 @@ async fn runs(app: &App, command: RunsCommand, format: OutputFormat) -> i32 {
 async fn store(app: &App, command: StoreCommand) -> i32 {
     let StoreCommand::Backup { path } = command;
     if path.exists() {
-        eprintln!("error: {} exists; choose a new path", path.display());
+        errln!("error: {} exists; choose a new path", path.display());
         return EXIT_USAGE;
     }
     match app.store.backup_to(&path).await {
@@ -523,7 +523,7 @@ async fn store(app: &App, command: StoreCommand) -> i32 {
 }
 
 fn store_failed(err: impl std::fmt::Display) -> i32 {
-    eprintln!("error: {err}");
+    errln!("error: {err}");
     EXIT_FAILED
 }
 
@@ -539,7 +539,7 @@ fn cancel_on_signal() -> (CancellationToken, tokio::task::JoinHandle<()>) {
             on_signal.cancel();
         }),
         Err(err) => {
-            eprintln!("warning: {err}; a signal now stops this command at once, and a run it interrupts is closed as failed later");
+            errln!("warning: {err}; a signal now stops this command at once, and a run it interrupts is closed as failed later");
             tokio::spawn(async {})
         }
     };
@@ -559,11 +559,11 @@ async fn provision(app: &App, target: Option<&str>, format: OutputFormat) -> i32
             report.exit_code()
         }
         Err(err @ ProvisionError::UnknownTarget(_)) => {
-            eprintln!("error: {err} (configured: {})", target_names(app));
+            errln!("error: {err} (configured: {})", target_names(app));
             EXIT_USAGE
         }
         Err(err) => {
-            eprintln!("error: {err}");
+            errln!("error: {err}");
             EXIT_FAILED
         }
     }
@@ -608,7 +608,7 @@ async fn task(app: &App, command: TaskCommand, format: OutputFormat) -> i32 {
             let status = match status.as_deref().map(str::parse::<TaskStatus>).transpose() {
                 Ok(status) => status,
                 Err(err) => {
-                    eprintln!("error: --status: {err}");
+                    errln!("error: --status: {err}");
                     return EXIT_USAGE;
                 }
             };
@@ -632,7 +632,7 @@ async fn task(app: &App, command: TaskCommand, format: OutputFormat) -> i32 {
                 EXIT_OK
             }
             Ok(None) => {
-                eprintln!("error: no task {id}");
+                errln!("error: no task {id}");
                 EXIT_FAILED
             }
             Err(err) => store_failed(err),
@@ -673,7 +673,7 @@ fn task_changed(
             EXIT_OK
         }
         Ok(Err(err)) => {
-            eprintln!("error: {err}");
+            errln!("error: {err}");
             EXIT_USAGE
         }
         Err(err) => store_failed(err),
@@ -701,14 +701,14 @@ async fn submit_task(app: &App, args: SubmitArgs, format: OutputFormat) -> i32 {
     let operation = match args.operation.parse::<Operation>() {
         Ok(operation) => operation,
         Err(err) => {
-            eprintln!("error: --operation: {err}");
+            errln!("error: --operation: {err}");
             return EXIT_USAGE;
         }
     };
     let attributes = match parse_attrs(&args.attrs) {
         Ok(attributes) => attributes,
         Err(err) => {
-            eprintln!("error: {err}");
+            errln!("error: {err}");
             return EXIT_USAGE;
         }
     };
@@ -738,14 +738,14 @@ async fn submit_task(app: &App, args: SubmitArgs, format: OutputFormat) -> i32 {
             task
         }
         Ok(Submitted::Existing(task)) => {
-            eprintln!(
+            errln!(
                 "note: idempotency key seen before: this is task {}, nothing new was queued",
                 task.id
             );
             task
         }
         Err(err) if err.is_refusal() => {
-            eprintln!("error: {err}");
+            errln!("error: {err}");
             return EXIT_USAGE;
         }
         Err(err) => return store_failed(err),
@@ -778,7 +778,7 @@ async fn submit_task(app: &App, args: SubmitArgs, format: OutputFormat) -> i32 {
 async fn run_instant(app: &App, target: &str) {
     let (cancel, signals) = cancel_on_signal();
     if let Err(err) = app.provisioning.run_pass(Some(target), &cancel).await {
-        eprintln!("warning: instant provisioning pass failed: {err}; the task stays queued");
+        errln!("warning: instant provisioning pass failed: {err}; the task stays queued");
     }
     signals.abort();
 }
@@ -791,7 +791,7 @@ async fn wait_for(app: &App, id: i64) -> Result<Task, i32> {
         let task = match app.store.get_task(id).await {
             Ok(Some(task)) => task,
             Ok(None) => {
-                eprintln!("error: task {id} vanished");
+                errln!("error: task {id} vanished");
                 break Err(EXIT_FAILED);
             }
             Err(err) => break Err(store_failed(err)),
@@ -805,13 +805,13 @@ async fn wait_for(app: &App, id: i64) -> Result<Task, i32> {
                 .is_none_or(|at| at <= crate::clock::now());
         if due && tasks::is_instant(&app.config, &task.target) {
             if let Err(err) = app.provisioning.run_pass(Some(&task.target), &cancel).await {
-                eprintln!("warning: provisioning pass failed: {err}");
+                errln!("warning: provisioning pass failed: {err}");
             }
         }
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
             _ = cancel.cancelled() => {
-                eprintln!("interrupted; task {id} is {}", task.status);
+                errln!("interrupted; task {id} is {}", task.status);
                 break Err(EXIT_FAILED);
             }
         }
