@@ -123,7 +123,8 @@ mod tests {
     fn the_writer_escapes_like_escape() {
         let mut out = String::new();
         let mut writer = EscapingWriter::new(&mut out);
-        write!(writer, "name={} ok", "\u{1b}[31m\u{202e}").unwrap();
+        let value = "\u{1b}[31m\u{202e}";
+        write!(writer, "name={value} ok").unwrap();
         assert_eq!(out, "name=\\u{1b}[31m\\u{202e} ok");
     }
 
