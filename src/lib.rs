@@ -7,6 +7,7 @@
 //!
 //! Module map, lowest layer first (a module uses only those above it; `ARCHITECTURE.md`
 //! has the rules and where to add a target):
+//! * [`visible`] — terminal-safe text: the one escaping function of human-facing output.
 //! * [`clock`] — the one place that reads the wall clock.
 //! * [`model`] — records, statuses and run reports shared by every layer.
 //! * [`config`] — the typed config file, secrets and the generic validation pass. It knows
@@ -47,3 +48,4 @@ pub mod server;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
+pub mod visible;

@@ -114,9 +114,39 @@ pub fn init_logging(config: &LogConfig) -> Result<(), LogInitError> {
             .flatten_event(true)
             .with_current_span(true)
             .try_init(),
-        LogFormat::Text => builder.with_target(false).try_init(),
+        LogFormat::Text => builder
+            .with_target(false)
+            .with_ansi(colours_on_stderr())
+            .fmt_fields(terminal_safe_fields())
+            .try_init(),
     };
     Ok(())
+}
+
+/// Whether text logs may colour their level names: only on a terminal, and not when
+/// `NO_COLOR` is set. A log file or journald then holds no escape sequence at all.
+fn colours_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// The field formatter of text logs: `message name=value …` like tracing's default, with
+/// every control and bidi character of a message or value escaped by [`crate::visible`]
+/// (a `%` field is written with `Display`, which escapes nothing by itself), so target data
+/// in a log line cannot act on the terminal or start a forged line. JSON logs do not use it:
+/// they stay exact JSON.
+fn terminal_safe_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+    use std::fmt::Write;
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+        let mut out = crate::visible::EscapingWriter::new(writer);
+        if field.name() == "message" {
+            write!(out, "{value:?}")
+        } else {
+            write!(out, "{field}={value:?}")
+        }
+    })
+    .delimited(" ")
 }
 
 /// The process-wide Prometheus recorder, installed on first use (later calls, e.g. from
@@ -150,4 +180,78 @@ pub fn metrics_handle() -> &'static metrics_exporter_prometheus::PrometheusHandl
         metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         handle
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// A log sink the test reads back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What one event (inside one span) looks like in the text format.
+    fn text_log_of(emit: impl FnOnce()) -> String {
+        let sink = Captured::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_target(false)
+            .fmt_fields(terminal_safe_fields())
+            .finish();
+        tracing::subscriber::with_default(subscriber, emit);
+        let bytes = sink.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    const HOSTILE: &str = "\u{1b}[2J\u{1b}[31mEVIL\u{202e}txt.exe\nFORGED line";
+
+    #[test]
+    fn text_logs_escape_messages_and_every_kind_of_field() {
+        let log = text_log_of(|| {
+            let span = tracing::info_span!("import", account = %HOSTILE);
+            let _entered = span.enter();
+            tracing::warn!(
+                display = %HOSTILE,
+                debug = ?HOSTILE,
+                plain = HOSTILE,
+                "could not map {HOSTILE}"
+            );
+        });
+        assert!(!log.contains('\u{1b}'), "{log:?}");
+        assert!(!log.contains('\u{202e}'), "{log:?}");
+        assert_eq!(log.lines().count(), 1, "{log:?}");
+        assert!(
+            log.contains(
+                "could not map \\u{1b}[2J\\u{1b}[31mEVIL\\u{202e}txt.exe\\u{a}FORGED line"
+            ),
+            "{log}"
+        );
+        assert!(log.contains("display=\\u{1b}[2J"), "{log}");
+        assert!(log.contains("import{account=\\u{1b}[2J"), "{log}");
+        assert!(log.contains("plain=\"\\u{1b}[2J"), "{log}");
+    }
+
+    #[test]
+    fn text_logs_leave_ordinary_values_alone() {
+        let log = text_log_of(|| {
+            tracing::info!(target_name = "jama", name = %"Zoë 山田 🙂", count = 3, "imported");
+        });
+        assert!(
+            log.contains("imported target_name=\"jama\" name=Zoë 山田 🙂 count=3"),
+            "{log}"
+        );
+    }
 }

@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 
 /// The layers, lowest first, and what each may use (as in `ARCHITECTURE.md`).
 const LAYERS: &[(&str, &[&str])] = &[
+    ("visible", &[]),
     ("clock", &[]),
     ("model", &["clock"]),
     ("config", &["clock", "model"]),
-    ("telemetry", &["config"]),
+    ("telemetry", &["config", "visible"]),
     ("connector", &["clock", "model", "config", "telemetry"]),
     ("store", &["clock", "model"]),
 ];

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::args::{DemoArgs, SimArgs, SimKind};
-use super::output::outln;
+use super::output::{errln, write_stdout};
 use super::{print_summary, OutputFormat, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::app::{self, App};
 use crate::config::{LogConfig, LogFormat};
@@ -337,7 +337,7 @@ async fn provision_demo_tasks(app: &App, ids: &[i64], format: OutputFormat) -> i
     let mut tasks = Vec::new();
     while std::time::Instant::now() < deadline {
         if let Err(err) = runner.run_pass(None, &CancellationToken::new()).await {
-            eprintln!("error: {err}");
+            errln!("error: {err}");
             return EXIT_FAILED;
         }
         tasks.clear();
@@ -373,21 +373,21 @@ pub(super) async fn run(args: DemoArgs, format: OutputFormat) -> i32 {
     let digicert = match start_digicert(any_port, args.users, true).await {
         Ok(sim) => sim,
         Err(err) => {
-            eprintln!("error: cannot start the DigiCert simulator: {err}");
+            errln!("error: cannot start the DigiCert simulator: {err}");
             return EXIT_FAILED;
         }
     };
     let jama = match start_jama(any_port, DEMO_JAMA_USERS, DEMO_JAMA_GROUPS, true).await {
         Ok(sim) => sim,
         Err(err) => {
-            eprintln!("error: cannot start the Jama simulator: {err}");
+            errln!("error: cannot start the Jama simulator: {err}");
             return EXIT_FAILED;
         }
     };
     let duckcreek = match start_duckcreek(any_port, DEMO_DUCKCREEK_USERS, false).await {
         Ok(sim) => sim,
         Err(err) => {
-            eprintln!("error: cannot start the Duck Creek simulator: {err}");
+            errln!("error: cannot start the Duck Creek simulator: {err}");
             return EXIT_FAILED;
         }
     };
@@ -401,9 +401,9 @@ pub(super) async fn run(args: DemoArgs, format: OutputFormat) -> i32 {
     let loaded = match crate::app::load_config_str(&text, "demo config", &[]) {
         Ok(loaded) => loaded,
         Err(err) => {
-            eprintln!("error: {err}:");
+            errln!("error: {err}:");
             for problem in &err.problems {
-                eprintln!("  - {problem}");
+                errln!("  - {problem}");
             }
             return EXIT_USAGE;
         }
@@ -411,7 +411,7 @@ pub(super) async fn run(args: DemoArgs, format: OutputFormat) -> i32 {
     let app = match App::build(loaded.config).await {
         Ok(app) => app,
         Err(err) => {
-            eprintln!("error: {err}");
+            errln!("error: {err}");
             return EXIT_FAILED;
         }
     };
@@ -452,7 +452,7 @@ async fn once(app: &App, format: OutputFormat) -> i32 {
                 code = code.max(summary.exit_code());
             }
             Err(err) => {
-                eprintln!("error: {err}");
+                errln!("error: {err}");
                 code = code.max(EXIT_FAILED);
             }
         }
@@ -477,12 +477,14 @@ async fn daemon(app: App, sims: &DemoSims, args: &DemoArgs, api_token: &str) -> 
         Ok(signal) => signal,
         Err(err) => {
             churn.abort();
-            eprintln!("error: {err}");
+            errln!("error: {err}");
             return EXIT_FAILED;
         }
     };
     let result = app::run_daemon(app, signal, move |addr| {
-        outln!(
+        // Several lines on purpose, and only the demo's own addresses and paths: written as
+        // is rather than through `outln!`, which keeps a line one line.
+        write_stdout(format_args!(
             "\nidsync demo is running. Press Ctrl-C to stop.\n\
              \n  simulated DigiCert   {digicert_url}\
              \n  simulated Jama       {jama_url}\
@@ -492,15 +494,15 @@ async fn daemon(app: App, sims: &DemoSims, args: &DemoArgs, api_token: &str) -> 
              \n  API                  curl -H 'Authorization: Bearer {token}' http://{addr}/api/v1/targets\
              \n  schedule (UTC)       digicert: accounts :00 :30, access :10 :40; jama: accounts :05 :35, access :15 :45;\
              \n                       duckcreek: accounts :20 :50, access :25 :55\
-             \n\nTry: curl -s -H 'Authorization: Bearer {token}' http://{addr}/api/v1/runs\n"
-        );
+             \n\nTry: curl -s -H 'Authorization: Bearer {token}' http://{addr}/api/v1/runs\n\n"
+        ));
     })
     .await;
     churn.abort();
     match result {
         Ok(()) => EXIT_OK,
         Err(err) => {
-            eprintln!("error: {err}");
+            errln!("error: {err}");
             EXIT_FAILED
         }
     }
@@ -652,7 +654,7 @@ pub(super) async fn run_sims(args: SimArgs) -> i32 {
         SimKind::All => match (offset(1), offset(2)) {
             (Some(jama), Some(duckcreek)) => (Some(args.port), Some(jama), Some(duckcreek)),
             _ => {
-                eprintln!("error: `all` needs three ports; --port must be below 65534");
+                errln!("error: `all` needs three ports; --port must be below 65534");
                 return EXIT_USAGE;
             }
         },
@@ -663,7 +665,7 @@ pub(super) async fn run_sims(args: SimArgs) -> i32 {
         Some(port) => match start_digicert(loopback(port), args.users, rate_limited).await {
             Ok(sim) => Some(sim),
             Err(err) => {
-                eprintln!("error: cannot start the DigiCert simulator on port {port}: {err}");
+                errln!("error: cannot start the DigiCert simulator on port {port}: {err}");
                 return EXIT_FAILED;
             }
         },
@@ -681,7 +683,7 @@ pub(super) async fn run_sims(args: SimArgs) -> i32 {
             match jama.await {
                 Ok(sim) => Some(sim),
                 Err(err) => {
-                    eprintln!("error: cannot start the Jama simulator on port {port}: {err}");
+                    errln!("error: cannot start the Jama simulator on port {port}: {err}");
                     if let Some(sim) = digicert {
                         let _ = sim.shutdown().await;
                     }
@@ -697,7 +699,7 @@ pub(super) async fn run_sims(args: SimArgs) -> i32 {
             // The sheet names no rate limit, so the Duck Creek simulator has none.
             Ok(sim) => Some(sim),
             Err(err) => {
-                eprintln!("error: cannot start the Duck Creek simulator on port {port}: {err}");
+                errln!("error: cannot start the Duck Creek simulator on port {port}: {err}");
                 if let Some(sim) = digicert {
                     let _ = sim.shutdown().await;
                 }
@@ -733,7 +735,7 @@ pub(super) async fn run_sims(args: SimArgs) -> i32 {
     }
     match app::shutdown_signal() {
         Ok(signal) => signal.await,
-        Err(err) => eprintln!("error: {err}; stopping the simulators"),
+        Err(err) => errln!("error: {err}; stopping the simulators"),
     }
     if let Some(sim) = digicert {
         let _ = sim.shutdown().await;

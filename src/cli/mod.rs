@@ -31,7 +31,7 @@ use args::{
     SubmitArgs, TaskCommand,
 };
 pub use args::{Cli, Command, OutputFormat};
-use output::{cell, outln, print_json, print_list};
+use output::{cell, errln, outln, print_json, print_list};
 use paging::{print_pages, RowLimit, RunPages, TaskPages};
 
 /// Exit code: success.
@@ -55,7 +55,7 @@ pub async fn run(cli: Cli) -> i32 {
                 return EXIT_USAGE;
             };
             if let Err(err) = telemetry::init_logging(&loaded.config.log) {
-                eprintln!("error: log.level: {err}");
+                errln!("error: log.level: {err}");
                 return EXIT_USAGE;
             }
             for warning in &loaded.warnings {
@@ -84,7 +84,7 @@ async fn with_config(command: Command, loaded: LoadedConfig, format: OutputForma
     let app = match App::build(loaded.config).await {
         Ok(app) => app,
         Err(err) => {
-            eprintln!("error: {err}");
+            errln!("error: {err}");
             return EXIT_USAGE;
         }
     };
@@ -97,7 +97,7 @@ async fn with_config(command: Command, loaded: LoadedConfig, format: OutputForma
             match result {
                 Ok(()) => EXIT_OK,
                 Err(err) => {
-                    eprintln!("error: {err}");
+                    errln!("error: {err}");
                     EXIT_FAILED
                 }
             }
@@ -121,9 +121,9 @@ fn load_config(path: &Path) -> Option<LoadedConfig> {
     match crate::app::load_config(path) {
         Ok(loaded) => Some(loaded),
         Err(err) => {
-            eprintln!("error: {err}:");
+            errln!("error: {err}:");
             for problem in &err.problems {
-                eprintln!("  - {problem}");
+                errln!("  - {problem}");
             }
             None
         }
@@ -138,7 +138,7 @@ fn check_config(path: &Path, format: OutputFormat) -> i32 {
             let connectors = match crate::connector::registry::build_connectors(&loaded.config) {
                 Ok(connectors) => connectors,
                 Err(err) => {
-                    eprintln!("error: {err}");
+                    errln!("error: {err}");
                     return EXIT_USAGE;
                 }
             };
@@ -159,12 +159,12 @@ fn check_config(path: &Path, format: OutputFormat) -> i32 {
                     outln!("  warning: {warning}");
                 }
                 if !reads.is_empty() {
-                    println!(
+                    outln!(
                         "task attributes each operation reads (task submit --attr KEY=VALUE; \
                          other keys are refused):"
                     );
                     for line in &reads {
-                        println!("  {line}");
+                        outln!("  {line}");
                     }
                 }
             }
@@ -186,7 +186,7 @@ fn check_config(path: &Path, format: OutputFormat) -> i32 {
 
 async fn test_connection(app: &App, target: &str) -> i32 {
     let Some(connector) = app.connectors.get(target) else {
-        eprintln!(
+        errln!(
             "error: unknown target `{target}` (configured: {})",
             target_names(app)
         );
@@ -199,7 +199,7 @@ async fn test_connection(app: &App, target: &str) -> i32 {
             EXIT_OK
         }
         Err(err) => {
-            eprintln!("target {target}: FAILED: {err}");
+            errln!("target {target}: FAILED: {err}");
             EXIT_FAILED
         }
     }
@@ -224,7 +224,7 @@ fn cli_actor() -> String {
 
 async fn import(app: &App, args: ImportArgs, format: OutputFormat) -> i32 {
     if !app.connectors.contains_key(&args.target) {
-        eprintln!(
+        errln!(
             "error: unknown target `{}` (configured: {})",
             args.target,
             target_names(app)
@@ -260,7 +260,7 @@ async fn import(app: &App, args: ImportArgs, format: OutputFormat) -> i32 {
             summary.exit_code()
         }
         Err(err) => {
-            eprintln!("error: {err}");
+            errln!("error: {err}");
             EXIT_FAILED
         }
     }
@@ -311,7 +311,7 @@ fn print_summary(summary: &ImportSummary, format: OutputFormat) {
             ("grants", &run.counts.anomalies.grant),
         ] {
             if counts.total() > 0 {
-                println!(
+                outln!(
                     "  {object:<13} tolerated: unknown status {} (read as inactive), bad field {} (left out); see the log's warnings",
                     counts.unknown_status, counts.bad_field
                 );
@@ -358,7 +358,7 @@ async fn accounts(app: &App, command: AccountsCommand, format: OutputFormat) -> 
     {
         Ok(status) => status,
         Err(err) => {
-            eprintln!("error: --status: {err}");
+            errln!("error: --status: {err}");
             return EXIT_USAGE;
         }
     };
@@ -525,7 +525,7 @@ fn run_row(r: &crate::model::RunRecord) -> Vec<String> {
 async fn store(app: &App, command: StoreCommand) -> i32 {
     let StoreCommand::Backup { path } = command;
     if path.exists() {
-        eprintln!("error: {} exists; choose a new path", path.display());
+        errln!("error: {} exists; choose a new path", path.display());
         return EXIT_USAGE;
     }
     match app.store.backup_to(&path).await {
@@ -538,7 +538,7 @@ async fn store(app: &App, command: StoreCommand) -> i32 {
 }
 
 fn store_failed(err: impl std::fmt::Display) -> i32 {
-    eprintln!("error: {err}");
+    errln!("error: {err}");
     EXIT_FAILED
 }
 
@@ -554,7 +554,7 @@ fn cancel_on_signal() -> (CancellationToken, tokio::task::JoinHandle<()>) {
             on_signal.cancel();
         }),
         Err(err) => {
-            eprintln!("warning: {err}; a signal now stops this command at once, and a run it interrupts is closed as failed later");
+            errln!("warning: {err}; a signal now stops this command at once, and a run it interrupts is closed as failed later");
             tokio::spawn(async {})
         }
     };
@@ -574,11 +574,11 @@ async fn provision(app: &App, target: Option<&str>, format: OutputFormat) -> i32
             report.exit_code()
         }
         Err(err @ ProvisionError::UnknownTarget(_)) => {
-            eprintln!("error: {err} (configured: {})", target_names(app));
+            errln!("error: {err} (configured: {})", target_names(app));
             EXIT_USAGE
         }
         Err(err) => {
-            eprintln!("error: {err}");
+            errln!("error: {err}");
             EXIT_FAILED
         }
     }
@@ -624,7 +624,7 @@ async fn task(app: &App, command: TaskCommand, format: OutputFormat) -> i32 {
             let status = match status.as_deref().map(str::parse::<TaskStatus>).transpose() {
                 Ok(status) => status,
                 Err(err) => {
-                    eprintln!("error: --status: {err}");
+                    errln!("error: --status: {err}");
                     return EXIT_USAGE;
                 }
             };
@@ -655,7 +655,7 @@ async fn task(app: &App, command: TaskCommand, format: OutputFormat) -> i32 {
                 EXIT_OK
             }
             Ok(None) => {
-                eprintln!("error: no task {id}");
+                errln!("error: no task {id}");
                 EXIT_FAILED
             }
             Err(err) => store_failed(err),
@@ -696,7 +696,7 @@ fn task_changed(
             EXIT_OK
         }
         Ok(Err(err)) => {
-            eprintln!("error: {err}");
+            errln!("error: {err}");
             EXIT_USAGE
         }
         Err(err) => store_failed(err),
@@ -724,14 +724,14 @@ async fn submit_task(app: &App, args: SubmitArgs, format: OutputFormat) -> i32 {
     let operation = match args.operation.parse::<Operation>() {
         Ok(operation) => operation,
         Err(err) => {
-            eprintln!("error: --operation: {err}");
+            errln!("error: --operation: {err}");
             return EXIT_USAGE;
         }
     };
     let attributes = match parse_attrs(&args.attrs) {
         Ok(attributes) => attributes,
         Err(err) => {
-            eprintln!("error: {err}");
+            errln!("error: {err}");
             return EXIT_USAGE;
         }
     };
@@ -761,14 +761,14 @@ async fn submit_task(app: &App, args: SubmitArgs, format: OutputFormat) -> i32 {
             task
         }
         Ok(Submitted::Existing(task)) => {
-            eprintln!(
+            errln!(
                 "note: idempotency key seen before: this is task {}, nothing new was queued",
                 task.id
             );
             task
         }
         Err(err) if err.is_refusal() => {
-            eprintln!("error: {err}");
+            errln!("error: {err}");
             return EXIT_USAGE;
         }
         Err(err) => return store_failed(err),
@@ -801,7 +801,7 @@ async fn submit_task(app: &App, args: SubmitArgs, format: OutputFormat) -> i32 {
 async fn run_instant(app: &App, target: &str) {
     let (cancel, signals) = cancel_on_signal();
     if let Err(err) = app.provisioning.run_pass(Some(target), &cancel).await {
-        eprintln!("warning: instant provisioning pass failed: {err}; the task stays queued");
+        errln!("warning: instant provisioning pass failed: {err}; the task stays queued");
     }
     signals.abort();
 }
@@ -814,7 +814,7 @@ async fn wait_for(app: &App, id: i64) -> Result<Task, i32> {
         let task = match app.store.get_task(id).await {
             Ok(Some(task)) => task,
             Ok(None) => {
-                eprintln!("error: task {id} vanished");
+                errln!("error: task {id} vanished");
                 break Err(EXIT_FAILED);
             }
             Err(err) => break Err(store_failed(err)),
@@ -828,13 +828,13 @@ async fn wait_for(app: &App, id: i64) -> Result<Task, i32> {
                 .is_none_or(|at| at <= crate::clock::now());
         if due && tasks::is_instant(&app.config, &task.target) {
             if let Err(err) = app.provisioning.run_pass(Some(&task.target), &cancel).await {
-                eprintln!("warning: provisioning pass failed: {err}");
+                errln!("warning: provisioning pass failed: {err}");
             }
         }
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
             _ = cancel.cancelled() => {
-                eprintln!("interrupted; task {id} is {}", task.status);
+                errln!("interrupted; task {id} is {}", task.status);
                 break Err(EXIT_FAILED);
             }
         }
