@@ -15,15 +15,15 @@ use std::fmt::{self, Write};
 /// row or log line stays one line), DEL, a C1 control, or a bidi mark, embedding, override
 /// or isolate.
 pub fn is_unsafe(c: char) -> bool {
+    c.is_control() || is_bidi_control(c)
+}
+
+/// Whether `c` is a bidi mark, embedding, override or isolate (U+061C, U+200E, U+200F,
+/// U+202A–U+202E, U+2066–U+2069): invisible characters that reorder the text around them.
+pub fn is_bidi_control(c: char) -> bool {
     matches!(
         c,
-        '\u{0}'..='\u{1f}'
-            | '\u{7f}'..='\u{9f}'
-            | '\u{61c}'
-            | '\u{200e}'
-            | '\u{200f}'
-            | '\u{202a}'..='\u{202e}'
-            | '\u{2066}'..='\u{2069}'
+        '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
     )
 }
 

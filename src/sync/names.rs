@@ -94,11 +94,7 @@ impl Forbidden {
     pub fn of(c: char) -> Option<Forbidden> {
         match c {
             c if c.is_control() => Some(Forbidden::Control),
-            '\u{061C}'
-            | '\u{200E}'
-            | '\u{200F}'
-            | '\u{202A}'..='\u{202E}'
-            | '\u{2066}'..='\u{2069}' => Some(Forbidden::Bidi),
+            c if crate::visible::is_bidi_control(c) => Some(Forbidden::Bidi),
             '\u{2028}' | '\u{2029}' => Some(Forbidden::LineSeparator),
             _ => None,
         }
