@@ -118,14 +118,24 @@ impl Operations for DigicertConnector {
             &REQUIRED_ON_CREATE,
             "DigiCert requires a first name, a last name and an email",
         )?;
-        if let Some(container) = request.attributes.get("container_id") {
-            if !container.is_null() && numeric(container).is_none() {
-                return Err(core.refused(format!(
-                    "attribute container_id must be a DigiCert container id (a number), not \
-                     {container}"
-                )));
+        // The template puts container_id and the role id in a number's place: they are
+        // bound as the numbers they parse to, so `+5`, `007` or ` 5 ` (which parse) still
+        // render valid JSON.
+        let mut request = request.clone();
+        if let Some(container) = request.attributes.get_mut("container_id") {
+            if !container.is_null() {
+                match numeric(container) {
+                    Some(number) => *container = number.into(),
+                    None => {
+                        return Err(core.refused(format!(
+                            "attribute container_id must be a DigiCert container id (a number), \
+                             not {container}"
+                        )))
+                    }
+                }
             }
         }
+        let request = &request;
         let (role, role_name) = match &request.entitlement {
             Some((kind, id)) if kind.eq_ignore_ascii_case(ROLE) => {
                 (id.as_str(), request.entitlement_name.as_deref())
@@ -138,9 +148,9 @@ impl Operations for DigicertConnector {
             }
             None => (self.default_role.as_str(), None),
         };
-        self.role_number(role)?;
+        let role = self.role_number(role)?.to_string();
         let context = TemplateContext::from_request(core.target(), request)
-            .with_entitlement(ROLE, role, role_name);
+            .with_entitlement(ROLE, &role, role_name);
         let body = core
             .templates()
             .render("create_account", &context)

@@ -1042,6 +1042,41 @@ async fn create_posts_the_templated_body_and_reads_the_id() {
     assert_eq!(provisioned(&connector, &with_role).await, done(Some("2")));
 }
 
+/// Once a finding of the templates fuzz target: a role id or container_id that parses as a
+/// number but is not written as JSON writes one (`+3`, `007`, ` 7 `) was put in the body as
+/// given, which then failed as "not valid JSON" blaming the template's quotes.
+#[tokio::test]
+async fn create_sends_ids_that_parse_as_numbers_written_as_json_numbers() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/services/v2/user"))
+        .and(body_json(json!({
+            "username": "jane.doe", "first_name": "Jane", "last_name": "Doe",
+            "email": "j@example.com", "container": { "id": 7 }, "access_roles": [{ "id": 3 }]
+        })))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "id": 2 })))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let connector = DigicertConnector::build("dc", &config(&server.uri(), "")).unwrap();
+    for (role, container) in [("+3", json!("007")), (" 003 ", json!(" +7 "))] {
+        let request = ProvisionRequest {
+            entitlement: Some(("role".into(), role.into())),
+            ..request(
+                Operation::CreateAccount,
+                None,
+                json!({ "firstname": "Jane", "lastname": "Doe", "email": "j@example.com",
+                        "container_id": container }),
+            )
+        };
+        assert_eq!(
+            provisioned(&connector, &request).await,
+            done(Some("2")),
+            "{role}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn create_refuses_bad_input_before_sending() {
     let server = MockServer::start().await;
