@@ -116,7 +116,9 @@ impl<R: AsyncBufRead + Unpin> XmlReader<R> {
     /// the element last entered. `None` at the end of the current element (its end tag is
     /// consumed) or, at the top level, at the end of the document. A returned element that
     /// is not [`empty`](Element::empty) is entered: read its children with more calls, or
-    /// leave it with [`skip`](Self::skip).
+    /// leave it with [`skip`](Self::skip). Input that ends while elements are still open
+    /// also answers `None` (at every level, again and again): only [`finish`](Self::finish)
+    /// reports the truncation, so a reader must call it, and must not loop on `None`.
     pub async fn next_child(&mut self) -> Result<Option<Element>, XmlError> {
         loop {
             match self.next_event().await? {
