@@ -6,20 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
 use tracing::warn;
 
 use crate::store::{LockOutcome, Store, StoreError};
-
-/// When a lease of length `lease` taken at `now` runs out (far in the future if that
-/// overflows).
-pub fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
-    chrono::Duration::from_std(lease)
-        .ok()
-        .and_then(|lease| now.checked_add_signed(lease))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
 
 /// How often a lease of length `lease` is renewed: a third of it, so two renewals in a row
 /// can fail (a busy store) before the lease runs out. Never more often than every 500 ms.

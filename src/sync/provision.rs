@@ -35,7 +35,7 @@ use crate::store::{
     AttemptResult, Claim, NewRun, RunFinish, Store, StoreEffect, StoreError, TaskNext,
 };
 use crate::sync::breaker::{BreakerSettings, Breakers, Gate, OpenReason};
-use crate::sync::heartbeat::{self, lease_end, Heartbeat};
+use crate::sync::heartbeat::{self, Heartbeat};
 use crate::telemetry;
 
 /// How long a claimed task stays leased to this process without a heartbeat. The worker
@@ -452,7 +452,7 @@ impl ProvisionRunner {
                 let store = store.clone();
                 async move {
                     store
-                        .renew_task_lease(id, attempt, lease_end(clock::now(), lease))
+                        .renew_task_lease(id, attempt, clock::after(clock::now(), lease))
                         .await
                 }
             },

@@ -201,10 +201,7 @@ impl SqliteStore {
     ) -> StoreResult<LockOutcome> {
         let context = "taking a lock";
         let now = clock::now();
-        let expires = chrono::Duration::from_std(ttl)
-            .ok()
-            .and_then(|ttl| now.checked_add_signed(ttl))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let expires = clock::after(now, ttl);
         let now = ts(now);
         let mut tx = self.write_tx(context).await?;
         let current: Option<(String, String)> =

@@ -456,11 +456,7 @@ impl SqliteStore {
             return Ok(Vec::new());
         }
         let now = ts(claim.now);
-        let lease_until = chrono::Duration::from_std(claim.lease)
-            .ok()
-            .and_then(|lease| claim.now.checked_add_signed(lease))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC);
-        let lease_until = ts(lease_until);
+        let lease_until = ts(crate::clock::after(claim.now, claim.lease));
         let mut tx = self.write_tx(context).await?;
         // `CLAIMABLE` has one parameter (`?1`, now), bound where it appears.
         let (head, tail) = CLAIMABLE.split_once("?1").unwrap_or((CLAIMABLE, ""));
