@@ -12,9 +12,10 @@ use super::common::{
     eventually, idsync_env, text, write_cli_config, DC_PASSWORD, DC_USER, JAMA_SECRET, SIM_KEY,
 };
 use idsync_sim::{
-    DcUserSpec, DigicertSeed, DigicertServer, DigicertSim, DigicertSimConfig, DuckCreekSeed,
-    DuckCreekServer, DuckCreekSim, DuckCreekSimConfig, FaultRule, JamaSeed, JamaServer, JamaSim,
-    JamaSimConfig, JamaUserSpec, SimControl, SimStats, UserSpec,
+    DcUserSpec, DigicertControl, DigicertSeed, DigicertServer, DigicertSim, DigicertSimConfig,
+    DuckCreekControl, DuckCreekSeed, DuckCreekServer, DuckCreekSim, DuckCreekSimConfig, FaultRule,
+    JamaControl, JamaSeed, JamaServer, JamaSim, JamaSimConfig, JamaUserSpec, SimControl, SimStats,
+    UserSpec,
 };
 use secrecy::SecretString;
 use serde_json::{json, Value};
@@ -33,14 +34,29 @@ pub trait Target {
     /// retries (unless `extra` sets its own) and `extra` appended.
     fn table(&self, extra: &str) -> String;
 
+    /// The simulator's control handle.
+    type Control: SimControl;
+
+    /// A control handle of the simulator.
+    fn levers(&self) -> Self::Control;
+
     /// Installs a fault rule.
-    fn fault(&self, rule: FaultRule);
+    fn fault(&self, rule: FaultRule) {
+        let shown = format!("{rule:?}");
+        if self.levers().fail_when(rule).is_err() {
+            panic!("the simulator refused the fault rule {shown}");
+        }
+    }
 
     /// Removes every fault rule.
-    fn clear_faults(&self);
+    fn clear_faults(&self) {
+        self.levers().clear_faults();
+    }
 
     /// The simulator's counters.
-    fn stats(&self) -> SimStats;
+    fn stats(&self) -> SimStats {
+        self.levers().stats()
+    }
 
     /// The ids of the users the target has.
     fn live_ids(&self) -> Vec<String>;
@@ -81,16 +97,10 @@ impl Target for DigicertServer {
         )
     }
 
-    fn fault(&self, rule: FaultRule) {
-        self.control().fail_when(rule).unwrap();
-    }
+    type Control = DigicertControl;
 
-    fn clear_faults(&self) {
-        self.control().clear_faults();
-    }
-
-    fn stats(&self) -> SimStats {
-        self.control().stats()
+    fn levers(&self) -> DigicertControl {
+        self.control()
     }
 
     fn live_ids(&self) -> Vec<String> {
@@ -134,16 +144,10 @@ impl Target for JamaServer {
         )
     }
 
-    fn fault(&self, rule: FaultRule) {
-        self.control().fail_when(rule).unwrap();
-    }
+    type Control = JamaControl;
 
-    fn clear_faults(&self) {
-        self.control().clear_faults();
-    }
-
-    fn stats(&self) -> SimStats {
-        self.control().stats()
+    fn levers(&self) -> JamaControl {
+        self.control()
     }
 
     fn live_ids(&self) -> Vec<String> {
@@ -193,16 +197,10 @@ impl Target for DuckCreekServer {
         )
     }
 
-    fn fault(&self, rule: FaultRule) {
-        self.control().fail_when(rule).unwrap();
-    }
+    type Control = DuckCreekControl;
 
-    fn clear_faults(&self) {
-        self.control().clear_faults();
-    }
-
-    fn stats(&self) -> SimStats {
-        self.control().stats()
+    fn levers(&self) -> DuckCreekControl {
+        self.control()
     }
 
     fn live_ids(&self) -> Vec<String> {
