@@ -3,6 +3,8 @@
 //! `/proc` and ratios. Each bench uses a part of it.
 #![allow(dead_code)]
 
+pub mod score_table;
+
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
@@ -385,4 +387,122 @@ pub async fn import_both(app: &App, target: &str) -> Result<ImportSummary> {
     let summary = run_import(app, target, ImportParts::Both).await?;
     succeeded(&summary, 2)?;
     Ok(summary)
+}
+
+/// What a measured child process printed and how much memory it took.
+pub struct Measured {
+    /// Its standard output.
+    pub stdout: String,
+    /// Its peak resident set size (`ru_maxrss` from `wait4`), in KiB.
+    pub peak_rss_kib: u64,
+}
+
+/// Runs `command` to its end (stdout captured, stderr passed through) and reads its peak RSS
+/// from `wait4`, so that it works for any program (the naive Python script as well as this
+/// bench's own children). That figure is at least this process's RSS when it spawned the
+/// child (std spawns through a vfork that shares this process's memory until the exec), so it
+/// is the child's own only if this process is the smaller; a child of this bench binary reads
+/// its own `VmHWM` instead. An error names `label` and shows the output if it failed.
+pub fn run_measured(label: &str, command: &mut Command) -> Result<Measured> {
+    use std::io::Read;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|err| format!("{label}: could not start: {err}"))?;
+    let mut stdout = String::new();
+    if let Some(mut pipe) = child.stdout.take() {
+        pipe.read_to_string(&mut stdout)?;
+    }
+    let pid = libc::pid_t::try_from(child.id())?;
+    let mut status: libc::c_int = 0;
+    // SAFETY: `rusage` is plain data that wait4 fills in; an all-zero value is valid.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, with valid pointers to locals; `child` is not waited
+    // for again (std's `Child` does not reap on drop).
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if waited != pid {
+        return Err(format!("{label}: wait4 failed: {}", std::io::Error::last_os_error()).into());
+    }
+    let exited_ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    if !exited_ok {
+        return Err(
+            format!("{label}: the process failed (wait status {status}):\n{stdout}").into(),
+        );
+    }
+    Ok(Measured {
+        stdout,
+        peak_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+    })
+}
+
+/// The last line of `stdout` that is a JSON object, parsed; `label` names the run in errors.
+pub fn last_json_line<T: serde::de::DeserializeOwned>(label: &str, stdout: &str) -> Result<T> {
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|line| line.starts_with('{'))
+        .ok_or_else(|| format!("{label}: printed no result:\n{stdout}"))?;
+    Ok(serde_json::from_str(line)?)
+}
+
+/// Bytes of the SQLite database at `path` and its write-ahead log (0 for what is missing).
+pub fn sqlite_bytes(path: &Path) -> u64 {
+    let wal = PathBuf::from(format!("{}-wal", path.display()));
+    [path.to_path_buf(), wal]
+        .iter()
+        .filter_map(|path| std::fs::metadata(path).ok())
+        .map(|meta| meta.len())
+        .sum()
+}
+
+/// The machine a bench ran on, for its results history.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Machine {
+    /// Cores this process may use.
+    pub cores: usize,
+    /// `MemTotal` from `/proc/meminfo`, in KiB (0 if unreadable).
+    pub memory_kib: u64,
+    /// The first `model name` of `/proc/cpuinfo` (empty if unreadable).
+    pub cpu_model: String,
+}
+
+impl Machine {
+    /// This machine.
+    pub fn this() -> Self {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory_kib = meminfo
+            .lines()
+            .find_map(|line| line.strip_prefix("MemTotal:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .unwrap_or(0);
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|line| line.strip_prefix("model name"))
+            .and_then(|rest| rest.split_once(':'))
+            .map(|(_, model)| model.trim().to_owned())
+            .unwrap_or_default();
+        Self {
+            cores: std::thread::available_parallelism().map_or(0, usize::from),
+            memory_kib,
+            cpu_model,
+        }
+    }
+}
+
+/// `git rev-parse --short HEAD` in the package's directory, or `unknown`.
+pub fn git_commit() -> String {
+    Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        .filter(|commit| !commit.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
 }
