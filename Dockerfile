@@ -23,8 +23,11 @@ RUN apt-get update \
 COPY --from=build /src/target/release/idsync /usr/local/bin/idsync
 USER idsync
 WORKDIR /var/lib/idsync
+# SQLITE_TMPDIR: imports stage in SQLite temporary tables; their (unlinked) file goes to the
+# data volume, so a read-only root file system still works.
 ENV IDSYNC_CONFIG=/etc/idsync/idsync.toml \
-    IDSYNC__SERVER__LISTEN=0.0.0.0:9464
+    IDSYNC__SERVER__LISTEN=0.0.0.0:9464 \
+    SQLITE_TMPDIR=/var/lib/idsync
 VOLUME ["/var/lib/idsync"]
 EXPOSE 9464
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s \

@@ -8,8 +8,10 @@
 //! * The schema is the embedded migrations of `migrations/`; they run forward at open, after
 //!   an automatic backup when the store already holds data. A store written by a newer
 //!   binary is refused ([`StoreError::SchemaTooNew`]).
-//! * Import snapshots are staged in scratch tables and diffed and applied with set-based
-//!   SQL, so memory stays flat however large a target is (see `sqlite/snapshot.rs`).
+//! * Import snapshots are staged in TEMP tables of the write connection, classified as they
+//!   are staged, and diffed and applied with set-based SQL, so memory stays flat however
+//!   large a target is and an unchanged record costs a read, not a write (see
+//!   `sqlite/snapshot.rs`).
 
 mod queries;
 mod rows;
@@ -92,10 +94,22 @@ impl SqliteStore {
         };
         // The pool's own wait for its single connection must outlast a long apply.
         let acquire_timeout = busy_timeout.max(Duration::from_secs(60));
+        // The write connection also holds the scratch tables imports stage in, so it is
+        // never recycled (a replacement starts with empty scratch tables, and a snapshot
+        // staged on the old one is refused at apply rather than applied half-empty).
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            .max_lifetime(None)
+            .idle_timeout(None)
             .acquire_timeout(acquire_timeout)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::Executor::execute(&mut *conn, snapshot::SCRATCH_SCHEMA)
+                        .await
+                        .map(drop)
+                })
+            })
             .connect_with(options.clone())
             .await
             .map_err(open_err)?;

@@ -35,6 +35,8 @@ use crate::telemetry;
 /// How long an import's target lock lasts without renewal: a heartbeat renews it every
 /// third of that while the run lives, so a killed run frees its target within this.
 const LOCK_TTL: Duration = Duration::from_secs(30);
+/// How many records a run gathers from small pages before it stages them in one go.
+const STAGE_BATCH: usize = 1000;
 /// How often a running import also renews its target lock between pages.
 const LOCK_RENEW_EVERY: Duration = Duration::from_secs(10);
 /// How often a run waiting for its target's lock asks again.
@@ -630,21 +632,50 @@ impl ImportRunner {
         Fut: std::future::Future<Output = Result<(), StoreError>>,
     {
         let mut read = 0u64;
-        loop {
-            let next = tokio::select! {
-                biased;
-                () = cancel.cancelled() => return Err(RunError::Interrupted),
-                next = pages.next() => next,
-            };
-            let Some(page) = next else { break };
+        // Small pages (Jama clamps member pages to 50) are gathered into one batch, so the
+        // store stages about STAGE_BATCH records per transaction whatever the page size.
+        let mut batch: Vec<T> = Vec::new();
+        let mut next = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return Err(RunError::Interrupted),
+            next = pages.next() => next,
+        };
+        while let Some(page) = next {
             let page = page?;
             anomalies.note(&page.anomalies);
             read += page.records.len() as u64;
-            stage_page(page.records).await?;
+            if batch.is_empty() {
+                batch = page.records;
+            } else {
+                batch.extend(page.records);
+            }
+            if batch.len() < STAGE_BATCH {
+                next = tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => return Err(RunError::Interrupted),
+                    next = pages.next() => next,
+                };
+                continue;
+            }
+            // The next page is fetched and mapped while this batch is written: the network
+            // and the mapping overlap the store's work instead of waiting for it.
+            let (staged, following) = tokio::select! {
+                biased;
+                () = cancel.cancelled() => return Err(RunError::Interrupted),
+                both = futures::future::join(
+                    stage_page(std::mem::take(&mut batch)),
+                    pages.next(),
+                ) => both,
+            };
+            staged?;
+            next = following;
             if renewed.elapsed() >= LOCK_RENEW_EVERY {
                 self.lock(lease).await?;
                 *renewed = Instant::now();
             }
+        }
+        if !batch.is_empty() {
+            stage_page(batch).await?;
         }
         Ok(read)
     }

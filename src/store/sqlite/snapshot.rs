@@ -1,11 +1,23 @@
 //! Import snapshots: staging, diff and apply, all set-based so memory stays flat.
 //!
-//! A snapshot is registered in `snapshots` by `begin_snapshot`; its pages go to one of the
-//! `staged_*` tables. Every change is decided by one SQL `CASE` per object kind (the
-//! `*_change!` macros below), which the diff counts, the diff listing and the apply share,
-//! so a dry run says exactly what an apply does. Apply runs in one `BEGIN IMMEDIATE`
-//! transaction: it writes each staged row's change into the staging table, audits every
-//! change, then updates and inserts only the rows that changed.
+//! A snapshot is registered in `temp.snapshots` by `begin_snapshot`; its pages go to one of
+//! the `temp.staged_*` tables. These are TEMP tables of the store's one write connection
+//! ([`SCRATCH_SCHEMA`], created on every new write connection): staged rows never reach the
+//! WAL or the store file, staging takes no write lock on the store, and a process that dies
+//! takes its staged rows with it.
+//!
+//! Each staged row is classified **as it is staged**, against the stored row it joins
+//! (`created`, `updated`, `renamed`, `reactivated` or `unchanged`), and an unchanged row
+//! keeps only its key: a re-import that finds nothing new costs one indexed read per
+//! record, and the apply touches only what changed. Every staged key stays, so a full
+//! import still knows which stored rows the target no longer returned.
+//!
+//! The one rule that can change a staged row's verdict between staging and apply is the
+//! task cut-off: a row a provisioning task changed after the run started is left alone
+//! (`guarded_*` below). Diff counts, diff listings and apply all apply it the same way, so
+//! a dry run says exactly what an apply does. Apply runs in one `BEGIN IMMEDIATE`
+//! transaction: it settles the cut-off, audits every change, then updates and inserts only
+//! the rows that changed.
 //!
 //! All statements take the same numbered parameters (see [`Ctx`]):
 //! `?1` run id, `?2` target, `?3` the cut-off (rows a task changed after it are left alone),
@@ -20,42 +32,98 @@ use super::rows::{self, ts};
 use super::{query_err, SqliteStore};
 use crate::clock;
 use crate::model::{
-    AccountRecord, Change, ChangeCounts, EntitlementRecord, GrantRecord, ImportMode, ObjectKind,
+    AccountRecord, ChangeCounts, EntitlementRecord, GrantRecord, ImportMode, ObjectKind,
 };
 use crate::store::{ApplyOptions, DiffEntry, SnapshotDiff, SnapshotId, StoreError, StoreResult};
 
+/// The scratch tables import snapshots are staged in: TEMP tables, created on every new
+/// connection of the write pool. `change` is decided when a row is staged; the payload
+/// columns of an `unchanged` row are NULL.
+pub(super) const SCRATCH_SCHEMA: &str = "\
+    CREATE TEMP TABLE IF NOT EXISTS snapshots ( \
+        run_id   INTEGER NOT NULL, \
+        target   TEXT NOT NULL, \
+        object   TEXT NOT NULL, \
+        begun_at TEXT NOT NULL, \
+        cutoff   TEXT NOT NULL, \
+        PRIMARY KEY (run_id, target, object)) WITHOUT ROWID; \
+    CREATE TEMP TABLE IF NOT EXISTS staged_accounts ( \
+        run_id       INTEGER NOT NULL, \
+        target       TEXT NOT NULL, \
+        id           TEXT NOT NULL, \
+        name         TEXT, \
+        display_name TEXT, \
+        email        TEXT, \
+        status       TEXT, \
+        attributes   TEXT, \
+        change       TEXT NOT NULL, \
+        PRIMARY KEY (run_id, target, id)) WITHOUT ROWID; \
+    CREATE TEMP TABLE IF NOT EXISTS staged_entitlements ( \
+        run_id     INTEGER NOT NULL, \
+        target     TEXT NOT NULL, \
+        type       TEXT NOT NULL, \
+        id         TEXT NOT NULL, \
+        name       TEXT, \
+        attributes TEXT, \
+        change     TEXT NOT NULL, \
+        PRIMARY KEY (run_id, target, type, id)) WITHOUT ROWID; \
+    CREATE TEMP TABLE IF NOT EXISTS staged_grants ( \
+        run_id           INTEGER NOT NULL, \
+        target           TEXT NOT NULL, \
+        account_id       TEXT NOT NULL, \
+        type             TEXT NOT NULL, \
+        entitlement_id   TEXT NOT NULL, \
+        entitlement_name TEXT, \
+        change           TEXT NOT NULL, \
+        PRIMARY KEY (run_id, target, account_id, type, entitlement_id)) WITHOUT ROWID; \
+    CREATE TEMP TABLE IF NOT EXISTS missing_accounts ( \
+        run_id INTEGER NOT NULL, \
+        target TEXT NOT NULL, \
+        id     TEXT NOT NULL, \
+        PRIMARY KEY (run_id, target, id)) WITHOUT ROWID;";
+
 /// Staged rows of a snapshot begun this long ago are dropped by the next `begin_snapshot`
-/// (a process that died mid-read leaves them behind).
+/// (a run that ended without applying or discarding leaves them behind).
 const STALE_SNAPSHOT_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// Snapshots of one object kind (`?2`) begun before `?1` or whose run has finished.
-const STALE_SNAPSHOTS: &str = "SELECT sn.run_id, sn.target FROM snapshots sn \
+const STALE_SNAPSHOTS: &str = "SELECT sn.run_id, sn.target FROM temp.snapshots sn \
      WHERE sn.object = ?2 AND (sn.begun_at < ?1 OR EXISTS \
-         (SELECT 1 FROM runs r WHERE r.id = sn.run_id AND r.finished_at IS NOT NULL))";
+         (SELECT 1 FROM main.runs r WHERE r.id = sn.run_id AND r.finished_at IS NOT NULL))";
 
 /// Rows per multi-row `INSERT` when staging (well under SQLite's parameter limit).
 const STAGE_CHUNK: usize = 500;
 
-/// The change a staged account makes (`s` staged row, `a` stored row or NULLs).
-macro_rules! account_change {
-    () => {
-        "CASE \
-            WHEN a.id IS NULL THEN 'created' \
-            WHEN a.task_changed_at > ?3 THEN 'unchanged' \
-            WHEN a.status = 'suspended' THEN 'reactivated' \
-            WHEN a.name IS NOT s.name THEN 'renamed' \
-            WHEN a.display_name IS NOT s.display_name OR a.email IS NOT s.email \
-              OR a.status IS NOT s.status OR a.attributes IS NOT s.attributes THEN 'updated' \
-            ELSE 'unchanged' \
-        END"
+/// Counts of a `change` column (`$c`) by verdict, without sorting: one row of sums.
+macro_rules! change_sums {
+    ($c:literal) => {
+        concat!(
+            "SUM(",
+            $c,
+            " = 'created') AS created, ",
+            "SUM(",
+            $c,
+            " = 'updated') AS updated, ",
+            "SUM(",
+            $c,
+            " = 'unchanged') AS unchanged, ",
+            "SUM(",
+            $c,
+            " = 'reactivated') AS reactivated, ",
+            "SUM(",
+            $c,
+            " = 'renamed') AS renamed"
+        )
     };
 }
 
-/// Staged accounts of the snapshot joined to the stored ones.
-macro_rules! account_staged {
+/// The verdict of a staged account (`s`) once the cut-off is applied: a row a task changed
+/// after `?3` is left alone.
+macro_rules! guarded_account {
     () => {
-        "staged_accounts s LEFT JOIN accounts a ON a.target = s.target AND a.id = s.id \
-         WHERE s.run_id = ?1 AND s.target = ?2"
+        "CASE WHEN s.change <> 'unchanged' AND EXISTS (SELECT 1 FROM main.accounts a \
+              WHERE a.target = s.target AND a.id = s.id AND a.task_changed_at > ?3) \
+         THEN 'unchanged' ELSE s.change END"
     };
 }
 
@@ -65,7 +133,7 @@ macro_rules! account_missing {
     () => {
         "a.target = ?2 AND a.status <> 'suspended' \
          AND (a.task_changed_at IS NULL OR a.task_changed_at <= ?3) \
-         AND NOT EXISTS (SELECT 1 FROM staged_accounts s \
+         AND NOT EXISTS (SELECT 1 FROM temp.staged_accounts s \
                          WHERE s.run_id = ?1 AND s.target = a.target AND s.id = a.id)"
     };
 }
@@ -83,7 +151,8 @@ macro_rules! grant_free {
 macro_rules! grants_of_missing_accounts {
     () => {
         concat!(
-            "accounts a CROSS JOIN grants g ON g.target = a.target AND g.account_id = a.id \
+            "main.accounts a CROSS JOIN main.grants g \
+                 ON g.target = a.target AND g.account_id = a.id \
              WHERE g.target = ?2 AND g.status = 'active' AND ",
             grant_free!(),
             " AND ",
@@ -92,25 +161,13 @@ macro_rules! grants_of_missing_accounts {
     };
 }
 
-/// The change a staged entitlement makes (`s` staged row, `e` stored row or NULLs).
-macro_rules! entitlement_change {
+/// The verdict of a staged entitlement (`s`) once the cut-off is applied.
+macro_rules! guarded_entitlement {
     () => {
-        "CASE \
-            WHEN e.id IS NULL THEN 'created' \
-            WHEN e.task_changed_at > ?3 THEN 'unchanged' \
-            WHEN e.status = 'inactive' THEN 'reactivated' \
-            WHEN e.name IS NOT s.name OR e.attributes IS NOT s.attributes THEN 'updated' \
-            ELSE 'unchanged' \
-        END"
-    };
-}
-
-/// Staged entitlements of the snapshot joined to the stored ones.
-macro_rules! entitlement_staged {
-    () => {
-        "staged_entitlements s LEFT JOIN entitlements e \
-             ON e.target = s.target AND e.type = s.type AND e.id = s.id \
-         WHERE s.run_id = ?1 AND s.target = ?2"
+        "CASE WHEN s.change <> 'unchanged' AND EXISTS (SELECT 1 FROM main.entitlements e \
+              WHERE e.target = s.target AND e.type = s.type AND e.id = s.id \
+                AND e.task_changed_at > ?3) \
+         THEN 'unchanged' ELSE s.change END"
     };
 }
 
@@ -119,31 +176,19 @@ macro_rules! entitlement_missing {
     () => {
         "e.target = ?2 AND e.status = 'active' \
          AND (e.task_changed_at IS NULL OR e.task_changed_at <= ?3) \
-         AND NOT EXISTS (SELECT 1 FROM staged_entitlements s \
+         AND NOT EXISTS (SELECT 1 FROM temp.staged_entitlements s \
                          WHERE s.run_id = ?1 AND s.target = e.target AND s.type = e.type \
                            AND s.id = e.id)"
     };
 }
 
-/// The change a staged grant makes (`s` staged row, `g` stored row or NULLs).
-macro_rules! grant_change {
+/// The verdict of a staged grant (`s`) once the cut-off is applied.
+macro_rules! guarded_grant {
     () => {
-        "CASE \
-            WHEN g.account_id IS NULL THEN 'created' \
-            WHEN g.task_changed_at > ?3 THEN 'unchanged' \
-            WHEN g.status = 'removed' THEN 'reactivated' \
-            ELSE 'unchanged' \
-        END"
-    };
-}
-
-/// Staged grants of the snapshot joined to the stored ones.
-macro_rules! grant_staged {
-    () => {
-        "staged_grants s LEFT JOIN grants g \
-             ON g.target = s.target AND g.account_id = s.account_id AND g.type = s.type \
-            AND g.entitlement_id = s.entitlement_id \
-         WHERE s.run_id = ?1 AND s.target = ?2"
+        "CASE WHEN s.change <> 'unchanged' AND EXISTS (SELECT 1 FROM main.grants g \
+              WHERE g.target = s.target AND g.account_id = s.account_id AND g.type = s.type \
+                AND g.entitlement_id = s.entitlement_id AND g.task_changed_at > ?3) \
+         THEN 'unchanged' ELSE s.change END"
     };
 }
 
@@ -153,7 +198,7 @@ macro_rules! grant_missing {
         concat!(
             "g.target = ?2 AND g.status = 'active' AND ",
             grant_free!(),
-            " AND NOT EXISTS (SELECT 1 FROM staged_grants s \
+            " AND NOT EXISTS (SELECT 1 FROM temp.staged_grants s \
                              WHERE s.run_id = ?1 AND s.target = g.target \
                                AND s.account_id = g.account_id AND s.type = g.type \
                                AND s.entitlement_id = g.entitlement_id)"
@@ -196,52 +241,149 @@ macro_rules! entitlement_same_paths {
     };
 }
 
+// ---- staging: each row classified against the stored one as it is staged ----
+//
+// Built with `QueryBuilder` (`STAGE_*_HEAD`, then the parameters `p`: run id, target,
+// cut-off, then one `VALUES` row per record, then `STAGE_*_TAIL`). Unnumbered parameters
+// only, bound in the order they appear. `WHERE true` tells SQLite's parser that `ON
+// CONFLICT` is the upsert, not a join constraint.
+
+const STAGE_ACCOUNTS_HEAD: &str = "WITH p(run_id, target, cutoff) AS (SELECT ";
+
+const STAGE_ACCOUNTS_BODY: &str = "), \
+    v(id, name, display_name, email, status, attributes) AS (";
+
+const STAGE_ACCOUNTS_TAIL: &str = ") \
+    INSERT INTO temp.staged_accounts \
+        (run_id, target, id, name, display_name, email, status, attributes, change) \
+    SELECT run_id, target, id, \
+        IIF(change = 'unchanged', NULL, name), IIF(change = 'unchanged', NULL, display_name), \
+        IIF(change = 'unchanged', NULL, email), IIF(change = 'unchanged', NULL, status), \
+        IIF(change = 'unchanged', NULL, attributes), change \
+    FROM (SELECT p.run_id, p.target, v.id, v.name, v.display_name, v.email, v.status, \
+            v.attributes, \
+            CASE \
+                WHEN a.id IS NULL THEN 'created' \
+                WHEN a.task_changed_at > p.cutoff THEN 'unchanged' \
+                WHEN a.status = 'suspended' THEN 'reactivated' \
+                WHEN a.name IS NOT v.name THEN 'renamed' \
+                WHEN a.display_name IS NOT v.display_name OR a.email IS NOT v.email \
+                  OR a.status IS NOT v.status OR a.attributes IS NOT v.attributes \
+                  THEN 'updated' \
+                ELSE 'unchanged' \
+            END AS change \
+          FROM p CROSS JOIN v LEFT JOIN main.accounts a \
+              ON a.target = p.target AND a.id = v.id) \
+    WHERE true \
+    ON CONFLICT (run_id, target, id) DO UPDATE SET name = excluded.name, \
+        display_name = excluded.display_name, email = excluded.email, \
+        status = excluded.status, attributes = excluded.attributes, change = excluded.change";
+
+const STAGE_ENTITLEMENTS_BODY: &str = "), v(type, id, name, attributes) AS (";
+
+const STAGE_ENTITLEMENTS_TAIL: &str = ") \
+    INSERT INTO temp.staged_entitlements (run_id, target, type, id, name, attributes, change) \
+    SELECT run_id, target, type, id, IIF(change = 'unchanged', NULL, name), \
+        IIF(change = 'unchanged', NULL, attributes), change \
+    FROM (SELECT p.run_id, p.target, v.type, v.id, v.name, v.attributes, \
+            CASE \
+                WHEN e.id IS NULL THEN 'created' \
+                WHEN e.task_changed_at > p.cutoff THEN 'unchanged' \
+                WHEN e.status = 'inactive' THEN 'reactivated' \
+                WHEN e.name IS NOT v.name OR e.attributes IS NOT v.attributes THEN 'updated' \
+                ELSE 'unchanged' \
+            END AS change \
+          FROM p CROSS JOIN v LEFT JOIN main.entitlements e \
+              ON e.target = p.target AND e.type = v.type AND e.id = v.id) \
+    WHERE true \
+    ON CONFLICT (run_id, target, type, id) DO UPDATE SET name = excluded.name, \
+        attributes = excluded.attributes, change = excluded.change";
+
+const STAGE_GRANTS_BODY: &str = "), v(account_id, type, entitlement_id, entitlement_name) AS (";
+
+const STAGE_GRANTS_TAIL: &str = ") \
+    INSERT INTO temp.staged_grants \
+        (run_id, target, account_id, type, entitlement_id, entitlement_name, change) \
+    SELECT p.run_id, p.target, v.account_id, v.type, v.entitlement_id, v.entitlement_name, \
+        CASE \
+            WHEN g.account_id IS NULL THEN 'created' \
+            WHEN g.task_changed_at > p.cutoff THEN 'unchanged' \
+            WHEN g.status = 'removed' THEN 'reactivated' \
+            ELSE 'unchanged' \
+        END \
+    FROM p CROSS JOIN v LEFT JOIN main.grants g \
+        ON g.target = p.target AND g.account_id = v.account_id AND g.type = v.type \
+       AND g.entitlement_id = v.entitlement_id \
+    WHERE true \
+    ON CONFLICT (run_id, target, account_id, type, entitlement_id) DO UPDATE SET \
+        entitlement_name = excluded.entitlement_name, change = excluded.change";
+
 // ---- accounts ----
 
 const ACCOUNT_DIFF_COUNTS: &str = concat!(
-    "SELECT change, COUNT(*) AS n FROM (SELECT ",
-    account_change!(),
-    " AS change FROM ",
-    account_staged!(),
-    ") GROUP BY change"
+    "SELECT ",
+    change_sums!("change"),
+    " FROM (SELECT ",
+    guarded_account!(),
+    " AS change FROM temp.staged_accounts s WHERE s.run_id = ?1 AND s.target = ?2)"
 );
 
-const ACCOUNT_MISSING_COUNT: &str =
-    concat!("SELECT COUNT(*) FROM accounts a WHERE ", account_missing!());
+const ACCOUNT_MISSING_COUNT: &str = concat!(
+    "SELECT COUNT(*) FROM main.accounts a WHERE ",
+    account_missing!()
+);
 
 const ACCOUNT_GRANTS_REMOVED_COUNT: &str =
     concat!("SELECT COUNT(*) FROM ", grants_of_missing_accounts!());
 
 const ACCOUNT_EXISTING: &str =
-    "SELECT COUNT(*) FROM accounts WHERE target = ?2 AND status <> 'suspended'";
+    "SELECT COUNT(*) FROM main.accounts WHERE target = ?2 AND status <> 'suspended'";
 
 const ACCOUNT_DIFF_ENTRIES: &str = concat!(
     "SELECT key, label, change FROM (",
     "SELECT s.id AS key, \
          CASE WHEN a.name IS NOT NULL AND a.name IS NOT s.name \
-              THEN a.name || ' -> ' || s.name ELSE s.name END AS label, ",
-    account_change!(),
-    " AS change FROM ",
-    account_staged!(),
-    " UNION ALL SELECT a.id, a.name, 'suspended' FROM accounts a WHERE ?4 = 1 AND ",
+              THEN a.name || ' -> ' || s.name ELSE s.name END AS label, \
+         CASE WHEN a.task_changed_at > ?3 THEN 'unchanged' ELSE s.change END AS change \
+     FROM temp.staged_accounts s LEFT JOIN main.accounts a ON a.target = s.target AND a.id = s.id \
+     WHERE s.run_id = ?1 AND s.target = ?2 AND s.change <> 'unchanged' \
+     UNION ALL SELECT a.id, a.name, 'suspended' FROM main.accounts a WHERE ?4 = 1 AND ",
     account_missing!(),
     ") WHERE change <> 'unchanged' ORDER BY key LIMIT ?5"
 );
 
-const ACCOUNT_CLASSIFY: &str = concat!(
-    "UPDATE staged_accounts AS s SET change = COALESCE((SELECT ",
-    account_change!(),
-    " FROM accounts a WHERE a.target = s.target AND a.id = s.id), 'created') \
-     WHERE s.run_id = ?1 AND s.target = ?2"
+/// Settles the cut-off at apply time: a staged change to a row a task changed since is
+/// dropped.
+const ACCOUNT_GUARD: &str = "UPDATE temp.staged_accounts AS s SET change = 'unchanged' \
+     WHERE s.run_id = ?1 AND s.target = ?2 AND s.change <> 'unchanged' \
+       AND EXISTS (SELECT 1 FROM main.accounts a \
+                   WHERE a.target = s.target AND a.id = s.id AND a.task_changed_at > ?3)";
+
+const ACCOUNT_COUNTS: &str = concat!(
+    "SELECT ",
+    change_sums!("change"),
+    " FROM temp.staged_accounts WHERE run_id = ?1 AND target = ?2"
 );
 
+/// A created account's audit details, `{"new": {…}}`, put together as text: the staged
+/// attributes are already canonical JSON, so they are not parsed again.
+macro_rules! account_created_details {
+    () => {
+        "'{\"new\":{\"name\":' || json_quote(s.name) \
+         || ',\"display_name\":' || json_quote(s.display_name) \
+         || ',\"email\":' || json_quote(s.email) \
+         || ',\"status\":' || json_quote(s.status) \
+         || ',\"attributes\":' || s.attributes || '}}'"
+    };
+}
+
 const ACCOUNT_AUDIT: &str = concat!(
-    "INSERT INTO audit_events (at, actor, target, object, object_key, action, run_id, details) \
+    "INSERT INTO main.audit_events \
+        (at, actor, target, object, object_key, action, run_id, details) \
      SELECT ?4, ?5, s.target, 'account', s.id, s.change, ?1, \
-        CASE WHEN a.id IS NULL THEN json_object('new', json_object( \
-                 'name', s.name, 'display_name', s.display_name, 'email', s.email, \
-                 'status', s.status, 'attributes', json(s.attributes))) \
-        ELSE json_object( \
+        CASE WHEN s.change = 'created' THEN ",
+    account_created_details!(),
+    " ELSE json_object( \
             'old', json_remove(json_object('name', a.name, 'display_name', a.display_name, \
                 'email', a.email, 'status', a.status, 'attributes', json(a.attributes)), ",
     account_same_paths!(),
@@ -249,110 +391,146 @@ const ACCOUNT_AUDIT: &str = concat!(
                 'email', s.email, 'status', s.status, 'attributes', json(s.attributes)), ",
     account_same_paths!(),
     ")) END \
-     FROM ",
-    account_staged!(),
-    " AND s.change <> 'unchanged' ORDER BY s.id"
+     FROM temp.staged_accounts s LEFT JOIN main.accounts a ON a.target = s.target AND a.id = s.id \
+     WHERE s.run_id = ?1 AND s.target = ?2 AND s.change <> 'unchanged' ORDER BY s.id"
 );
 
-const ACCOUNT_UPDATE: &str = "UPDATE accounts AS a SET \
+const ACCOUNT_UPDATE: &str = "UPDATE main.accounts AS a SET \
         name = s.name, display_name = s.display_name, email = s.email, status = s.status, \
         status_reason = CASE WHEN a.status IS s.status THEN a.status_reason ELSE 'import' END, \
         attributes = s.attributes, last_seen = NULL, updated_at = ?4 \
-     FROM staged_accounts s \
+     FROM temp.staged_accounts s \
      WHERE s.run_id = ?1 AND s.target = ?2 AND s.change IN ('renamed', 'updated', 'reactivated') \
        AND a.target = s.target AND a.id = s.id";
 
-const ACCOUNT_INSERT: &str = "INSERT INTO accounts (target, id, name, display_name, email, \
+const ACCOUNT_INSERT: &str = "INSERT INTO main.accounts (target, id, name, display_name, email, \
         status, status_reason, owner, attributes, first_seen, last_seen, updated_at) \
      SELECT s.target, s.id, s.name, s.display_name, s.email, s.status, 'import', NULL, \
         s.attributes, ?3, NULL, ?4 \
-     FROM staged_accounts s WHERE s.run_id = ?1 AND s.target = ?2 AND s.change = 'created'";
+     FROM temp.staged_accounts s WHERE s.run_id = ?1 AND s.target = ?2 AND s.change = 'created'";
+
+/// Lists, once per apply, the stored accounts the full import suspends.
+const ACCOUNT_FIND_MISSING: &str = concat!(
+    "INSERT INTO temp.missing_accounts (run_id, target, id) \
+     SELECT ?1, a.target, a.id FROM main.accounts a WHERE ",
+    account_missing!()
+);
+
+/// The accounts listed by [`ACCOUNT_FIND_MISSING`] for this run (alias `m`), as the
+/// subject of `IN`.
+macro_rules! listed_missing {
+    () => {
+        "SELECT m.id FROM temp.missing_accounts m WHERE m.run_id = ?1 AND m.target = ?2"
+    };
+}
 
 const ACCOUNT_AUDIT_SUSPENDED: &str = concat!(
-    "INSERT INTO audit_events (at, actor, target, object, object_key, action, run_id, details) \
+    "INSERT INTO main.audit_events \
+        (at, actor, target, object, object_key, action, run_id, details) \
      SELECT ?4, ?5, a.target, 'account', a.id, 'suspended', ?1, \
         json_object('old', json_object('status', a.status), \
                     'new', json_object('status', 'suspended'), \
                     'reason', 'not returned by target') \
-     FROM accounts a WHERE ",
-    account_missing!(),
-    " ORDER BY a.id"
+     FROM main.accounts a WHERE a.target = ?2 AND a.id IN (",
+    listed_missing!(),
+    ") ORDER BY a.id"
 );
 
+/// Active grants (alias `g`) of the listed missing accounts: the condition.
+macro_rules! grants_of_listed_missing {
+    () => {
+        concat!(
+            "g.target = ?2 AND g.status = 'active' AND ",
+            grant_free!(),
+            " AND g.account_id IN (",
+            listed_missing!(),
+            ")"
+        )
+    };
+}
+
 const ACCOUNT_AUDIT_GRANTS_REMOVED: &str = concat!(
-    "INSERT INTO audit_events (at, actor, target, object, object_key, action, run_id, details) \
+    "INSERT INTO main.audit_events \
+        (at, actor, target, object, object_key, action, run_id, details) \
      SELECT ?4, ?5, g.target, 'grant', ",
     grant_key!("g"),
-    ", 'removed', ?1, json_object('reason', 'account suspended') FROM ",
-    grants_of_missing_accounts!(),
+    ", 'removed', ?1, json_object('reason', 'account suspended') FROM main.grants g WHERE ",
+    grants_of_listed_missing!(),
     " ORDER BY g.account_id, g.type, g.entitlement_id"
 );
 
 const ACCOUNT_REMOVE_GRANTS: &str = concat!(
-    "UPDATE grants AS g SET status = 'removed', updated_at = ?4 \
-     WHERE g.target = ?2 AND g.status = 'active' AND ",
-    grant_free!(),
-    " AND g.account_id IN (SELECT a.id FROM accounts a WHERE ",
-    account_missing!(),
-    ")"
+    "UPDATE main.grants AS g SET status = 'removed', updated_at = ?4 WHERE ",
+    grants_of_listed_missing!()
 );
 
 const ACCOUNT_SUSPEND: &str = concat!(
-    "UPDATE accounts AS a SET status = 'suspended', status_reason = 'import', \
-        last_seen = ?6, updated_at = ?4 WHERE ",
-    account_missing!()
+    "UPDATE main.accounts AS a SET status = 'suspended', status_reason = 'import', \
+        last_seen = ?6, updated_at = ?4 \
+     WHERE a.target = ?2 AND a.id IN (",
+    listed_missing!(),
+    ")"
 );
 
-const TARGET_STATE_PREVIOUS: &str =
-    "SELECT last_account_import_at FROM target_state WHERE target = ?2";
+const ACCOUNT_CLEAR_MISSING: &str =
+    "DELETE FROM temp.missing_accounts WHERE run_id = ?1 AND target = ?2";
 
-const TARGET_STATE_RECORD: &str = "INSERT INTO target_state (target, last_account_import_at) \
+const TARGET_STATE_PREVIOUS: &str =
+    "SELECT last_account_import_at FROM main.target_state WHERE target = ?2";
+
+const TARGET_STATE_RECORD: &str = "INSERT INTO main.target_state (target, last_account_import_at) \
      VALUES (?2, ?3) \
      ON CONFLICT (target) DO UPDATE SET last_account_import_at = excluded.last_account_import_at";
 
 // ---- entitlements ----
 
 const ENTITLEMENT_DIFF_COUNTS: &str = concat!(
-    "SELECT change, COUNT(*) AS n FROM (SELECT ",
-    entitlement_change!(),
-    " AS change FROM ",
-    entitlement_staged!(),
-    ") GROUP BY change"
+    "SELECT ",
+    change_sums!("change"),
+    " FROM (SELECT ",
+    guarded_entitlement!(),
+    " AS change FROM temp.staged_entitlements s WHERE s.run_id = ?1 AND s.target = ?2)"
 );
 
 const ENTITLEMENT_MISSING_COUNT: &str = concat!(
-    "SELECT COUNT(*) FROM entitlements e WHERE ",
+    "SELECT COUNT(*) FROM main.entitlements e WHERE ",
     entitlement_missing!()
 );
 
 const ENTITLEMENT_EXISTING: &str =
-    "SELECT COUNT(*) FROM entitlements WHERE target = ?2 AND status = 'active'";
+    "SELECT COUNT(*) FROM main.entitlements WHERE target = ?2 AND status = 'active'";
 
 const ENTITLEMENT_DIFF_ENTRIES: &str = concat!(
     "SELECT key, label, change FROM (",
     "SELECT s.type || ':' || s.id AS key, s.name AS label, ",
-    entitlement_change!(),
-    " AS change FROM ",
-    entitlement_staged!(),
-    " UNION ALL SELECT e.type || ':' || e.id, e.name, 'inactivated' FROM entitlements e \
+    "CASE WHEN e.task_changed_at > ?3 THEN 'unchanged' ELSE s.change END AS change \
+     FROM temp.staged_entitlements s LEFT JOIN main.entitlements e \
+         ON e.target = s.target AND e.type = s.type AND e.id = s.id \
+     WHERE s.run_id = ?1 AND s.target = ?2 AND s.change <> 'unchanged' \
+     UNION ALL SELECT e.type || ':' || e.id, e.name, 'inactivated' FROM main.entitlements e \
       WHERE ?4 = 1 AND ",
     entitlement_missing!(),
     ") WHERE change <> 'unchanged' ORDER BY key LIMIT ?5"
 );
 
-const ENTITLEMENT_CLASSIFY: &str = concat!(
-    "UPDATE staged_entitlements AS s SET change = COALESCE((SELECT ",
-    entitlement_change!(),
-    " FROM entitlements e WHERE e.target = s.target AND e.type = s.type AND e.id = s.id), \
-        'created') \
-     WHERE s.run_id = ?1 AND s.target = ?2"
+const ENTITLEMENT_GUARD: &str = "UPDATE temp.staged_entitlements AS s SET change = 'unchanged' \
+     WHERE s.run_id = ?1 AND s.target = ?2 AND s.change <> 'unchanged' \
+       AND EXISTS (SELECT 1 FROM main.entitlements e WHERE e.target = s.target \
+                   AND e.type = s.type AND e.id = s.id AND e.task_changed_at > ?3)";
+
+const ENTITLEMENT_COUNTS: &str = concat!(
+    "SELECT ",
+    change_sums!("change"),
+    " FROM temp.staged_entitlements WHERE run_id = ?1 AND target = ?2"
 );
 
 const ENTITLEMENT_AUDIT: &str = concat!(
-    "INSERT INTO audit_events (at, actor, target, object, object_key, action, run_id, details) \
+    "INSERT INTO main.audit_events \
+        (at, actor, target, object, object_key, action, run_id, details) \
      SELECT ?4, ?5, s.target, 'entitlement', s.type || ':' || s.id, s.change, ?1, \
-        CASE WHEN e.id IS NULL THEN json_object('new', json_object( \
-                 'name', s.name, 'attributes', json(s.attributes))) \
+        CASE WHEN s.change = 'created' THEN \
+            '{\"new\":{\"name\":' || json_quote(s.name) || ',\"attributes\":' || s.attributes \
+            || '}}' \
         ELSE json_object( \
             'old', json_remove(json_object('name', e.name, 'status', e.status, \
                 'attributes', json(e.attributes)), ",
@@ -361,85 +539,95 @@ const ENTITLEMENT_AUDIT: &str = concat!(
                 'attributes', json(s.attributes)), ",
     entitlement_same_paths!(),
     ")) END \
-     FROM ",
-    entitlement_staged!(),
-    " AND s.change <> 'unchanged' ORDER BY s.type, s.id"
+     FROM temp.staged_entitlements s LEFT JOIN main.entitlements e \
+         ON e.target = s.target AND e.type = s.type AND e.id = s.id \
+     WHERE s.run_id = ?1 AND s.target = ?2 AND s.change <> 'unchanged' ORDER BY s.type, s.id"
 );
 
-const ENTITLEMENT_UPDATE: &str = "UPDATE entitlements AS e SET \
+const ENTITLEMENT_UPDATE: &str = "UPDATE main.entitlements AS e SET \
         name = s.name, status = 'active', attributes = s.attributes, updated_at = ?4 \
-     FROM staged_entitlements s \
+     FROM temp.staged_entitlements s \
      WHERE s.run_id = ?1 AND s.target = ?2 AND s.change IN ('updated', 'reactivated') \
        AND e.target = s.target AND e.type = s.type AND e.id = s.id";
 
-const ENTITLEMENT_INSERT: &str = "INSERT INTO entitlements (target, type, id, name, status, \
+const ENTITLEMENT_INSERT: &str = "INSERT INTO main.entitlements (target, type, id, name, status, \
         attributes, first_seen, updated_at) \
      SELECT s.target, s.type, s.id, s.name, 'active', s.attributes, ?3, ?4 \
-     FROM staged_entitlements s WHERE s.run_id = ?1 AND s.target = ?2 AND s.change = 'created'";
+     FROM temp.staged_entitlements s \
+     WHERE s.run_id = ?1 AND s.target = ?2 AND s.change = 'created'";
 
 const ENTITLEMENT_AUDIT_INACTIVATED: &str = concat!(
-    "INSERT INTO audit_events (at, actor, target, object, object_key, action, run_id, details) \
+    "INSERT INTO main.audit_events \
+        (at, actor, target, object, object_key, action, run_id, details) \
      SELECT ?4, ?5, e.target, 'entitlement', e.type || ':' || e.id, 'inactivated', ?1, \
         json_object('old', json_object('status', 'active'), \
                     'new', json_object('status', 'inactive'), \
                     'reason', 'not returned by target') \
-     FROM entitlements e WHERE ",
+     FROM main.entitlements e WHERE ",
     entitlement_missing!(),
     " ORDER BY e.type, e.id"
 );
 
 const ENTITLEMENT_INACTIVATE: &str = concat!(
-    "UPDATE entitlements AS e SET status = 'inactive', updated_at = ?4 WHERE ",
+    "UPDATE main.entitlements AS e SET status = 'inactive', updated_at = ?4 WHERE ",
     entitlement_missing!()
 );
 
 // ---- grants ----
 
 const GRANT_DIFF_COUNTS: &str = concat!(
-    "SELECT change, COUNT(*) AS n FROM (SELECT ",
-    grant_change!(),
-    " AS change FROM ",
-    grant_staged!(),
-    ") GROUP BY change"
+    "SELECT ",
+    change_sums!("change"),
+    " FROM (SELECT ",
+    guarded_grant!(),
+    " AS change FROM temp.staged_grants s WHERE s.run_id = ?1 AND s.target = ?2)"
 );
 
-const GRANT_MISSING_COUNT: &str = concat!("SELECT COUNT(*) FROM grants g WHERE ", grant_missing!());
+const GRANT_MISSING_COUNT: &str = concat!(
+    "SELECT COUNT(*) FROM main.grants g WHERE ",
+    grant_missing!()
+);
 
-const GRANT_EXISTING: &str = "SELECT COUNT(*) FROM grants WHERE target = ?2 AND status = 'active'";
+const GRANT_EXISTING: &str =
+    "SELECT COUNT(*) FROM main.grants WHERE target = ?2 AND status = 'active'";
 
 const GRANT_DIFF_ENTRIES: &str = concat!(
     "SELECT key, label, change FROM (",
     "SELECT ",
     grant_key!("s"),
     " AS key, COALESCE(sa.name, s.account_id) || ': ' \
-         || COALESCE(se.name, s.entitlement_name, s.entitlement_id) AS label, ",
-    grant_change!(),
-    " AS change FROM staged_grants s \
-        LEFT JOIN grants g ON g.target = s.target AND g.account_id = s.account_id \
+         || COALESCE(se.name, s.entitlement_name, s.entitlement_id) AS label, \
+         CASE WHEN g.task_changed_at > ?3 THEN 'unchanged' ELSE s.change END AS change \
+      FROM temp.staged_grants s \
+        LEFT JOIN main.grants g ON g.target = s.target AND g.account_id = s.account_id \
             AND g.type = s.type AND g.entitlement_id = s.entitlement_id \
-        LEFT JOIN accounts sa ON sa.target = s.target AND sa.id = s.account_id \
-        LEFT JOIN entitlements se ON se.target = s.target AND se.type = s.type \
+        LEFT JOIN main.accounts sa ON sa.target = s.target AND sa.id = s.account_id \
+        LEFT JOIN main.entitlements se ON se.target = s.target AND se.type = s.type \
             AND se.id = s.entitlement_id \
-      WHERE s.run_id = ?1 AND s.target = ?2 \
+      WHERE s.run_id = ?1 AND s.target = ?2 AND s.change <> 'unchanged' \
       UNION ALL SELECT ",
     grant_key!("g"),
     ", COALESCE(ga.name, g.account_id) || ': ' || COALESCE(ge.name, g.entitlement_id), \
         'removed' \
-      FROM grants g \
-        LEFT JOIN accounts ga ON ga.target = g.target AND ga.id = g.account_id \
-        LEFT JOIN entitlements ge ON ge.target = g.target AND ge.type = g.type \
+      FROM main.grants g \
+        LEFT JOIN main.accounts ga ON ga.target = g.target AND ga.id = g.account_id \
+        LEFT JOIN main.entitlements ge ON ge.target = g.target AND ge.type = g.type \
             AND ge.id = g.entitlement_id \
       WHERE ?4 = 1 AND ",
     grant_missing!(),
     ") WHERE change <> 'unchanged' ORDER BY key LIMIT ?5"
 );
 
-const GRANT_CLASSIFY: &str = concat!(
-    "UPDATE staged_grants AS s SET change = COALESCE((SELECT ",
-    grant_change!(),
-    " FROM grants g WHERE g.target = s.target AND g.account_id = s.account_id \
-         AND g.type = s.type AND g.entitlement_id = s.entitlement_id), 'created') \
-     WHERE s.run_id = ?1 AND s.target = ?2"
+const GRANT_GUARD: &str = "UPDATE temp.staged_grants AS s SET change = 'unchanged' \
+     WHERE s.run_id = ?1 AND s.target = ?2 AND s.change <> 'unchanged' \
+       AND EXISTS (SELECT 1 FROM main.grants g WHERE g.target = s.target \
+                   AND g.account_id = s.account_id AND g.type = s.type \
+                   AND g.entitlement_id = s.entitlement_id AND g.task_changed_at > ?3)";
+
+const GRANT_COUNTS: &str = concat!(
+    "SELECT ",
+    change_sums!("change"),
+    " FROM temp.staged_grants WHERE run_id = ?1 AND target = ?2"
 );
 
 /// Entitlements named by staged grants but missing from the catalogue, one row each.
@@ -447,9 +635,9 @@ macro_rules! discovered_entitlements {
     () => {
         "SELECT s.target AS target, s.type AS type, s.entitlement_id AS id, \
             COALESCE(MAX(s.entitlement_name), s.entitlement_id) AS name \
-         FROM staged_grants s \
+         FROM temp.staged_grants s \
          WHERE s.run_id = ?1 AND s.target = ?2 \
-           AND NOT EXISTS (SELECT 1 FROM entitlements e WHERE e.target = s.target \
+           AND NOT EXISTS (SELECT 1 FROM main.entitlements e WHERE e.target = s.target \
                            AND e.type = s.type AND e.id = s.entitlement_id) \
          GROUP BY s.target, s.type, s.entitlement_id"
     };
@@ -459,7 +647,8 @@ macro_rules! discovered_entitlements {
 const DISCOVERED_ATTRIBUTES: &str = r#"{"discovered_from":"grant"}"#;
 
 const GRANT_AUDIT_DISCOVERED: &str = concat!(
-    "INSERT INTO audit_events (at, actor, target, object, object_key, action, run_id, details) \
+    "INSERT INTO main.audit_events \
+        (at, actor, target, object, object_key, action, run_id, details) \
      SELECT ?4, ?5, d.target, 'entitlement', d.type || ':' || d.id, 'created', ?1, \
         json_object('new', json_object('name', d.name, 'attributes', json(?7))) \
      FROM (",
@@ -468,7 +657,7 @@ const GRANT_AUDIT_DISCOVERED: &str = concat!(
 );
 
 const GRANT_INSERT_DISCOVERED: &str = concat!(
-    "INSERT INTO entitlements (target, type, id, name, status, attributes, first_seen, \
+    "INSERT INTO main.entitlements (target, type, id, name, status, attributes, first_seen, \
         updated_at) \
      SELECT d.target, d.type, d.id, d.name, 'active', ?7, ?3, ?4 FROM (",
     discovered_entitlements!(),
@@ -476,53 +665,54 @@ const GRANT_INSERT_DISCOVERED: &str = concat!(
 );
 
 const GRANT_AUDIT: &str = concat!(
-    "INSERT INTO audit_events (at, actor, target, object, object_key, action, run_id, details) \
+    "INSERT INTO main.audit_events \
+        (at, actor, target, object, object_key, action, run_id, details) \
      SELECT ?4, ?5, s.target, 'grant', ",
     grant_key!("s"),
     ", s.change, ?1, \
-        CASE WHEN s.change = 'created' THEN json_object('new', json_object('status', 'active')) \
-        ELSE json_object('old', json_object('status', g.status), \
-                         'new', json_object('status', 'active')) END \
-     FROM ",
-    grant_staged!(),
-    " AND s.change <> 'unchanged' ORDER BY s.account_id, s.type, s.entitlement_id"
+        CASE WHEN s.change = 'created' THEN '{\"new\":{\"status\":\"active\"}}' \
+        ELSE '{\"old\":{\"status\":\"removed\"},\"new\":{\"status\":\"active\"}}' END \
+     FROM temp.staged_grants s \
+     WHERE s.run_id = ?1 AND s.target = ?2 AND s.change <> 'unchanged' \
+     ORDER BY s.account_id, s.type, s.entitlement_id"
 );
 
-const GRANT_UPDATE: &str = "UPDATE grants AS g SET status = 'active', updated_at = ?4 \
-     FROM staged_grants s \
+const GRANT_UPDATE: &str = "UPDATE main.grants AS g SET status = 'active', updated_at = ?4 \
+     FROM temp.staged_grants s \
      WHERE s.run_id = ?1 AND s.target = ?2 AND s.change = 'reactivated' \
        AND g.target = s.target AND g.account_id = s.account_id AND g.type = s.type \
        AND g.entitlement_id = s.entitlement_id";
 
-const GRANT_INSERT: &str = "INSERT INTO grants (target, account_id, type, entitlement_id, \
+const GRANT_INSERT: &str = "INSERT INTO main.grants (target, account_id, type, entitlement_id, \
         status, first_seen, updated_at) \
      SELECT s.target, s.account_id, s.type, s.entitlement_id, 'active', ?3, ?4 \
-     FROM staged_grants s WHERE s.run_id = ?1 AND s.target = ?2 AND s.change = 'created'";
+     FROM temp.staged_grants s WHERE s.run_id = ?1 AND s.target = ?2 AND s.change = 'created'";
 
 const GRANT_AUDIT_REMOVED: &str = concat!(
-    "INSERT INTO audit_events (at, actor, target, object, object_key, action, run_id, details) \
+    "INSERT INTO main.audit_events \
+        (at, actor, target, object, object_key, action, run_id, details) \
      SELECT ?4, ?5, g.target, 'grant', ",
     grant_key!("g"),
     ", 'removed', ?1, \
         json_object('old', json_object('status', 'active'), \
                     'new', json_object('status', 'removed'), \
                     'reason', 'not returned by target') \
-     FROM grants g WHERE ",
+     FROM main.grants g WHERE ",
     grant_missing!(),
     " ORDER BY g.account_id, g.type, g.entitlement_id"
 );
 
 const GRANT_REMOVE: &str = concat!(
-    "UPDATE grants AS g SET status = 'removed', updated_at = ?4 WHERE ",
+    "UPDATE main.grants AS g SET status = 'removed', updated_at = ?4 WHERE ",
     grant_missing!()
 );
 
 /// The staging table of an object kind.
 fn staged_table(object: ObjectKind) -> &'static str {
     match object {
-        ObjectKind::Account => "staged_accounts",
-        ObjectKind::Entitlement => "staged_entitlements",
-        ObjectKind::Grant => "staged_grants",
+        ObjectKind::Account => "temp.staged_accounts",
+        ObjectKind::Entitlement => "temp.staged_entitlements",
+        ObjectKind::Grant => "temp.staged_grants",
     }
 }
 
@@ -580,41 +770,31 @@ impl Ctx<'_> {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    /// Runs a `SELECT change, COUNT(*) … GROUP BY change` into counts.
+    /// Runs a `SELECT` of [`change_sums!`] into counts.
     async fn change_counts(
         &self,
         conn: &mut SqliteConnection,
         sql: &str,
         context: &'static str,
     ) -> StoreResult<ChangeCounts> {
-        let found = self
+        let row = self
             .query(sql)
-            .fetch_all(conn)
+            .fetch_one(conn)
             .await
             .map_err(query_err(context))?;
-        let mut counts = ChangeCounts::default();
-        for row in &found {
-            let change: Change = rows::get_enum(row, "change")?;
-            let n: i64 = rows::get(row, "n")?;
-            add(&mut counts, change, u64::try_from(n).unwrap_or(0));
-        }
-        Ok(counts)
+        let sum = |column: &'static str| -> StoreResult<u64> {
+            let n: Option<i64> = rows::get(&row, column)?;
+            Ok(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
+        };
+        Ok(ChangeCounts {
+            created: sum("created")?,
+            updated: sum("updated")?,
+            unchanged: sum("unchanged")?,
+            reactivated: sum("reactivated")?,
+            renamed: sum("renamed")?,
+            ..ChangeCounts::default()
+        })
     }
-}
-
-/// Adds `n` to the count of `change`.
-fn add(counts: &mut ChangeCounts, change: Change, n: u64) {
-    let slot = match change {
-        Change::Created => &mut counts.created,
-        Change::Updated => &mut counts.updated,
-        Change::Unchanged => &mut counts.unchanged,
-        Change::Suspended => &mut counts.suspended,
-        Change::Inactivated => &mut counts.inactivated,
-        Change::Removed => &mut counts.removed,
-        Change::Reactivated => &mut counts.reactivated,
-        Change::Renamed => &mut counts.renamed,
-    };
-    *slot += n;
 }
 
 /// The error for a snapshot that was never begun, or was already applied or discarded.
@@ -622,30 +802,58 @@ fn no_such_snapshot(context: &'static str, snapshot: &SnapshotId) -> StoreError 
     StoreError::Query {
         context,
         message: format!(
-            "no staged {} snapshot for run {} of target {} (never begun, or already applied or discarded)",
+            "no staged {} snapshot for run {} of target {} (never begun, already applied or \
+             discarded, or lost when the store's write connection was reset); run the import again",
             snapshot.object, snapshot.run_id, snapshot.target
         ),
     }
 }
 
-/// The cut-off a diff uses: the run's start (or, for a dry run without a run record, when
+/// The snapshot's cut-off: the run's start (or, for a dry run without a run record, when
 /// the snapshot was begun). `None` when the snapshot does not exist.
-async fn diff_cutoff(
+async fn snapshot_cutoff(
     conn: &mut SqliteConnection,
     snapshot: &SnapshotId,
     context: &'static str,
 ) -> StoreResult<Option<String>> {
-    let row: Option<(Option<String>, String)> = sqlx::query_as(
-        "SELECT (SELECT started_at FROM runs WHERE id = ?1), begun_at FROM snapshots \
-         WHERE run_id = ?1 AND target = ?2 AND object = ?3",
+    sqlx::query_scalar(
+        "SELECT cutoff FROM temp.snapshots WHERE run_id = ?1 AND target = ?2 AND object = ?3",
     )
     .bind(snapshot.run_id)
     .bind(&snapshot.target)
     .bind(snapshot.object.as_str())
     .fetch_optional(conn)
     .await
-    .map_err(query_err(context))?;
-    Ok(row.map(|(started, begun)| started.unwrap_or(begun)))
+    .map_err(query_err(context))
+}
+
+/// The cut-off of a snapshot that must exist.
+async fn require_cutoff(
+    conn: &mut SqliteConnection,
+    snapshot: &SnapshotId,
+    context: &'static str,
+) -> StoreResult<String> {
+    snapshot_cutoff(conn, snapshot, context)
+        .await?
+        .ok_or_else(|| no_such_snapshot(context, snapshot))
+}
+
+/// A staging statement: `WITH p(run_id, target, cutoff)`, then `body` (which opens the
+/// `VALUES` CTE), with the page's rows pushed by the caller before `tail`.
+fn stage_statement<'a>(
+    snapshot: &'a SnapshotId,
+    cutoff: &'a str,
+    body: &str,
+) -> QueryBuilder<'a, Sqlite> {
+    let mut query = QueryBuilder::<Sqlite>::new(STAGE_ACCOUNTS_HEAD);
+    query
+        .push_bind(snapshot.run_id)
+        .push(", ")
+        .push_bind(&snapshot.target)
+        .push(", ")
+        .push_bind(cutoff)
+        .push(body);
+    query
 }
 
 impl SqliteStore {
@@ -656,8 +864,9 @@ impl SqliteStore {
             .ok()
             .and_then(|age| now.checked_sub_signed(age))
             .unwrap_or(now);
-        let mut tx = self.write_tx(context).await?;
-        // Drop what dead or finished runs left behind.
+        // Scratch tables only: no write lock on the store.
+        let mut tx = self.write.begin().await.map_err(query_err(context))?;
+        // Drop what finished (or very old) runs left behind.
         for object in ObjectKind::ALL {
             let sql = format!(
                 "DELETE FROM {} WHERE (run_id, target) IN ({STALE_SNAPSHOTS})",
@@ -671,8 +880,9 @@ impl SqliteStore {
                 .map_err(query_err(context))?;
         }
         sqlx::query(
-            "DELETE FROM snapshots WHERE begun_at < ?1 OR EXISTS \
-             (SELECT 1 FROM runs r WHERE r.id = snapshots.run_id AND r.finished_at IS NOT NULL)",
+            "DELETE FROM temp.snapshots WHERE begun_at < ?1 OR EXISTS \
+             (SELECT 1 FROM main.runs r WHERE r.id = snapshots.run_id \
+                AND r.finished_at IS NOT NULL)",
         )
         .bind(ts(stale_before))
         .execute(&mut *tx)
@@ -680,8 +890,9 @@ impl SqliteStore {
         .map_err(query_err(context))?;
         clear_staged(&mut tx, snapshot, context).await?;
         sqlx::query(
-            "INSERT OR REPLACE INTO snapshots (run_id, target, object, begun_at) \
-             VALUES (?1, ?2, ?3, ?4)",
+            "INSERT OR REPLACE INTO temp.snapshots (run_id, target, object, begun_at, cutoff) \
+             VALUES (?1, ?2, ?3, ?4, \
+                     COALESCE((SELECT started_at FROM main.runs WHERE id = ?1), ?4))",
         )
         .bind(snapshot.run_id)
         .bind(&snapshot.target)
@@ -699,22 +910,18 @@ impl SqliteStore {
         page: &[AccountRecord],
     ) -> StoreResult<()> {
         let context = "staging accounts";
-        let mut tx = self.write_tx(context).await?;
-        for chunk in page.chunks(STAGE_CHUNK) {
-            let attributes: Vec<String> = chunk
-                .iter()
-                .map(|record| rows::canonical_attributes(&record.attributes))
-                .collect();
-            let mut query = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO staged_accounts \
-                 (run_id, target, id, name, display_name, email, status, attributes) ",
-            );
+        let attributes: Vec<String> = page
+            .iter()
+            .map(|record| rows::canonical_attributes(&record.attributes))
+            .collect();
+        let mut tx = self.write.begin().await.map_err(query_err(context))?;
+        let cutoff = require_cutoff(&mut tx, snapshot, context).await?;
+        for (chunk, attributes) in page.chunks(STAGE_CHUNK).zip(attributes.chunks(STAGE_CHUNK)) {
+            let mut query = stage_statement(snapshot, &cutoff, STAGE_ACCOUNTS_BODY);
             query.push_values(
-                chunk.iter().zip(&attributes),
+                chunk.iter().zip(attributes),
                 |mut row, (record, attributes)| {
-                    row.push_bind(snapshot.run_id)
-                        .push_bind(&snapshot.target)
-                        .push_bind(&record.id)
+                    row.push_bind(&record.id)
                         .push_bind(&record.name)
                         .push_bind(&record.display_name)
                         .push_bind(&record.email)
@@ -723,11 +930,7 @@ impl SqliteStore {
                 },
             );
             // A record read twice in one snapshot: the last read wins.
-            query.push(
-                " ON CONFLICT (run_id, target, id) DO UPDATE SET name = excluded.name, \
-                 display_name = excluded.display_name, email = excluded.email, \
-                 status = excluded.status, attributes = excluded.attributes",
-            );
+            query.push(STAGE_ACCOUNTS_TAIL);
             query
                 .build()
                 .execute(&mut *tx)
@@ -743,30 +946,24 @@ impl SqliteStore {
         page: &[EntitlementRecord],
     ) -> StoreResult<()> {
         let context = "staging entitlements";
-        let mut tx = self.write_tx(context).await?;
-        for chunk in page.chunks(STAGE_CHUNK) {
-            let attributes: Vec<String> = chunk
-                .iter()
-                .map(|record| rows::canonical_attributes(&record.attributes))
-                .collect();
-            let mut query = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO staged_entitlements (run_id, target, type, id, name, attributes) ",
-            );
+        let attributes: Vec<String> = page
+            .iter()
+            .map(|record| rows::canonical_attributes(&record.attributes))
+            .collect();
+        let mut tx = self.write.begin().await.map_err(query_err(context))?;
+        let cutoff = require_cutoff(&mut tx, snapshot, context).await?;
+        for (chunk, attributes) in page.chunks(STAGE_CHUNK).zip(attributes.chunks(STAGE_CHUNK)) {
+            let mut query = stage_statement(snapshot, &cutoff, STAGE_ENTITLEMENTS_BODY);
             query.push_values(
-                chunk.iter().zip(&attributes),
+                chunk.iter().zip(attributes),
                 |mut row, (record, attributes)| {
-                    row.push_bind(snapshot.run_id)
-                        .push_bind(&snapshot.target)
-                        .push_bind(&record.entitlement_type)
+                    row.push_bind(&record.entitlement_type)
                         .push_bind(&record.id)
                         .push_bind(&record.name)
                         .push_bind(attributes);
                 },
             );
-            query.push(
-                " ON CONFLICT (run_id, target, type, id) DO UPDATE SET name = excluded.name, \
-                 attributes = excluded.attributes",
-            );
+            query.push(STAGE_ENTITLEMENTS_TAIL);
             query
                 .build()
                 .execute(&mut *tx)
@@ -782,24 +979,17 @@ impl SqliteStore {
         page: &[GrantRecord],
     ) -> StoreResult<()> {
         let context = "staging grants";
-        let mut tx = self.write_tx(context).await?;
+        let mut tx = self.write.begin().await.map_err(query_err(context))?;
+        let cutoff = require_cutoff(&mut tx, snapshot, context).await?;
         for chunk in page.chunks(STAGE_CHUNK) {
-            let mut query = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO staged_grants \
-                 (run_id, target, account_id, type, entitlement_id, entitlement_name) ",
-            );
+            let mut query = stage_statement(snapshot, &cutoff, STAGE_GRANTS_BODY);
             query.push_values(chunk, |mut row, record| {
-                row.push_bind(snapshot.run_id)
-                    .push_bind(&snapshot.target)
-                    .push_bind(&record.account_id)
+                row.push_bind(&record.account_id)
                     .push_bind(&record.entitlement_type)
                     .push_bind(&record.entitlement_id)
                     .push_bind(&record.entitlement_name);
             });
-            query.push(
-                " ON CONFLICT (run_id, target, account_id, type, entitlement_id) \
-                 DO UPDATE SET entitlement_name = excluded.entitlement_name",
-            );
+            query.push(STAGE_GRANTS_TAIL);
             query
                 .build()
                 .execute(&mut *tx)
@@ -815,11 +1005,10 @@ impl SqliteStore {
         mode: ImportMode,
     ) -> StoreResult<SnapshotDiff> {
         let context = "computing an import diff";
-        // One read transaction: one consistent view for all the counts.
-        let mut tx = self.read_tx(context).await?;
-        let cutoff = diff_cutoff(&mut tx, snapshot, context)
-            .await?
-            .ok_or_else(|| no_such_snapshot(context, snapshot))?;
+        // One read transaction on the connection that holds the staged rows: one consistent
+        // view for all the counts.
+        let mut tx = self.write.begin().await.map_err(query_err(context))?;
+        let cutoff = require_cutoff(&mut tx, snapshot, context).await?;
         let ctx = Ctx {
             run_id: snapshot.run_id,
             target: &snapshot.target,
@@ -839,9 +1028,11 @@ impl SqliteStore {
                 if full {
                     diff.counts.suspended =
                         ctx.count(&mut tx, ACCOUNT_MISSING_COUNT, context).await?;
-                    diff.counts.removed = ctx
-                        .count(&mut tx, ACCOUNT_GRANTS_REMOVED_COUNT, context)
-                        .await?;
+                    if diff.counts.suspended > 0 {
+                        diff.counts.removed = ctx
+                            .count(&mut tx, ACCOUNT_GRANTS_REMOVED_COUNT, context)
+                            .await?;
+                    }
                     diff.removals = diff.counts.suspended;
                 }
             }
@@ -879,10 +1070,8 @@ impl SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<DiffEntry>> {
         let context = "listing an import diff";
-        let mut tx = self.read_tx(context).await?;
-        let cutoff = diff_cutoff(&mut tx, snapshot, context)
-            .await?
-            .ok_or_else(|| no_such_snapshot(context, snapshot))?;
+        let mut tx = self.write.begin().await.map_err(query_err(context))?;
+        let cutoff = require_cutoff(&mut tx, snapshot, context).await?;
         let sql = match snapshot.object {
             ObjectKind::Account => ACCOUNT_DIFF_ENTRIES,
             ObjectKind::Entitlement => ENTITLEMENT_DIFF_ENTRIES,
@@ -918,16 +1107,7 @@ impl SqliteStore {
     ) -> StoreResult<ChangeCounts> {
         let context = "applying an import snapshot";
         let mut tx = self.write_tx(context).await?;
-        let exists: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM snapshots WHERE run_id = ?1 AND target = ?2 AND object = ?3",
-        )
-        .bind(snapshot.run_id)
-        .bind(&snapshot.target)
-        .bind(snapshot.object.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(query_err(context))?;
-        if exists.is_none() {
+        if snapshot_cutoff(&mut tx, snapshot, context).await?.is_none() {
             // Applying a snapshot that is not there would "suspend" everything.
             return Err(no_such_snapshot(context, snapshot));
         }
@@ -953,30 +1133,45 @@ impl SqliteStore {
 
     pub(super) async fn discard_snapshot_impl(&self, snapshot: &SnapshotId) -> StoreResult<()> {
         let context = "discarding an import snapshot";
-        let mut tx = self.write_tx(context).await?;
+        let mut tx = self.write.begin().await.map_err(query_err(context))?;
         clear_staged(&mut tx, snapshot, context).await?;
         delete_snapshot_row(&mut tx, snapshot, context).await?;
         tx.commit().await.map_err(query_err(context))
     }
 }
 
-/// Deletes the staged rows of a snapshot.
+/// Deletes the staged rows of a snapshot. When no other snapshot of its object kind is
+/// staged, the whole table is emptied, which SQLite does without visiting each row.
 async fn clear_staged(
     conn: &mut SqliteConnection,
     snapshot: &SnapshotId,
     context: &'static str,
 ) -> StoreResult<()> {
-    let sql = format!(
-        "DELETE FROM {} WHERE run_id = ?1 AND target = ?2",
-        staged_table(snapshot.object)
-    );
-    sqlx::query(&sql)
+    let others: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM temp.snapshots \
+         WHERE object = ?3 AND NOT (run_id = ?1 AND target = ?2)",
+    )
+    .bind(snapshot.run_id)
+    .bind(&snapshot.target)
+    .bind(snapshot.object.as_str())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(query_err(context))?;
+    let table = staged_table(snapshot.object);
+    let done = if others == 0 {
+        sqlx::query(&format!("DELETE FROM {table}"))
+            .execute(conn)
+            .await
+    } else {
+        sqlx::query(&format!(
+            "DELETE FROM {table} WHERE run_id = ?1 AND target = ?2"
+        ))
         .bind(snapshot.run_id)
         .bind(&snapshot.target)
         .execute(conn)
         .await
-        .map(drop)
-        .map_err(query_err(context))
+    };
+    done.map(drop).map_err(query_err(context))
 }
 
 /// Forgets a snapshot.
@@ -985,7 +1180,7 @@ async fn delete_snapshot_row(
     snapshot: &SnapshotId,
     context: &'static str,
 ) -> StoreResult<()> {
-    sqlx::query("DELETE FROM snapshots WHERE run_id = ?1 AND target = ?2 AND object = ?3")
+    sqlx::query("DELETE FROM temp.snapshots WHERE run_id = ?1 AND target = ?2 AND object = ?3")
         .bind(snapshot.run_id)
         .bind(&snapshot.target)
         .bind(snapshot.object.as_str())
@@ -1002,15 +1197,17 @@ async fn apply_accounts(
     full: bool,
     context: &'static str,
 ) -> StoreResult<ChangeCounts> {
-    ctx.execute(conn, ACCOUNT_CLASSIFY, context).await?;
-    let mut counts = ctx
-        .change_counts(
-            conn,
-            "SELECT change, COUNT(*) AS n FROM staged_accounts \
-             WHERE run_id = ?1 AND target = ?2 GROUP BY change",
-            context,
-        )
-        .await?;
+    ctx.execute(conn, ACCOUNT_GUARD, context).await?;
+    let mut counts = ctx.change_counts(conn, ACCOUNT_COUNTS, context).await?;
+    // One scan finds the missing accounts, before the new ones are added (a staged account
+    // is never missing, so the scan need not visit them); the statements after it visit
+    // only the missing ones, and none at all when the target returned every account.
+    let missing = if full {
+        ctx.execute(conn, ACCOUNT_CLEAR_MISSING, context).await?;
+        ctx.execute(conn, ACCOUNT_FIND_MISSING, context).await?
+    } else {
+        0
+    };
     ctx.execute(conn, ACCOUNT_AUDIT, context).await?;
     ctx.execute(conn, ACCOUNT_UPDATE, context).await?;
     ctx.execute(conn, ACCOUNT_INSERT, context).await?;
@@ -1023,12 +1220,14 @@ async fn apply_accounts(
             .map(|row| rows::get::<Option<String>>(&row, "last_account_import_at"))
             .transpose()?
             .flatten();
-        ctx.execute(conn, ACCOUNT_AUDIT_SUSPENDED, context).await?;
-        ctx.execute(conn, ACCOUNT_AUDIT_GRANTS_REMOVED, context)
-            .await?;
-        // Grants first: the suspension below changes which accounts count as missing.
-        counts.removed = ctx.execute(conn, ACCOUNT_REMOVE_GRANTS, context).await?;
-        counts.suspended = ctx.execute(conn, ACCOUNT_SUSPEND, context).await?;
+        if missing > 0 {
+            ctx.execute(conn, ACCOUNT_AUDIT_SUSPENDED, context).await?;
+            ctx.execute(conn, ACCOUNT_AUDIT_GRANTS_REMOVED, context)
+                .await?;
+            counts.removed = ctx.execute(conn, ACCOUNT_REMOVE_GRANTS, context).await?;
+            counts.suspended = ctx.execute(conn, ACCOUNT_SUSPEND, context).await?;
+            ctx.execute(conn, ACCOUNT_CLEAR_MISSING, context).await?;
+        }
         ctx.execute(conn, TARGET_STATE_RECORD, context).await?;
     }
     Ok(counts)
@@ -1041,15 +1240,8 @@ async fn apply_entitlements(
     full: bool,
     context: &'static str,
 ) -> StoreResult<ChangeCounts> {
-    ctx.execute(conn, ENTITLEMENT_CLASSIFY, context).await?;
-    let mut counts = ctx
-        .change_counts(
-            conn,
-            "SELECT change, COUNT(*) AS n FROM staged_entitlements \
-             WHERE run_id = ?1 AND target = ?2 GROUP BY change",
-            context,
-        )
-        .await?;
+    ctx.execute(conn, ENTITLEMENT_GUARD, context).await?;
+    let mut counts = ctx.change_counts(conn, ENTITLEMENT_COUNTS, context).await?;
     ctx.execute(conn, ENTITLEMENT_AUDIT, context).await?;
     ctx.execute(conn, ENTITLEMENT_UPDATE, context).await?;
     ctx.execute(conn, ENTITLEMENT_INSERT, context).await?;
@@ -1070,15 +1262,8 @@ async fn apply_grants(
     full: bool,
     context: &'static str,
 ) -> StoreResult<ChangeCounts> {
-    ctx.execute(conn, GRANT_CLASSIFY, context).await?;
-    let mut counts = ctx
-        .change_counts(
-            conn,
-            "SELECT change, COUNT(*) AS n FROM staged_grants \
-             WHERE run_id = ?1 AND target = ?2 GROUP BY change",
-            context,
-        )
-        .await?;
+    ctx.execute(conn, GRANT_GUARD, context).await?;
+    let mut counts = ctx.change_counts(conn, GRANT_COUNTS, context).await?;
     ctx.execute(conn, GRANT_AUDIT_DISCOVERED, context).await?;
     ctx.execute(conn, GRANT_INSERT_DISCOVERED, context).await?;
     ctx.execute(conn, GRANT_AUDIT, context).await?;

@@ -1210,7 +1210,7 @@ async fn a_store_of_schema_1_gains_the_task_columns() {
         "ALTER TABLE tasks DROP COLUMN uncertain",
         "ALTER TABLE tasks DROP COLUMN first_attempt_at",
         "ALTER TABLE tasks DROP COLUMN entitlement_name",
-        "DELETE FROM _sqlx_migrations WHERE version = 2",
+        "DELETE FROM _sqlx_migrations WHERE version >= 2",
         "INSERT INTO tasks (target, operation, account, account_id, entitlement_type, \
             entitlement_id, status, max_attempts, next_attempt_at, actor, created_at, \
             updated_at) \

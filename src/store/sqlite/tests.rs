@@ -229,7 +229,7 @@ async fn a_schema_newer_than_the_binary_is_refused() {
     match err {
         StoreError::SchemaTooNew { found, known, .. } => {
             assert_eq!(found, 99990101000000);
-            assert_eq!(known, 2);
+            assert_eq!(known, 3);
         }
         other => panic!("expected SchemaTooNew, got {other}"),
     }
@@ -301,8 +301,8 @@ async fn stage_and_apply_creates_accounts_with_audit() {
     assert_eq!(bob.details["new"]["attributes"]["nested"]["b"], 1);
 
     // The staged rows are gone.
-    let staged: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM staged_accounts")
-        .fetch_one(&store.read)
+    let staged: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM temp.staged_accounts")
+        .fetch_one(&store.write)
         .await
         .unwrap();
     assert_eq!(staged, 0);
@@ -738,8 +738,8 @@ async fn a_discarded_snapshot_changes_nothing() {
         .is_err());
     assert_eq!(accounts(&store).await, before);
     assert_eq!(audit_count(&store).await, events);
-    let staged: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM staged_accounts")
-        .fetch_one(&store.read)
+    let staged: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM temp.staged_accounts")
+        .fetch_one(&store.write)
         .await
         .unwrap();
     assert_eq!(staged, 0);
@@ -1391,8 +1391,8 @@ async fn stale_staged_rows_of_finished_runs_are_cleared() {
         .begin_snapshot(&snap(run + 100, ObjectKind::Account))
         .await
         .unwrap();
-    let staged: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM staged_accounts")
-        .fetch_one(&store.read)
+    let staged: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM temp.staged_accounts")
+        .fetch_one(&store.write)
         .await
         .unwrap();
     assert_eq!(staged, 0);
@@ -1459,4 +1459,134 @@ fn the_pre_migration_backup_sits_next_to_the_store() {
         path,
         std::path::Path::new("/var/lib/idsync/idsync.db.schema-3.20260301T070000Z.bak")
     );
+}
+
+#[tokio::test]
+async fn an_unchanged_record_is_staged_as_its_key_only_and_nothing_reaches_the_file() {
+    let (_dir, store) = fresh().await;
+    import_accounts(
+        &store,
+        1,
+        &[account("1", "alice"), account("2", "bob")],
+        ImportMode::Full,
+        at(1),
+    )
+    .await;
+    let mut bob = account("2", "bob");
+    bob.email = Some("bob@new.example.com".to_string());
+    let snapshot = snap(2, ObjectKind::Account);
+    store.begin_snapshot(&snapshot).await.unwrap();
+    store
+        .stage_accounts(
+            &snapshot,
+            &[account("1", "alice"), bob, account("3", "carol")],
+        )
+        .await
+        .unwrap();
+    let staged: Vec<(String, Option<String>, String)> = sqlx::query_as(
+        "SELECT id, name, change FROM temp.staged_accounts WHERE run_id = 2 ORDER BY id",
+    )
+    .fetch_all(&store.write)
+    .await
+    .unwrap();
+    assert_eq!(
+        staged,
+        vec![
+            ("1".to_string(), None, "unchanged".to_string()),
+            (
+                "2".to_string(),
+                Some("bob".to_string()),
+                "updated".to_string()
+            ),
+            (
+                "3".to_string(),
+                Some("carol".to_string()),
+                "created".to_string()
+            ),
+        ]
+    );
+    // The store file has no staging tables; its readers see no staged row.
+    let in_file: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM main.sqlite_master WHERE name LIKE 'staged%' OR name = 'snapshots'",
+    )
+    .fetch_one(&store.read)
+    .await
+    .unwrap();
+    assert_eq!(in_file, 0);
+    let counts = store
+        .apply_snapshot(&snapshot, &options(ImportMode::Full, at(2)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (counts.unchanged, counts.updated, counts.created),
+        (1, 1, 1)
+    );
+}
+
+#[tokio::test]
+async fn staging_leaves_the_write_lock_free_for_other_writers() {
+    let (dir, store) = fresh().await;
+    let snapshot = snap(1, ObjectKind::Account);
+    store.begin_snapshot(&snapshot).await.unwrap();
+    // Another process's writer, with no patience for a held lock.
+    let url = format!("sqlite://{}", dir.path().join("idsync.db").display());
+    let other = SqliteStore::open(&url, Duration::from_millis(50))
+        .await
+        .unwrap();
+    let mut held = store.write.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO temp.staged_accounts (run_id, target, id, change) \
+         VALUES (1, 'digicert', 'x', 'created')",
+    )
+    .execute(&mut *held)
+    .await
+    .unwrap();
+    // Mid-staging transaction: the other process can still write the store.
+    other
+        .start_run(&new_run(JobKind::AccountImport, at(1)))
+        .await
+        .unwrap();
+    held.rollback().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_snapshot_lost_with_the_write_connection_is_refused_not_applied() {
+    let (_dir, store) = fresh().await;
+    import_accounts(
+        &store,
+        1,
+        &[account("1", "alice"), account("2", "bob")],
+        ImportMode::Full,
+        at(1),
+    )
+    .await;
+    let snapshot = snap(2, ObjectKind::Account);
+    store.begin_snapshot(&snapshot).await.unwrap();
+    store
+        .stage_accounts(&snapshot, &[account("1", "alice"), account("2", "bob")])
+        .await
+        .unwrap();
+    // The write connection is replaced (as after a failed write): its scratch tables go.
+    let mut conn = store.write.acquire().await.unwrap();
+    conn.close_on_drop();
+    drop(conn);
+    let err = store
+        .stage_accounts(&snapshot, &[account("3", "carol")])
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("lost when the store's write connection was reset"),
+        "{err}"
+    );
+    let err = store
+        .apply_snapshot(&snapshot, &options(ImportMode::Full, at(2)))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("run the import again"), "{err}");
+    // Nobody was suspended for lack of staged rows.
+    assert!(accounts(&store)
+        .await
+        .iter()
+        .all(|a| a.status == AccountStatus::Active));
 }
