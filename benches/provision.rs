@@ -36,15 +36,15 @@
 //! served; per target, each succeeded create's username exists at the simulator exactly once,
 //! no other new user appeared.
 //!
-//! Run it (release build). On 2 cores the full 10,000 tasks take about 50 s plus the build
-//! (submission ~5 s, passes ~45 s); the passes' cost per task grows with the queue's length
-//! (about 1.6 ms of CPU per task at 1,000 tasks, 4 ms at 10,000):
+//! Run it (release build). On 2 cores the full 10,000 tasks take about 25 s plus the build
+//! (submission ~8 s, passes ~14 s, about 1 ms of engine CPU per task):
 //!
 //! ```text
 //! cargo bench --bench provision
 //! IDSYNC_BENCH_TASKS=1000 cargo bench --bench provision          # quick run
 //! IDSYNC_BENCH_TARGETS=jama cargo bench --bench provision        # jama | digicert | jama,digicert
 //! IDSYNC_BENCH_CONCURRENCY=16 cargo bench --bench provision      # max_concurrency per target
+//! IDSYNC_BENCH_FAULT_PERCENT=0 cargo bench --bench provision     # a plain run, no faults
 //! ```
 //!
 //! Linux only (reads `/proc`).
@@ -81,7 +81,8 @@ const SEED_USERS: u32 = 500;
 const SEED_GROUPS: u32 = 10;
 /// Share of the tasks that are `add_access`, in percent (the rest are `create_account`).
 const ACCESS_PERCENT: u32 = 10;
-/// Injected transient failures, in percent of the task count.
+/// Injected transient failures, in percent of the task count, unless
+/// `IDSYNC_BENCH_FAULT_PERCENT` says otherwise (0: a plain run, no faults).
 const FAULT_PERCENT: u32 = 5;
 /// The status of an injected failure.
 const FAULT_STATUS: u16 = 503;
@@ -193,6 +194,18 @@ struct Settings {
     concurrency: u32,
 }
 
+/// The share of injected failures, in percent (parent and child read the same environment).
+fn fault_percent() -> Result<u32> {
+    match env_text("IDSYNC_BENCH_FAULT_PERCENT") {
+        None => Ok(FAULT_PERCENT),
+        Some(text) => Ok(parse_number(&text)
+            .filter(|percent| *percent <= 100)
+            .ok_or_else(|| {
+                format!("IDSYNC_BENCH_FAULT_PERCENT: `{text}` is not a number from 0 to 100")
+            })?),
+    }
+}
+
 fn settings() -> Result<Settings> {
     let tasks = match env_text("IDSYNC_BENCH_TASKS") {
         None => DEFAULT_TASKS,
@@ -261,10 +274,11 @@ fn parent() -> Result<ExitCode> {
     let names: Vec<&str> = settings.targets.iter().map(|kind| kind.as_str()).collect();
     println!(
         "idsync provisioning bench: {} tasks over {} ({ACCESS_PERCENT}% add_access), \
-         max_concurrency {}, {FAULT_PERCENT}% injected {FAULT_STATUS}s, limits and latency off",
+         max_concurrency {}, {}% injected {FAULT_STATUS}s, limits and latency off",
         settings.tasks,
         names.join(" + "),
         settings.concurrency,
+        fault_percent()?,
     );
     let dir = tempfile::tempdir()?;
     let args = [
@@ -671,7 +685,7 @@ async fn child_run(config_path: &Path, sim_pid: u32, total: u32) -> Result<Measu
             tasks,
             creates: tasks,
             accesses: Vec::new(),
-            faults: (tasks * FAULT_PERCENT).div_ceil(100),
+            faults: (tasks * fault_percent()?).div_ceil(100),
         };
         let wanted = tasks * ACCESS_PERCENT / 100;
         plan.accesses = access_pairs(store.as_ref(), &plan, wanted).await?;

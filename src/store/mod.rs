@@ -534,6 +534,16 @@ pub trait Store: Send + Sync {
     /// a worker whose lease ran out changes nothing (audited `task_attempt_stale`) and
     /// returns the task as it is. Returns the updated task.
     async fn finish_attempt(&self, result: &AttemptResult) -> StoreResult<Task>;
+    /// Records the ends of several attempts in one write transaction, each with exactly the
+    /// checks and effects of [`Store::finish_attempt`], in the order given. One finish that
+    /// fails (its effect cannot be applied, its task is gone) is undone alone and answers its
+    /// error in its place; the others are kept. `Err` when the transaction itself failed:
+    /// then nothing was recorded, and the tasks stay `running` until their leases run out
+    /// (the next attempt of each is `uncertain`, as after a crash).
+    async fn finish_attempts(
+        &self,
+        results: &[AttemptResult],
+    ) -> StoreResult<Vec<StoreResult<Task>>>;
     /// Cancels a `pending` task.
     async fn cancel_task(
         &self,

@@ -574,6 +574,13 @@ impl Store for SqliteStore {
         self.finish_attempt_impl(result).await
     }
 
+    async fn finish_attempts(
+        &self,
+        results: &[AttemptResult],
+    ) -> StoreResult<Vec<StoreResult<Task>>> {
+        self.finish_attempts_impl(results).await
+    }
+
     async fn cancel_task(
         &self,
         id: i64,

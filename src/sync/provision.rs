@@ -2,10 +2,14 @@
 //! them until they succeed or are judged failed (what Saviynt calls the WSRETRY job).
 //!
 //! A *pass* returns expired leases to the queue, fails tasks whose dependency failed, then
-//! claims due tasks and runs them until none is due, one worker group per target so that one
+//! claims due tasks and runs them until none is due, one dispatcher per target so that one
 //! target's slowness never delays another's. Within a target at most `max_concurrency`
 //! attempts are in flight (shared by concurrent passes); the store hands out the tasks of
-//! one account one at a time, in submission order.
+//! one account one at a time, in submission order. A dispatcher claims as many tasks as it
+//! has free slots in one store transaction, runs each attempt on its own tokio task, and
+//! writes the results of attempts that ended close together in one transaction
+//! ([`Store::finish_attempts`]); each attempt's heartbeat keeps its lease until its result is
+//! written, and a result that cannot be written leaves its task to its lease.
 //!
 //! Each attempt: the target's circuit breaker is asked first (an open circuit puts the task
 //! back without counting the attempt); a `create_account` whose last attempt had an unknown
@@ -21,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
 
@@ -43,6 +48,12 @@ use crate::telemetry;
 /// task whose worker died (no renewal) goes back to the queue as `uncertain` within one
 /// lease.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// At most this many attempt results are written in one store transaction.
+const FINISH_BATCH: usize = 64;
+
+/// How long the results of attempts that ended wait for others before they are written.
+const FINISH_WAIT: Duration = Duration::from_millis(2);
 
 /// Why a pass could not run.
 #[derive(Debug, thiserror::Error)]
@@ -357,7 +368,9 @@ impl ProvisionRunner {
         Ok((run_id, report))
     }
 
-    /// Runs the due tasks of one target with `max_concurrency` workers.
+    /// Runs the due tasks of one target, at most `max_concurrency` attempts at a time: claims
+    /// as many due tasks as there are free slots in one transaction, runs each attempt on its
+    /// own tokio task, and records the attempts that ended in batches (see [`Finished`]).
     async fn run_target(
         &self,
         target: &str,
@@ -368,77 +381,114 @@ impl ProvisionRunner {
             Some(permits) => permits.clone(),
             None => Arc::new(Semaphore::new(1)),
         };
-        let workers = self
+        let slots = self
             .config
             .targets
             .get(target)
-            .map(|t| t.max_concurrency.max(1))
+            .map(|t| usize::try_from(t.max_concurrency.max(1)).unwrap_or(1))
             .unwrap_or(1);
-        let runs = (0..workers).map(|_| self.worker(target, connector.as_ref(), &permits, cancel));
+        let lease = self
+            .config
+            .targets
+            .get(target)
+            .and_then(|config| config.task_lease)
+            .map_or(self.lease, |lease| lease.get());
         let mut report = PassReport::default();
-        for one in join_all(runs).await {
-            report.merge(one);
+        let mut running: JoinSet<Finished> = JoinSet::new();
+        let mut ended: Vec<Finished> = Vec::new();
+        let mut claiming = true;
+        loop {
+            if claiming && cancel.is_cancelled() {
+                report.interrupted = true;
+                claiming = false;
+            }
+            if claiming {
+                let held = tokio::select! {
+                    held = free_slots(&permits, slots, running.is_empty()) => held,
+                    _ = cancel.cancelled() => {
+                        report.interrupted = true;
+                        claiming = false;
+                        Vec::new()
+                    }
+                };
+                if held.is_empty() && running.is_empty() {
+                    // No slot will come free (the semaphore was closed).
+                    claiming = false;
+                } else if !held.is_empty() {
+                    let claim = Claim {
+                        target: Some(target.to_string()),
+                        now: clock::now(),
+                        lease,
+                        limit: u32::try_from(held.len()).unwrap_or(1),
+                    };
+                    match self.store.claim_tasks(&claim).await {
+                        Ok(tasks) if tasks.is_empty() && running.is_empty() => claiming = false,
+                        Ok(tasks) => {
+                            for (task, permit) in tasks.into_iter().zip(held) {
+                                let runner = self.clone();
+                                let connector = connector.clone();
+                                running.spawn(
+                                    async move {
+                                        let mut finished =
+                                            runner.attempt(connector.as_ref(), task, lease).await;
+                                        finished.slot = Some(permit);
+                                        finished
+                                    }
+                                    .instrument(tracing::Span::current()),
+                                );
+                            }
+                        }
+                        Err(err) => {
+                            warn!(target = %target, error = %err, "Cannot claim tasks; no more tasks of this target start in this pass.");
+                            report.errors.push(err.to_string());
+                            claiming = false;
+                        }
+                    }
+                }
+            }
+            if running.is_empty() && !claiming {
+                break;
+            }
+            collect_ended(&mut running, &mut ended, slots, &mut report).await;
+            self.record_ended(target, &mut ended, &mut report).await;
         }
+        self.record_ended(target, &mut ended, &mut report).await;
         report
     }
 
-    /// Claims and runs one task at a time until none is due.
-    async fn worker(
-        &self,
-        target: &str,
-        connector: &dyn Connector,
-        permits: &Semaphore,
-        cancel: &CancellationToken,
-    ) -> PassReport {
-        let mut report = PassReport::default();
-        loop {
-            if cancel.is_cancelled() {
-                report.interrupted = true;
-                break;
-            }
-            let permit = tokio::select! {
-                permit = permits.acquire() => permit,
-                _ = cancel.cancelled() => {
-                    report.interrupted = true;
-                    break;
+    /// Records attempts that ended, [`FINISH_BATCH`] at a time, and counts them. A finish
+    /// that could not be written is reported; its task keeps its lease until the lease runs
+    /// out, and then comes back `uncertain` (its next attempt reads the target first).
+    async fn record_ended(&self, target: &str, ended: &mut Vec<Finished>, report: &mut PassReport) {
+        while !ended.is_empty() {
+            let batch: Vec<Finished> = ended.drain(..ended.len().min(FINISH_BATCH)).collect();
+            let results: Vec<AttemptResult> = batch
+                .iter()
+                .map(|finished| finished.result.clone())
+                .collect();
+            match self.store.finish_attempts(&results).await {
+                Ok(written) => {
+                    for (finished, one) in batch.iter().zip(written) {
+                        let id = finished.result.task_id;
+                        match one {
+                            Ok(_) => report.count(&finished.step, id),
+                            Err(err) => {
+                                warn!(task_id = id, target = %target, error = %err, "Cannot record the attempt; the task's lease returns it to the queue.");
+                                report.errors.push(err.to_string());
+                            }
+                        }
+                    }
                 }
-            };
-            let Ok(_permit) = permit else { break };
-            let lease = self
-                .config
-                .targets
-                .get(target)
-                .and_then(|config| config.task_lease)
-                .map_or(self.lease, |lease| lease.get());
-            let claim = Claim {
-                target: Some(target.to_string()),
-                now: clock::now(),
-                lease,
-                limit: 1,
-            };
-            let tasks = match self.store.claim_tasks(&claim).await {
-                Ok(tasks) => tasks,
                 Err(err) => {
-                    warn!(target = %target, error = %err, "Cannot claim tasks; stopping this worker.");
-                    report.errors.push(err.to_string());
-                    break;
-                }
-            };
-            if tasks.is_empty() {
-                break;
-            }
-            for task in tasks {
-                let id = task.id;
-                match self.attempt(connector, task, lease).await {
-                    Ok(step) => report.count(&step, id),
-                    Err(err) => {
-                        warn!(task_id = id, target = %target, error = %err, "Cannot record the attempt; the task's lease returns it to the queue.");
+                    for finished in &batch {
+                        warn!(task_id = finished.result.task_id, target = %target, error = %err, "Cannot record the attempt; the task's lease returns it to the queue.");
                         report.errors.push(err.to_string());
                     }
                 }
             }
+            // The heartbeats of the batch stop here, once their finishes are written (or not).
+            drop(batch);
         }
-        report
     }
 
     /// Renews the lease of a claimed task while its attempt runs.
@@ -459,21 +509,16 @@ impl ProvisionRunner {
         )
     }
 
-    /// One attempt of one claimed task, recorded in the store. The task's lease is renewed
-    /// until the result is recorded.
-    async fn attempt(
-        &self,
-        connector: &dyn Connector,
-        task: Task,
-        lease: Duration,
-    ) -> Result<Step, StoreError> {
-        let _heartbeat = self.heartbeat(&task, lease);
+    /// One attempt of one claimed task, ready to be recorded. The task's lease is renewed
+    /// until the [`Finished`] is dropped, after its result is written.
+    async fn attempt(&self, connector: &dyn Connector, task: Task, lease: Duration) -> Finished {
+        let heartbeat = self.heartbeat(&task, lease);
         let target = task.target.clone();
         let now = clock::now();
         let mut trial = false;
         match self.breakers.check(&target, now) {
             Gate::Closed => {}
-            Gate::Open { reason, until } => return self.refused(&task, reason, until).await,
+            Gate::Open { reason, until } => return refused(&task, reason, until, heartbeat),
             Gate::HalfOpen {
                 reason: OpenReason::Transient,
             } => trial = true,
@@ -491,7 +536,7 @@ impl ProvisionRunner {
                         .probe_result(&target, false, at)
                         .unwrap_or(at + chrono::Duration::seconds(30));
                     warn!(target = %target, error = %err, until = %clock::format(until), "Probe failed; the target's circuit stays open.");
-                    return self.refused(&task, OpenReason::AuthFailed, until).await;
+                    return refused(&task, OpenReason::AuthFailed, until, heartbeat);
                 }
             },
         }
@@ -630,49 +675,19 @@ impl ProvisionRunner {
             TaskNext::Failed => Step::Failed,
         };
         log_attempt(&task, outcome, &next, error.as_deref());
-        self.store
-            .finish_attempt(&AttemptResult {
+        Finished {
+            step,
+            result: AttemptResult {
                 task_id: task.id,
                 attempt: task.attempts,
                 outcome,
                 error,
                 finished_at,
                 next,
-            })
-            .await?;
-        Ok(step)
-    }
-
-    /// Puts a task back without calling the target (its circuit is open).
-    async fn refused(
-        &self,
-        task: &Task,
-        reason: OpenReason,
-        until: DateTime<Utc>,
-    ) -> Result<Step, StoreError> {
-        let outcome = match reason {
-            OpenReason::AuthFailed => AttemptOutcome::Auth,
-            OpenReason::Transient => AttemptOutcome::Transient,
-        };
-        let error = format!(
-            "not attempted: the circuit of target {} is open ({}) until {}",
-            task.target,
-            reason.as_str(),
-            clock::format(until)
-        );
-        let next = TaskNext::Requeue { at: until };
-        log_attempt(task, outcome, &next, Some(&error));
-        self.store
-            .finish_attempt(&AttemptResult {
-                task_id: task.id,
-                attempt: task.attempts,
-                outcome,
-                error: Some(error),
-                finished_at: clock::now(),
-                next,
-            })
-            .await?;
-        Ok(Step::Requeued)
+            },
+            _heartbeat: heartbeat,
+            slot: None,
+        }
     }
 
     /// Calls the target: for a create whose last outcome is unknown, reads the target first.
@@ -848,6 +863,113 @@ impl ProvisionRunner {
             metrics::gauge!(telemetry::TASK_OLDEST_PENDING_AGE_SECONDS, "target" => target.clone())
                 .set(age);
         }
+    }
+}
+
+/// An attempt that ended, waiting to be recorded with others in one transaction. It keeps
+/// its task's lease renewed (its heartbeat) until it is dropped after the write.
+struct Finished {
+    /// How the attempt left its task (counted once the result is written).
+    step: Step,
+    /// What the store records.
+    result: AttemptResult,
+    /// Renews the task's lease while the result waits.
+    _heartbeat: Heartbeat,
+    /// The target slot of the attempt: it is not reused before the result is written, so
+    /// a task's end is recorded before another task takes its place.
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+/// The task put back without calling the target (its circuit is open).
+fn refused(
+    task: &Task,
+    reason: OpenReason,
+    until: DateTime<Utc>,
+    heartbeat: Heartbeat,
+) -> Finished {
+    let outcome = match reason {
+        OpenReason::AuthFailed => AttemptOutcome::Auth,
+        OpenReason::Transient => AttemptOutcome::Transient,
+    };
+    let error = format!(
+        "not attempted: the circuit of target {} is open ({}) until {}",
+        task.target,
+        reason.as_str(),
+        clock::format(until)
+    );
+    let next = TaskNext::Requeue { at: until };
+    log_attempt(task, outcome, &next, Some(&error));
+    Finished {
+        step: Step::Requeued,
+        result: AttemptResult {
+            task_id: task.id,
+            attempt: task.attempts,
+            outcome,
+            error: Some(error),
+            finished_at: clock::now(),
+            next,
+        },
+        _heartbeat: heartbeat,
+        slot: None,
+    }
+}
+
+/// Free attempt slots of a target, at most `slots`. When `wait` (nothing of this pass is in
+/// flight), waits for the first one (another pass may hold them all); otherwise takes only
+/// those free now.
+async fn free_slots(
+    permits: &Arc<Semaphore>,
+    slots: usize,
+    wait: bool,
+) -> Vec<OwnedSemaphorePermit> {
+    let mut held = Vec::with_capacity(slots);
+    if wait {
+        match permits.clone().acquire_owned().await {
+            Ok(permit) => held.push(permit),
+            Err(_) => return held,
+        }
+    }
+    while held.len() < slots {
+        match permits.clone().try_acquire_owned() {
+            Ok(permit) => held.push(permit),
+            Err(_) => break,
+        }
+    }
+    held
+}
+
+/// Waits for the attempts in flight to end, up to [`FINISH_BATCH`] of them and at most
+/// [`FINISH_WAIT`] after the first one (so finishes are written together, not one by one),
+/// and moves them to `ended`. An attempt that panicked is reported; its task's lease
+/// returns it to the queue.
+async fn collect_ended(
+    running: &mut JoinSet<Finished>,
+    ended: &mut Vec<Finished>,
+    slots: usize,
+    report: &mut PassReport,
+) {
+    // Half the slots: the other half keeps the target busy while the batch is written.
+    let enough = (slots / 2).clamp(1, FINISH_BATCH);
+    let mut deadline = None;
+    while ended.len() < enough {
+        let joined = match deadline {
+            None => running.join_next().await,
+            Some(deadline) => match tokio::time::timeout_at(deadline, running.join_next()).await {
+                Ok(joined) => joined,
+                Err(_) => break,
+            },
+        };
+        match joined {
+            None => break,
+            Some(Ok(finished)) => ended.push(finished),
+            Some(Err(err)) => {
+                warn!(error = %err, "A task attempt stopped unexpectedly; the task's lease returns it to the queue.");
+                report
+                    .errors
+                    .push(format!("a task attempt stopped unexpectedly: {err}"));
+            }
+        }
+        deadline.get_or_insert_with(|| tokio::time::Instant::now() + FINISH_WAIT);
     }
 }
 
@@ -1585,5 +1707,120 @@ mod engine_tests {
         );
         assert_eq!(rig.a.calls(), 0, "no second create");
         assert_eq!(task(&rig, t.id).await.account_id.as_deref(), Some("99"));
+    }
+
+    /// A raw connection to the rig's store file, for making its writes fail.
+    async fn raw(rig: &Rig) -> sqlx::SqliteConnection {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}", rig._dir.path().join("idsync.db").display());
+        sqlx::SqliteConnection::connect(&url).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn many_tasks_are_claimed_and_finished_in_batches_each_exactly_once() {
+        let rig = rig(3).await;
+        let accounts: Vec<(String, String)> = (0..40)
+            .map(|n| (n.to_string(), format!("user{n}")))
+            .collect();
+        let pairs: Vec<(&str, &str)> = accounts
+            .iter()
+            .map(|(id, name)| (id.as_str(), name.as_str()))
+            .collect();
+        seed(rig.store.as_ref(), "a", &pairs, &[]).await;
+        let mut ids = Vec::new();
+        for (_, name) in &accounts {
+            // Two tasks per account: they must still run one after the other.
+            ids.push(
+                queue(&rig, request("a", Operation::DisableAccount, name))
+                    .await
+                    .id,
+            );
+            ids.push(
+                queue(&rig, request("a", Operation::EnableAccount, name))
+                    .await
+                    .id,
+            );
+        }
+        let report = rig
+            .runner
+            .run_pass(Some("a"), &CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!((report.claimed, report.succeeded), (80, 80), "{report:?}");
+        assert!(report.errors.is_empty(), "{report:?}");
+        assert_eq!(rig.a.calls(), 80, "one call per task");
+        for id in ids {
+            let done = task(&rig, id).await;
+            assert_eq!((done.status, done.attempts), (TaskStatus::Succeeded, 1));
+        }
+        // Per account, the disable was sent before the enable.
+        let requests = rig.a.requests.lock().unwrap().clone();
+        for (_, name) in &accounts {
+            let order: Vec<Operation> = requests
+                .iter()
+                .filter(|r| &r.account_name == name)
+                .map(|r| r.operation)
+                .collect();
+            assert_eq!(order, [Operation::DisableAccount, Operation::EnableAccount]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_finish_that_cannot_be_written_comes_back_uncertain_and_is_not_done_twice() {
+        let rig = rig(3).await;
+        let runner = rig.runner.clone().with_lease(Duration::from_millis(300));
+        seed(rig.store.as_ref(), "a", &[("11", "joe")], &[]).await;
+        let jane = queue(&rig, request("a", Operation::CreateAccount, "jane")).await;
+        let joe = queue(&rig, request("a", Operation::DisableAccount, "joe")).await;
+        let mut raw = raw(&rig).await;
+        sqlx::query(
+            "CREATE TRIGGER boom BEFORE UPDATE OF status ON tasks \
+             WHEN NEW.status = 'succeeded' AND OLD.account = 'jane' \
+             BEGIN SELECT RAISE(ABORT, 'disk says no'); END",
+        )
+        .execute(&mut raw)
+        .await
+        .unwrap();
+        let report = runner
+            .run_pass(None, &CancellationToken::new())
+            .await
+            .unwrap();
+        // Joe's finish, written with Jane's, is kept; Jane's is reported and left leased.
+        assert_eq!(report.succeeded, 1, "{report:?}");
+        assert_eq!(report.errors.len(), 1, "{report:?}");
+        assert!(report.errors[0].contains("disk says no"), "{report:?}");
+        assert_eq!(report.exit_code(), 1);
+        assert_eq!(task(&rig, joe.id).await.status, TaskStatus::Succeeded);
+        assert_eq!(task(&rig, jane.id).await.status, TaskStatus::Running);
+        assert_eq!(rig.a.calls(), 2);
+
+        // The lease runs out; the next pass reads the target first and finds Jane's account.
+        sqlx::query("DROP TRIGGER boom")
+            .execute(&mut raw)
+            .await
+            .unwrap();
+        *rig.a.lookup.lock().unwrap() = Some(crate::model::AccountRecord {
+            id: "99".into(),
+            name: "jane".into(),
+            display_name: None,
+            email: Some("jane@example.com".into()),
+            status: AccountStatus::Active,
+            attributes: Attributes::new(),
+        });
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let report = runner
+            .run_pass(None, &CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(report.released_leases, 1, "{report:?}");
+        assert_eq!(
+            (report.succeeded, report.already_done),
+            (1, 1),
+            "{report:?}"
+        );
+        assert_eq!(rig.a.calls(), 2, "no second create");
+        let jane = task(&rig, jane.id).await;
+        assert_eq!(jane.status, TaskStatus::Succeeded);
+        assert_eq!(jane.account_id.as_deref(), Some("99"));
     }
 }

@@ -1243,3 +1243,182 @@ async fn a_store_of_schema_1_gains_the_task_columns() {
         .count();
     assert_eq!(backups, 1);
 }
+
+#[tokio::test]
+async fn one_claim_leases_a_set_and_opens_one_attempt_each() {
+    let (_dir, store) = fresh().await;
+    let a = submit(&store, &new_task(Operation::DisableAccount, "a", Some("1"))).await;
+    let b = submit(&store, &new_task(Operation::DisableAccount, "b", Some("2"))).await;
+    // Second task of account 1: not claimable while `a` is unfinished.
+    let a2 = submit(&store, &new_task(Operation::EnableAccount, "a", Some("1"))).await;
+    let claimed = store.claim_tasks(&claim_at(at(1))).await.unwrap();
+    let ids: Vec<i64> = claimed.iter().map(|t| t.id).collect();
+    assert_eq!(ids, [a.id, b.id]);
+    for task in &claimed {
+        assert_eq!((task.status, task.attempts), (TaskStatus::Running, 1));
+        assert_eq!(task.first_attempt_at, Some(at(1)));
+        assert_eq!(attempt_rows(&store, task.id).await, [(1, None)]);
+    }
+    assert!(attempt_rows(&store, a2.id).await.is_empty());
+    assert!(
+        claim_ids(&store, at(1)).await.is_empty(),
+        "nothing leased twice"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_of_finishes_applies_each_and_a_stale_one_changes_nothing() {
+    let (_dir, store) = fresh().await;
+    let create = submit(&store, &new_task(Operation::CreateAccount, "jane", None)).await;
+    let retry = submit(&store, &new_task(Operation::DisableAccount, "b", Some("2"))).await;
+    let stale = submit(&store, &new_task(Operation::DisableAccount, "c", Some("3"))).await;
+    let claimed = store.claim_tasks(&claim_at(at(1))).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    let mut stale_result = result(
+        &claimed[2],
+        AttemptOutcome::Succeeded,
+        succeeded(StoreEffect::None),
+        at(2),
+    );
+    stale_result.attempt = 7; // not the attempt the task is running
+    let created = StoreEffect::AccountCreated {
+        account_id: "55".into(),
+        name: "jane".into(),
+        display_name: None,
+        email: Some("jane@example.com".into()),
+    };
+    let results = [
+        result(
+            &claimed[0],
+            AttemptOutcome::Succeeded,
+            TaskNext::Succeeded {
+                account_id: Some("55".into()),
+                effect: created,
+            },
+            at(2),
+        ),
+        stale_result,
+        result(
+            &claimed[1],
+            AttemptOutcome::Transient,
+            TaskNext::Retry { at: at(5) },
+            at(2),
+        ),
+    ];
+    let finished = store.finish_attempts(&results).await.unwrap();
+    let finished: Vec<Task> = finished.into_iter().map(Result::unwrap).collect();
+    assert_eq!(finished[0].status, TaskStatus::Succeeded);
+    assert_eq!(finished[1].status, TaskStatus::Running, "stale: unchanged");
+    assert_eq!(finished[2].status, TaskStatus::Pending);
+    assert_eq!(
+        store
+            .get_task(create.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .account_id
+            .as_deref(),
+        Some("55")
+    );
+    assert!(store.get_account(TARGET, "55").await.unwrap().is_some());
+    assert_eq!(
+        store
+            .get_task(retry.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .next_attempt_at,
+        Some(at(5))
+    );
+    assert_eq!(attempt_rows(&store, stale.id).await, [(1, None)]);
+    let actions = audit_actions(&store).await;
+    assert!(
+        actions.contains(&"task_attempt_stale".to_string()),
+        "{actions:?}"
+    );
+    assert_eq!(actions.iter().filter(|a| *a == "task_succeeded").count(), 1);
+    assert_eq!(actions.iter().filter(|a| *a == "task_attempt").count(), 2);
+    assert!(store.finish_attempts(&[]).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_finish_that_fails_inside_a_batch_is_undone_alone() {
+    let (_dir, store) = fresh().await;
+    let first = submit(&store, &new_task(Operation::DisableAccount, "a", Some("1"))).await;
+    // No account id: its `AccountStatus` effect cannot be applied.
+    let broken = submit(&store, &new_task(Operation::DisableAccount, "b", None)).await;
+    let last = submit(&store, &new_task(Operation::DisableAccount, "c", Some("3"))).await;
+    let claimed = store.claim_tasks(&claim_at(at(1))).await.unwrap();
+    let status = || succeeded(StoreEffect::AccountStatus(AccountStatus::Inactive));
+    let events_before = audit_actions(&store).await.len();
+    let finished = store
+        .finish_attempts(&[
+            result(&claimed[0], AttemptOutcome::Succeeded, status(), at(2)),
+            result(&claimed[1], AttemptOutcome::Succeeded, status(), at(2)),
+            result(&claimed[2], AttemptOutcome::Succeeded, status(), at(2)),
+        ])
+        .await
+        .unwrap();
+    assert!(finished[0].is_ok() && finished[2].is_ok(), "{finished:?}");
+    let err = finished[1].as_ref().unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("task {} has no account id", broken.id)),
+        "{err}"
+    );
+    for id in [first.id, last.id] {
+        assert_eq!(
+            store.get_task(id).await.unwrap().unwrap().status,
+            TaskStatus::Succeeded
+        );
+    }
+    // The broken one is exactly as a lost finish leaves it: running, its attempt open, no
+    // audit event of its own; its lease returns it as uncertain.
+    let left = store.get_task(broken.id).await.unwrap().unwrap();
+    assert_eq!(left.status, TaskStatus::Running);
+    assert_eq!(attempt_rows(&store, broken.id).await, [(1, None)]);
+    let events = audit_actions(&store).await;
+    assert_eq!(events.len() - events_before, 4, "{events:?}");
+    assert_eq!(store.release_expired_leases(at(5)).await.unwrap(), 1);
+    let back = store.get_task(broken.id).await.unwrap().unwrap();
+    assert_eq!((back.status, back.uncertain), (TaskStatus::Pending, true));
+}
+
+#[tokio::test]
+async fn a_batch_whose_every_finish_fails_records_nothing() {
+    let (_dir, store) = fresh().await;
+    submit(&store, &new_task(Operation::DisableAccount, "a", Some("1"))).await;
+    submit(&store, &new_task(Operation::DisableAccount, "b", Some("2"))).await;
+    let claimed = store.claim_tasks(&claim_at(at(1))).await.unwrap();
+    let events_before = audit_actions(&store).await.len();
+    // Every audit insert fails: each finish of the batch fails, and none leaves a trace.
+    sqlx::query(
+        "CREATE TRIGGER boom BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'boom'); END",
+    )
+    .execute(&store.write)
+    .await
+    .unwrap();
+    let finished = store
+        .finish_attempts(&[
+            result(
+                &claimed[0],
+                AttemptOutcome::Succeeded,
+                succeeded(StoreEffect::None),
+                at(2),
+            ),
+            result(
+                &claimed[1],
+                AttemptOutcome::Succeeded,
+                succeeded(StoreEffect::None),
+                at(2),
+            ),
+        ])
+        .await
+        .unwrap();
+    assert!(finished.iter().all(Result::is_err), "{finished:?}");
+    for task in &claimed {
+        let left = store.get_task(task.id).await.unwrap().unwrap();
+        assert_eq!((left.status, left.attempts), (TaskStatus::Running, 1));
+        assert_eq!(attempt_rows(&store, task.id).await, [(1, None)]);
+    }
+    assert_eq!(audit_actions(&store).await.len(), events_before);
+}

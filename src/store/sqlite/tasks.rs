@@ -3,6 +3,8 @@
 //!
 //! Every write is one `BEGIN IMMEDIATE` transaction on the one write connection, so two
 //! workers (or a CLI and the daemon, on two handles to one file) never lease a task twice.
+//! A claim leases its whole set with one statement each (lease, attempt rows); a batch of
+//! finishes runs each finish in its own savepoint, so one that fails is undone alone.
 //!
 //! Tasks of one (target, account) run one at a time in submission order. The account key is
 //! `id:<account_id>` when the id is known, else `name:<account>` ([`account_key!`]); the
@@ -74,18 +76,23 @@ pub(super) const CLAIMABLE: &str = concat!(
     " AND t2.id < t.id)"
 );
 
-/// Leases one task (`?1`) until `?2` at `?3`, taking its dependency's account id if it has
-/// none yet.
-const CLAIM_ONE: &str = "UPDATE tasks SET status = 'running', lease_until = ?2, \
+/// Leases the tasks whose ids are the JSON array `?1` (those still pending) until `?2` at
+/// `?3`, each taking its dependency's account id if it has none yet; returns the leased rows
+/// (in no particular order).
+const CLAIM_SET: &str = "UPDATE tasks SET status = 'running', lease_until = ?2, \
         attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?3), \
         account_id = COALESCE(account_id, \
             (SELECT d.account_id FROM tasks d WHERE d.id = tasks.depends_on)), \
         updated_at = ?3 \
-     WHERE id = ?1 AND status = 'pending'";
+     WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'pending' \
+     RETURNING ";
 
-/// Opens the next attempt row of task `?1` at `?2`.
-const OPEN_ATTEMPT: &str = "INSERT INTO task_attempts (task_id, attempt, started_at) \
-     SELECT ?1, COALESCE(MAX(attempt), 0) + 1, ?2 FROM task_attempts WHERE task_id = ?1";
+/// Opens the next attempt row, started at `?2`, of each task whose id is in the JSON array
+/// `?1`.
+const OPEN_ATTEMPTS: &str = "INSERT INTO task_attempts (task_id, attempt, started_at) \
+     SELECT j.value, COALESCE((SELECT MAX(a.attempt) FROM task_attempts a \
+            WHERE a.task_id = j.value), 0) + 1, ?2 \
+     FROM json_each(?1) j";
 
 /// Running tasks (alias `t`) whose lease ran out before `?1`.
 const EXPIRED: &str = "t.status = 'running' AND t.lease_until < ?1";
@@ -483,23 +490,28 @@ impl SqliteStore {
             .fetch_all(&mut *tx)
             .await
             .map_err(query_err(context))?;
-        let mut claimed = Vec::with_capacity(ids.len());
-        for id in ids {
-            sqlx::query(CLAIM_ONE)
-                .bind(id)
-                .bind(&lease_until)
-                .bind(&now)
-                .execute(&mut *tx)
-                .await
-                .map_err(query_err(context))?;
-            sqlx::query(OPEN_ATTEMPT)
-                .bind(id)
-                .bind(&now)
-                .execute(&mut *tx)
-                .await
-                .map_err(query_err(context))?;
-            claimed.push(require_task(&mut tx, id).await?);
+        if ids.is_empty() {
+            tx.rollback().await.map_err(query_err(context))?;
+            return Ok(Vec::new());
         }
+        // One statement each for the whole set: lease them, read them back, open attempts.
+        let ids = json!(ids).to_string();
+        let rows = sqlx::query(&format!("{CLAIM_SET}{TASK_COLUMNS}"))
+            .bind(&ids)
+            .bind(&lease_until)
+            .bind(&now)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(query_err(context))?;
+        let mut claimed = rows.iter().map(task).collect::<StoreResult<Vec<_>>>()?;
+        claimed.sort_by_key(|task| task.id);
+        let leased = json!(claimed.iter().map(|task| task.id).collect::<Vec<_>>()).to_string();
+        sqlx::query(OPEN_ATTEMPTS)
+            .bind(&leased)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err(context))?;
         tx.commit().await.map_err(query_err(context))?;
         Ok(claimed)
     }
@@ -613,154 +625,32 @@ impl SqliteStore {
     }
 
     pub(super) async fn finish_attempt_impl(&self, result: &AttemptResult) -> StoreResult<Task> {
-        let context = "recording the end of a task attempt";
-        let now = ts(result.finished_at);
+        let mut tx = self.write_tx(FINISH_CONTEXT).await?;
+        let finished = finish_in(&mut tx, result).await?;
+        tx.commit().await.map_err(query_err(FINISH_CONTEXT))?;
+        Ok(finished)
+    }
+
+    pub(super) async fn finish_attempts_impl(
+        &self,
+        results: &[AttemptResult],
+    ) -> StoreResult<Vec<StoreResult<Task>>> {
+        let context = "recording the end of several task attempts";
+        if results.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.write_tx(context).await?;
-        let current =
-            load_task(&mut tx, result.task_id)
-                .await?
-                .ok_or_else(|| StoreError::Query {
-                    context,
-                    message: format!("no task {}", result.task_id),
-                })?;
-        let ctx = AuditCtx {
-            at: &now,
-            actor: &current.actor,
-            target: &current.target,
-            task_id: current.id,
-        };
-        let key = task_key(current.id);
-        if current.status != TaskStatus::Running || current.attempts != result.attempt {
-            // A worker whose lease ran out: the task went back to the queue (and maybe to
-            // another worker), which reads the target first. Record what it saw, change
-            // nothing.
-            audit(
-                &mut tx,
-                &ctx,
-                None,
-                &key,
-                "task_attempt_stale",
-                json!({
-                    "attempt": result.attempt,
-                    "outcome": result.outcome.as_str(),
-                    "error": result.error,
-                    "status": current.status.as_str(),
-                }),
-            )
-            .await?;
-            tx.commit().await.map_err(query_err(context))?;
-            return Ok(current);
+        let mut finished = Vec::with_capacity(results.len());
+        for result in results {
+            // Each finish in its own savepoint: one that fails is undone alone.
+            savepoint(&mut tx, "SAVEPOINT finish_one").await?;
+            let one = finish_in(&mut tx, result).await;
+            if one.is_err() {
+                savepoint(&mut tx, "ROLLBACK TO finish_one").await?;
+            }
+            savepoint(&mut tx, "RELEASE finish_one").await?;
+            finished.push(one);
         }
-        sqlx::query(
-            "UPDATE task_attempts SET finished_at = ?2, outcome = ?3, error = ?4 \
-             WHERE task_id = ?1 AND finished_at IS NULL",
-        )
-        .bind(current.id)
-        .bind(&now)
-        .bind(result.outcome.as_str())
-        .bind(&result.error)
-        .execute(&mut *tx)
-        .await
-        .map_err(query_err(context))?;
-        audit(
-            &mut tx,
-            &ctx,
-            None,
-            &key,
-            "task_attempt",
-            json!({
-                "attempt": result.attempt,
-                "outcome": result.outcome.as_str(),
-                "error": result.error,
-            }),
-        )
-        .await?;
-        let unknown = result.outcome == AttemptOutcome::Unknown;
-        match &result.next {
-            TaskNext::Succeeded { account_id, effect } => {
-                let account_id = account_id.clone().or_else(|| current.account_id.clone());
-                sqlx::query(
-                    "UPDATE tasks SET status = 'succeeded', account_id = ?2, uncertain = 0, \
-                        lease_until = NULL, next_attempt_at = NULL, updated_at = ?3 \
-                     WHERE id = ?1",
-                )
-                .bind(current.id)
-                .bind(&account_id)
-                .bind(&now)
-                .execute(&mut *tx)
-                .await
-                .map_err(query_err(context))?;
-                if let Some(account_id) = &account_id {
-                    // Tasks waiting for this create follow the new account from now on.
-                    sqlx::query(
-                        "UPDATE tasks SET account_id = ?2, updated_at = ?3 \
-                         WHERE depends_on = ?1 AND status = 'pending' AND account_id IS NULL",
-                    )
-                    .bind(current.id)
-                    .bind(account_id)
-                    .bind(&now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(query_err(context))?;
-                }
-                let mut done = current.clone();
-                done.account_id = account_id;
-                apply_effect(&mut tx, &ctx, &done, effect).await?;
-                audit(
-                    &mut tx,
-                    &ctx,
-                    None,
-                    &key,
-                    "task_succeeded",
-                    json!({ "attempt": result.attempt }),
-                )
-                .await?;
-            }
-            TaskNext::Retry { at } | TaskNext::Requeue { at } => {
-                let give_back = i64::from(matches!(result.next, TaskNext::Requeue { .. }));
-                sqlx::query(
-                    "UPDATE tasks SET status = 'pending', next_attempt_at = ?2, \
-                        attempts = MAX(attempts - ?3, 0), \
-                        last_error = COALESCE(?4, last_error), \
-                        uncertain = MAX(uncertain, ?5), lease_until = NULL, updated_at = ?6 \
-                     WHERE id = ?1",
-                )
-                .bind(current.id)
-                .bind(ts(*at))
-                .bind(give_back)
-                .bind(&result.error)
-                .bind(i64::from(unknown))
-                .bind(&now)
-                .execute(&mut *tx)
-                .await
-                .map_err(query_err(context))?;
-            }
-            TaskNext::Failed => {
-                sqlx::query(
-                    "UPDATE tasks SET status = 'failed', last_error = COALESCE(?2, last_error), \
-                        uncertain = MAX(uncertain, ?3), lease_until = NULL, \
-                        next_attempt_at = NULL, updated_at = ?4 \
-                     WHERE id = ?1",
-                )
-                .bind(current.id)
-                .bind(&result.error)
-                .bind(i64::from(unknown))
-                .bind(&now)
-                .execute(&mut *tx)
-                .await
-                .map_err(query_err(context))?;
-                audit(
-                    &mut tx,
-                    &ctx,
-                    None,
-                    &key,
-                    "task_failed",
-                    json!({ "attempt": result.attempt, "error": result.error }),
-                )
-                .await?;
-            }
-        }
-        let finished = require_task(&mut tx, current.id).await?;
         tx.commit().await.map_err(query_err(context))?;
         Ok(finished)
     }
@@ -868,6 +758,168 @@ impl SqliteStore {
             .map(|(target, at)| Ok((target, rows::parse_ts("created_at", &at)?)))
             .collect()
     }
+}
+
+/// What the store is doing while it records the end of an attempt (for errors).
+const FINISH_CONTEXT: &str = "recording the end of a task attempt";
+
+/// Runs one savepoint statement of a batch of finishes.
+async fn savepoint(conn: &mut SqliteConnection, sql: &str) -> StoreResult<()> {
+    sqlx::query(sql)
+        .execute(&mut *conn)
+        .await
+        .map_err(query_err("recording the end of several task attempts"))
+        .map(drop)
+}
+
+/// Records the end of one attempt inside the caller's write transaction (see
+/// [`crate::store::Store::finish_attempt`]): a stale attempt is audited and changes nothing.
+async fn finish_in(tx: &mut SqliteConnection, result: &AttemptResult) -> StoreResult<Task> {
+    let context = FINISH_CONTEXT;
+    let now = ts(result.finished_at);
+    let current = load_task(tx, result.task_id)
+        .await?
+        .ok_or_else(|| StoreError::Query {
+            context,
+            message: format!("no task {}", result.task_id),
+        })?;
+    let ctx = AuditCtx {
+        at: &now,
+        actor: &current.actor,
+        target: &current.target,
+        task_id: current.id,
+    };
+    let key = task_key(current.id);
+    if current.status != TaskStatus::Running || current.attempts != result.attempt {
+        // A worker whose lease ran out: the task went back to the queue (and maybe to
+        // another worker), which reads the target first. Record what it saw, change
+        // nothing.
+        audit(
+            &mut *tx,
+            &ctx,
+            None,
+            &key,
+            "task_attempt_stale",
+            json!({
+                "attempt": result.attempt,
+                "outcome": result.outcome.as_str(),
+                "error": result.error,
+                "status": current.status.as_str(),
+            }),
+        )
+        .await?;
+        return Ok(current);
+    }
+    sqlx::query(
+        "UPDATE task_attempts SET finished_at = ?2, outcome = ?3, error = ?4 \
+         WHERE task_id = ?1 AND finished_at IS NULL",
+    )
+    .bind(current.id)
+    .bind(&now)
+    .bind(result.outcome.as_str())
+    .bind(&result.error)
+    .execute(&mut *tx)
+    .await
+    .map_err(query_err(context))?;
+    audit(
+        &mut *tx,
+        &ctx,
+        None,
+        &key,
+        "task_attempt",
+        json!({
+            "attempt": result.attempt,
+            "outcome": result.outcome.as_str(),
+            "error": result.error,
+        }),
+    )
+    .await?;
+    let unknown = result.outcome == AttemptOutcome::Unknown;
+    match &result.next {
+        TaskNext::Succeeded { account_id, effect } => {
+            let account_id = account_id.clone().or_else(|| current.account_id.clone());
+            sqlx::query(
+                "UPDATE tasks SET status = 'succeeded', account_id = ?2, uncertain = 0, \
+                    lease_until = NULL, next_attempt_at = NULL, updated_at = ?3 \
+                 WHERE id = ?1",
+            )
+            .bind(current.id)
+            .bind(&account_id)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err(context))?;
+            if let Some(account_id) = &account_id {
+                // Tasks waiting for this create follow the new account from now on.
+                sqlx::query(
+                    "UPDATE tasks SET account_id = ?2, updated_at = ?3 \
+                     WHERE depends_on = ?1 AND status = 'pending' AND account_id IS NULL",
+                )
+                .bind(current.id)
+                .bind(account_id)
+                .bind(&now)
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err(context))?;
+            }
+            let mut done = current.clone();
+            done.account_id = account_id;
+            apply_effect(tx, &ctx, &done, effect).await?;
+            audit(
+                &mut *tx,
+                &ctx,
+                None,
+                &key,
+                "task_succeeded",
+                json!({ "attempt": result.attempt }),
+            )
+            .await?;
+        }
+        TaskNext::Retry { at } | TaskNext::Requeue { at } => {
+            let give_back = i64::from(matches!(result.next, TaskNext::Requeue { .. }));
+            sqlx::query(
+                "UPDATE tasks SET status = 'pending', next_attempt_at = ?2, \
+                    attempts = MAX(attempts - ?3, 0), \
+                    last_error = COALESCE(?4, last_error), \
+                    uncertain = MAX(uncertain, ?5), lease_until = NULL, updated_at = ?6 \
+                 WHERE id = ?1",
+            )
+            .bind(current.id)
+            .bind(ts(*at))
+            .bind(give_back)
+            .bind(&result.error)
+            .bind(i64::from(unknown))
+            .bind(&now)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err(context))?;
+        }
+        TaskNext::Failed => {
+            sqlx::query(
+                "UPDATE tasks SET status = 'failed', last_error = COALESCE(?2, last_error), \
+                    uncertain = MAX(uncertain, ?3), lease_until = NULL, \
+                    next_attempt_at = NULL, updated_at = ?4 \
+                 WHERE id = ?1",
+            )
+            .bind(current.id)
+            .bind(&result.error)
+            .bind(i64::from(unknown))
+            .bind(&now)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err(context))?;
+            audit(
+                &mut *tx,
+                &ctx,
+                None,
+                &key,
+                "task_failed",
+                json!({ "attempt": result.attempt, "error": result.error }),
+            )
+            .await?;
+        }
+    }
+    require_task(tx, current.id).await
 }
 
 /// A manual move of a task: cancel or retry.
