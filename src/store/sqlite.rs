@@ -51,6 +51,9 @@ static MIGRATOR: Migrator = sqlx::migrate!();
 /// How many connections the read pool keeps at most.
 const READ_CONNECTIONS: u32 = 4;
 
+/// The size, in bytes, the WAL file is cut back to after a checkpoint.
+const WAL_SIZE_LIMIT: u64 = 16 * 1024 * 1024;
+
 /// The URL scheme prefix this store accepts.
 const URL_PREFIX: &str = "sqlite://";
 
@@ -87,7 +90,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(busy_timeout);
+            .busy_timeout(busy_timeout)
+            // A large import's apply grows the WAL to its size; once checkpointed, the WAL
+            // is cut back to this instead of keeping that size on disk for good.
+            .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string());
         let open_err = |err: sqlx::Error| StoreError::Open {
             url: url.to_string(),
             message: db_message(&err),
