@@ -423,6 +423,35 @@ read_retry = {{ max_attempts = 3, initial_backoff = "10ms", max_backoff = "50ms"
     }
 }
 
+/// Submits a Jama `create_account` of `name` (at trace level) through the CLI, adding its
+/// output to `transcript`.
+async fn submit_create(config: &Path, name: &str, transcript: &mut String) {
+    let email = format!("email={name}@leak.example.com");
+    let out = idsync_env(
+        config,
+        &[
+            "task",
+            "submit",
+            "--target",
+            "jama",
+            "--operation",
+            "create_account",
+            "--account",
+            name,
+            "--attr",
+            "firstname=Leak",
+            "--attr",
+            "lastname=Check",
+            "--attr",
+            &email,
+        ],
+        vec![("RUST_LOG", "trace".to_string())],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    transcript.push_str(&text(&out));
+}
+
 /// Runs `idsync provision --target jama` (at trace level) until every task is final, adding
 /// each pass's output to `transcript`; returns the tasks.
 async fn provision_until_final(config: &Path, transcript: &mut String) -> Vec<Value> {
@@ -469,29 +498,7 @@ async fn no_password_secret_or_token_reaches_logs_or_the_store_at_trace_level() 
 
     // Three creates first; one meets a 503 below and is retried.
     for name in ["leak.one", "leak.two", "leak.three"] {
-        let out = idsync_env(
-            &config,
-            &[
-                "task",
-                "submit",
-                "--target",
-                "jama",
-                "--operation",
-                "create_account",
-                "--account",
-                name,
-                "--attr",
-                "firstname=Leak",
-                "--attr",
-                "lastname=Check",
-                "--attr",
-                &format!("email={name}@leak.example.com"),
-            ],
-            trace(),
-        )
-        .await;
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        transcript.push_str(&text(&out));
+        submit_create(&config, name, &mut transcript).await;
     }
     // One create meets a 503 (sent with a password, answered with an error) and is retried.
     // Only a create: the engine claims several tasks at once, so "the next request" could
@@ -510,29 +517,7 @@ async fn no_password_secret_or_token_reaches_logs_or_the_store_at_trace_level() 
     // Then the seeded jama.user00001, which has another email: that create fails as taken
     // (an error answer to a body with a password). Submitted after the 503 was spent, so
     // the 503 cannot land on it (an uncertain retry reads the target and sends nothing).
-    let out = idsync_env(
-        &config,
-        &[
-            "task",
-            "submit",
-            "--target",
-            "jama",
-            "--operation",
-            "create_account",
-            "--account",
-            "jama.user00001",
-            "--attr",
-            "firstname=Leak",
-            "--attr",
-            "lastname=Check",
-            "--attr",
-            "email=jama.user00001@leak.example.com",
-        ],
-        trace(),
-    )
-    .await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    transcript.push_str(&text(&out));
+    submit_create(&config, "jama.user00001", &mut transcript).await;
     let rows = provision_until_final(&config, &mut transcript).await;
     assert_eq!(count(&rows, "succeeded"), 3, "{}", summary(&rows));
     let taken = rows
