@@ -425,7 +425,7 @@ read_retry = {{ max_attempts = 3, initial_backoff = "10ms", max_backoff = "50ms"
 
 /// Submits a Jama `create_account` of `name` (at trace level) through the CLI, adding its
 /// output to `transcript`.
-async fn submit_create(config: &Path, name: &str, transcript: &mut String) {
+async fn submit_leak_create(config: &Path, name: &str, transcript: &mut String) {
     let email = format!("email={name}@leak.example.com");
     let out = idsync_env(
         config,
@@ -498,7 +498,7 @@ async fn no_password_secret_or_token_reaches_logs_or_the_store_at_trace_level() 
 
     // Three creates first; one meets a 503 below and is retried.
     for name in ["leak.one", "leak.two", "leak.three"] {
-        submit_create(&config, name, &mut transcript).await;
+        submit_leak_create(&config, name, &mut transcript).await;
     }
     // One create meets a 503 (sent with a password, answered with an error) and is retried.
     // Only a create: the engine claims several tasks at once, so "the next request" could
@@ -517,7 +517,7 @@ async fn no_password_secret_or_token_reaches_logs_or_the_store_at_trace_level() 
     // Then the seeded jama.user00001, which has another email: that create fails as taken
     // (an error answer to a body with a password). Submitted after the 503 was spent, so
     // the 503 cannot land on it (an uncertain retry reads the target and sends nothing).
-    submit_create(&config, "jama.user00001", &mut transcript).await;
+    submit_leak_create(&config, "jama.user00001", &mut transcript).await;
     let rows = provision_until_final(&config, &mut transcript).await;
     assert_eq!(count(&rows, "succeeded"), 3, "{}", summary(&rows));
     let taken = rows

@@ -4,8 +4,6 @@
 //! Jama clamps `maxResults` at 50 silently, so the pager advances by what a page holds
 //! (`meta.pageInfo.resultCount`) and stops at `totalResults`, never on a short page.
 
-use std::collections::VecDeque;
-
 use async_trait::async_trait;
 use futures::StreamExt;
 use serde_json::Value;
@@ -19,19 +17,8 @@ use crate::connector::paging::{StartIndexPage, StartIndexPager};
 use crate::connector::{ConnectorError, Page, PageStream};
 use crate::model::{AccountRecord, EntitlementRecord, GrantRecord};
 
-/// Where the grant stream is.
-enum GrantState {
-    /// Reading the group list (ids and names).
-    Groups {
-        pager: StartIndexPager,
-        groups: Vec<GroupRef>,
-    },
-    /// Reading the members of each group in turn.
-    Members {
-        groups: VecDeque<GroupRef>,
-        current: Option<(GroupRef, StartIndexPager)>,
-    },
-}
+/// How many groups' members a grant read fetches at the same time.
+const MEMBER_READS_AT_ONCE: usize = 4;
 
 #[async_trait]
 impl Reads for JamaConnector {
@@ -80,79 +67,29 @@ impl Reads for JamaConnector {
     }
 
     /// Every grant: the group ids first (40–1000 of them, kept in memory), then `GET
-    /// /usergroups/{id}/users` for each group, one stream item per member page.
+    /// /usergroups/{id}/users` for each group, one stream item per member page. The members
+    /// of [`MEMBER_READS_AT_ONCE`] groups are read at the same time (each group's pages in
+    /// order), so the import is not bound by one request's round trip at a time.
     fn grant_pages(&self) -> PageStream<'_, GrantRecord> {
-        let target = self.core.target();
-        let page_size = self.core.page_size();
-        let start = GrantState::Groups {
-            pager: StartIndexPager::new(target, "user groups", page_size),
-            groups: Vec::new(),
-        };
-        futures::stream::try_unfold(Some(start), move |state| async move {
-            let Some(mut state) = state else {
-                return Ok(None);
-            };
-            loop {
-                state = match state {
-                    GrantState::Groups {
-                        mut pager,
-                        mut groups,
-                    } => match self.next_page(&["usergroups"], &[], &mut pager).await? {
-                        Some(page) => {
-                            // The group list is read for ids and names only; its
-                            // anomalies are counted by the entitlement read.
-                            for value in &page {
-                                let group = map_group(target, value, &mut Vec::new())?;
-                                groups.push(GroupRef {
-                                    id: group.id,
-                                    name: group.name,
-                                });
-                            }
-                            GrantState::Groups { pager, groups }
-                        }
-                        None => GrantState::Members {
-                            groups: groups.into(),
-                            current: None,
-                        },
-                    },
-                    GrantState::Members {
-                        mut groups,
-                        current,
-                    } => {
-                        let (group, mut pager) = match current {
-                            Some(current) => current,
-                            None => match groups.pop_front() {
-                                Some(group) => {
-                                    let what = format!("members of user group {}", group.id);
-                                    (group, StartIndexPager::new(target, &what, page_size))
-                                }
-                                None => return Ok(None),
-                            },
-                        };
-                        let path = ["usergroups", group.id.as_str(), "users"];
-                        match self.next_page(&path, &[], &mut pager).await? {
-                            Some(users) => {
-                                let mut anomalies = Vec::new();
-                                let grants = map_members(target, &group, &users, &mut anomalies)?;
-                                let next = GrantState::Members {
-                                    groups,
-                                    current: Some((group, pager)),
-                                };
-                                if !grants.is_empty() {
-                                    return Ok(Some((Page::new(grants, anomalies), Some(next))));
-                                }
-                                next
-                            }
-                            None => GrantState::Members {
-                                groups,
-                                current: None,
-                            },
-                        }
-                    }
-                };
-            }
-        })
-        .boxed()
+        futures::stream::once(self.group_refs())
+            .map(move |groups| match groups {
+                Ok(groups) => futures::stream::iter(groups)
+                    .map(move |group| self.member_pages(group))
+                    .flatten_unordered(MEMBER_READS_AT_ONCE)
+                    .boxed(),
+                Err(err) => futures::stream::once(async move { Err(err) }).boxed(),
+            })
+            .flatten()
+            // The first error ends the stream, as every page stream does (the other groups'
+            // reads in flight are dropped).
+            .scan(false, |failed, page| {
+                let item = (!*failed).then(|| {
+                    *failed = page.is_err();
+                    page
+                });
+                futures::future::ready(item)
+            })
+            .boxed()
     }
 
     async fn find_account(&self, name: &str) -> Result<Option<AccountRecord>, ConnectorError> {
@@ -165,6 +102,45 @@ impl Reads for JamaConnector {
 }
 
 impl JamaConnector {
+    /// The id and name of every user group (the group list is read for these only; its
+    /// anomalies are counted by the entitlement read).
+    async fn group_refs(&self) -> Result<Vec<GroupRef>, ConnectorError> {
+        let target = self.core.target();
+        let mut pager = StartIndexPager::new(target, "user groups", self.core.page_size());
+        let mut groups = Vec::new();
+        while let Some(page) = self.next_page(&["usergroups"], &[], &mut pager).await? {
+            for value in &page {
+                let group = map_group(target, value, &mut Vec::new())?;
+                groups.push(GroupRef {
+                    id: group.id,
+                    name: group.name,
+                });
+            }
+        }
+        Ok(groups)
+    }
+
+    /// The grants of one group's members, one stream item per member page that holds any.
+    fn member_pages(&self, group: GroupRef) -> PageStream<'_, GrantRecord> {
+        let target = self.core.target();
+        let what = format!("members of user group {}", group.id);
+        let pager = StartIndexPager::new(target, &what, self.core.page_size());
+        futures::stream::try_unfold((group, pager), move |(group, mut pager)| async move {
+            loop {
+                let path = ["usergroups", group.id.as_str(), "users"];
+                let Some(users) = self.next_page(&path, &[], &mut pager).await? else {
+                    return Ok(None);
+                };
+                let mut anomalies = Vec::new();
+                let grants = map_members(target, &group, &users, &mut anomalies)?;
+                if !grants.is_empty() {
+                    return Ok(Some((Page::new(grants, anomalies), (group, pager))));
+                }
+            }
+        })
+        .boxed()
+    }
+
     /// The user object named `username` (without letter case), as Jama returned it, through
     /// `GET /users?username=…&includeInactive=true`, paging on in case the filter is ignored.
     pub(super) async fn find_user(&self, username: &str) -> Result<Option<Value>, ConnectorError> {
