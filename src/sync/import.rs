@@ -635,11 +635,7 @@ impl ImportRunner {
         // Small pages (Jama clamps member pages to 50) are gathered into one batch, so the
         // store stages about STAGE_BATCH records per transaction whatever the page size.
         let mut batch: Vec<T> = Vec::new();
-        let mut next = tokio::select! {
-            biased;
-            () = cancel.cancelled() => return Err(RunError::Interrupted),
-            next = pages.next() => next,
-        };
+        let mut next = unless_cancelled(cancel, pages.next()).await?;
         while let Some(page) = next {
             let page = page?;
             anomalies.note(&page.anomalies);
@@ -650,23 +646,14 @@ impl ImportRunner {
                 batch.extend(page.records);
             }
             if batch.len() < STAGE_BATCH {
-                next = tokio::select! {
-                    biased;
-                    () = cancel.cancelled() => return Err(RunError::Interrupted),
-                    next = pages.next() => next,
-                };
+                next = unless_cancelled(cancel, pages.next()).await?;
                 continue;
             }
             // The next page is fetched and mapped while this batch is written: the network
             // and the mapping overlap the store's work instead of waiting for it.
-            let (staged, following) = tokio::select! {
-                biased;
-                () = cancel.cancelled() => return Err(RunError::Interrupted),
-                both = futures::future::join(
-                    stage_page(std::mem::take(&mut batch)),
-                    pages.next(),
-                ) => both,
-            };
+            let staging = stage_page(std::mem::take(&mut batch));
+            let (staged, following) =
+                unless_cancelled(cancel, futures::future::join(staging, pages.next())).await?;
             staged?;
             next = following;
             if renewed.elapsed() >= LOCK_RENEW_EVERY {
@@ -833,6 +820,19 @@ impl ImportRunner {
                 }
             }
         }
+    }
+}
+
+/// Runs `work` unless shutdown comes first (checked first whenever both are ready):
+/// [`RunError::Interrupted`] then, and `work` is dropped.
+async fn unless_cancelled<F: std::future::Future>(
+    cancel: &CancellationToken,
+    work: F,
+) -> Result<F::Output, RunError> {
+    tokio::select! {
+        biased;
+        () = cancel.cancelled() => Err(RunError::Interrupted),
+        done = work => Ok(done),
     }
 }
 
