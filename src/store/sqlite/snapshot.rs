@@ -25,6 +25,7 @@
 
 use std::time::Duration;
 
+use sqlx::query_builder::Separated;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
@@ -145,22 +146,6 @@ macro_rules! grant_free {
     };
 }
 
-/// Active grants (alias `g`) of accounts (alias `a`) a full import suspends. `CROSS JOIN`
-/// makes SQLite find the (few) missing accounts first and then their grants by key, rather
-/// than visit every grant of the target.
-macro_rules! grants_of_missing_accounts {
-    () => {
-        concat!(
-            "main.accounts a CROSS JOIN main.grants g \
-                 ON g.target = a.target AND g.account_id = a.id \
-             WHERE g.target = ?2 AND g.status = 'active' AND ",
-            grant_free!(),
-            " AND ",
-            account_missing!()
-        )
-    };
-}
-
 /// The verdict of a staged entitlement (`s`) once the cut-off is applied.
 macro_rules! guarded_entitlement {
     () => {
@@ -243,12 +228,13 @@ macro_rules! entitlement_same_paths {
 
 // ---- staging: each row classified against the stored one as it is staged ----
 //
-// Built with `QueryBuilder` (`STAGE_*_HEAD`, then the parameters `p`: run id, target,
-// cut-off, then one `VALUES` row per record, then `STAGE_*_TAIL`). Unnumbered parameters
+// Built with `QueryBuilder` ([`STAGE_HEAD`] and the parameters `p`: run id, target, cut-off;
+// then `STAGE_*_BODY`, one `VALUES` row per record, and `STAGE_*_TAIL`). Unnumbered parameters
 // only, bound in the order they appear. `WHERE true` tells SQLite's parser that `ON
 // CONFLICT` is the upsert, not a join constraint.
 
-const STAGE_ACCOUNTS_HEAD: &str = "WITH p(run_id, target, cutoff) AS (SELECT ";
+/// The start of every staging statement: the snapshot's parameters as the CTE `p`.
+const STAGE_HEAD: &str = "WITH p(run_id, target, cutoff) AS (SELECT ";
 
 const STAGE_ACCOUNTS_BODY: &str = "), \
     v(id, name, display_name, email, status, attributes) AS (";
@@ -328,14 +314,6 @@ const ACCOUNT_DIFF_COUNTS: &str = concat!(
     " AS change FROM temp.staged_accounts s WHERE s.run_id = ?1 AND s.target = ?2)"
 );
 
-const ACCOUNT_MISSING_COUNT: &str = concat!(
-    "SELECT COUNT(*) FROM main.accounts a WHERE ",
-    account_missing!()
-);
-
-const ACCOUNT_GRANTS_REMOVED_COUNT: &str =
-    concat!("SELECT COUNT(*) FROM ", grants_of_missing_accounts!());
-
 const ACCOUNT_EXISTING: &str =
     "SELECT COUNT(*) FROM main.accounts WHERE target = ?2 AND status <> 'suspended'";
 
@@ -409,7 +387,8 @@ const ACCOUNT_INSERT: &str = "INSERT INTO main.accounts (target, id, name, displ
         s.attributes, ?3, NULL, ?4 \
      FROM temp.staged_accounts s WHERE s.run_id = ?1 AND s.target = ?2 AND s.change = 'created'";
 
-/// Lists, once per apply, the stored accounts the full import suspends.
+/// Lists the stored accounts the full import suspends (run after
+/// [`ACCOUNT_CLEAR_MISSING`], see [`list_missing_accounts`]).
 const ACCOUNT_FIND_MISSING: &str = concat!(
     "INSERT INTO temp.missing_accounts (run_id, target, id) \
      SELECT ?1, a.target, a.id FROM main.accounts a WHERE ",
@@ -448,6 +427,11 @@ macro_rules! grants_of_listed_missing {
         )
     };
 }
+
+const ACCOUNT_GRANTS_REMOVED_COUNT: &str = concat!(
+    "SELECT COUNT(*) FROM main.grants g WHERE ",
+    grants_of_listed_missing!()
+);
 
 const ACCOUNT_AUDIT_GRANTS_REMOVED: &str = concat!(
     "INSERT INTO main.audit_events \
@@ -838,24 +822,6 @@ async fn require_cutoff(
         .ok_or_else(|| no_such_snapshot(context, snapshot))
 }
 
-/// A staging statement: `WITH p(run_id, target, cutoff)`, then `body` (which opens the
-/// `VALUES` CTE), with the page's rows pushed by the caller before `tail`.
-fn stage_statement<'a>(
-    snapshot: &'a SnapshotId,
-    cutoff: &'a str,
-    body: &str,
-) -> QueryBuilder<'a, Sqlite> {
-    let mut query = QueryBuilder::<Sqlite>::new(STAGE_ACCOUNTS_HEAD);
-    query
-        .push_bind(snapshot.run_id)
-        .push(", ")
-        .push_bind(&snapshot.target)
-        .push(", ")
-        .push_bind(cutoff)
-        .push(body);
-    query
-}
-
 impl SqliteStore {
     pub(super) async fn begin_snapshot_impl(&self, snapshot: &SnapshotId) -> StoreResult<()> {
         let context = "beginning an import snapshot";
@@ -909,35 +875,22 @@ impl SqliteStore {
         snapshot: &SnapshotId,
         page: &[AccountRecord],
     ) -> StoreResult<()> {
-        let context = "staging accounts";
-        let attributes: Vec<String> = page
-            .iter()
-            .map(|record| rows::canonical_attributes(&record.attributes))
-            .collect();
-        let mut tx = self.write.begin().await.map_err(query_err(context))?;
-        let cutoff = require_cutoff(&mut tx, snapshot, context).await?;
-        for (chunk, attributes) in page.chunks(STAGE_CHUNK).zip(attributes.chunks(STAGE_CHUNK)) {
-            let mut query = stage_statement(snapshot, &cutoff, STAGE_ACCOUNTS_BODY);
-            query.push_values(
-                chunk.iter().zip(attributes),
-                |mut row, (record, attributes)| {
-                    row.push_bind(&record.id)
-                        .push_bind(&record.name)
-                        .push_bind(&record.display_name)
-                        .push_bind(&record.email)
-                        .push_bind(record.status.as_str())
-                        .push_bind(attributes);
-                },
-            );
-            // A record read twice in one snapshot: the last read wins.
-            query.push(STAGE_ACCOUNTS_TAIL);
-            query
-                .build()
-                .execute(&mut *tx)
-                .await
-                .map_err(query_err(context))?;
-        }
-        tx.commit().await.map_err(query_err(context))
+        let statement = (STAGE_ACCOUNTS_BODY, STAGE_ACCOUNTS_TAIL);
+        self.stage_rows(
+            snapshot,
+            page,
+            statement,
+            "staging accounts",
+            |mut row, record| {
+                row.push_bind(&record.id)
+                    .push_bind(&record.name)
+                    .push_bind(&record.display_name)
+                    .push_bind(&record.email)
+                    .push_bind(record.status.as_str())
+                    .push_bind(rows::canonical_attributes(&record.attributes));
+            },
+        )
+        .await
     }
 
     pub(super) async fn stage_entitlements_impl(
@@ -945,32 +898,20 @@ impl SqliteStore {
         snapshot: &SnapshotId,
         page: &[EntitlementRecord],
     ) -> StoreResult<()> {
-        let context = "staging entitlements";
-        let attributes: Vec<String> = page
-            .iter()
-            .map(|record| rows::canonical_attributes(&record.attributes))
-            .collect();
-        let mut tx = self.write.begin().await.map_err(query_err(context))?;
-        let cutoff = require_cutoff(&mut tx, snapshot, context).await?;
-        for (chunk, attributes) in page.chunks(STAGE_CHUNK).zip(attributes.chunks(STAGE_CHUNK)) {
-            let mut query = stage_statement(snapshot, &cutoff, STAGE_ENTITLEMENTS_BODY);
-            query.push_values(
-                chunk.iter().zip(attributes),
-                |mut row, (record, attributes)| {
-                    row.push_bind(&record.entitlement_type)
-                        .push_bind(&record.id)
-                        .push_bind(&record.name)
-                        .push_bind(attributes);
-                },
-            );
-            query.push(STAGE_ENTITLEMENTS_TAIL);
-            query
-                .build()
-                .execute(&mut *tx)
-                .await
-                .map_err(query_err(context))?;
-        }
-        tx.commit().await.map_err(query_err(context))
+        let statement = (STAGE_ENTITLEMENTS_BODY, STAGE_ENTITLEMENTS_TAIL);
+        self.stage_rows(
+            snapshot,
+            page,
+            statement,
+            "staging entitlements",
+            |mut row, record| {
+                row.push_bind(&record.entitlement_type)
+                    .push_bind(&record.id)
+                    .push_bind(&record.name)
+                    .push_bind(rows::canonical_attributes(&record.attributes));
+            },
+        )
+        .await
     }
 
     pub(super) async fn stage_grants_impl(
@@ -978,18 +919,47 @@ impl SqliteStore {
         snapshot: &SnapshotId,
         page: &[GrantRecord],
     ) -> StoreResult<()> {
-        let context = "staging grants";
-        let mut tx = self.write.begin().await.map_err(query_err(context))?;
-        let cutoff = require_cutoff(&mut tx, snapshot, context).await?;
-        for chunk in page.chunks(STAGE_CHUNK) {
-            let mut query = stage_statement(snapshot, &cutoff, STAGE_GRANTS_BODY);
-            query.push_values(chunk, |mut row, record| {
+        let statement = (STAGE_GRANTS_BODY, STAGE_GRANTS_TAIL);
+        self.stage_rows(
+            snapshot,
+            page,
+            statement,
+            "staging grants",
+            |mut row, record| {
                 row.push_bind(&record.account_id)
                     .push_bind(&record.entitlement_type)
                     .push_bind(&record.entitlement_id)
                     .push_bind(&record.entitlement_name);
-            });
-            query.push(STAGE_GRANTS_TAIL);
+            },
+        )
+        .await
+    }
+
+    /// Stages a page in one transaction, [`STAGE_CHUNK`] rows per statement: [`STAGE_HEAD`]
+    /// with the snapshot's parameters, then the `(body, tail)` of the object kind around one
+    /// `VALUES` row per record, whose columns `push_row` binds. A record read twice in one
+    /// snapshot: the last read wins (the tails upsert).
+    async fn stage_rows<'a, R>(
+        &self,
+        snapshot: &'a SnapshotId,
+        page: &'a [R],
+        (body, tail): (&str, &str),
+        context: &'static str,
+        push_row: impl Fn(Separated<'_, 'a, Sqlite, &'static str>, &'a R),
+    ) -> StoreResult<()> {
+        let mut tx = self.write.begin().await.map_err(query_err(context))?;
+        let cutoff = require_cutoff(&mut tx, snapshot, context).await?;
+        for chunk in page.chunks(STAGE_CHUNK) {
+            let mut query = QueryBuilder::<Sqlite>::new(STAGE_HEAD);
+            query
+                .push_bind(snapshot.run_id)
+                .push(", ")
+                .push_bind(&snapshot.target)
+                .push(", ")
+                .push_bind(cutoff.clone())
+                .push(body);
+            query.push_values(chunk, &push_row);
+            query.push(tail);
             query
                 .build()
                 .execute(&mut *tx)
@@ -1026,8 +996,9 @@ impl SqliteStore {
                     .await?;
                 diff.existing = ctx.count(&mut tx, ACCOUNT_EXISTING, context).await?;
                 if full {
-                    diff.counts.suspended =
-                        ctx.count(&mut tx, ACCOUNT_MISSING_COUNT, context).await?;
+                    // Listed in the scratch table like the apply does; the rollback below
+                    // drops the list.
+                    diff.counts.suspended = list_missing_accounts(&mut tx, &ctx, context).await?;
                     if diff.counts.suspended > 0 {
                         diff.counts.removed = ctx
                             .count(&mut tx, ACCOUNT_GRANTS_REMOVED_COUNT, context)
@@ -1190,6 +1161,17 @@ async fn delete_snapshot_row(
         .map_err(query_err(context))
 }
 
+/// Lists, in `temp.missing_accounts`, the stored accounts a full import of the snapshot
+/// suspends (one scan); returns how many.
+async fn list_missing_accounts(
+    conn: &mut SqliteConnection,
+    ctx: &Ctx<'_>,
+    context: &'static str,
+) -> StoreResult<u64> {
+    ctx.execute(conn, ACCOUNT_CLEAR_MISSING, context).await?;
+    ctx.execute(conn, ACCOUNT_FIND_MISSING, context).await
+}
+
 /// Applies an account snapshot inside the caller's transaction.
 async fn apply_accounts(
     conn: &mut SqliteConnection,
@@ -1203,8 +1185,7 @@ async fn apply_accounts(
     // is never missing, so the scan need not visit them); the statements after it visit
     // only the missing ones, and none at all when the target returned every account.
     let missing = if full {
-        ctx.execute(conn, ACCOUNT_CLEAR_MISSING, context).await?;
-        ctx.execute(conn, ACCOUNT_FIND_MISSING, context).await?
+        list_missing_accounts(conn, ctx, context).await?
     } else {
         0
     };
