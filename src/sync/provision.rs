@@ -466,23 +466,22 @@ impl ProvisionRunner {
                 .iter()
                 .map(|finished| finished.result.clone())
                 .collect();
-            match self.store.finish_attempts(&results).await {
-                Ok(written) => {
-                    for (finished, one) in batch.iter().zip(written) {
-                        let id = finished.result.task_id;
-                        match one {
-                            Ok(_) => report.count(&finished.step, id),
-                            Err(err) => {
-                                warn!(task_id = id, target = %target, error = %err, "Cannot record the attempt; the task's lease returns it to the queue.");
-                                report.errors.push(err.to_string());
-                            }
-                        }
-                    }
-                }
-                Err(err) => {
-                    for finished in &batch {
-                        warn!(task_id = finished.result.task_id, target = %target, error = %err, "Cannot record the attempt; the task's lease returns it to the queue.");
-                        report.errors.push(err.to_string());
+            // Each finish's own answer; a transaction that failed as a whole fails them all.
+            let written: Vec<Result<(), String>> = match self.store.finish_attempts(&results).await
+            {
+                Ok(written) => written
+                    .into_iter()
+                    .map(|one| one.map(drop).map_err(|err| err.to_string()))
+                    .collect(),
+                Err(err) => vec![Err(err.to_string()); batch.len()],
+            };
+            for (finished, one) in batch.iter().zip(written) {
+                let id = finished.result.task_id;
+                match one {
+                    Ok(()) => report.count(&finished.step, id),
+                    Err(error) => {
+                        warn!(task_id = id, target = %target, error = %error, "Cannot record the attempt; the task's lease returns it to the queue.");
+                        report.errors.push(error);
                     }
                 }
             }

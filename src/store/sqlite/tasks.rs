@@ -635,7 +635,7 @@ impl SqliteStore {
         &self,
         results: &[AttemptResult],
     ) -> StoreResult<Vec<StoreResult<Task>>> {
-        let context = "recording the end of several task attempts";
+        let context = FINISH_BATCH_CONTEXT;
         if results.is_empty() {
             return Ok(Vec::new());
         }
@@ -763,12 +763,15 @@ impl SqliteStore {
 /// What the store is doing while it records the end of an attempt (for errors).
 const FINISH_CONTEXT: &str = "recording the end of a task attempt";
 
+/// What the store is doing while it records the ends of a batch of attempts (for errors).
+const FINISH_BATCH_CONTEXT: &str = "recording the end of several task attempts";
+
 /// Runs one savepoint statement of a batch of finishes.
 async fn savepoint(conn: &mut SqliteConnection, sql: &str) -> StoreResult<()> {
     sqlx::query(sql)
         .execute(&mut *conn)
         .await
-        .map_err(query_err("recording the end of several task attempts"))
+        .map_err(query_err(FINISH_BATCH_CONTEXT))
         .map(drop)
 }
 
