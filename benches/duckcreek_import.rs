@@ -88,18 +88,7 @@ const TARGET: &str = "duckcreek";
 const ERROR_CHARS: usize = 240;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.iter().position(|arg| arg == "--child") {
-        Some(at) => child(args.get(at + 1..).unwrap_or_default()),
-        None => parent(&args),
-    };
-    match result {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("duckcreek import bench: error: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    common::bench_main("duckcreek import bench", parent, child)
 }
 
 // ---------------------------------------------------------------------------------------

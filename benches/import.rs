@@ -58,18 +58,7 @@ const SIM_START_TIMEOUT: Duration = Duration::from_secs(300);
 const TARGET: &str = "digicert";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.iter().position(|arg| arg == "--child") {
-        Some(at) => child(args.get(at + 1..).unwrap_or_default()),
-        None => parent(&args),
-    };
-    match result {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("import bench: error: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    common::bench_main("import bench", parent, child)
 }
 
 // ---------------------------------------------------------------------------------------

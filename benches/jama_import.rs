@@ -88,18 +88,7 @@ const LIMITED: Scenario = Scenario {
 };
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.iter().position(|arg| arg == "--child") {
-        Some(at) => child(args.get(at + 1..).unwrap_or_default()),
-        None => parent(),
-    };
-    match result {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("jama import bench: error: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    common::bench_main("jama import bench", |_| parent(), child)
 }
 
 // ---------------------------------------------------------------------------------------

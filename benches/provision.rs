@@ -99,18 +99,7 @@ const SIM_START_TIMEOUT: Duration = Duration::from_secs(120);
 const USER_PREFIX: &str = "bench.";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.iter().position(|arg| arg == "--child") {
-        Some(at) => child(args.get(at + 1..).unwrap_or_default()),
-        None => parent(),
-    };
-    match result {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("provision bench: error: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    common::bench_main("provision bench", |_| parent(), child)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -92,18 +92,7 @@ const IDLE_WAIT: Duration = Duration::from_millis(2);
 const RESULTS_FILE: &str = "benches/results/score.jsonl";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.iter().position(|arg| arg == "--child") {
-        Some(at) => child(args.get(at + 1..).unwrap_or_default()),
-        None => parent(),
-    };
-    match result {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("score bench: error: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    common::bench_main("score bench", |_| parent(), child)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,28 @@ pub type Result<T, E = BoxError> = std::result::Result<T, E>;
 
 /// Clock ticks per second of `/proc/*/stat` times (`USER_HZ`, 100 on Linux).
 const USER_HZ: f64 = 100.0;
+
+/// A bench binary's `main`: `--child ARGS…` runs `child` with the arguments after the flag
+/// (the measured process, see [`run_child`]); anything else runs `parent` with every
+/// argument. An error is printed under the bench's `name` and fails the exit code.
+pub fn bench_main(
+    name: &str,
+    parent: impl FnOnce(&[String]) -> Result<ExitCode>,
+    child: impl FnOnce(&[String]) -> Result<ExitCode>,
+) -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.iter().position(|arg| arg == "--child") {
+        Some(at) => child(args.get(at + 1..).unwrap_or_default()),
+        None => parent(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("{name}: error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// An `idsync sim` process, killed when dropped (also on error paths).
 pub struct Simulator {
